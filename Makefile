@@ -1,0 +1,99 @@
+# aedet build. `make` builds the library and the tool; `make test` builds the
+# test suite with AddressSanitizer + UndefinedBehaviorSanitizer and runs it.
+# Every src/<module>/*.c is part of the library except src/cli (the tool);
+# every tests/test_*.c is one test program. Adding a file needs no edit here.
+
+CC      ?= cc
+ARCH    ?= -march=native
+OPT     ?= -O3
+PREFIX  ?= /usr/local
+WARN     = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
+CPPFLAGS = -Iinclude -Isrc -D_GNU_SOURCE
+CFLAGS   = -std=c11 $(WARN) $(OPT) $(ARCH) -fopenmp -g
+LDLIBS   = -lopenblas -ljpeg -lpng -lz -lm -lpthread
+SANFLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+
+LIB_SRC  = $(wildcard src/common/*.c src/nn/*.c src/data/*.c src/io/*.c src/eval/*.c src/train/*.c)
+CLI_SRC  = $(wildcard src/cli/*.c)
+TEST_SRC = $(wildcard tests/test_*.c)
+BENCH_SRC = $(wildcard bench/bench_*.c)
+FUZZ_SRC = $(wildcard fuzz/fuzz_*.c)
+
+REL = build/release
+SAN = build/asan
+
+REL_OBJ = $(LIB_SRC:%.c=$(REL)/%.o)
+SAN_OBJ = $(LIB_SRC:%.c=$(SAN)/%.o)
+TESTS   = $(TEST_SRC:tests/%.c=$(SAN)/tests/%)
+BENCHES = $(BENCH_SRC:bench/%.c=$(REL)/bench/%)
+
+.PHONY: all test test-build bench bench-compare fuzz install clean
+all: $(REL)/libaedet.a $(REL)/libaedet.so $(REL)/aedet
+
+$(REL)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -fPIC -MMD -MP -c $< -o $@
+
+$(SAN)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -O1 $(SANFLAGS) -MMD -MP -c $< -o $@
+
+$(REL)/libaedet.a: $(REL_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(REL)/libaedet.so: $(REL_OBJ)
+	$(CC) -shared -fopenmp -o $@ $^ $(LDLIBS)
+
+$(SAN)/libaedet.a: $(SAN_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(REL)/aedet: $(CLI_SRC:%.c=$(REL)/%.o) $(REL)/libaedet.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(SAN)/aedet: $(CLI_SRC:%.c=$(SAN)/%.o) $(SAN)/libaedet.a
+	$(CC) $(CFLAGS) -O1 $(SANFLAGS) -o $@ $^ $(LDLIBS)
+
+$(SAN)/tests/%: $(SAN)/tests/%.o $(SAN)/tests/support.o $(SAN)/libaedet.a
+	$(CC) $(CFLAGS) -O1 $(SANFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
+
+$(REL)/bench/%: $(REL)/bench/%.o $(REL)/libaedet.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+test-build: $(TESTS) $(SAN)/aedet $(REL)/aedet
+
+# The tests run the sanitized library; the end-to-end tests run both tools.
+test: test-build
+	AEDET=$(SAN)/aedet AEDET_RELEASE=$(REL)/aedet tests/run.sh $(TESTS)
+
+bench: $(BENCHES) $(REL)/aedet
+	bench/run.sh
+
+bench-compare: $(BENCHES)
+	bench/compare.sh
+
+# libFuzzer targets (clang only): FUZZ_SECONDS each, on a corpus the tests write.
+FUZZ_SECONDS ?= 60
+FUZZ_BIN = $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
+build/fuzz/%: fuzz/%.c $(LIB_SRC)
+	@mkdir -p $(dir $@)
+	clang $(CPPFLAGS) -std=c11 -g -O1 -fopenmp -fsanitize=fuzzer,address,undefined -o $@ $< $(LIB_SRC) $(LDLIBS)
+fuzz: $(FUZZ_BIN)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh $(FUZZ_BIN)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/aedet \
+	    $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 755 $(REL)/aedet $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(REL)/libaedet.a $(REL)/libaedet.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 include/aedet.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 include/aedet/*.h $(DESTDIR)$(PREFIX)/include/aedet/
+	sed 's|@PREFIX@|$(PREFIX)|; s|@VERSION@|$(shell sed -n 's/.*AE_VERSION_STRING "\(.*\)"/\1/p' include/aedet/common.h)|' \
+	    docs/aedet.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/aedet.pc
+	install -m 644 docs/aedet.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,122 @@
+/* aedet: data sets as users keep them, the tutorial's recipe, and batches.
+ *
+ * A data set is a list of items (an image file, or a record of an IDX file),
+ * each with its identity (path or index) and its label when known. A loader
+ * turns a chosen subset of items into batches of uint8 pixels at the model's
+ * size, from memory when they fit the budget, else streamed from disk by a
+ * thread pool that prefetches the next batches. */
+#ifndef AEDET_DATA_H
+#define AEDET_DATA_H
+
+#include "aedet/common.h"
+#include "aedet/image.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    AE_SOURCE_AUTO = 0,      /* IDX file if DATA is a file; MVTec if train/good exists;
+                                CSV if labels given; else folder */
+    AE_SOURCE_FOLDER,        /* every image below root, no labels */
+    AE_SOURCE_CSV,           /* root + labels CSV */
+    AE_SOURCE_CLASS_FOLDERS, /* root/<class>/...: label = class index, classes sorted */
+    AE_SOURCE_MVTEC,         /* root/train/good, root/test/<defect>, root/ground_truth */
+    AE_SOURCE_IDX            /* images IDX file (+ labels IDX file) */
+} ae_source_kind;
+
+typedef enum { AE_BAD_STOP = 0, AE_BAD_SKIP = 1 } ae_bad_policy;
+
+typedef struct {
+    ae_source_kind kind;
+    const char *root;        /* folder, or the images IDX file */
+    const char *labels;      /* labels CSV, or labels IDX file; may be NULL */
+    const char *path_column; /* CSV: default "Filename" */
+    const char *label_column;/* CSV: default "Label" */
+    const char *const *include; int num_include; /* glob patterns on the path relative to root */
+    const char *const *exclude; int num_exclude;
+    const char *mvtec_split; /* "train" or "test" (default "train") */
+} ae_source;
+
+typedef struct {
+    char *path;      /* image file; NULL for an IDX record */
+    int64_t index;   /* IDX record number, or order of discovery */
+    int label;       /* -1 unknown; class index otherwise */
+    char *mask_path; /* MVTec ground-truth mask, or NULL */
+} ae_item;
+
+typedef struct {
+    ae_item *items;
+    size_t count;
+    char **class_names; /* num_classes names ("good", "crack", ...), or NULL */
+    int num_classes;
+    char *description;  /* one line, for the resolved configuration */
+    /* IDX data sets keep their (small, uint8) pixels here. */
+    ae_idx idx_images;
+} ae_dataset;
+
+ae_status ae_dataset_open(const ae_source *src, ae_dataset *out, ae_error *err);
+void ae_dataset_free(ae_dataset *ds);
+/* One item decoded at its own size (channels as stored: 1 or 3). */
+ae_status ae_dataset_load(const ae_dataset *ds, size_t i, ae_image *out, ae_error *err);
+/* "path" or "#index", for messages and output files. */
+const char *ae_item_name(const ae_item *item, char *buf, size_t bufsize);
+
+/* The tutorial's recipe: every item of the normal classes plus
+ * round(contamination * count) items of each anomaly class, taken in a seeded
+ * random order. No classes means every item. Returns item indices. */
+typedef struct {
+    const int *normal; int num_normal;
+    const int *anomaly; int num_anomaly;
+    double contamination; /* 0.01 */
+    uint64_t seed;
+} ae_recipe;
+
+ae_status ae_recipe_select(const ae_dataset *ds, const ae_recipe *r, size_t **indices,
+                           size_t *count, ae_error *err);
+
+/* Seeded shuffled split: the first round(val_fraction * n) of a shuffled copy
+ * go to validation, the rest to training. */
+ae_status ae_split(const size_t *indices, size_t n, double val_fraction, uint64_t seed,
+                   size_t **train, size_t *num_train, size_t **val, size_t *num_val,
+                   ae_error *err);
+
+typedef struct {
+    int height, width, channels; /* the model's size */
+    size_t memory_budget;        /* bytes for decoded images; 0: default (1 GiB) */
+    int threads;                 /* decoding threads for streaming; 0: all cores */
+    ae_bad_policy bad_policy;
+} ae_loader_config;
+
+typedef struct {
+    int count;              /* images in this batch; 0 at the end of the epoch */
+    const uint8_t *pixels;  /* count x H x W x C */
+    const size_t *items;    /* count dataset item indices */
+} ae_batch;
+
+typedef struct ae_loader ae_loader;
+
+/* Prepares items (dataset indices) for batches: decodes them all into memory
+ * if they fit the budget, else plans to stream. Bad files are stopped at or
+ * skipped per the policy. */
+ae_status ae_loader_create(const ae_dataset *ds, const size_t *items, size_t count,
+                           const ae_loader_config *cfg, ae_loader **out, ae_error *err);
+void ae_loader_free(ae_loader *l);
+int ae_loader_is_streaming(const ae_loader *l);
+size_t ae_loader_count(const ae_loader *l);      /* usable items (bad ones skipped) */
+size_t ae_loader_num_bad(const ae_loader *l);
+const char *ae_loader_bad(const ae_loader *l, size_t i); /* "path: reason" */
+size_t ae_loader_peak_bytes(const ae_loader *l);  /* expected peak for pixels */
+
+/* Starts an epoch of batches of batch_size (the last one may be partial), in a
+ * seeded shuffled order when shuffle, else in item order. */
+ae_status ae_loader_start(ae_loader *l, int batch_size, int shuffle, uint64_t seed, ae_error *err);
+ae_status ae_loader_next(ae_loader *l, ae_batch *batch, ae_error *err);
+
+/* Pixels / 255 into floats. */
+void ae_pixels_to_float(const uint8_t *pixels, size_t count, float *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,77 @@
+/* aedet: reading the files users keep (JPEG, PNG, IDX, CSV) and writing PNG.
+ * Every reader takes a name (the file's path) used in error messages, checks
+ * every length, and never returns a half-filled result on failure. */
+#ifndef AEDET_IMAGE_H
+#define AEDET_IMAGE_H
+
+#include "aedet/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* An 8-bit image, rows top to bottom, channels interleaved (HWC). */
+typedef struct {
+    int height, width, channels; /* channels: 1 gray, 3 RGB (alpha is dropped on load) */
+    uint8_t *pixels;
+} ae_image;
+
+void ae_image_free(ae_image *img);
+
+/* Decodes JPEG or PNG (detected from the bytes, not the name): 8 or 16 bit
+ * (16 is rounded to 8), gray, gray+alpha, RGB, RGBA, palette. Alpha is
+ * dropped (documented); gray stays 1 channel, the rest become 3. */
+ae_status ae_image_decode(const uint8_t *bytes, size_t len, const char *name, ae_image *out,
+                          ae_error *err);
+ae_status ae_image_load(const char *path, ae_image *out, ae_error *err);
+
+/* Converts src to channels (gray <-> RGB; gray is ITU-R 601 luma, rounded) and
+ * resizes it to height x width: area averaging when shrinking, bilinear when
+ * growing (per axis). dst holds height*width*channels bytes. */
+ae_status ae_image_prepare(const ae_image *src, int height, int width, int channels,
+                           uint8_t *dst, ae_error *err);
+
+/* PNG writing. ae_png_write is atomic: temp file in the same folder, fsync, rename. */
+ae_status ae_png_encode(const uint8_t *pixels, int height, int width, int channels,
+                        uint8_t **out, size_t *out_len, ae_error *err);
+ae_status ae_png_write(const char *path, const uint8_t *pixels, int height, int width,
+                       int channels, ae_error *err);
+
+/* IDX files (MNIST, Fashion-MNIST), plain or gzip. Only unsigned-byte data. */
+typedef struct {
+    int ndim;
+    int dims[4];
+    size_t count; /* dims[0] */
+    uint8_t *data;
+} ae_idx;
+
+ae_status ae_idx_parse(const uint8_t *bytes, size_t len, const char *name, ae_idx *out,
+                       ae_error *err);
+ae_status ae_idx_read(const char *path, ae_idx *out, ae_error *err);
+void ae_idx_free(ae_idx *idx);
+
+/* CSV (RFC 4180: quotes, doubled quotes, CRLF). The first row is the header. */
+typedef struct {
+    size_t num_rows; /* data rows, header excluded */
+    int num_columns; /* of the header */
+    char **header;
+    char ***rows;    /* rows[r][c] for c < row_columns[r] */
+    int *row_columns;
+    size_t *row_line; /* 1-based line in the file where row r starts */
+} ae_csv;
+
+ae_status ae_csv_parse(const char *text, size_t len, const char *name, ae_csv *out, ae_error *err);
+ae_status ae_csv_read(const char *path, ae_csv *out, ae_error *err);
+int ae_csv_column(const ae_csv *csv, const char *header_name); /* index, or -1 */
+void ae_csv_free(ae_csv *csv);
+
+/* Reads a whole file into memory (gzip is NOT undone here). */
+ae_status ae_read_file(const char *path, uint8_t **bytes, size_t *len, ae_error *err);
+
+/* Writes a whole file atomically: temp file beside it, fsync, rename, fsync dir. */
+ae_status ae_write_file_atomic(const char *path, const void *bytes, size_t len, ae_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,152 @@
+/* aedet: the convolutional autoencoder of the tutorial (see docs/DESIGN.md).
+ *
+ *   encoder: for f in filters: Conv2D(f, 3x3, stride 2, same) -> LeakyReLU -> BatchNorm
+ *            Flatten -> Dense(latent)
+ *   decoder: Dense(H/2^k * W/2^k * filters[k-1]) -> Reshape
+ *            for f in reversed(filters): Conv2DTranspose(f, 3x3, stride 2, same)
+ *                                        -> LeakyReLU -> BatchNorm
+ *            Conv2DTranspose(channels, 3x3, stride 1, same) -> sigmoid
+ *
+ * Images are float NHWC (batch, height, width, channels) in [0, 1]. Parameters,
+ * gradients, Adam's two moments and the BatchNorm moving statistics each live in
+ * one contiguous buffer; activations are sized once for max_batch, and nothing
+ * is allocated after ae_model_create. */
+#ifndef AEDET_NN_H
+#define AEDET_NN_H
+
+#include "aedet/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define AE_MAX_FILTERS 8
+
+typedef struct {
+    int height, width, channels;
+    int num_filters;
+    int filters[AE_MAX_FILTERS];
+    int latent_dim;
+    float leaky_slope; /* LeakyReLU alpha, 0.3 */
+    float bn_momentum; /* 0.99 */
+    float bn_epsilon;  /* 1e-3 */
+} ae_config;
+
+/* The tutorial's model for images of height x width x channels:
+ * filters 16, 32, 64; latent 32; slope 0.3; momentum 0.99; epsilon 1e-3. */
+void ae_config_init(ae_config *cfg, int height, int width, int channels);
+
+/* AE_ERR_USAGE with a message for a config that cannot work: non-positive sizes,
+ * a size not divisible by 2^num_filters, too many filters, a model or
+ * activation memory over a sane bound for max_batch. */
+ae_status ae_config_check(const ae_config *cfg, int max_batch, ae_error *err);
+
+/* Multiply-adds x 2 of one image's forward pass (convolutions and dense layers),
+ * for the benchmark's GFLOP/s; a training step is about 3x this. */
+double ae_config_forward_flops(const ae_config *cfg);
+
+typedef enum { AE_MODE_INFER = 0, AE_MODE_TRAIN = 1 } ae_mode;
+
+/* One named tensor of the model, in Keras' layout, for model files and tests.
+ * Names: "enc<i>.conv.kernel" (3,3,in,out), "enc<i>.conv.bias", "enc<i>.bn.gamma",
+ * "enc<i>.bn.beta", "enc<i>.bn.moving_mean", "enc<i>.bn.moving_var",
+ * "enc.dense.kernel" (in,out), "enc.dense.bias", "dec.dense.kernel", "dec.dense.bias",
+ * "dec<i>.deconv.kernel" (3,3,out,in), "dec<i>.deconv.bias", "dec<i>.bn.*",
+ * "out.deconv.kernel", "out.deconv.bias". enc<i>/dec<i> count from 0 in the
+ * order the layers run. */
+typedef struct {
+    char name[48];
+    int is_state; /* 0: in the parameter buffer; 1: in the state buffer (BN moving stats) */
+    size_t offset; /* in floats, into the parameters or the state */
+    size_t size;
+    int ndim;
+    int shape[4];
+} ae_tensor_info;
+
+typedef struct ae_model ae_model;
+
+ae_status ae_model_create(const ae_config *cfg, int max_batch, ae_model **out, ae_error *err);
+void ae_model_free(ae_model *m);
+const ae_config *ae_model_config(const ae_model *m);
+int ae_model_max_batch(const ae_model *m);
+
+/* Keras' initial values: glorot-uniform kernels, zero biases, gamma 1, beta 0,
+ * moving mean 0, moving variance 1; Adam moments and step count reset. */
+void ae_model_init_weights(ae_model *m, uint64_t seed);
+
+size_t ae_model_num_params(const ae_model *m);
+float *ae_model_params(ae_model *m);
+float *ae_model_grads(ae_model *m);
+float *ae_model_adam_m(ae_model *m);
+float *ae_model_adam_v(ae_model *m);
+size_t ae_model_num_state(const ae_model *m);
+float *ae_model_state(ae_model *m);
+int64_t ae_model_iterations(const ae_model *m); /* Adam steps taken */
+void ae_model_set_iterations(ae_model *m, int64_t iterations);
+
+int ae_model_num_tensors(const ae_model *m);
+const ae_tensor_info *ae_model_tensor(const ae_model *m, int i);
+int ae_model_find_tensor(const ae_model *m, const char *name); /* index, or -1 */
+
+/* Bytes the model holds (parameters, optimizer, activations, scratch). */
+size_t ae_model_memory_bytes(const ae_model *m);
+
+/* Runs the autoencoder on n <= max_batch images x (NHWC). In AE_MODE_TRAIN,
+ * BatchNorm uses batch statistics and updates its moving statistics; in
+ * AE_MODE_INFER it uses the moving statistics. The result stays inside the
+ * model until the next call. */
+ae_status ae_model_forward(ae_model *m, const float *x, int n, ae_mode mode, ae_error *err);
+const float *ae_model_output(const ae_model *m); /* n x H x W x C reconstruction */
+const float *ae_model_latent(const ae_model *m); /* n x latent_dim */
+
+/* Activations after the last forward, for tests and debugging: layer i of
+ * ae_model_num_layers, named like "enc0.conv", "enc0.leaky", "enc0.bn",
+ * "enc.dense", "dec.dense", "dec0.deconv", ..., "out.deconv", "out.sigmoid". */
+int ae_model_num_layers(const ae_model *m);
+const char *ae_model_layer_name(const ae_model *m, int i);
+const float *ae_model_layer_output(const ae_model *m, int i, size_t *count_per_image);
+
+/* Mean squared error of the last forward against x: the mean over every pixel
+ * and channel of the batch. per_image (may be NULL) gets each image's own mean
+ * squared error: the anomaly score. The same code computes both. */
+float ae_model_loss(const ae_model *m, const float *x, int n, float *per_image);
+
+/* Gradient of ae_model_loss with respect to every parameter, after a forward in
+ * AE_MODE_TRAIN on the same x. Overwrites the gradient buffer. */
+void ae_model_backward(ae_model *m, const float *x, int n);
+
+typedef struct {
+    float learning_rate; /* 1e-3 */
+    float beta1;         /* 0.9 */
+    float beta2;         /* 0.999 */
+    float epsilon;       /* 1e-7 */
+    float decay;         /* Keras' legacy time decay: lr / (1 + decay * iteration) */
+} ae_adam_config;
+
+/* Keras' defaults with the tutorial's decay = learning_rate / decay_epochs
+ * (decay_epochs 0 means no decay). */
+void ae_adam_config_init(ae_adam_config *cfg, float learning_rate, int decay_epochs);
+
+/* One Adam step from the gradient buffer, Keras' way (epsilon added before the
+ * bias correction); increments the iteration count. */
+void ae_model_adam_step(ae_model *m, const ae_adam_config *cfg);
+
+/* forward (train) + loss + backward + Adam. Checks the loss and the updated
+ * weights: a NaN or Inf gives AE_ERR_NUMERIC naming the step, and the weights
+ * are left as they were before the step. */
+ae_status ae_model_train_step(ae_model *m, const ae_adam_config *cfg, const float *x, int n,
+                              float *loss, ae_error *err);
+
+/* Inference. The one scoring path: per-image mean squared reconstruction error
+ * (n values), optionally the reconstruction too (n x H x W x C, may be NULL). */
+ae_status ae_model_score(ae_model *m, const float *x, int n, float *errors, float *recon,
+                         ae_error *err);
+/* The encoder alone: n x latent_dim. */
+ae_status ae_model_encode(ae_model *m, const float *x, int n, float *latent, ae_error *err);
+/* The decoder alone: latent (n x latent_dim) -> n x H x W x C. */
+ae_status ae_model_decode(ae_model *m, const float *latent, int n, float *out, ae_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
