@@ -27,7 +27,13 @@ SAN_OBJ = $(LIB_SRC:%.c=$(SAN)/%.o)
 TESTS   = $(TEST_SRC:tests/%.c=$(SAN)/tests/%)
 BENCHES = $(BENCH_SRC:bench/%.c=$(REL)/bench/%)
 
-.PHONY: all test test-build bench bench-compare fuzz install clean
+# Debian packages: to build (compiler, BLAS, image codecs, zlib), to test
+# (cmocka, clang's libFuzzer, Fashion-MNIST for the demo and the data tests).
+DEB_BUILD = build-essential libopenblas-dev libjpeg62-turbo-dev libpng-dev zlib1g-dev dataset-fashion-mnist
+DEB_TEST  = libcmocka-dev clang libclang-rt-14-dev chromium
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps test test-build check bench bench-compare fuzz install clean
 all: $(REL)/libaedet.a $(REL)/libaedet.so $(REL)/aedet
 
 $(REL)/%.o: %.c
@@ -61,11 +67,21 @@ $(SAN)/tests/%: $(SAN)/tests/%.o $(SAN)/tests/support.o $(SAN)/libaedet.a
 $(REL)/bench/%: $(REL)/bench/%.o $(REL)/libaedet.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
+# Installs what the build and the tests need (as root, or through sudo).
+deps:
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEB_BUILD) $(DEB_TEST)
+
+# Everything CI runs: the sanitized test suite, then each fuzzer for a while.
+check:
+	$(MAKE) test
+	$(MAKE) fuzz
+
 test-build: $(TESTS) $(SAN)/aedet $(REL)/aedet
 
 # The tests run the sanitized library; the end-to-end tests run both tools.
 test: test-build
-	AEDET=$(SAN)/aedet AEDET_RELEASE=$(REL)/aedet tests/run.sh $(TESTS)
+	AEDET=$(SAN)/aedet AEDET_RELEASE=$(REL)/aedet AEDET_FUZZ_CORPUS=build/fuzz-corpus tests/run.sh $(TESTS)
 
 bench: $(BENCHES) $(REL)/aedet
 	bench/run.sh

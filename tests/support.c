@@ -71,3 +71,122 @@ double test_max_rel_error(const float *a, const float *b, size_t n, double floor
     }
     return worst;
 }
+
+/* ---- Test images written directly with libpng / libjpeg ---- */
+#include <png.h>
+#include <jpeglib.h>
+
+void test_png_palette_entry(int i, uint8_t rgb[3])
+{
+    rgb[0] = (uint8_t)i;
+    rgb[1] = (uint8_t)(255 - i);
+    rgb[2] = (uint8_t)((3 * i) & 255);
+}
+
+static void write_png_any(const char *path, const uint8_t *pixels, int height, int width,
+                          int color_type, int bit_depth, const uint8_t *trans, int num_trans)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        perror(path);
+        abort();
+    }
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    if (!info || setjmp(png_jmpbuf(png))) {
+        fprintf(stderr, "test_write_png: libpng failed on %s\n", path);
+        abort();
+    }
+    png_init_io(png, f);
+    png_set_IHDR(png, info, (png_uint_32)width, (png_uint_32)height, bit_depth, color_type,
+                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    int samples = 1;
+    switch (color_type) {
+    case PNG_COLOR_TYPE_GRAY_ALPHA: samples = 2; break;
+    case PNG_COLOR_TYPE_RGB: samples = 3; break;
+    case PNG_COLOR_TYPE_RGB_ALPHA: samples = 4; break;
+    default: samples = 1;
+    }
+    if (color_type == PNG_COLOR_TYPE_PALETTE) {
+        png_color palette[256];
+        int n = 1 << bit_depth;
+        for (int i = 0; i < n; i++) {
+            uint8_t rgb[3];
+            test_png_palette_entry(i, rgb);
+            palette[i].red = rgb[0];
+            palette[i].green = rgb[1];
+            palette[i].blue = rgb[2];
+        }
+        png_set_PLTE(png, info, palette, n);
+        if (trans && num_trans > 0)
+            png_set_tRNS(png, info, trans, num_trans, NULL);
+    }
+    png_write_info(png, info);
+    if (bit_depth < 8)
+        png_set_packing(png);
+    size_t row_bytes = (size_t)width * (size_t)samples * (bit_depth == 16 ? 2 : 1);
+    for (int y = 0; y < height; y++)
+        png_write_row(png, pixels + (size_t)y * row_bytes);
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    if (fclose(f) != 0) {
+        perror(path);
+        abort();
+    }
+}
+
+void test_write_png(const char *path, const uint8_t *pixels, int height, int width,
+                    int png_color_type, int bit_depth)
+{
+    write_png_any(path, pixels, height, width, png_color_type, bit_depth, NULL, 0);
+}
+
+void test_write_png_trns(const char *path, const uint8_t *indices, int height, int width,
+                         int bit_depth, const uint8_t *trans, int num_trans)
+{
+    write_png_any(path, indices, height, width, PNG_COLOR_TYPE_PALETTE, bit_depth, trans,
+                  num_trans);
+}
+
+static void jpeg_abort_on_error(j_common_ptr cinfo)
+{
+    (*cinfo->err->output_message)(cinfo);
+    abort();
+}
+
+void test_write_jpeg(const char *path, const uint8_t *pixels, int height, int width,
+                     int channels, int quality)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        perror(path);
+        abort();
+    }
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr jerr;
+    c.err = jpeg_std_error(&jerr);
+    jerr.error_exit = jpeg_abort_on_error;
+    jpeg_create_compress(&c);
+    jpeg_stdio_dest(&c, f);
+    c.image_width = (JDIMENSION)width;
+    c.image_height = (JDIMENSION)height;
+    c.input_components = channels;
+    c.in_color_space = channels == 1 ? JCS_GRAYSCALE : channels == 3 ? JCS_RGB : JCS_CMYK;
+    jpeg_set_defaults(&c);
+    jpeg_set_quality(&c, quality, TRUE);
+    if (quality >= 90) { /* no chroma subsampling, so near-exact colours are checkable */
+        for (int i = 0; i < c.num_components; i++)
+            c.comp_info[i].h_samp_factor = c.comp_info[i].v_samp_factor = 1;
+    }
+    jpeg_start_compress(&c, TRUE);
+    while (c.next_scanline < c.image_height) {
+        JSAMPROW row = (JSAMPROW)(pixels + (size_t)c.next_scanline * (size_t)width * (size_t)channels);
+        jpeg_write_scanlines(&c, &row, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    if (fclose(f) != 0) {
+        perror(path);
+        abort();
+    }
+}

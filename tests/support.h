@@ -22,4 +22,25 @@ const char *test_fixture(const char *name);
 /* max |a-b| / max(|b|, floor) over n values; for reports in failure messages. */
 double test_max_rel_error(const float *a, const float *b, size_t n, double floor);
 
+
+/* Test images written directly with libpng / libjpeg (not with the library,
+ * so the readers are not checked against themselves). Both abort() on error.
+ *
+ * test_write_png: pixels in the PNG's own sample layout, rows top to bottom:
+ * png_color_type is PNG_COLOR_TYPE_GRAY (0), RGB (2), PALETTE (3),
+ * GRAY_ALPHA (4) or RGBA (6); 16-bit samples are two bytes, big-endian;
+ * bit depths below 8 take ONE byte per pixel (libpng packs them). Palette
+ * images use 1 << bit_depth entries of test_png_palette_entry(). */
+void test_write_png(const char *path, const uint8_t *pixels, int height, int width,
+                    int png_color_type, int bit_depth);
+/* Like test_write_png for palette images, with a tRNS chunk giving alpha
+ * values for the first num_trans palette entries. */
+void test_write_png_trns(const char *path, const uint8_t *indices, int height, int width,
+                         int bit_depth, const uint8_t *trans, int num_trans);
+/* The palette test_write_png uses: entry i is (i, 255 - i, (3 * i) & 255). */
+void test_png_palette_entry(int i, uint8_t rgb[3]);
+/* channels 1 (gray), 3 (RGB) or 4 (Adobe CMYK, to test its handling). */
+void test_write_jpeg(const char *path, const uint8_t *pixels, int height, int width,
+                     int channels, int quality);
+
 #endif

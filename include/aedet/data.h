@@ -15,14 +15,25 @@
 extern "C" {
 #endif
 
+/* Where the images come from. Every source lists files in a deterministic
+ * order (paths sorted by strcmp), so item numbers are the same on every run.
+ * Image files are the ones named .jpg, .jpeg or .png (any case); hidden
+ * entries (names starting with '.') are skipped and folders reached through a
+ * symbolic link are not entered. */
 typedef enum {
-    AE_SOURCE_AUTO = 0,      /* IDX file if DATA is a file; MVTec if train/good exists;
-                                CSV if labels given; else folder */
-    AE_SOURCE_FOLDER,        /* every image below root, no labels */
-    AE_SOURCE_CSV,           /* root + labels CSV */
-    AE_SOURCE_CLASS_FOLDERS, /* root/<class>/...: label = class index, classes sorted */
-    AE_SOURCE_MVTEC,         /* root/train/good, root/test/<defect>, root/ground_truth */
-    AE_SOURCE_IDX            /* images IDX file (+ labels IDX file) */
+    AE_SOURCE_AUTO = 0,      /* root is a regular file: IDX; root/train/good exists:
+                                MVTEC; labels given: CSV; else FOLDER */
+    AE_SOURCE_FOLDER,        /* every image below root, recursively; labels -1 */
+    AE_SOURCE_CSV,           /* a labels CSV (DeepWeeds: Filename,Label,Species) with paths
+                                relative to root (default: the CSV's folder). Labels are
+                                integers 0..65535; every listed file must exist. Class
+                                names from a "Species" column, else "0", "1", ... */
+    AE_SOURCE_CLASS_FOLDERS, /* root/<class>/...: label = class index, classes sorted by
+                                name; files directly in root are ignored */
+    AE_SOURCE_MVTEC,         /* root/train/good (label 0) or root/test/<class> (good = 0,
+                                then the defect folders sorted), masks from
+                                root/ground_truth/<defect>/<name>_mask.png */
+    AE_SOURCE_IDX            /* images IDX file (+ labels IDX file); class names "0".. */
 } ae_source_kind;
 
 typedef enum { AE_BAD_STOP = 0, AE_BAD_SKIP = 1 } ae_bad_policy;
@@ -33,7 +44,12 @@ typedef struct {
     const char *labels;      /* labels CSV, or labels IDX file; may be NULL */
     const char *path_column; /* CSV: default "Filename" */
     const char *label_column;/* CSV: default "Label" */
-    const char *const *include; int num_include; /* glob patterns on the path relative to root */
+    /* Glob patterns (fnmatch without FNM_PATHNAME, so '*' crosses '/') on the
+     * path relative to root, e.g. "train/good/x.png". An item is kept when it
+     * matches some include (or there are none) and no exclude. A pattern with
+     * no '/' is also tried on the file name alone ("mask*"), and a leading
+     * "**" + "/" may also match nothing (as in .gitignore). Not for IDX. */
+    const char *const *include; int num_include;
     const char *const *exclude; int num_exclude;
     const char *mvtec_split; /* "train" or "test" (default "train") */
 } ae_source;
@@ -63,8 +79,11 @@ ae_status ae_dataset_load(const ae_dataset *ds, size_t i, ae_image *out, ae_erro
 const char *ae_item_name(const ae_item *item, char *buf, size_t bufsize);
 
 /* The tutorial's recipe: every item of the normal classes plus
- * round(contamination * count) items of each anomaly class, taken in a seeded
- * random order. No classes means every item. Returns item indices. */
+ * round(contamination * count) items of each anomaly class (rounded half away
+ * from zero: 0.01 * 1064 -> 11). The tutorial took the first ones; we take a
+ * seeded random sample. No classes means every item. Returns item indices in
+ * dataset order (labels choose items, and are never passed on to training).
+ * A class with no items, or in both lists, is an error. */
 typedef struct {
     const int *normal; int num_normal;
     const int *anomaly; int num_anomaly;
@@ -76,7 +95,8 @@ ae_status ae_recipe_select(const ae_dataset *ds, const ae_recipe *r, size_t **in
                            size_t *count, ae_error *err);
 
 /* Seeded shuffled split: the first round(val_fraction * n) of a shuffled copy
- * go to validation, the rest to training. */
+ * go to validation, the rest to training; each part is returned sorted (in
+ * dataset order). val_fraction in [0, 1). */
 ae_status ae_split(const size_t *indices, size_t n, double val_fraction, uint64_t seed,
                    size_t **train, size_t *num_train, size_t **val, size_t *num_val,
                    ae_error *err);
@@ -84,10 +104,12 @@ ae_status ae_split(const size_t *indices, size_t n, double val_fraction, uint64_
 typedef struct {
     int height, width, channels; /* the model's size */
     size_t memory_budget;        /* bytes for decoded images; 0: default (1 GiB) */
-    int threads;                 /* decoding threads for streaming; 0: all cores */
+    int threads;                 /* decoding threads; 0: all cores */
     ae_bad_policy bad_policy;
+    int ring_batches;            /* streaming: batches decoded ahead; 0: 4 */
 } ae_loader_config;
 
+/* Valid until the next ae_loader_next, ae_loader_start or ae_loader_free. */
 typedef struct {
     int count;              /* images in this batch; 0 at the end of the epoch */
     const uint8_t *pixels;  /* count x H x W x C */
@@ -97,8 +119,14 @@ typedef struct {
 typedef struct ae_loader ae_loader;
 
 /* Prepares items (dataset indices) for batches: decodes them all into memory
- * if they fit the budget, else plans to stream. Bad files are stopped at or
- * skipped per the policy. */
+ * (in parallel) if count x H x W x C fits the budget, else streams them: a
+ * pool of `threads` decoders fills a ring of ring_batches batch buffers ahead
+ * of ae_loader_next. Either way every item is decoded once here, so a bad file
+ * fails now (AE_BAD_STOP: the first bad one in item order, with its name and
+ * the decoder's reason) or is left out of every epoch alike (AE_BAD_SKIP, see
+ * ae_loader_bad); a streamed epoch therefore costs one extra decoding pass up
+ * front. A file that turns bad later fails the batch that holds it. The
+ * dataset must outlive the loader. */
 ae_status ae_loader_create(const ae_dataset *ds, const size_t *items, size_t count,
                            const ae_loader_config *cfg, ae_loader **out, ae_error *err);
 void ae_loader_free(ae_loader *l);
@@ -106,14 +134,20 @@ int ae_loader_is_streaming(const ae_loader *l);
 size_t ae_loader_count(const ae_loader *l);      /* usable items (bad ones skipped) */
 size_t ae_loader_num_bad(const ae_loader *l);
 const char *ae_loader_bad(const ae_loader *l, size_t i); /* "path: reason" */
-size_t ae_loader_peak_bytes(const ae_loader *l);  /* expected peak for pixels */
+/* Expected peak bytes of pixels: all images plus one batch in memory, or
+ * ring_batches batches when streaming; for the batch size of the latest
+ * ae_loader_start (32 before the first). */
+size_t ae_loader_peak_bytes(const ae_loader *l);
 
 /* Starts an epoch of batches of batch_size (the last one may be partial), in a
- * seeded shuffled order when shuffle, else in item order. */
+ * seeded shuffled order when shuffle, else in item order; abandons any epoch
+ * under way. The caller derives seed from its base seed and the epoch number.
+ * The same items, batch size and seed give the same batches, byte for byte,
+ * in memory or streamed. */
 ae_status ae_loader_start(ae_loader *l, int batch_size, int shuffle, uint64_t seed, ae_error *err);
 ae_status ae_loader_next(ae_loader *l, ae_batch *batch, ae_error *err);
 
-/* Pixels / 255 into floats. */
+/* Pixels / 255 into floats (exactly x / 255.0f). */
 void ae_pixels_to_float(const uint8_t *pixels, size_t count, float *out);
 
 #ifdef __cplusplus

@@ -18,9 +18,19 @@ typedef struct {
 
 void ae_image_free(ae_image *img);
 
+/* Decoders refuse images over these sizes before allocating anything, with a
+ * message naming the file (a small file can claim a huge image). */
+#define AE_IMAGE_MAX_PIXELS (1UL << 28) /* width * height */
+#define AE_IMAGE_MAX_SIDE (1L << 20)    /* width or height */
+
 /* Decodes JPEG or PNG (detected from the bytes, not the name): 8 or 16 bit
- * (16 is rounded to 8), gray, gray+alpha, RGB, RGBA, palette. Alpha is
- * dropped (documented); gray stays 1 channel, the rest become 3. */
+ * (16 is rounded to 8: v * 255 / 65535 to nearest), 1/2/4-bit gray (scaled
+ * to 0..255), gray, gray+alpha, RGB, RGBA, palette (with or without tRNS).
+ * Alpha is dropped, not composited; gray stays 1 channel, the rest become 3.
+ * CMYK/YCCK JPEGs are converted naively (R = (1 - C)(1 - K), Adobe-inverted
+ * files accordingly). No gamma or ICC colour management is applied. A
+ * truncated or corrupt file (libjpeg's corrupt-data warnings included) is
+ * AE_ERR_DATA with name in the message; nothing is ever printed. */
 ae_status ae_image_decode(const uint8_t *bytes, size_t len, const char *name, ae_image *out,
                           ae_error *err);
 ae_status ae_image_load(const char *path, ae_image *out, ae_error *err);
@@ -31,13 +41,17 @@ ae_status ae_image_load(const char *path, ae_image *out, ae_error *err);
 ae_status ae_image_prepare(const ae_image *src, int height, int width, int channels,
                            uint8_t *dst, ae_error *err);
 
-/* PNG writing. ae_png_write is atomic: temp file in the same folder, fsync, rename. */
+/* PNG writing, 8 bits, channels 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA).
+ * ae_png_encode returns a malloc'ed buffer. ae_png_write is atomic (see
+ * ae_write_file_atomic). */
 ae_status ae_png_encode(const uint8_t *pixels, int height, int width, int channels,
                         uint8_t **out, size_t *out_len, ae_error *err);
 ae_status ae_png_write(const char *path, const uint8_t *pixels, int height, int width,
                        int channels, ae_error *err);
 
-/* IDX files (MNIST, Fashion-MNIST), plain or gzip. Only unsigned-byte data. */
+/* IDX files (MNIST, Fashion-MNIST), plain or gzip (found by its magic bytes,
+ * not the name). Only unsigned-byte data (type 0x08), 1 to 4 dimensions, and
+ * the data must be exactly as long as the dimensions say. */
 typedef struct {
     int ndim;
     int dims[4];
@@ -50,7 +64,10 @@ ae_status ae_idx_parse(const uint8_t *bytes, size_t len, const char *name, ae_id
 ae_status ae_idx_read(const char *path, ae_idx *out, ae_error *err);
 void ae_idx_free(ae_idx *idx);
 
-/* CSV (RFC 4180: quotes, doubled quotes, CRLF). The first row is the header. */
+/* CSV (RFC 4180: quotes, doubled quotes, newlines inside quotes, CRLF; a
+ * UTF-8 BOM and empty lines are skipped). The first row is the header. Rows
+ * may have more or fewer fields than the header (row_columns says how many):
+ * the caller decides whether that is an error, and row_line says where. */
 typedef struct {
     size_t num_rows; /* data rows, header excluded */
     int num_columns; /* of the header */
@@ -58,6 +75,8 @@ typedef struct {
     char ***rows;    /* rows[r][c] for c < row_columns[r] */
     int *row_columns;
     size_t *row_line; /* 1-based line in the file where row r starts */
+    char *text_;      /* internal: one block holding every field's text */
+    char **fields_;   /* internal: every field pointer; header and rows point into it */
 } ae_csv;
 
 ae_status ae_csv_parse(const char *text, size_t len, const char *name, ae_csv *out, ae_error *err);
@@ -65,10 +84,14 @@ ae_status ae_csv_read(const char *path, ae_csv *out, ae_error *err);
 int ae_csv_column(const ae_csv *csv, const char *header_name); /* index, or -1 */
 void ae_csv_free(ae_csv *csv);
 
-/* Reads a whole file into memory (gzip is NOT undone here). */
+/* Reads a whole file into memory (gzip is NOT undone here). The buffer holds
+ * one extra NUL byte after the len bytes; free it with free(). */
 ae_status ae_read_file(const char *path, uint8_t **bytes, size_t *len, ae_error *err);
 
-/* Writes a whole file atomically: temp file beside it, fsync, rename, fsync dir. */
+/* Writes a whole file atomically: temp file beside it (mkstemp), fsync,
+ * rename over path, fsync the folder. On failure the temp file is removed
+ * and an existing file at path is left untouched. An existing file's mode is
+ * kept; a new file gets 0644. */
 ae_status ae_write_file_atomic(const char *path, const void *bytes, size_t len, ae_error *err);
 
 #ifdef __cplusplus

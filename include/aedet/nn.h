@@ -10,7 +10,11 @@
  * Images are float NHWC (batch, height, width, channels) in [0, 1]. Parameters,
  * gradients, Adam's two moments and the BatchNorm moving statistics each live in
  * one contiguous buffer; activations are sized once for max_batch, and nothing
- * is allocated after ae_model_create. */
+ * is allocated after ae_model_create.
+ *
+ * Determinism: every sum over the batch is taken per image and then added in
+ * image order, so the same seed and data give bit-identical weights for any
+ * number of threads (ae_set_num_threads). */
 #ifndef AEDET_NN_H
 #define AEDET_NN_H
 
@@ -65,6 +69,10 @@ typedef struct {
 
 typedef struct ae_model ae_model;
 
+/* Allocates every buffer (ae_config_check's errors, or AE_ERR_NOMEM; *out is
+ * NULL on failure) and initialises the weights with seed 0. Per-thread scratch
+ * is made for ae_get_num_threads() threads: set the thread count first (a
+ * later, larger setting is capped to it). Sets OpenBLAS to one thread. */
 ae_status ae_model_create(const ae_config *cfg, int max_batch, ae_model **out, ae_error *err);
 void ae_model_free(ae_model *m);
 const ae_config *ae_model_config(const ae_model *m);
@@ -88,7 +96,8 @@ int ae_model_num_tensors(const ae_model *m);
 const ae_tensor_info *ae_model_tensor(const ae_model *m, int i);
 int ae_model_find_tensor(const ae_model *m, const char *name); /* index, or -1 */
 
-/* Bytes the model holds (parameters, optimizer, activations, scratch). */
+/* Bytes the model holds (parameters, optimizer, activations, scratch); the
+ * same figure ae_config_check bounds (64 GiB). */
 size_t ae_model_memory_bytes(const ae_model *m);
 
 /* Runs the autoencoder on n <= max_batch images x (NHWC). In AE_MODE_TRAIN,
@@ -131,9 +140,10 @@ void ae_adam_config_init(ae_adam_config *cfg, float learning_rate, int decay_epo
  * bias correction); increments the iteration count. */
 void ae_model_adam_step(ae_model *m, const ae_adam_config *cfg);
 
-/* forward (train) + loss + backward + Adam. Checks the loss and the updated
- * weights: a NaN or Inf gives AE_ERR_NUMERIC naming the step, and the weights
- * are left as they were before the step. */
+/* forward (train) + loss + backward + Adam. Checks the loss, the gradients and
+ * the updated weights: a NaN or Inf gives AE_ERR_NUMERIC naming the step, and
+ * the weights, Adam moments, iteration count and BatchNorm moving statistics
+ * are left as they were before the step. n must be 1..max_batch (AE_ERR_USAGE). */
 ae_status ae_model_train_step(ae_model *m, const ae_adam_config *cfg, const float *x, int n,
                               float *loss, ae_error *err);
 

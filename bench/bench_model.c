@@ -1,0 +1,211 @@
+/* Throughput of the model: training steps and scoring (ae_model_score) on
+ * random images, for the tutorial's 256x256x3 and a 32x32x1 (Fashion-MNIST
+ * sized) model, batch 32 by default.
+ *
+ *   bench_model [--threads N] [--seconds S] [--batch B] [--size HxWxC]...
+ *
+ * Each measurement runs one untimed warm-up step, then repeats until S seconds
+ * have passed (at least 3 timed steps), and reports the median step. Besides the human-readable table it
+ * prints lines that bench/compare.sh reads, one number each:
+ *   train 256x256x3 b32 images_per_s 12.3
+ *   train 256x256x3 b32 gflop_per_s 45.6
+ *   infer ...
+ *   mem 256x256x3 b32 peak_rss_mb 789.0
+ * peak_rss_mb is the process's peak so far (getrusage), so sizes run smallest
+ * first; run one size per process for a clean figure. */
+#include "aedet/nn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#define MAX_SIZES 8
+
+typedef struct {
+    int height, width, channels;
+} image_size;
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double peak_rss_mb(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return -1;
+    return (double)ru.ru_maxrss / 1024.0; /* Linux reports KiB */
+}
+
+static int usage(const char *prog)
+{
+    fprintf(stderr,
+            "usage: %s [--threads N] [--seconds S] [--batch B] [--size HxWxC]...\n"
+            "  defaults: all cores, 3 seconds per measurement, batch 32,\n"
+            "  sizes 32x32x1 then 256x256x3\n",
+            prog);
+    return 2;
+}
+
+typedef struct {
+    const char *mode;
+    double images_per_s, gflop_per_s;
+} result;
+
+static int compare_doubles(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* One training or scoring measurement; returns 0, or 1 after printing why.
+ * The machine may be shared: the median step time resists other processes'
+ * bursts better than the mean. */
+static int measure(ae_model *m, const float *x, int batch, int train, double seconds,
+                   double flops_per_image, result *out)
+{
+    enum { MAX_STEPS = 100000, MIN_STEPS = 3 };
+    ae_adam_config adam;
+    ae_adam_config_init(&adam, 1e-3f, 50);
+    float *errors = malloc((size_t)batch * sizeof(float));
+    double *times = malloc(MAX_STEPS * sizeof(double));
+    if (!errors || !times) {
+        fprintf(stderr, "bench_model: out of memory\n");
+        free(errors);
+        free(times);
+        return 1;
+    }
+    ae_error err;
+    ae_error_clear(&err);
+    int steps = -1; /* the first, warm-up step is not recorded */
+    double start = now_seconds(), begin = start;
+    while (steps < MIN_STEPS || (now_seconds() - begin < seconds && steps < MAX_STEPS)) {
+        float loss;
+        ae_status st = train ? ae_model_train_step(m, &adam, x, batch, &loss, &err)
+                             : ae_model_score(m, x, batch, errors, NULL, &err);
+        if (st != AE_OK) {
+            fprintf(stderr, "bench_model: %s\n", err.message);
+            free(errors);
+            free(times);
+            return 1;
+        }
+        double t = now_seconds();
+        if (steps < 0)
+            begin = t;
+        else
+            times[steps] = t - start;
+        steps++;
+        start = t;
+    }
+    qsort(times, (size_t)steps, sizeof *times, compare_doubles);
+    double median = steps % 2 ? times[steps / 2] : 0.5 * (times[steps / 2 - 1] + times[steps / 2]);
+    free(errors);
+    free(times);
+    out->mode = train ? "train" : "infer";
+    out->images_per_s = batch / median;
+    /* A training step is a forward pass and a backward pass that costs about twice as much. */
+    out->gflop_per_s = out->images_per_s * flops_per_image * (train ? 3.0 : 1.0) * 1e-9;
+    return 0;
+}
+
+static int bench_size(image_size s, int batch, double seconds)
+{
+    ae_config cfg;
+    ae_config_init(&cfg, s.height, s.width, s.channels);
+    ae_model *m = NULL;
+    ae_error err;
+    ae_error_clear(&err);
+    if (ae_model_create(&cfg, batch, &m, &err) != AE_OK) {
+        fprintf(stderr, "bench_model: %dx%dx%d: %s\n", s.height, s.width, s.channels,
+                err.message);
+        return 1;
+    }
+    ae_model_init_weights(m, 1);
+    size_t n = (size_t)batch * s.height * s.width * s.channels;
+    float *x = malloc(n * sizeof(float));
+    if (!x) {
+        fprintf(stderr, "bench_model: out of memory for %zu input values\n", n);
+        ae_model_free(m);
+        return 1;
+    }
+    ae_rng rng;
+    ae_rng_seed(&rng, 7);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)ae_rng_uniform(&rng);
+
+    char name[64];
+    snprintf(name, sizeof name, "%dx%dx%d b%d", s.height, s.width, s.channels, batch);
+    double flops = ae_config_forward_flops(&cfg);
+    printf("# %s: %zu parameters, %.1f MFLOP per image forward, model memory %.1f MB\n", name,
+           ae_model_num_params(m), flops * 1e-6, (double)ae_model_memory_bytes(m) / 1048576.0);
+    int rc = 0;
+    for (int train = 1; train >= 0 && rc == 0; train--) {
+        result r;
+        rc = measure(m, x, batch, train, seconds, flops, &r);
+        if (rc == 0) {
+            printf("%s %s images_per_s %.2f\n", r.mode, name, r.images_per_s);
+            printf("%s %s ms_per_image %.3f\n", r.mode, name, 1e3 / r.images_per_s);
+            printf("%s %s gflop_per_s %.2f\n", r.mode, name, r.gflop_per_s);
+        }
+    }
+    if (rc == 0)
+        printf("mem %s peak_rss_mb %.1f\n", name, peak_rss_mb());
+    fflush(stdout);
+    free(x);
+    ae_model_free(m);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    int threads = 0, batch = 32, num_sizes = 0;
+    double seconds = 3.0;
+    image_size sizes[MAX_SIZES];
+    for (int i = 1; i < argc; i += 2) { /* every option takes one value */
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v)
+            return usage(argv[0]);
+        char *end = NULL;
+        if (strcmp(a, "--threads") == 0) {
+            threads = (int)strtol(v, &end, 10);
+        } else if (strcmp(a, "--seconds") == 0) {
+            seconds = strtod(v, &end);
+            if (!(seconds > 0 && seconds < 3600))
+                return usage(argv[0]);
+        } else if (strcmp(a, "--batch") == 0) {
+            batch = (int)strtol(v, &end, 10);
+            if (batch < 1 || batch > 4096)
+                return usage(argv[0]);
+        } else if (strcmp(a, "--size") == 0) {
+            image_size s;
+            int used = 0;
+            if (num_sizes == MAX_SIZES ||
+                sscanf(v, "%dx%dx%d%n", &s.height, &s.width, &s.channels, &used) != 3 ||
+                v[used] != '\0' || s.height < 1 || s.width < 1 || s.channels < 1)
+                return usage(argv[0]);
+            sizes[num_sizes++] = s;
+            end = (char *)v + used;
+        } else {
+            return usage(argv[0]);
+        }
+        if (!end || *end != '\0')
+            return usage(argv[0]);
+    }
+    if (num_sizes == 0) {
+        sizes[num_sizes++] = (image_size){32, 32, 1};
+        sizes[num_sizes++] = (image_size){256, 256, 3};
+    }
+    ae_set_num_threads(threads);
+    printf("# aedet %s, %d threads, %.1f s per measurement\n", AE_VERSION_STRING,
+           ae_get_num_threads(), seconds);
+    for (int i = 0; i < num_sizes; i++)
+        if (bench_size(sizes[i], batch, seconds) != 0)
+            return 1;
+    return 0;
+}

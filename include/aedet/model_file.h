@@ -1,0 +1,190 @@
+/* aedet: the model file (docs/MODEL_FORMAT.md has the exact layout).
+ *
+ * A model file is self-describing: a preamble (magic, format version,
+ * endianness marker, section lengths), typed key-value metadata (the model's
+ * config, its preprocessing, how it was trained, the training errors), a
+ * tensor directory, the tensors as little-endian float32, and a CRC-32 of
+ * everything before it. It is built in memory and written atomically, and
+ * every length is checked against the file's size when it is read.
+ *
+ * Two layers: ae_meta + ae_model_file_encode/parse know nothing of ae_model
+ * (they are the format); ae_model_save/ae_model_load map a model onto it. */
+#ifndef AEDET_MODEL_FILE_H
+#define AEDET_MODEL_FILE_H
+
+#include "aedet/common.h"
+#include "aedet/nn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define AE_MODEL_FORMAT_VERSION 1
+
+/* ---- Metadata: an ordered list of typed key-value entries ---- */
+
+typedef enum {
+    AE_META_INT = 1,     /* int64 */
+    AE_META_FLOAT = 2,   /* float64 */
+    AE_META_STRING = 3,  /* UTF-8, no NUL inside */
+    AE_META_FLOATS = 4,  /* array of float32 */
+    AE_META_INTS = 5,    /* array of int64 */
+    AE_META_DOUBLES = 6  /* array of float64 */
+} ae_meta_type;
+
+typedef struct ae_meta ae_meta;
+
+ae_meta *ae_meta_new(void); /* NULL when out of memory */
+void ae_meta_free(ae_meta *m);
+ae_status ae_meta_copy(const ae_meta *src, ae_meta **out, ae_error *err);
+
+/* Setting a key that exists replaces its value (and type), keeping its place.
+ * Keys are 1 to AE_META_MAX_KEY bytes with no NUL; AE_ERR_USAGE otherwise. */
+#define AE_META_MAX_KEY 255
+#define AE_META_MAX_ENTRIES 4096 /* a file may hold no more; setters refuse more */
+ae_status ae_meta_set_int(ae_meta *m, const char *key, int64_t value, ae_error *err);
+ae_status ae_meta_set_float(ae_meta *m, const char *key, double value, ae_error *err);
+ae_status ae_meta_set_str(ae_meta *m, const char *key, const char *value, ae_error *err);
+ae_status ae_meta_set_floats(ae_meta *m, const char *key, const float *v, size_t n,
+                             ae_error *err);
+ae_status ae_meta_set_ints(ae_meta *m, const char *key, const int64_t *v, size_t n,
+                           ae_error *err);
+ae_status ae_meta_set_doubles(ae_meta *m, const char *key, const double *v, size_t n,
+                              ae_error *err);
+/* key = the current time as ISO 8601 UTC, "2024-05-01T12:34:56Z". */
+ae_status ae_meta_set_now(ae_meta *m, const char *key, ae_error *err);
+int ae_meta_remove(ae_meta *m, const char *key); /* 1 if it was there */
+int ae_meta_has(const ae_meta *m, const char *key);
+
+/* Getters return 1 and fill *value when key exists with that type, else 0
+ * (ae_meta_get_float also reads an AE_META_INT). Array getters return NULL
+ * when absent; the pointers stay valid until the entry is changed. */
+int ae_meta_get_int(const ae_meta *m, const char *key, int64_t *value);
+int ae_meta_get_float(const ae_meta *m, const char *key, double *value);
+const char *ae_meta_get_str(const ae_meta *m, const char *key);
+const float *ae_meta_get_floats(const ae_meta *m, const char *key, size_t *n);
+const int64_t *ae_meta_get_ints(const ae_meta *m, const char *key, size_t *n);
+const double *ae_meta_get_doubles(const ae_meta *m, const char *key, size_t *n);
+
+/* Walking every entry, in order (for `aedet info`). */
+size_t ae_meta_count(const ae_meta *m);
+const char *ae_meta_key(const ae_meta *m, size_t i);
+ae_meta_type ae_meta_entry_type(const ae_meta *m, size_t i);
+size_t ae_meta_entry_length(const ae_meta *m, size_t i); /* array elements; 1 otherwise */
+const char *ae_meta_type_name(ae_meta_type t);
+
+/* Keys the library writes (it replaces any the caller set). */
+#define AE_KEY_VERSION "aedet.version"
+#define AE_KEY_HEIGHT "model.height"
+#define AE_KEY_WIDTH "model.width"
+#define AE_KEY_CHANNELS "model.channels"
+#define AE_KEY_FILTERS "model.filters" /* int64 array */
+#define AE_KEY_LATENT "model.latent_dim"
+#define AE_KEY_SLOPE "model.leaky_slope"
+#define AE_KEY_MOMENTUM "model.bn_momentum"
+#define AE_KEY_EPSILON "model.bn_epsilon"
+#define AE_KEY_PRE_HEIGHT "preprocess.height"
+#define AE_KEY_PRE_WIDTH "preprocess.width"
+#define AE_KEY_PRE_CHANNELS "preprocess.channels"
+#define AE_KEY_PRE_RESIZE "preprocess.resize"
+#define AE_KEY_PRE_SCALE "preprocess.scale"
+#define AE_KEY_ITERATIONS "optimizer.iterations" /* only with the optimizer */
+/* What ae_image_prepare does and how pixels become floats: a loader refuses
+ * files that ask for anything else. */
+#define AE_PREPROCESS_RESIZE "area/bilinear"
+#define AE_PREPROCESS_SCALE (1.0 / 255.0)
+
+/* Keys for the tool to set (conventions, documented; the library does not
+ * require them). */
+#define AE_KEY_SEED "train.seed"                 /* int */
+#define AE_KEY_DATA "train.data"                 /* string: where the images came from */
+#define AE_KEY_CREATED "train.created"           /* string: ISO 8601 UTC */
+#define AE_KEY_EPOCHS "train.epochs"             /* int: epochs asked for */
+#define AE_KEY_EPOCHS_DONE "train.epochs_done"   /* int */
+#define AE_KEY_BATCH "train.batch"               /* int: batches done in the current epoch */
+#define AE_KEY_BATCH_SIZE "train.batch_size"     /* int */
+#define AE_KEY_LEARNING_RATE "train.learning_rate" /* float */
+#define AE_KEY_DECAY "train.decay"               /* float */
+#define AE_KEY_THREADS "train.threads"           /* int */
+#define AE_KEY_LOSS_SUM "train.loss_sum"         /* float: running sum in the current epoch */
+#define AE_KEY_LOSS_COUNT "train.loss_count"     /* int */
+#define AE_KEY_TRAIN_LOSSES "train.losses"       /* float64 array, per epoch */
+#define AE_KEY_VAL_LOSSES "train.val_losses"     /* float64 array, per epoch */
+#define AE_KEY_TRAIN_ERRORS "train.errors"       /* float32 array, per training image */
+#define AE_KEY_VAL_ERRORS "val.errors"           /* float32 array, per validation image */
+
+/* ---- The format layer: metadata + named float32 tensors <-> bytes ---- */
+
+typedef enum {
+    AE_KIND_PARAM = 0,
+    AE_KIND_STATE = 1,  /* BatchNorm moving statistics */
+    AE_KIND_ADAM_M = 2,
+    AE_KIND_ADAM_V = 3
+} ae_tensor_kind;
+
+#define AE_FILE_MAX_DIMS 4
+#define AE_FILE_MAX_NAME 47 /* bytes, as in ae_tensor_info.name */
+
+typedef struct {
+    char name[AE_FILE_MAX_NAME + 1];
+    ae_tensor_kind kind;
+    int ndim;                       /* 1 to AE_FILE_MAX_DIMS */
+    int64_t shape[AE_FILE_MAX_DIMS];
+    size_t count;                   /* product of shape (filled by parse) */
+    const float *data;              /* encode: the values; parse: NULL (see copy) */
+} ae_file_tensor;
+
+/* Builds a whole file image in memory (*out from malloc). Names must be
+ * unique per kind; AE_ERR_USAGE otherwise. */
+ae_status ae_model_file_encode(const ae_meta *meta, const ae_file_tensor *tensors, int num_tensors,
+                               uint8_t **out, size_t *out_len, ae_error *err);
+
+/* A parsed file. It points into the bytes given to parse, which must outlive it. */
+typedef struct ae_model_file ae_model_file;
+
+/* Checks everything (magic, endianness, version, every length against len,
+ * CRC, duplicates) before returning; AE_ERR_FORMAT with a message that starts
+ * with name otherwise. */
+ae_status ae_model_file_parse(const uint8_t *bytes, size_t len, const char *name,
+                              ae_model_file **out, ae_error *err);
+void ae_model_file_free(ae_model_file *f);
+const ae_meta *ae_model_file_meta(const ae_model_file *f);
+ae_meta *ae_model_file_take_meta(ae_model_file *f); /* caller frees; the file keeps an empty one */
+int ae_model_file_num_tensors(const ae_model_file *f);
+const ae_file_tensor *ae_model_file_tensor(const ae_model_file *f, int i);
+int ae_model_file_find(const ae_model_file *f, const char *name, ae_tensor_kind kind); /* or -1 */
+/* Copies tensor i's count values into dst (converting from little-endian). */
+void ae_model_file_copy_tensor(const ae_model_file *f, int i, float *dst);
+
+/* ---- Models ---- */
+
+/* Saves m atomically to path: its config and preprocessing, meta (may be
+ * NULL), parameters and BatchNorm state, and with_optimizer != 0 the Adam
+ * moments and iteration count too (a checkpoint that --resume continues
+ * bit-exactly). An existing file is replaced only when the new one is
+ * completely written. */
+ae_status ae_model_save(const char *path, const ae_model *m, const ae_meta *meta,
+                        int with_optimizer, ae_error *err);
+
+/* Loads a model saved by ae_model_save, created for batches of up to
+ * max_batch images. meta (may be NULL) receives every metadata entry;
+ * has_optimizer (may be NULL) says whether the Adam state was loaded (else
+ * it is reset). The file must hold exactly the model's tensors with the
+ * model's shapes. */
+ae_status ae_model_load(const char *path, int max_batch, ae_model **model, ae_meta **meta,
+                        int *has_optimizer, ae_error *err);
+
+/* The same from bytes in memory; name is used in messages. */
+ae_status ae_model_load_bytes(const uint8_t *bytes, size_t len, const char *name, int max_batch,
+                              ae_model **model, ae_meta **meta, int *has_optimizer,
+                              ae_error *err);
+
+/* Reads the config that a file's metadata describes (not yet checked with
+ * ae_config_check); AE_ERR_FORMAT naming the missing or bad key otherwise. */
+ae_status ae_model_config_from_meta(const ae_meta *meta, const char *name, ae_config *cfg,
+                                    ae_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

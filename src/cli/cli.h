@@ -1,0 +1,169 @@
+/* The aedet command: shared pieces of the subcommands. */
+#ifndef AEDET_CLI_H
+#define AEDET_CLI_H
+
+#include <stdio.h>
+
+#include "aedet.h"
+
+/* Exit codes (documented in `aedet --help`, the README and the man page). */
+enum {
+    EXIT_OK = 0,
+    EXIT_INTERNAL = 1,    /* out of memory, or a bug */
+    EXIT_USAGE = 2,       /* a wrong flag or value */
+    EXIT_BAD_DATA = 3,    /* unreadable or corrupt input images, CSV, IDX */
+    EXIT_IO = 4,          /* the file system failed (disk full, permissions) */
+    EXIT_BAD_MODEL = 5,   /* a model file that is corrupt, truncated or too new */
+    EXIT_DIVERGED = 6,    /* NaN or Inf during training */
+    EXIT_INTERRUPTED = 130 /* Ctrl-C: a checkpoint was saved */
+};
+
+int cli_exit_code(ae_status s);
+/* Prints "aedet: <message>" (or a JSON error line) and returns the exit code. */
+int cli_report_error(const ae_error *err);
+/* Writes s as a JSON string literal, escaped. */
+void cli_json_string(FILE *out, const char *s);
+
+/* ---- options ---- */
+typedef enum {
+    OPT_FLAG,   /* int, set to 1 */
+    OPT_INT,    /* int */
+    OPT_U64,    /* uint64_t */
+    OPT_DOUBLE, /* double */
+    OPT_STRING, /* const char * */
+    OPT_LIST,   /* cli_list: repeatable, or comma-separated */
+    OPT_BYTES,  /* size_t, with K/M/G suffixes */
+    OPT_SIZE    /* cli_size: N or HxW */
+} cli_opt_kind;
+
+typedef struct {
+    const char *items[32];
+    int count;
+} cli_list;
+
+typedef struct {
+    int height, width; /* 0 when not given */
+} cli_size;
+
+typedef struct {
+    const char *name; /* long name without the dashes */
+    cli_opt_kind kind;
+    void *target;
+    const char *arg;  /* placeholder shown in help, e.g. "N" */
+    const char *help; /* ends with the default in brackets, e.g. "[30]" */
+} cli_option;
+
+typedef struct {
+    const char *name;    /* "train" */
+    const char *usage;   /* "MODEL DATA [options]" */
+    const char *summary; /* one line */
+    const char *details; /* paragraphs printed after the options, may be NULL */
+    int min_positional, max_positional;
+} cli_command;
+
+/* Parses argv[1..] (argv[0] is the subcommand). Prints help and returns -1 for
+ * --help; prints a usage error (with a suggestion for a misspelled option) and
+ * returns EXIT_USAGE; else returns 0 with positional arguments collected. */
+int cli_parse(const cli_command *cmd, const cli_option *opts, int argc, char **argv,
+              const char **positional, int *num_positional);
+void cli_print_help(const cli_command *cmd, const cli_option *opts, FILE *out);
+int cli_usage_error(const cli_command *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Integers from a cli_list ("5" or "5,7"); EXIT_USAGE on a bad number. */
+int cli_list_ints(const cli_command *cmd, const char *flag, const cli_list *l, int *out, int max, int *count);
+
+/* ---- output manners shared by every subcommand ---- */
+typedef struct {
+    int json;  /* machine-readable lines on stdout */
+    int quiet; /* no progress, only errors and results */
+} cli_output;
+
+extern cli_output cli_out;
+
+/* A progress line on a terminal (\r, images/s, ETA), plain lines otherwise. */
+void cli_progress(const char *what, size_t done, size_t total, double started);
+void cli_progress_end(void);
+double cli_now(void);
+
+/* ---- the data flags shared by train, score, encode, reconstruct ---- */
+typedef struct {
+    const char *labels, *layout, *path_column, *label_column, *mvtec_split, *bad_files;
+    cli_list include, exclude, normal, anomaly;
+    double contamination;
+    size_t memory_budget;
+    int threads, batch;
+} cli_data_args;
+
+#define CLI_DATA_OPTIONS(d)                                                                                    \
+    {"labels", OPT_STRING, &(d).labels, "FILE", "labels: a CSV (Filename,Label), or an IDX labels file"},     \
+    {"layout", OPT_STRING, &(d).layout, "KIND", "auto, folder, csv, classes, mvtec or idx [auto]"},           \
+    {"path-column", OPT_STRING, &(d).path_column, "NAME", "CSV column with the image paths [Filename]"},     \
+    {"label-column", OPT_STRING, &(d).label_column, "NAME", "CSV column with the integer labels [Label]"},   \
+    {"include", OPT_LIST, &(d).include, "GLOB", "only files whose path under DATA matches (repeatable)"},     \
+    {"exclude", OPT_LIST, &(d).exclude, "GLOB", "skip files whose path under DATA matches (repeatable)"},     \
+    {"mvtec-split", OPT_STRING, &(d).mvtec_split, "NAME", "MVTec AD layout: train or test [train]"},          \
+    {"normal-class", OPT_LIST, &(d).normal, "N", "keep every image of class N (repeatable) [all images]"},   \
+    {"anomaly-class", OPT_LIST, &(d).anomaly, "N", "mix in a fraction of class N (repeatable) [none]"},      \
+    {"contamination", OPT_DOUBLE, &(d).contamination, "F", "fraction of each anomaly class mixed in [0.01]"}, \
+    {"memory-budget", OPT_BYTES, &(d).memory_budget, "BYTES", "decoded images kept in memory, else streamed [1G]"}, \
+    {"bad-files", OPT_STRING, &(d).bad_files, "POLICY", "stop at the first bad file, or skip and list them [stop]"}, \
+    {"threads", OPT_INT, &(d).threads, "N", "threads for training and decoding [all cores]"},                   \
+    {"batch", OPT_INT, &(d).batch, "N", "images per batch [32]"}
+
+void cli_data_defaults(cli_data_args *d);
+
+/* Opens the data set and chooses items by the recipe flags. With
+ * normal_selects 0 (scoring), --normal-class alone selects nothing: every
+ * image is taken and the flag only labels the normal ones. */
+int cli_open_data(const cli_command *cmd, const cli_data_args *d, const char *root, uint64_t seed,
+                  int normal_selects, ae_dataset *ds, size_t **items, size_t *count);
+/* A loader for items at the model's size, honouring budget, threads, policy. */
+int cli_make_loader(const cli_data_args *d, const ae_dataset *ds, const size_t *items, size_t count,
+                    const ae_config *cfg, ae_loader **loader);
+/* After a loader is made: print how many bad files were skipped, and which. */
+void cli_print_bad_files(const ae_loader *l);
+
+/* ---- subcommands ---- */
+int cmd_train(int argc, char **argv);
+int cmd_score(int argc, char **argv);
+int cmd_encode(int argc, char **argv);
+int cmd_reconstruct(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+
+#endif
+
+/* ---- training, shared by `train` and `demo` ---- */
+typedef struct {
+    cli_data_args data;
+    const char *data_path;
+    const char *output;     /* model file */
+    const char *resume;     /* checkpoint to continue, or NULL */
+    const char *checkpoint; /* where checkpoints go [output.ckpt] */
+    cli_size size;
+    int channels;           /* 0: from the first image */
+    cli_list filters;
+    int latent;
+    double slope, learning_rate, decay, val_fraction;
+    int epochs;
+    uint64_t seed;
+} cli_train_args;
+
+void cli_train_defaults(cli_train_args *a);
+/* Runs a whole training; fills the selection it used when the pointers are not NULL. */
+int cli_train_run(const cli_command *cmd, cli_train_args *a);
+
+/* ---- scoring, shared by `score` and `demo` ---- */
+typedef struct {
+    cli_data_args data;
+    const char *model_path, *data_path, *output, *metrics, *report;
+    double quantile, threshold, sd_k;
+    const char *threshold_from; /* "scored", "train" or "validation" */
+    int top;                    /* rows printed */
+} cli_score_args;
+
+void cli_score_defaults(cli_score_args *a);
+int cli_score_run(const cli_command *cmd, cli_score_args *a);
+
+/* Turns one batch visitor argument into file names: "path" or "#index". */
+const char *cli_item_name(const ae_dataset *ds, size_t item, char *buf, size_t size);

@@ -1,0 +1,292 @@
+/* aedet encode and aedet reconstruct: the encoder as dimensionality reduction,
+ * the autoencoder as a denoiser. Both walk the data through the one scoring
+ * path and look at each batch on the way. */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct {
+    ae_model *model;
+    const ae_dataset *ds;
+    FILE *out;           /* encode: the latents CSV being written (a temp file) */
+    const char *dir;     /* reconstruct: the output folder */
+    int error_maps;
+    size_t done;
+    uint8_t *pixels;     /* one image, H x W x C */
+    FILE *index;         /* reconstruct: index.csv */
+} visit_ctx;
+
+static void write_csv_name(FILE *f, const char *name)
+{
+    if (!strpbrk(name, ",\"\r\n")) {
+        fputs(name, f);
+        return;
+    }
+    fputc('"', f);
+    for (const char *p = name; *p; p++) {
+        if (*p == '"')
+            fputc('"', f);
+        fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+static ae_status encode_batch(void *user, const ae_batch *b, const float *input, const float *recon,
+                              const float *errors, ae_error *err)
+{
+    (void)input;
+    (void)recon;
+    visit_ctx *c = user;
+    /* ae_model_score ran the encoder: its latent is still in the model. */
+    const float *z = ae_model_latent(c->model);
+    int d = ae_model_config(c->model)->latent_dim;
+    char buf[64];
+    for (int i = 0; i < b->count; i++) {
+        const ae_item *it = &c->ds->items[b->items[i]];
+        write_csv_name(c->out, ae_item_name(it, buf, sizeof buf));
+        if (it->label >= 0)
+            fprintf(c->out, ",%d", it->label);
+        else
+            fputc(',', c->out);
+        fprintf(c->out, ",%.9g", errors[i]);
+        for (int k = 0; k < d; k++)
+            fprintf(c->out, ",%.9g", z[(size_t)i * (size_t)d + (size_t)k]);
+        fputc('\n', c->out);
+    }
+    if (ferror(c->out))
+        return ae_fail(err, AE_ERR_IO, "writing latents: %s", strerror(errno));
+    return AE_OK;
+}
+
+static uint8_t to_byte(float v)
+{
+    float x = v * 255.0f + 0.5f;
+    return x <= 0 ? 0 : x >= 255 ? 255 : (uint8_t)x;
+}
+
+/* "00042_name.png" from the item's file name (or "00042.png" for IDX). */
+static void output_name(const ae_item *it, size_t n, const char *suffix, char *out, size_t size)
+{
+    const char *base = it->path ? strrchr(it->path, '/') : NULL;
+    base = base ? base + 1 : it->path;
+    if (!base) {
+        snprintf(out, size, "%05zu%s.png", n, suffix);
+        return;
+    }
+    const char *dot = strrchr(base, '.');
+    int len = dot ? (int)(dot - base) : (int)strlen(base);
+    snprintf(out, size, "%05zu_%.*s%s.png", n, len, base, suffix);
+}
+
+static ae_status reconstruct_batch(void *user, const ae_batch *b, const float *input, const float *recon,
+                                   const float *errors, ae_error *err)
+{
+    visit_ctx *c = user;
+    const ae_config *cfg = ae_model_config(c->model);
+    size_t hw = (size_t)cfg->height * (size_t)cfg->width, per = hw * (size_t)cfg->channels;
+    char name[512], path[4096], buf[64];
+    for (int i = 0; i < b->count; i++, c->done++) {
+        const ae_item *it = &c->ds->items[b->items[i]];
+        const float *r = recon + (size_t)i * per, *x = input + (size_t)i * per;
+        for (size_t k = 0; k < per; k++)
+            c->pixels[k] = to_byte(r[k]);
+        output_name(it, c->done, "", name, sizeof name);
+        snprintf(path, sizeof path, "%s/%s", c->dir, name);
+        ae_status s = ae_png_write(path, c->pixels, cfg->height, cfg->width, cfg->channels, err);
+        if (s != AE_OK)
+            return s;
+        write_csv_name(c->index, ae_item_name(it, buf, sizeof buf));
+        fprintf(c->index, ",%.9g,%s", errors[i], name);
+        if (c->error_maps) {
+            /* Mean absolute error over the channels, 0..255: dark is good. */
+            for (size_t p = 0; p < hw; p++) {
+                float e = 0;
+                for (int ch = 0; ch < cfg->channels; ch++)
+                    e += fabsf(r[p * (size_t)cfg->channels + (size_t)ch] - x[p * (size_t)cfg->channels + (size_t)ch]);
+                c->pixels[p] = to_byte(e / (float)cfg->channels);
+            }
+            output_name(it, c->done, "_error", name, sizeof name);
+            snprintf(path, sizeof path, "%s/%s", c->dir, name);
+            if ((s = ae_png_write(path, c->pixels, cfg->height, cfg->width, 1, err)) != AE_OK)
+                return s;
+            fprintf(c->index, ",%s", name);
+        }
+        fputc('\n', c->index);
+    }
+    return AE_OK;
+}
+
+typedef struct {
+    cli_data_args data;
+    const char *output;
+    int error_maps;
+} walk_args;
+
+/* Loads the model and data and walks every image through visit. */
+static int walk(const cli_command *cmd, const char *model_path, const char *data_path, walk_args *a,
+                visit_ctx *c, ae_batch_visitor visit, int (*begin)(const cli_command *, visit_ctx *, const walk_args *),
+                int (*end)(visit_ctx *, const walk_args *, int ok))
+{
+    ae_error err = {0};
+    ae_model *model = NULL;
+    ae_meta *meta = NULL;
+    ae_dataset ds = {0};
+    ae_loader *loader = NULL;
+    size_t *items = NULL, n_items = 0, *scored = NULL;
+    float *scores = NULL;
+    int rc;
+    ae_set_num_threads(a->data.threads);
+    if (a->data.batch < 1)
+        return cli_usage_error(cmd, "--batch must be at least 1");
+    if (ae_model_load(model_path, a->data.batch, &model, &meta, NULL, &err) != AE_OK)
+        return cli_report_error(&err);
+    if ((rc = cli_open_data(cmd, &a->data, data_path, 0, 0, &ds, &items, &n_items)) ||
+        (rc = cli_make_loader(&a->data, &ds, items, n_items, ae_model_config(model), &loader)))
+        goto done;
+    const ae_config *cfg = ae_model_config(model);
+    size_t n = ae_loader_count(loader);
+    scores = malloc((n ? n : 1) * sizeof *scores);
+    scored = malloc((n ? n : 1) * sizeof *scored);
+    c->model = model;
+    c->ds = &ds;
+    c->pixels = malloc((size_t)cfg->height * (size_t)cfg->width * (size_t)cfg->channels);
+    if (!scores || !scored || !c->pixels) {
+        rc = EXIT_INTERNAL;
+        goto done;
+    }
+    if ((rc = begin(cmd, c, a)))
+        goto done;
+    ae_status s = ae_score_loader(model, loader, a->data.batch, scores, scored, visit, c, &err);
+    rc = end(c, a, s == AE_OK);
+    if (s != AE_OK)
+        rc = cli_report_error(&err);
+    else if (!rc && !cli_out.quiet)
+        fprintf(stderr, "wrote %zu images' results to %s\n", n, a->output);
+done:
+    free(c->pixels);
+    free(scores);
+    free(scored);
+    ae_loader_free(loader);
+    free(items);
+    ae_dataset_free(&ds);
+    ae_meta_free(meta);
+    ae_model_free(model);
+    return rc;
+}
+
+/* Latents go to a temp file renamed into place only when complete. */
+static char tmp_path[4096];
+
+static int encode_begin(const cli_command *cmd, visit_ctx *c, const walk_args *a)
+{
+    snprintf(tmp_path, sizeof tmp_path, "%s.tmp", a->output);
+    c->out = fopen(tmp_path, "w");
+    if (!c->out) {
+        ae_error err;
+        ae_fail(&err, AE_ERR_IO, "%s: %s", tmp_path, strerror(errno));
+        return cli_report_error(&err);
+    }
+    (void)cmd;
+    int d = ae_model_config(c->model)->latent_dim;
+    fprintf(c->out, "image,label,score");
+    for (int k = 0; k < d; k++)
+        fprintf(c->out, ",z%d", k);
+    fputc('\n', c->out);
+    return 0;
+}
+
+static int finish_file(FILE *f, const char *tmp, const char *final_path, int ok)
+{
+    ae_error err;
+    int failed = fflush(f) != 0 || fsync(fileno(f)) != 0;
+    failed |= fclose(f) != 0;
+    if (!ok || failed) {
+        remove(tmp);
+        if (ok) {
+            ae_fail(&err, AE_ERR_IO, "%s: %s", final_path, strerror(errno));
+            return cli_report_error(&err);
+        }
+        return 0;
+    }
+    if (rename(tmp, final_path) != 0) {
+        ae_fail(&err, AE_ERR_IO, "renaming %s to %s: %s", tmp, final_path, strerror(errno));
+        remove(tmp);
+        return cli_report_error(&err);
+    }
+    return 0;
+}
+
+static int encode_end(visit_ctx *c, const walk_args *a, int ok)
+{
+    return finish_file(c->out, tmp_path, a->output, ok);
+}
+
+static int reconstruct_begin(const cli_command *cmd, visit_ctx *c, const walk_args *a)
+{
+    (void)cmd;
+    ae_error err;
+    if (mkdir(a->output, 0777) != 0 && errno != EEXIST) {
+        ae_fail(&err, AE_ERR_IO, "%s: %s", a->output, strerror(errno));
+        return cli_report_error(&err);
+    }
+    c->dir = a->output;
+    snprintf(tmp_path, sizeof tmp_path, "%s/index.csv.tmp", a->output);
+    c->index = fopen(tmp_path, "w");
+    if (!c->index) {
+        ae_fail(&err, AE_ERR_IO, "%s: %s", tmp_path, strerror(errno));
+        return cli_report_error(&err);
+    }
+    fprintf(c->index, "image,score,reconstruction%s\n", a->error_maps ? ",error_map" : "");
+    c->error_maps = a->error_maps;
+    return 0;
+}
+
+static int reconstruct_end(visit_ctx *c, const walk_args *a, int ok)
+{
+    char final_path[4096];
+    snprintf(final_path, sizeof final_path, "%s/index.csv", a->output);
+    return finish_file(c->index, tmp_path, final_path, ok);
+}
+
+static const cli_command encode_cmd = {
+    "encode", "MODEL DATA -o latents.csv [options]",
+    "The encoder as dimensionality reduction: one latent vector per image.",
+    "latents.csv: image,label,score,z0,...,z<latent-1>, in the data's order.", 2, 2};
+
+static const cli_command reconstruct_cmd = {
+    "reconstruct", "MODEL DATA -o DIR [options]",
+    "The autoencoder as a denoiser: writes each image's reconstruction as PNG into DIR.",
+    "Files are named <n>_<original name>.png; --error-map adds <n>_<name>_error.png, the\n"
+    "per-pixel mean absolute error over the channels (0 black .. 1 white). DIR/index.csv\n"
+    "lists image,score,reconstruction[,error_map].",
+    2, 2};
+
+static int run_walk(const cli_command *cmd, int argc, char **argv, int reconstruct)
+{
+    walk_args a = {0};
+    cli_data_defaults(&a.data);
+    const cli_option opts[] = {
+        {"output", OPT_STRING, &a.output, reconstruct ? "DIR" : "FILE", "where to write (required; also -o)"},
+        {"error-map", OPT_FLAG, &a.error_maps, NULL, "reconstruct: also write per-pixel error maps"},
+        CLI_DATA_OPTIONS(a.data),
+        {0},
+    };
+    const char *pos[2];
+    int npos, rc = cli_parse(cmd, opts, argc, argv, pos, &npos);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    if (!a.output)
+        return cli_usage_error(cmd, "-o %s is required", reconstruct ? "DIR" : "FILE");
+    visit_ctx c = {0};
+    if (reconstruct)
+        return walk(cmd, pos[0], pos[1], &a, &c, reconstruct_batch, reconstruct_begin, reconstruct_end);
+    return walk(cmd, pos[0], pos[1], &a, &c, encode_batch, encode_begin, encode_end);
+}
+
+int cmd_encode(int argc, char **argv) { return run_walk(&encode_cmd, argc, argv, 0); }
+int cmd_reconstruct(int argc, char **argv) { return run_walk(&reconstruct_cmd, argc, argv, 1); }

@@ -1,0 +1,344 @@
+/* aedet score MODEL DATA: every image's reconstruction error, the threshold
+ * rule and its value, the flagged images, and metrics when labels are known. */
+#include "cli.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+void cli_score_defaults(cli_score_args *a)
+{
+    *a = (cli_score_args){0};
+    cli_data_defaults(&a->data);
+    a->quantile = 0.95;
+    a->threshold = NAN;
+    a->sd_k = NAN;
+    a->threshold_from = "scored";
+    a->top = 10;
+}
+
+const char *cli_item_name(const ae_dataset *ds, size_t item, char *buf, size_t size)
+{
+    return ae_item_name(&ds->items[item], buf, size);
+}
+
+/* Writes text to path atomically (temp file, fsync, rename). */
+static ae_status write_text(const char *path, const char *text, size_t len, ae_error *err)
+{
+    return ae_write_file_atomic(path, text, len, err);
+}
+
+/* A growing string for CSV output, written in one atomic call at the end. */
+typedef struct {
+    char *s;
+    size_t len, cap;
+    int failed;
+} strbuf;
+
+static void sb_printf(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(strbuf *b, const char *fmt, ...)
+{
+    if (b->failed)
+        return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            b->failed = 1;
+            return;
+        }
+        if (b->s && b->len + (size_t)n < b->cap) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = (b->cap ? b->cap * 2 : 4096) + (size_t)n;
+        char *s = realloc(b->s, cap);
+        if (!s) {
+            b->failed = 1;
+            return;
+        }
+        b->s = s;
+        b->cap = cap;
+    }
+}
+
+/* A CSV field: quoted when it holds a comma, quote or newline. */
+static void sb_csv_field(strbuf *b, const char *field)
+{
+    if (!strpbrk(field, ",\"\r\n")) {
+        sb_printf(b, "%s", field);
+        return;
+    }
+    sb_printf(b, "\"");
+    for (const char *p = field; *p; p++)
+        sb_printf(b, *p == '"' ? "\"\"" : "%c", *p);
+    sb_printf(b, "\"");
+}
+
+static const float *g_sort_scores; /* qsort has no context argument */
+static int by_score_desc(const void *a, const void *b)
+{
+    float x = g_sort_scores[*(const size_t *)a], y = g_sort_scores[*(const size_t *)b];
+    return (x < y) - (x > y);
+}
+
+static int choose_threshold(const cli_command *cmd, const cli_score_args *a, const float *scores,
+                            const int *labels, size_t n, const ae_meta *meta, ae_threshold *t)
+{
+    ae_error err = {0};
+    ae_status s;
+    const float *values = scores;
+    size_t nv = n;
+    char source[96];
+    snprintf(source, sizeof source, "scored set");
+    if (!strcmp(a->threshold_from, "train") || !strcmp(a->threshold_from, "validation")) {
+        int train = !strcmp(a->threshold_from, "train");
+        values = ae_meta_get_floats(meta, train ? AE_KEY_TRAIN_ERRORS : AE_KEY_VAL_ERRORS, &nv);
+        if (!values || nv == 0)
+            return cli_usage_error(cmd, "%s holds no %s errors", a->model_path, train ? "training" : "validation");
+        snprintf(source, sizeof source, "%s errors stored in the model", train ? "training" : "validation");
+    } else if (strcmp(a->threshold_from, "scored"))
+        return cli_usage_error(cmd, "--threshold-from wants scored, train or validation, not '%s'",
+                               a->threshold_from);
+    if (!isnan(a->threshold))
+        s = ae_threshold_fixed(a->threshold, "--threshold", t, &err);
+    else if (!isnan(a->sd_k))
+        s = ae_threshold_mean_sd(values, nv, a->sd_k, source, t, &err);
+    else if (a->quantile < 0) { /* --best-f1 */
+        if (!labels)
+            return cli_usage_error(cmd, "--best-f1 needs labels (--normal-class with labelled data)");
+        s = ae_threshold_best_f1(scores, labels, n, "scored set (labels)", t, &err);
+    } else {
+        if (!(a->quantile >= 0 && a->quantile <= 1))
+            return cli_usage_error(cmd, "--quantile wants a value in [0, 1], not %g", a->quantile);
+        s = ae_threshold_quantile(values, nv, a->quantile, source, t, &err);
+    }
+    return s == AE_OK ? 0 : cli_report_error(&err);
+}
+
+static void print_summary(const cli_score_args *a, const ae_metrics_summary *m, const ae_dataset *ds,
+                          const size_t *items, const float *scores, const size_t *order, size_t n)
+{
+    const ae_threshold *t = &m->threshold;
+    FILE *o = stdout;
+    if (cli_out.json) {
+        char *json;
+        size_t len;
+        if (ae_metrics_json(m, &json, &len, NULL) == AE_OK) {
+            printf("{\"event\":\"metrics\",\"metrics\":%s}\n", json);
+            free(json);
+        }
+        return;
+    }
+    fprintf(o, "threshold     %s", t->name);
+    if (t->rule == AE_RULE_QUANTILE)
+        fprintf(o, " %g (numpy linear interpolation)", t->param);
+    else if (t->rule == AE_RULE_MEAN_SD)
+        fprintf(o, " mean + %g sd", t->param);
+    fprintf(o, " = %.6g, computed on %zu values from the %s\n", t->value, t->num_values, t->source);
+    fprintf(o, "flagged       %zu of %zu images (score >= threshold)\n", m->flagged, m->count);
+    if (m->has_labels) {
+        fprintf(o, "anomalies     %zu known, %zu found among the flagged\n", m->num_anomalies, m->confusion.tp);
+        fprintf(o, "precision     %.4f   recall %.4f   F1 %.4f\n", m->precision, m->recall, m->f1);
+        if (!isnan(m->roc_auc))
+            fprintf(o, "ROC AUC       %.4f   average precision %.4f\n", m->roc_auc, m->average_precision);
+        if (!isnan(m->best_f1))
+            fprintf(o, "best F1       %.4f at threshold %.6g\n", m->best_f1, m->best_f1_threshold);
+        for (int i = 0; i < m->num_class_auc; i++)
+            fprintf(o, "  class %-3d   AUROC vs normal %.4f (%zu images)\n", m->class_auc[i].class_id,
+                    m->class_auc[i].auc, m->class_auc[i].count);
+    }
+    for (unsigned f = 1; f < (1u << AE_NUM_WARNINGS); f <<= 1)
+        if (m->warnings & f)
+            fprintf(stderr, "aedet: warning: %s\n", ae_warning_text(f));
+    size_t show = n < (size_t)a->top ? n : (size_t)a->top;
+    if (show)
+        fprintf(o, "most anomalous:\n");
+    char buf[64];
+    for (size_t r = 0; r < show; r++) {
+        size_t i = order[r];
+        const ae_item *it = &ds->items[items[i]];
+        fprintf(o, "  %3zu  %.6f  %s  %s", r + 1, scores[i], scores[i] >= t->value ? "FLAG" : "    ",
+                ae_item_name(it, buf, sizeof buf));
+        if (it->label >= 0)
+            fprintf(o, "  (label %d)", it->label);
+        fprintf(o, "\n");
+    }
+}
+
+static ae_status write_scores_csv(const char *path, const ae_dataset *ds, const size_t *items,
+                                  const float *scores, const size_t *order, size_t n, double threshold,
+                                  ae_error *err)
+{
+    strbuf b = {0};
+    char buf[64];
+    sb_printf(&b, "rank,image,label,score,threshold,flagged\n");
+    for (size_t r = 0; r < n; r++) {
+        size_t i = order[r];
+        const ae_item *it = &ds->items[items[i]];
+        sb_printf(&b, "%zu,", r + 1);
+        sb_csv_field(&b, ae_item_name(it, buf, sizeof buf));
+        if (it->label >= 0)
+            sb_printf(&b, ",%d", it->label);
+        else
+            sb_printf(&b, ",");
+        sb_printf(&b, ",%.9g,%.9g,%d\n", scores[i], threshold, scores[i] >= threshold);
+    }
+    ae_status s = b.failed ? ae_fail(err, AE_ERR_NOMEM, "out of memory writing %s", path)
+                           : write_text(path, b.s, b.len, err);
+    free(b.s);
+    return s;
+}
+
+int cli_score_run(const cli_command *cmd, cli_score_args *a)
+{
+    int rc = 0;
+    ae_error err = {0};
+    ae_model *model = NULL;
+    ae_meta *meta = NULL;
+    ae_dataset ds = {0};
+    ae_loader *loader = NULL;
+    size_t *items = NULL, n_items = 0, *scored = NULL, *order = NULL;
+    float *scores = NULL;
+    int *labels = NULL, *classes = NULL;
+
+    ae_set_num_threads(a->data.threads);
+    if (a->data.batch < 1)
+        return cli_usage_error(cmd, "--batch must be at least 1");
+    if (ae_model_load(a->model_path, a->data.batch, &model, &meta, NULL, &err) != AE_OK)
+        return cli_report_error(&err);
+    int64_t seed = 0;
+    ae_meta_get_int(meta, AE_KEY_SEED, &seed);
+    if ((rc = cli_open_data(cmd, &a->data, a->data_path, (uint64_t)seed, 0, &ds, &items, &n_items)) ||
+        (rc = cli_make_loader(&a->data, &ds, items, n_items, ae_model_config(model), &loader)))
+        goto done;
+    size_t n = ae_loader_count(loader);
+    scores = malloc((n ? n : 1) * sizeof *scores);
+    scored = malloc((n ? n : 1) * sizeof *scored);
+    order = malloc((n ? n : 1) * sizeof *order);
+    labels = malloc((n ? n : 1) * sizeof *labels);
+    classes = malloc((n ? n : 1) * sizeof *classes);
+    if (!scores || !scored || !order || !labels || !classes) {
+        rc = EXIT_INTERNAL;
+        goto done;
+    }
+    double started = cli_now();
+    if (ae_score_loader(model, loader, a->data.batch, scores, scored, NULL, NULL, &err) != AE_OK) {
+        rc = cli_report_error(&err);
+        goto done;
+    }
+    double seconds = cli_now() - started;
+    if (!cli_out.quiet && !cli_out.json)
+        fprintf(stderr, "scored %zu images in %.2fs (%.0f images/s, %.3f ms/image)\n", n, seconds,
+                (double)n / seconds, 1000 * seconds / (double)(n ? n : 1));
+
+    /* Labels for evaluation: anomaly = any class outside --normal-class
+     * (MVTec: outside "good"). They never influence the scores. */
+    int normal[32], nn = 0;
+    cli_list_ints(cmd, "normal-class", &a->data.normal, normal, 32, &nn);
+    int have_labels = ds.num_classes > 0 && (nn > 0 || (ds.class_names && !strcmp(ds.class_names[0], "good")));
+    if (have_labels && nn == 0)
+        normal[nn++] = 0;
+    for (size_t i = 0; i < n && have_labels; i++) {
+        classes[i] = ds.items[scored[i]].label;
+        labels[i] = 1;
+        for (int k = 0; k < nn; k++)
+            if (classes[i] == normal[k])
+                labels[i] = 0;
+    }
+    ae_threshold t;
+    if ((rc = choose_threshold(cmd, a, scores, have_labels ? labels : NULL, n, meta, &t)))
+        goto done;
+    ae_metrics_summary m;
+    if (ae_metrics_summarize(scores, have_labels ? labels : NULL, n, &t, &m, &err) != AE_OK) {
+        rc = cli_report_error(&err);
+        goto done;
+    }
+    if (have_labels) { /* AUROC of the normal classes against each other class */
+        int eval_classes[AE_MAX_CLASS_AUC], ne = 0;
+        for (int c = 0; c < ds.num_classes && ne < AE_MAX_CLASS_AUC; c++) {
+            int is_normal = 0;
+            for (int k = 0; k < nn; k++)
+                is_normal |= c == normal[k];
+            size_t count = 0;
+            for (size_t i = 0; i < n; i++)
+                count += classes[i] == c;
+            if (!is_normal && count)
+                eval_classes[ne++] = c;
+        }
+        if (ne > 1 && ae_per_class_auc(scores, classes, n, normal, nn, eval_classes, ne, m.class_auc, &err) == AE_OK)
+            m.num_class_auc = ne;
+    }
+    for (size_t i = 0; i < n; i++)
+        order[i] = i;
+    g_sort_scores = scores;
+    qsort(order, n, sizeof *order, by_score_desc);
+    print_summary(a, &m, &ds, scored, scores, order, n);
+    if (a->output && write_scores_csv(a->output, &ds, scored, scores, order, n, t.value, &err) != AE_OK) {
+        rc = cli_report_error(&err);
+        goto done;
+    }
+    if (a->metrics && ae_metrics_write_json(a->metrics, &m, &err) != AE_OK) {
+        rc = cli_report_error(&err);
+        goto done;
+    }
+
+done:
+    free(scores);
+    free(scored);
+    free(order);
+    free(labels);
+    free(classes);
+    ae_loader_free(loader);
+    free(items);
+    ae_dataset_free(&ds);
+    ae_meta_free(meta);
+    ae_model_free(model);
+    return rc;
+}
+
+static const cli_command score_cmd = {
+    "score", "MODEL DATA [options] [-o scores.csv]",
+    "Scores every image in DATA by its reconstruction error (mean squared error over all\n"
+    "pixels and channels) and flags those with error >= the threshold.",
+    "The threshold is the 0.95 quantile (numpy's linear interpolation) of the scored set's\n"
+    "errors, as in the tutorial. --threshold-from train|validation takes it from the errors\n"
+    "stored in MODEL instead (needed to score new images one at a time), --threshold X fixes\n"
+    "it, --mean-sd K uses mean + K standard deviations, --best-f1 the F1-best one (labels).\n"
+    "Images are compared with >=: an image whose error equals the threshold is flagged.\n"
+    "DATA's images are all scored, unless --anomaly-class asks for the tutorial's recipe.\n"
+    "With labels (--normal-class N, or an MVTec test split) it prints precision, recall, F1,\n"
+    "ROC AUC, average precision and how many known anomalies were flagged.\n"
+    "scores.csv: rank,image,label,score,threshold,flagged, most anomalous first.",
+    2, 2};
+
+int cmd_score(int argc, char **argv)
+{
+    cli_score_args a;
+    cli_score_defaults(&a);
+    int best_f1 = 0;
+    const cli_option opts[] = {
+        {"output", OPT_STRING, &a.output, "FILE", "scores CSV to write (also -o)"},
+        {"metrics", OPT_STRING, &a.metrics, "FILE", "write metrics.json (threshold rule, counts, metrics)"},
+        {"quantile", OPT_DOUBLE, &a.quantile, "Q", "flag errors >= this quantile [0.95]"},
+        {"threshold", OPT_DOUBLE, &a.threshold, "X", "flag errors >= X (overrides --quantile)"},
+        {"mean-sd", OPT_DOUBLE, &a.sd_k, "K", "threshold = mean + K sd of the errors (ddof 0)"},
+        {"best-f1", OPT_FLAG, &best_f1, NULL, "threshold with the best F1 on the labels"},
+        {"threshold-from", OPT_STRING, &a.threshold_from, "SET", "scored, train or validation [scored]"},
+        {"top", OPT_INT, &a.top, "N", "most anomalous images to print [10]"},
+        CLI_DATA_OPTIONS(a.data),
+        {0},
+    };
+    const char *pos[2];
+    int npos, rc = cli_parse(&score_cmd, opts, argc, argv, pos, &npos);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    if (best_f1)
+        a.quantile = -1;
+    a.model_path = pos[0];
+    a.data_path = pos[1];
+    return cli_score_run(&score_cmd, &a);
+}

@@ -1,0 +1,470 @@
+/* aedet train DATA -o MODEL: fit the autoencoder, save it with everything
+ * scoring needs later (config, preprocessing, the training errors). */
+#include "cli.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+void cli_train_defaults(cli_train_args *a)
+{
+    *a = (cli_train_args){0};
+    cli_data_defaults(&a->data);
+    a->latent = 32;
+    a->slope = 0.3;
+    a->learning_rate = 1e-3;
+    a->decay = 1e-3 / 50; /* the tutorial's INIT_LR / EPOCHS with EPOCHS = 50 */
+    a->val_fraction = 0.2;
+    a->epochs = 30;
+    a->seed = 0;
+}
+
+/* FNV-1a over the selected items' names: a resumed run must see the same data. */
+static int64_t selection_fingerprint(const ae_dataset *ds, const size_t *items, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    char buf[64];
+    for (size_t i = 0; i < n; i++) {
+        const char *name = ae_item_name(&ds->items[items[i]], buf, sizeof buf);
+        for (const char *p = name; *p; p++)
+            h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+        h = (h ^ 0xff) * 1099511628211ULL;
+    }
+    return (int64_t)(h >> 1);
+}
+
+typedef struct {
+    const cli_train_args *args;
+    ae_model *model;
+    ae_meta *meta;
+    ae_train_state *state;
+    const char *checkpoint;
+    double started;
+    size_t epoch_images; /* trained so far in this epoch (for images/s) */
+    long interrupt_after; /* AEDET_TEST_INTERRUPT_AFTER, 0 when unset */
+} train_session;
+
+static ae_status record_state(train_session *t, ae_error *err)
+{
+    ae_status s;
+    ae_meta *m = t->meta;
+    const ae_train_state *st = t->state;
+    if ((s = ae_meta_set_int(m, AE_KEY_EPOCHS_DONE, st->epoch, err)) ||
+        (s = ae_meta_set_int(m, AE_KEY_BATCH, st->batch, err)) ||
+        (s = ae_meta_set_float(m, AE_KEY_LOSS_SUM, st->loss_sum, err)) ||
+        (s = ae_meta_set_int(m, AE_KEY_LOSS_COUNT, (int64_t)st->loss_count, err)) ||
+        (s = ae_meta_set_doubles(m, AE_KEY_TRAIN_LOSSES, st->train_loss, (size_t)st->num_history, err)) ||
+        (s = ae_meta_set_doubles(m, AE_KEY_VAL_LOSSES, st->val_loss, (size_t)st->num_history, err)))
+        return s;
+    return AE_OK;
+}
+
+static ae_status save_checkpoint(void *user, ae_error *err)
+{
+    train_session *t = user;
+    ae_status s = record_state(t, err);
+    if (s == AE_OK)
+        s = ae_model_save(t->checkpoint, t->model, t->meta, 1, err);
+    return s;
+}
+
+static void on_step(void *user, int epoch, size_t done, size_t total, float loss)
+{
+    train_session *t = user;
+    (void)loss;
+    char what[32];
+    snprintf(what, sizeof what, "epoch %d/%d", epoch, t->args->epochs);
+    cli_progress(what, done, total, t->started);
+    t->epoch_images = done;
+    /* For the tests: behave as if Ctrl-C came after this many steps. */
+    if (t->interrupt_after > 0 && --t->interrupt_after == 0)
+        stop_requested = 1;
+}
+
+static void on_epoch(void *user, int epoch, double train_loss, double val_loss, double seconds)
+{
+    train_session *t = user;
+    cli_progress_end();
+    double rate = (double)t->epoch_images / seconds;
+    t->started = cli_now();
+    if (cli_out.json)
+        printf("{\"event\":\"epoch\",\"epoch\":%d,\"epochs\":%d,\"loss\":%.9g,\"val_loss\":%s%.9g%s,"
+               "\"seconds\":%.3f,\"images_per_s\":%.1f}\n",
+               epoch, t->args->epochs, train_loss, isnan(val_loss) ? "\"" : "", val_loss,
+               isnan(val_loss) ? "\"" : "", seconds, rate);
+    else if (!cli_out.quiet)
+        fprintf(stderr, "epoch %3d/%d  loss %.6f  val_loss %.6f  %.1fs  %.0f images/s\n", epoch,
+                t->args->epochs, train_loss, val_loss, seconds, rate);
+    fflush(stdout);
+}
+
+/* The model size when --size is not given: the first image's, rounded to the
+ * nearest multiple of 2^filters (28x28 -> 32x32), so any data set just works. */
+static int default_size(int v, int num_filters)
+{
+    int step = 1 << num_filters;
+    int r = (v + step / 2) / step * step;
+    return r < step ? step : r;
+}
+
+static int resolve_config(const cli_command *cmd, const cli_train_args *a, const ae_dataset *ds,
+                          size_t first_item, ae_config *cfg, int *orig_h, int *orig_w)
+{
+    int filters[AE_MAX_FILTERS], nf = 0, rc;
+    if (a->filters.count) {
+        if ((rc = cli_list_ints(cmd, "filters", &a->filters, filters, AE_MAX_FILTERS, &nf)))
+            return rc;
+    } else {
+        filters[0] = 16, filters[1] = 32, filters[2] = 64;
+        nf = 3;
+    }
+    ae_image first = {0};
+    ae_error err = {0};
+    if (ae_dataset_load(ds, first_item, &first, &err) != AE_OK) {
+        ae_error_prefix(&err, "reading the first image to size the model");
+        return cli_report_error(&err);
+    }
+    *orig_h = first.height;
+    *orig_w = first.width;
+    int channels = a->channels ? a->channels : first.channels;
+    ae_image_free(&first);
+    int h = a->size.height ? a->size.height : default_size(*orig_h, nf);
+    int w = a->size.width ? a->size.width : default_size(*orig_w, nf);
+    ae_config_init(cfg, h, w, channels);
+    cfg->num_filters = nf;
+    for (int i = 0; i < nf; i++)
+        cfg->filters[i] = filters[i];
+    cfg->latent_dim = a->latent;
+    cfg->leaky_slope = (float)a->slope;
+    if (ae_config_check(cfg, a->data.batch, &err) != AE_OK)
+        return cli_report_error(&err);
+    return 0;
+}
+
+static void print_config(const cli_train_args *a, const ae_dataset *ds, const ae_config *cfg,
+                         int orig_h, int orig_w, size_t n_train, size_t n_val, const ae_loader *train,
+                         const ae_model *m)
+{
+    char filters[64] = "";
+    for (int i = 0; i < cfg->num_filters; i++)
+        snprintf(filters + strlen(filters), sizeof filters - strlen(filters), "%s%d", i ? "," : "",
+                 cfg->filters[i]);
+    size_t mem = ae_model_memory_bytes(m) + ae_loader_peak_bytes(train);
+    if (cli_out.json) {
+        printf("{\"event\":\"config\",\"data\":");
+        cli_json_string(stdout, ds->description ? ds->description : a->data_path);
+        printf(",\"images_train\":%zu,\"images_val\":%zu,"
+               "\"size\":[%d,%d,%d],\"original_size\":[%d,%d],\"filters\":[%s],\"latent\":%d,"
+               "\"epochs\":%d,\"batch\":%d,\"learning_rate\":%g,\"decay\":%g,\"seed\":%llu,"
+               "\"threads\":%d,\"streaming\":%s,\"expected_peak_bytes\":%zu}\n",
+               n_train, n_val, cfg->height, cfg->width, cfg->channels, orig_h,
+               orig_w, filters, cfg->latent_dim, a->epochs, a->data.batch, a->learning_rate, a->decay,
+               (unsigned long long)a->seed, ae_get_num_threads(),
+               ae_loader_is_streaming(train) ? "true" : "false", mem);
+        return;
+    }
+    if (cli_out.quiet)
+        return;
+    fprintf(stderr,
+            "aedet train\n"
+            "  data          %s\n"
+            "  images        %zu train, %zu validation (%.0f%%, seed %llu)\n"
+            "  image size    %dx%d resized to %dx%dx%d (area when shrinking, bilinear when growing)\n"
+            "  model         filters %s, latent %d, LeakyReLU %.2g, %zu parameters\n"
+            "  training      %d epochs, batch %d, Adam lr %g, decay %g, seed %llu, %d threads\n"
+            "  memory        %s, expected peak %.1f MiB\n",
+            ds->description ? ds->description : a->data_path, n_train, n_val, 100 * a->val_fraction,
+            (unsigned long long)a->seed, orig_h, orig_w, cfg->height, cfg->width, cfg->channels, filters,
+            cfg->latent_dim, cfg->leaky_slope, ae_model_num_params(m), a->epochs, a->data.batch,
+            a->learning_rate, a->decay, (unsigned long long)a->seed, ae_get_num_threads(),
+            ae_loader_is_streaming(train) ? "streaming from disk" : "images decoded in memory",
+            (double)mem / (1024.0 * 1024.0));
+}
+
+/* The settings a checkpoint carries override the command line's on --resume. */
+static int resume_settings(const cli_command *cmd, cli_train_args *a, const ae_meta *meta)
+{
+    int64_t v;
+    double f;
+    if (!ae_meta_get_int(meta, AE_KEY_EPOCHS, &v))
+        return cli_usage_error(cmd, "%s is not a training checkpoint", a->resume);
+    a->epochs = (int)v;
+    if (ae_meta_get_int(meta, AE_KEY_BATCH_SIZE, &v))
+        a->data.batch = (int)v;
+    if (ae_meta_get_int(meta, AE_KEY_SEED, &v))
+        a->seed = (uint64_t)v;
+    if (ae_meta_get_float(meta, AE_KEY_LEARNING_RATE, &f))
+        a->learning_rate = f;
+    if (ae_meta_get_float(meta, AE_KEY_DECAY, &f))
+        a->decay = f;
+    if (ae_meta_get_float(meta, "train.val_fraction", &f))
+        a->val_fraction = f;
+    return 0;
+}
+
+static ae_status restore_state(const ae_meta *meta, ae_train_state *st, ae_error *err)
+{
+    int64_t v;
+    double f;
+    size_t n1 = 0, n2 = 0;
+    if (ae_meta_get_int(meta, AE_KEY_EPOCHS_DONE, &v))
+        st->epoch = (int)v;
+    if (ae_meta_get_int(meta, AE_KEY_BATCH, &v))
+        st->batch = (int)v;
+    if (ae_meta_get_float(meta, AE_KEY_LOSS_SUM, &f))
+        st->loss_sum = f;
+    if (ae_meta_get_int(meta, AE_KEY_LOSS_COUNT, &v))
+        st->loss_count = (size_t)v;
+    const double *tl = ae_meta_get_doubles(meta, AE_KEY_TRAIN_LOSSES, &n1);
+    const double *vl = ae_meta_get_doubles(meta, AE_KEY_VAL_LOSSES, &n2);
+    if (n1 != (size_t)st->epoch || n2 != n1 || st->batch < 0)
+        return ae_fail(err, AE_ERR_FORMAT, "checkpoint: inconsistent training history");
+    for (size_t i = 0; i < n1; i++) {
+        st->train_loss[i] = tl[i];
+        st->val_loss[i] = vl[i];
+    }
+    st->num_history = (int)n1;
+    return AE_OK;
+}
+
+static ae_status base_meta(const cli_train_args *a, const ae_dataset *ds, int64_t fingerprint, ae_meta *m,
+                           ae_error *err)
+{
+    ae_status s;
+    if ((s = ae_meta_set_int(m, AE_KEY_SEED, (int64_t)a->seed, err)) ||
+        (s = ae_meta_set_str(m, AE_KEY_DATA, ds->description ? ds->description : a->data_path, err)) ||
+        (s = ae_meta_set_now(m, AE_KEY_CREATED, err)) ||
+        (s = ae_meta_set_int(m, AE_KEY_EPOCHS, a->epochs, err)) ||
+        (s = ae_meta_set_int(m, AE_KEY_BATCH_SIZE, a->data.batch, err)) ||
+        (s = ae_meta_set_float(m, AE_KEY_LEARNING_RATE, a->learning_rate, err)) ||
+        (s = ae_meta_set_float(m, AE_KEY_DECAY, a->decay, err)) ||
+        (s = ae_meta_set_float(m, "train.val_fraction", a->val_fraction, err)) ||
+        (s = ae_meta_set_int(m, AE_KEY_THREADS, ae_get_num_threads(), err)) ||
+        (s = ae_meta_set_int(m, "train.data_fingerprint", fingerprint, err)))
+        return s;
+    return AE_OK;
+}
+
+/* After training: the errors of the training and validation images, by the
+ * one scoring path, so a threshold can be chosen later without labels. */
+static ae_status store_errors(ae_model *m, ae_loader *l, int batch, const char *key, ae_meta *meta,
+                              ae_error *err)
+{
+    size_t n = ae_loader_count(l);
+    if (n == 0)
+        return AE_OK;
+    float *errors = malloc(n * sizeof *errors);
+    if (!errors)
+        return ae_fail(err, AE_ERR_NOMEM, "out of memory for %zu errors", n);
+    ae_status s = ae_score_loader(m, l, batch, errors, NULL, NULL, NULL, err);
+    if (s == AE_OK)
+        s = ae_meta_set_floats(meta, key, errors, n, err);
+    free(errors);
+    return s;
+}
+
+int cli_train_run(const cli_command *cmd, cli_train_args *a)
+{
+    int rc = 0;
+    ae_error err = {0};
+    ae_meta *resume_meta = NULL;
+    ae_model *model = NULL;
+    if (a->resume) {
+        ae_model_load(a->resume, 1, &model, &resume_meta, NULL, &err);
+        ae_model_free(model);
+        model = NULL;
+        if (err.code)
+            return cli_report_error(&err);
+        if ((rc = resume_settings(cmd, a, resume_meta))) {
+            ae_meta_free(resume_meta);
+            return rc;
+        }
+    }
+    if (a->epochs < 1 || a->data.batch < 1 || !(a->val_fraction >= 0 && a->val_fraction < 1) ||
+        !(a->learning_rate > 0) || !(a->decay >= 0) || a->latent < 1) {
+        ae_meta_free(resume_meta);
+        return cli_usage_error(cmd, "--epochs, --batch and --latent must be at least 1, --lr positive, "
+                                    "--decay non-negative, --val-fraction in [0, 1)");
+    }
+    ae_set_num_threads(a->data.threads);
+
+    ae_dataset ds = {0};
+    size_t *items = NULL, n_items = 0, *train_items = NULL, *val_items = NULL, n_train = 0, n_val = 0;
+    ae_loader *train = NULL, *val = NULL;
+    ae_meta *meta = NULL;
+    ae_train_state st = {0};
+    char checkpoint[4096];
+    snprintf(checkpoint, sizeof checkpoint, "%s", a->checkpoint ? a->checkpoint : "");
+    if (!a->checkpoint)
+        snprintf(checkpoint, sizeof checkpoint, "%s.ckpt", a->output);
+
+    if ((rc = cli_open_data(cmd, &a->data, a->data_path, a->seed, 1, &ds, &items, &n_items)))
+        goto done;
+    int64_t fingerprint = selection_fingerprint(&ds, items, n_items);
+    if (resume_meta) {
+        int64_t old = 0;
+        ae_meta_get_int(resume_meta, "train.data_fingerprint", &old);
+        if (old != fingerprint) {
+            rc = cli_usage_error(cmd, "%s was trained on other images: give the same DATA and data "
+                                      "flags to --resume", a->resume);
+            goto done;
+        }
+    }
+    if (ae_split(items, n_items, a->val_fraction, a->seed, &train_items, &n_train, &val_items, &n_val,
+                 &err) != AE_OK) {
+        rc = cli_report_error(&err);
+        goto done;
+    }
+    if (n_train == 0) {
+        rc = cli_usage_error(cmd, "no training images left after the validation split");
+        goto done;
+    }
+    ae_config cfg;
+    int orig_h = 0, orig_w = 0;
+    if (resume_meta) {
+        if (ae_model_config_from_meta(resume_meta, a->resume, &cfg, &err) != AE_OK) {
+            rc = cli_report_error(&err);
+            goto done;
+        }
+        orig_h = cfg.height, orig_w = cfg.width;
+    } else if ((rc = resolve_config(cmd, a, &ds, train_items[0], &cfg, &orig_h, &orig_w)))
+        goto done;
+    if ((rc = cli_make_loader(&a->data, &ds, train_items, n_train, &cfg, &train)) ||
+        (n_val && (rc = cli_make_loader(&a->data, &ds, val_items, n_val, &cfg, &val))))
+        goto done;
+
+    if (a->resume) {
+        ae_meta_free(resume_meta);
+        resume_meta = NULL;
+        if (ae_model_load(a->resume, a->data.batch, &model, &meta, NULL, &err) != AE_OK) {
+            rc = cli_report_error(&err);
+            goto done;
+        }
+    } else {
+        if (ae_model_create(&cfg, a->data.batch, &model, &err) != AE_OK || !(meta = ae_meta_new())) {
+            rc = err.code ? cli_report_error(&err) : EXIT_INTERNAL;
+            goto done;
+        }
+        ae_model_init_weights(model, a->seed);
+    }
+    if (ae_train_state_init(&st, a->epochs, &err) != AE_OK ||
+        (resume_meta == NULL && a->resume && restore_state(meta, &st, &err) != AE_OK) ||
+        base_meta(a, &ds, fingerprint, meta, &err) != AE_OK) {
+        rc = cli_report_error(&err);
+        goto done;
+    }
+    print_config(a, &ds, &cfg, orig_h, orig_w, n_train, n_val, train, model);
+    if (a->resume && !cli_out.quiet && !cli_out.json)
+        fprintf(stderr, "  resuming      from %s at epoch %d, batch %d\n", a->resume, st.epoch + 1, st.batch);
+
+    const char *interrupt = getenv("AEDET_TEST_INTERRUPT_AFTER");
+    train_session t = {a, model, meta, &st, checkpoint, cli_now(), 0, interrupt ? atol(interrupt) : 0};
+    ae_train_options opt = {.epochs = a->epochs, .batch_size = a->data.batch, .seed = a->seed,
+                            .stop = &stop_requested, .on_step = on_step, .on_epoch = on_epoch,
+                            .on_checkpoint = save_checkpoint, .user = &t};
+    ae_adam_config_init(&opt.adam, (float)a->learning_rate, 0);
+    opt.adam.decay = (float)a->decay;
+
+    struct sigaction sa = {0}, old_sa;
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, &old_sa);
+    ae_status s = ae_train(model, train, val, &opt, &st, &err);
+    sigaction(SIGINT, &old_sa, NULL);
+    cli_progress_end();
+    if (s == AE_ERR_INTERRUPTED) {
+        ae_error save_err = {0};
+        if (save_checkpoint(&t, &save_err) != AE_OK)
+            rc = cli_report_error(&save_err);
+        else {
+            fprintf(stderr, "aedet: interrupted at epoch %d, batch %d; checkpoint saved to %s\n"
+                            "       continue with: aedet train ... --resume %s\n",
+                    st.epoch + 1, st.batch, checkpoint, checkpoint);
+            rc = EXIT_INTERRUPTED;
+        }
+        goto done;
+    }
+    if (s != AE_OK) {
+        rc = cli_report_error(&err);
+        goto done;
+    }
+    if (record_state(&t, &err) != AE_OK ||
+        store_errors(model, train, a->data.batch, AE_KEY_TRAIN_ERRORS, meta, &err) != AE_OK ||
+        (val && store_errors(model, val, a->data.batch, AE_KEY_VAL_ERRORS, meta, &err) != AE_OK) ||
+        ae_model_save(a->output, model, meta, 0, &err) != AE_OK) {
+        rc = cli_report_error(&err);
+        goto done;
+    }
+    unlink(checkpoint); /* the finished model supersedes it */
+    if (cli_out.json)
+        printf("{\"event\":\"saved\",\"model\":\"%s\"}\n", a->output);
+    else if (!cli_out.quiet)
+        fprintf(stderr, "saved %s\n", a->output);
+
+done:
+    ae_train_state_free(&st);
+    ae_meta_free(meta);
+    ae_meta_free(resume_meta);
+    ae_model_free(model);
+    ae_loader_free(train);
+    ae_loader_free(val);
+    free(items);
+    free(train_items);
+    free(val_items);
+    ae_dataset_free(&ds);
+    return rc;
+}
+
+static const cli_command train_cmd = {
+    "train", "DATA -o MODEL [options]",
+    "Trains the convolutional autoencoder on the images in DATA (unsupervised: labels, when\n"
+    "given, only choose which images take part) and saves MODEL.",
+    "DATA is a folder of images (searched recursively), a folder with --labels CSV, a\n"
+    "class-per-folder tree (--layout classes), an MVTec AD category (train/good), or an IDX\n"
+    "file (Fashion-MNIST) with --labels for its IDX labels. Training on normal images only\n"
+    "is the common case; --normal-class/--anomaly-class/--contamination reproduce the\n"
+    "tutorial's recipe. A checkpoint (MODEL.ckpt) is saved after every epoch and on Ctrl-C;\n"
+    "--resume MODEL.ckpt continues from it with the same result as an uninterrupted run.\n"
+    "Exit codes: 0 ok, 2 usage, 3 bad data, 4 I/O, 5 bad model file, 6 diverged (NaN),\n"
+    "130 interrupted (checkpoint saved).",
+    1, 1};
+
+int cmd_train(int argc, char **argv)
+{
+    cli_train_args a;
+    cli_train_defaults(&a);
+    const cli_option opts[] = {
+        {"output", OPT_STRING, &a.output, "MODEL", "model file to write (required; also -o)"},
+        {"size", OPT_SIZE, &a.size, "N|HxW", "model input size [first image's, rounded to 2^filters]"},
+        {"channels", OPT_INT, &a.channels, "N", "1 (gray) or 3 (RGB) [first image's]"},
+        {"filters", OPT_LIST, &a.filters, "LIST", "convolution filters per level [16,32,64]"},
+        {"latent", OPT_INT, &a.latent, "N", "latent dimension [32]"},
+        {"slope", OPT_DOUBLE, &a.slope, "F", "LeakyReLU slope [0.3]"},
+        {"epochs", OPT_INT, &a.epochs, "N", "epochs [30]"},
+        {"lr", OPT_DOUBLE, &a.learning_rate, "F", "Adam learning rate [0.001]"},
+        {"decay", OPT_DOUBLE, &a.decay, "F", "time decay: lr / (1 + decay * step) [2e-05 = lr/50]"},
+        {"val-fraction", OPT_DOUBLE, &a.val_fraction, "F", "held-out validation share [0.2]"},
+        {"seed", OPT_U64, &a.seed, "N", "seed for weights, selection, split and shuffling [0]"},
+        {"resume", OPT_STRING, &a.resume, "CKPT", "continue from a checkpoint"},
+        {"checkpoint", OPT_STRING, &a.checkpoint, "FILE", "checkpoint file [MODEL.ckpt]"},
+        CLI_DATA_OPTIONS(a.data),
+        {0},
+    };
+    const char *pos[1];
+    int npos, rc = cli_parse(&train_cmd, opts, argc, argv, pos, &npos);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    if (!a.output)
+        return cli_usage_error(&train_cmd, "-o MODEL is required");
+    a.data_path = pos[0];
+    return cli_train_run(&train_cmd, &a);
+}

@@ -1,0 +1,189 @@
+/* What every subcommand shares: exit codes, error and progress printing, and
+ * turning the data flags into a data set, a selection and a loader. */
+#include "cli.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+cli_output cli_out;
+
+int cli_exit_code(ae_status s)
+{
+    switch (s) {
+    case AE_OK: return EXIT_OK;
+    case AE_ERR_USAGE: return EXIT_USAGE;
+    case AE_ERR_DATA: return EXIT_BAD_DATA;
+    case AE_ERR_IO: return EXIT_IO;
+    case AE_ERR_FORMAT: return EXIT_BAD_MODEL;
+    case AE_ERR_NUMERIC: return EXIT_DIVERGED;
+    case AE_ERR_INTERRUPTED: return EXIT_INTERRUPTED;
+    case AE_ERR_NOMEM: return EXIT_INTERNAL;
+    }
+    return EXIT_INTERNAL;
+}
+
+void cli_json_string(FILE *out, const char *s)
+{
+    fputc('"', out);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(out, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(out, "\\u%04x", c);
+        else
+            fputc(c, out);
+    }
+    fputc('"', out);
+}
+
+int cli_report_error(const ae_error *err)
+{
+    cli_progress_end();
+    if (cli_out.json) {
+        printf("{\"event\":\"error\",\"kind\":");
+        cli_json_string(stdout, ae_status_name(err->code));
+        printf(",\"message\":");
+        cli_json_string(stdout, err->message);
+        printf(",\"exit\":%d}\n", cli_exit_code(err->code));
+        fflush(stdout);
+    }
+    fprintf(stderr, "aedet: %s: %s\n", ae_status_name(err->code), err->message);
+    return cli_exit_code(err->code);
+}
+
+double cli_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int progress_shown;
+
+void cli_progress(const char *what, size_t done, size_t total, double started)
+{
+    if (cli_out.quiet || cli_out.json || !isatty(STDERR_FILENO))
+        return; /* plain output gets per-epoch lines instead */
+    double elapsed = cli_now() - started;
+    double rate = elapsed > 0 ? (double)done / elapsed : 0;
+    double eta = rate > 0 ? (double)(total - done) / rate : 0;
+    int width = 30, filled = total ? (int)((double)width * (double)done / (double)total) : width;
+    char bar[32];
+    for (int i = 0; i < width; i++)
+        bar[i] = i < filled ? '#' : '.';
+    bar[width] = '\0';
+    fprintf(stderr, "\r%-14s [%s] %zu/%zu  %.0f images/s  ETA %.0fs   ", what, bar, done, total, rate, eta);
+    progress_shown = 1;
+}
+
+void cli_progress_end(void)
+{
+    if (progress_shown) {
+        fprintf(stderr, "\r%*s\r", 100, "");
+        progress_shown = 0;
+    }
+}
+
+void cli_data_defaults(cli_data_args *d)
+{
+    *d = (cli_data_args){0};
+    d->contamination = 0.01;
+    d->memory_budget = (size_t)1 << 30;
+    d->batch = 32;
+    d->bad_files = "stop";
+    d->layout = "auto";
+}
+
+static int parse_layout(const char *s, ae_source_kind *kind)
+{
+    static const struct { const char *name; ae_source_kind kind; } layouts[] = {
+        {"auto", AE_SOURCE_AUTO},       {"folder", AE_SOURCE_FOLDER}, {"csv", AE_SOURCE_CSV},
+        {"classes", AE_SOURCE_CLASS_FOLDERS}, {"mvtec", AE_SOURCE_MVTEC}, {"idx", AE_SOURCE_IDX},
+    };
+    for (size_t i = 0; i < sizeof layouts / sizeof layouts[0]; i++)
+        if (!strcasecmp(s, layouts[i].name)) {
+            *kind = layouts[i].kind;
+            return 1;
+        }
+    return 0;
+}
+
+int cli_open_data(const cli_command *cmd, const cli_data_args *d, const char *root, uint64_t seed,
+                  int normal_selects, ae_dataset *ds, size_t **items, size_t *count)
+{
+    ae_source src = {0};
+    if (!parse_layout(d->layout, &src.kind))
+        return cli_usage_error(cmd, "--layout wants auto, folder, csv, classes, mvtec or idx, not '%s'", d->layout);
+    if (strcmp(d->bad_files, "stop") && strcmp(d->bad_files, "skip"))
+        return cli_usage_error(cmd, "--bad-files wants stop or skip, not '%s'", d->bad_files);
+    if (!(d->contamination >= 0 && d->contamination <= 1))
+        return cli_usage_error(cmd, "--contamination wants a fraction in [0, 1], not %g", d->contamination);
+    src.root = root;
+    src.labels = d->labels;
+    src.path_column = d->path_column;
+    src.label_column = d->label_column;
+    src.include = d->include.items;
+    src.num_include = d->include.count;
+    src.exclude = d->exclude.items;
+    src.num_exclude = d->exclude.count;
+    src.mvtec_split = d->mvtec_split;
+
+    int normal[32], anomaly[32], nn = 0, na = 0, rc;
+    if ((rc = cli_list_ints(cmd, "normal-class", &d->normal, normal, 32, &nn)) ||
+        (rc = cli_list_ints(cmd, "anomaly-class", &d->anomaly, anomaly, 32, &na)))
+        return rc;
+    if (na && !nn)
+        return cli_usage_error(cmd, "--anomaly-class needs --normal-class too");
+
+    ae_error err = {0};
+    ae_status s = ae_dataset_open(&src, ds, &err);
+    if (s != AE_OK)
+        return cli_report_error(&err);
+    if ((nn || na) && ds->num_classes == 0) {
+        ae_dataset_free(ds);
+        return cli_usage_error(cmd, "--normal-class/--anomaly-class need labels, and %s has none "
+                               "(give --labels, or a class-per-folder or MVTec layout)", root);
+    }
+    /* Without --anomaly-class, scoring takes every image: --normal-class then
+     * only says which labels are normal. */
+    if (!normal_selects && na == 0)
+        nn = 0;
+    ae_recipe recipe = {normal, nn, anomaly, na, d->contamination, seed};
+    s = ae_recipe_select(ds, &recipe, items, count, &err);
+    if (s == AE_OK && *count == 0)
+        s = ae_fail(&err, AE_ERR_DATA, "%s: no images selected", root);
+    if (s != AE_OK) {
+        ae_dataset_free(ds);
+        return cli_report_error(&err);
+    }
+    return 0;
+}
+
+int cli_make_loader(const cli_data_args *d, const ae_dataset *ds, const size_t *items, size_t count,
+                    const ae_config *cfg, ae_loader **loader)
+{
+    ae_loader_config lc = {.height = cfg->height, .width = cfg->width, .channels = cfg->channels,
+                           .memory_budget = d->memory_budget, .threads = d->threads,
+                           .bad_policy = strcmp(d->bad_files, "skip") ? AE_BAD_STOP : AE_BAD_SKIP};
+    ae_error err = {0};
+    ae_status s = ae_loader_create(ds, items, count, &lc, loader, &err);
+    if (s != AE_OK)
+        return cli_report_error(&err);
+    cli_print_bad_files(*loader);
+    return 0;
+}
+
+void cli_print_bad_files(const ae_loader *l)
+{
+    size_t n = ae_loader_num_bad(l);
+    if (n == 0)
+        return;
+    fprintf(stderr, "aedet: skipped %zu bad file%s:\n", n, n == 1 ? "" : "s");
+    for (size_t i = 0; i < n; i++)
+        fprintf(stderr, "  %s\n", ae_loader_bad(l, i));
+}

@@ -1,0 +1,248 @@
+/* Table-driven option parsing: every option shows its default in --help, and a
+ * misspelled option is rejected with the closest real one suggested. */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cli_usage_error(const cli_command *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "aedet %s: ", cmd->name);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nusage: aedet %s %s\n(see 'aedet %s --help')\n", cmd->name, cmd->usage, cmd->name);
+    return EXIT_USAGE;
+}
+
+void cli_print_help(const cli_command *cmd, const cli_option *opts, FILE *out)
+{
+    fprintf(out, "usage: aedet %s %s\n\n%s\n\noptions:\n", cmd->name, cmd->usage, cmd->summary);
+    for (const cli_option *o = opts; o->name; o++) {
+        char left[64];
+        snprintf(left, sizeof left, "--%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
+        fprintf(out, "  %-26s %s\n", left, o->help);
+    }
+    fprintf(out, "  %-26s %s\n", "--json", "machine-readable output, one JSON object a line");
+    fprintf(out, "  %-26s %s\n", "--quiet", "no progress, only results and errors");
+    fprintf(out, "  %-26s %s\n", "-h, --help", "this help");
+    if (cmd->details)
+        fprintf(out, "\n%s\n", cmd->details);
+}
+
+/* Levenshtein distance, for "did you mean". Option names are short. */
+static int edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 40 || lb > 40)
+        return 99;
+    int row[41];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = (int)j;
+    for (size_t i = 1; i <= la; i++) {
+        int diag = row[0];
+        row[0] = (int)i;
+        for (size_t j = 1; j <= lb; j++) {
+            int up = row[j];
+            int best = diag + (a[i - 1] != b[j - 1]);
+            if (row[j] + 1 < best)
+                best = row[j] + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+static int unknown_option(const cli_command *cmd, const cli_option *opts, const char *name)
+{
+    const char *best = NULL;
+    int best_d = 4;
+    for (const cli_option *o = opts; o->name; o++) {
+        int d = edit_distance(name, o->name);
+        if (d < best_d) {
+            best_d = d;
+            best = o->name;
+        }
+    }
+    if (best)
+        return cli_usage_error(cmd, "unknown option --%s; did you mean --%s?", name, best);
+    return cli_usage_error(cmd, "unknown option --%s", name);
+}
+
+static int parse_bytes(const char *s, size_t *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || errno || v < 0)
+        return 0;
+    double scale = 1;
+    switch (*end) {
+    case 'k': case 'K': scale = 1024.0; end++; break;
+    case 'm': case 'M': scale = 1024.0 * 1024; end++; break;
+    case 'g': case 'G': scale = 1024.0 * 1024 * 1024; end++; break;
+    case 't': case 'T': scale = 1024.0 * 1024 * 1024 * 1024; end++; break;
+    }
+    if (*end == 'i' || *end == 'B')
+        end += (*end == 'i' && end[1] == 'B') ? 2 : 1;
+    if (*end || v * scale > 1e18)
+        return 0;
+    *out = (size_t)(v * scale);
+    return 1;
+}
+
+static int set_value(const cli_command *cmd, const cli_option *o, const char *v)
+{
+    char *end;
+    errno = 0;
+    switch (o->kind) {
+    case OPT_FLAG:
+        *(int *)o->target = 1;
+        return 0;
+    case OPT_INT: {
+        long x = strtol(v, &end, 10);
+        if (end == v || *end || errno || x < -2147483647L || x > 2147483647L)
+            return cli_usage_error(cmd, "--%s wants a whole number, not '%s'", o->name, v);
+        *(int *)o->target = (int)x;
+        return 0;
+    }
+    case OPT_U64: {
+        unsigned long long x = strtoull(v, &end, 10);
+        if (end == v || *end || errno || v[0] == '-')
+            return cli_usage_error(cmd, "--%s wants a non-negative whole number, not '%s'", o->name, v);
+        *(uint64_t *)o->target = (uint64_t)x;
+        return 0;
+    }
+    case OPT_DOUBLE: {
+        double x = strtod(v, &end);
+        if (end == v || *end || errno)
+            return cli_usage_error(cmd, "--%s wants a number, not '%s'", o->name, v);
+        *(double *)o->target = x;
+        return 0;
+    }
+    case OPT_STRING:
+        *(const char **)o->target = v;
+        return 0;
+    case OPT_LIST: {
+        cli_list *l = o->target;
+        if (l->count == (int)(sizeof l->items / sizeof l->items[0]))
+            return cli_usage_error(cmd, "--%s given too many times", o->name);
+        l->items[l->count++] = v;
+        return 0;
+    }
+    case OPT_BYTES:
+        if (!parse_bytes(v, o->target))
+            return cli_usage_error(cmd, "--%s wants a size such as 512M or 2G, not '%s'", o->name, v);
+        return 0;
+    case OPT_SIZE: {
+        cli_size *sz = o->target;
+        long h = strtol(v, &end, 10), w = h;
+        if (end != v && (*end == 'x' || *end == 'X')) {
+            const char *ws = end + 1;
+            w = strtol(ws, &end, 10);
+            if (end == ws)
+                w = -1;
+        }
+        if (end == v || *end || h < 1 || w < 1 || h > 65536 || w > 65536)
+            return cli_usage_error(cmd, "--%s wants N or HxW (e.g. 256 or 128x96), not '%s'", o->name, v);
+        sz->height = (int)h;
+        sz->width = (int)w;
+        return 0;
+    }
+    }
+    return 0;
+}
+
+int cli_parse(const cli_command *cmd, const cli_option *opts, int argc, char **argv,
+              const char **positional, int *num_positional)
+{
+    *num_positional = 0;
+    int only_positional = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (only_positional || a[0] != '-' || a[1] == '\0') {
+            if (*num_positional >= cmd->max_positional)
+                return cli_usage_error(cmd, "unexpected argument '%s'", a);
+            positional[(*num_positional)++] = a;
+            continue;
+        }
+        if (!strcmp(a, "--")) {
+            only_positional = 1;
+            continue;
+        }
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            cli_print_help(cmd, opts, stdout);
+            return -1;
+        }
+        if (!strcmp(a, "--json")) {
+            cli_out.json = 1;
+            continue;
+        }
+        if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
+            cli_out.quiet = 1;
+            continue;
+        }
+        char name[64];
+        const char *value = NULL;
+        if (!strcmp(a, "-o"))
+            snprintf(name, sizeof name, "output");
+        else if (a[1] != '-')
+            return cli_usage_error(cmd, "unknown option %s", a);
+        else {
+            const char *eq = strchr(a + 2, '=');
+            size_t len = eq ? (size_t)(eq - (a + 2)) : strlen(a + 2);
+            if (len >= sizeof name)
+                return cli_usage_error(cmd, "unknown option %s", a);
+            memcpy(name, a + 2, len);
+            name[len] = '\0';
+            if (eq)
+                value = eq + 1;
+        }
+        const cli_option *o = opts;
+        while (o->name && strcmp(o->name, name))
+            o++;
+        if (!o->name)
+            return unknown_option(cmd, opts, name);
+        if (o->kind == OPT_FLAG) {
+            if (value)
+                return cli_usage_error(cmd, "--%s takes no value", name);
+        } else if (!value) {
+            if (i + 1 >= argc)
+                return cli_usage_error(cmd, "--%s needs a value (%s)", name, o->arg ? o->arg : "");
+            value = argv[++i];
+        }
+        int rc = set_value(cmd, o, value);
+        if (rc)
+            return rc;
+    }
+    if (*num_positional < cmd->min_positional)
+        return cli_usage_error(cmd, "missing argument%s", cmd->min_positional - *num_positional > 1 ? "s" : "");
+    return 0;
+}
+
+int cli_list_ints(const cli_command *cmd, const char *flag, const cli_list *l, int *out, int max, int *count)
+{
+    *count = 0;
+    for (int i = 0; i < l->count; i++) {
+        const char *p = l->items[i];
+        while (*p) {
+            char *end;
+            errno = 0;
+            long v = strtol(p, &end, 10);
+            if (end == p || errno || v < 0 || v > 1000000 || (*end && *end != ','))
+                return cli_usage_error(cmd, "--%s wants class numbers such as 5 or 1,7, not '%s'", flag,
+                                       l->items[i]);
+            if (*count == max)
+                return cli_usage_error(cmd, "--%s: at most %d classes", flag, max);
+            out[(*count)++] = (int)v;
+            p = *end ? end + 1 : end;
+        }
+    }
+    return 0;
+}

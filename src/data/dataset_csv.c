@@ -1,0 +1,167 @@
+/* The labels-CSV source: DeepWeeds' own `Filename,Label,Species` layout, or any
+ * CSV with a path column and an integer label column. Paths are relative to
+ * root (root defaults to the CSV's folder); every listed file must exist.
+ * Labels are 0..65535; class names come from a "Species" column when there
+ * is one (the first name seen for a label), else they are the numbers. */
+#include "data/data_internal.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { MAX_LABEL = 65535 };
+
+static ae_status find_column(const ae_csv *csv, const char *file, const char *name, int *col,
+                             ae_error *err)
+{
+    *col = ae_csv_column(csv, name);
+    if (*col >= 0)
+        return AE_OK;
+    char have[512] = "";
+    for (int c = 0; c < csv->num_columns; c++) {
+        size_t used = strlen(have);
+        if (used + 4 >= sizeof have)
+            break;
+        snprintf(have + used, sizeof have - used, "%s\"%s\"", c ? ", " : "", csv->header[c]);
+    }
+    return ae_fail(err, AE_ERR_DATA, "%s line 1: no column \"%s\" (the header has %s)", file,
+                   name, have[0] ? have : "no columns");
+}
+
+static ae_status parse_label(const char *text, const char *file, size_t line, int *label,
+                             ae_error *err)
+{
+    const char *p = text;
+    while (isspace((unsigned char)*p))
+        p++;
+    char *end;
+    errno = 0;
+    long v = strtol(p, &end, 10);
+    while (end != p && isspace((unsigned char)*end))
+        end++;
+    if (end == p || *end != '\0' || errno == ERANGE)
+        return ae_fail(err, AE_ERR_DATA, "%s line %zu: label \"%s\" is not an integer", file,
+                       line, text);
+    if (v < 0)
+        return ae_fail(err, AE_ERR_DATA, "%s line %zu: label %ld is negative", file, line, v);
+    if (v > MAX_LABEL)
+        return ae_fail(err, AE_ERR_DATA, "%s line %zu: label %ld is larger than %d", file,
+                       line, v, MAX_LABEL);
+    *label = (int)v;
+    return AE_OK;
+}
+
+static char *dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        return strdup(".");
+    if (slash == path)
+        return strdup("/");
+    return strndup(path, (size_t)(slash - path));
+}
+
+/* Class names from the species column, numbers where a label has none. */
+static ae_status name_classes(ae_dataset *ds, const ae_csv *csv, int species_col, int num,
+                              const int *row_label, ae_error *err)
+{
+    data_strlist names = {0};
+    for (int c = 0; c < num; c++) {
+        const char *name = NULL;
+        char buf[16];
+        for (size_t r = 0; species_col >= 0 && r < csv->num_rows && !name; r++)
+            if (row_label[r] == c && species_col < csv->row_columns[r] &&
+                csv->rows[r][species_col][0])
+                name = csv->rows[r][species_col];
+        if (!name) {
+            snprintf(buf, sizeof buf, "%d", c);
+            name = buf;
+        }
+        if (!data_strlist_push(&names, strdup(name))) {
+            data_strlist_free(&names);
+            return ae_fail(err, AE_ERR_NOMEM, "out of memory naming classes");
+        }
+    }
+    data_set_classes(ds, &names);
+    return AE_OK;
+}
+
+static ae_status read_rows(const ae_source *src, const char *root, const ae_csv *csv,
+                           ae_dataset *ds, ae_error *err)
+{
+    const char *file = src->labels;
+    int pc, lc, sc = ae_csv_column(csv, "Species");
+    ae_status s = find_column(csv, file, src->path_column ? src->path_column : "Filename", &pc,
+                              err);
+    if (s == AE_OK)
+        s = find_column(csv, file, src->label_column ? src->label_column : "Label", &lc, err);
+    if (s != AE_OK)
+        return s;
+    int need = (pc > lc ? pc : lc) + 1;
+    int *row_label = malloc((csv->num_rows ? csv->num_rows : 1) * sizeof *row_label);
+    if (!row_label)
+        return ae_fail(err, AE_ERR_NOMEM, "out of memory reading %s", file);
+    size_t cap = 0;
+    int max_label = -1;
+    for (size_t r = 0; r < csv->num_rows && s == AE_OK; r++) {
+        size_t line = csv->row_line[r];
+        row_label[r] = -1;
+        if (csv->row_columns[r] < need) {
+            s = ae_fail(err, AE_ERR_DATA, "%s line %zu: %d column(s), expected at least %d",
+                        file, line, csv->row_columns[r], need);
+            break;
+        }
+        const char *rel = csv->rows[r][pc];
+        if (!rel[0]) {
+            s = ae_fail(err, AE_ERR_DATA, "%s line %zu: empty file name", file, line);
+            break;
+        }
+        if ((s = parse_label(csv->rows[r][lc], file, line, &row_label[r], err)) != AE_OK)
+            break;
+        if (row_label[r] > max_label)
+            max_label = row_label[r];
+        if (!data_glob_keep(src, rel))
+            continue;
+        char *path = rel[0] == '/' ? strdup(rel) : data_path_join(root, rel);
+        if (!path) {
+            s = ae_fail(err, AE_ERR_NOMEM, "out of memory reading %s", file);
+            break;
+        }
+        if (!data_is_file(path)) {
+            s = ae_fail(err, AE_ERR_IO, "%s line %zu: image %s not found", file, line, path);
+            free(path);
+            break;
+        }
+        s = data_add_item(ds, &cap, path, (int64_t)ds->count, row_label[r], NULL, err);
+    }
+    if (s == AE_OK && max_label >= 0)
+        s = name_classes(ds, csv, sc, max_label + 1, row_label, err);
+    free(row_label);
+    return s;
+}
+
+ae_status data_open_csv(const ae_source *src, ae_dataset *ds, ae_error *err)
+{
+    if (!src->labels)
+        return ae_fail(err, AE_ERR_USAGE, "a CSV data set needs a labels file");
+    char *root = src->root ? strdup(src->root) : dir_of(src->labels);
+    if (!root)
+        return ae_fail(err, AE_ERR_NOMEM, "out of memory");
+    ae_csv csv;
+    ae_status s = ae_csv_read(src->labels, &csv, err);
+    if (s == AE_OK) {
+        s = read_rows(src, root, &csv, ds, err);
+        ae_csv_free(&csv);
+    }
+    if (s == AE_OK) {
+        char desc[1024];
+        snprintf(desc, sizeof desc, "CSV %s (images in %s): %zu images in %d classes",
+                 src->labels, root, ds->count, ds->num_classes);
+        if (!(ds->description = strdup(desc)))
+            s = ae_fail(err, AE_ERR_NOMEM, "out of memory");
+    }
+    free(root);
+    return s;
+}

@@ -1,0 +1,264 @@
+/* The metrics summary of one scored set, and metrics.json. */
+#include "aedet/eval.h"
+#include "aedet/image.h"
+#include "eval/score_sort.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+
+ae_status ae_metrics_summarize(const float *scores, const int *labels, size_t n,
+                               const ae_threshold *threshold, ae_metrics_summary *out,
+                               ae_error *err)
+{
+    if (!threshold || isnan(threshold->value))
+        return ae_fail(err, AE_ERR_USAGE, "metrics: no threshold value");
+    ae_status st = ae_check_scores(scores, n, "metrics: scores", err);
+    if (st == AE_OK && labels)
+        st = ae_check_labels(labels, n, err);
+    if (st != AE_OK)
+        return st;
+
+    ae_metrics_summary s;
+    memset(&s, 0, sizeof s);
+    s.threshold = *threshold;
+    s.count = n;
+    s.precision = s.recall = s.f1 = NAN;
+    s.roc_auc = s.average_precision = s.best_f1 = s.best_f1_threshold = s.pixel_auc = NAN;
+    double sum = 0;
+    s.score_min = s.score_max = scores[0];
+    for (size_t i = 0; i < n; i++) {
+        double v = scores[i];
+        s.flagged += (size_t)(v >= threshold->value);
+        sum += v;
+        s.score_min = v < s.score_min ? v : s.score_min;
+        s.score_max = v > s.score_max ? v : s.score_max;
+    }
+    s.score_mean = sum / (double)n;
+    s.warnings = threshold->warnings;
+    if (s.flagged == n)
+        s.warnings |= AE_WARN_ALL_FLAGGED;
+    if (s.flagged == 0)
+        s.warnings |= AE_WARN_NONE_FLAGGED;
+
+    if (!labels) {
+        s.warnings |= AE_WARN_NO_LABELS;
+        *out = s;
+        return AE_OK;
+    }
+    s.has_labels = 1;
+    st = ae_confusion_at(scores, labels, n, threshold->value, &s.confusion, err);
+    if (st != AE_OK)
+        return st;
+    s.num_anomalies = s.confusion.tp + s.confusion.fn;
+    s.num_normals = s.confusion.fp + s.confusion.tn;
+    s.precision = ae_precision(&s.confusion);
+    s.recall = ae_recall(&s.confusion);
+    s.f1 = ae_f1(&s.confusion);
+    if (s.num_anomalies == 0 || s.num_normals == 0) {
+        s.warnings |= AE_WARN_ONE_CLASS;
+    } else {
+        st = ae_roc_auc(scores, labels, n, &s.roc_auc, err);
+        if (st == AE_OK)
+            st = ae_average_precision(scores, labels, n, &s.average_precision, err);
+        if (st == AE_OK)
+            st = ae_best_f1_threshold(scores, labels, n, &s.best_f1_threshold, &s.best_f1, err);
+        if (st != AE_OK)
+            return st;
+    }
+    *out = s;
+    return AE_OK;
+}
+
+/* ---- JSON ---------------------------------------------------------------- */
+
+typedef struct {
+    char *s;
+    size_t len, cap;
+    int failed;
+} json_buf;
+
+static void put(json_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(json_buf *b, const char *fmt, ...)
+{
+    if (b->failed)
+        return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (k < 0) {
+            b->failed = 1;
+            return;
+        }
+        if (b->s && (size_t)k < b->cap - b->len) {
+            b->len += (size_t)k;
+            return;
+        }
+        size_t cap = b->cap ? b->cap : 1024;
+        while (cap - b->len <= (size_t)k)
+            cap *= 2;
+        char *s = realloc(b->s, cap);
+        if (!s) {
+            b->failed = 1;
+            return;
+        }
+        b->s = s;
+        b->cap = cap;
+    }
+}
+
+/* NaN and infinities are not JSON numbers: null. */
+static void put_number(json_buf *b, const char *key, double v, const char *fmt)
+{
+    put(b, "\"%s\": ", key);
+    if (isfinite(v))
+        put(b, fmt, v);
+    else
+        put(b, "null");
+}
+
+/* A JSON string: quotes, backslashes and control characters escaped; other
+ * bytes (UTF-8) as they are. */
+static void put_escaped(json_buf *b, const char *v)
+{
+    put(b, "\"");
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            put(b, "\\%c", *p);
+        else if (*p == '\n')
+            put(b, "\\n");
+        else if (*p == '\t')
+            put(b, "\\t");
+        else if (*p < 0x20 || *p == 0x7f)
+            put(b, "\\u%04x", *p);
+        else
+            put(b, "%c", *p);
+    }
+    put(b, "\"");
+}
+
+static void put_string(json_buf *b, const char *key, const char *v)
+{
+    put(b, "\"%s\": ", key);
+    put_escaped(b, v);
+}
+
+static const char *quantile_definition =
+    "numpy linear: sorted x, h = (n-1)q, x[floor h] + (h - floor h)(x[floor h + 1] - x[floor h])";
+
+static void put_threshold(json_buf *b, const ae_threshold *t)
+{
+    put(b, "  \"threshold\": {");
+    put_string(b, "rule", t->name ? t->name : "unknown");
+    put(b, ", ");
+    put_number(b, "param", t->param, "%.17g");
+    put(b, ", ");
+    put_number(b, "value", t->value, "%.17g");
+    put(b, ", \"comparison\": \">=\", \"num_values\": %zu, ", t->num_values);
+    put_string(b, "source", t->source);
+    put(b, ", ");
+    put_number(b, "mean", t->mean, "%.9g");
+    put(b, ", ");
+    put_number(b, "sd", t->sd, "%.9g");
+    if (t->rule == AE_RULE_QUANTILE) {
+        put(b, ", ");
+        put_string(b, "quantile_definition", quantile_definition);
+    }
+    if (t->rule == AE_RULE_MEAN_SD)
+        put(b, ", \"sd_definition\": \"population (ddof 0, as numpy.std)\"");
+    put(b, "},\n");
+}
+
+ae_status ae_metrics_json(const ae_metrics_summary *s, char **json, size_t *len, ae_error *err)
+{
+    json_buf b = {NULL, 0, 0, 0};
+    put(&b, "{\n");
+    put_threshold(&b, &s->threshold);
+    put(&b, "  \"count\": %zu,\n  \"flagged\": %zu,\n", s->count, s->flagged);
+    put(&b, "  ");
+    put_number(&b, "score_min", s->score_min, "%.9g");
+    put(&b, ",\n  ");
+    put_number(&b, "score_max", s->score_max, "%.9g");
+    put(&b, ",\n  ");
+    put_number(&b, "score_mean", s->score_mean, "%.9g");
+    put(&b, ",\n  \"has_labels\": %s,\n", s->has_labels ? "true" : "false");
+    if (s->has_labels) {
+        put(&b, "  \"num_anomalies\": %zu,\n  \"num_normals\": %zu,\n", s->num_anomalies,
+            s->num_normals);
+        put(&b, "  \"confusion\": {\"tp\": %zu, \"fp\": %zu, \"tn\": %zu, \"fn\": %zu},\n",
+            s->confusion.tp, s->confusion.fp, s->confusion.tn, s->confusion.fn);
+        put(&b, "  \"anomalies_flagged\": %zu,\n", s->confusion.tp);
+    }
+    /* Thresholds with 17 digits (read back, they flag the same images). */
+    const struct {
+        const char *key;
+        double v;
+        const char *fmt;
+    } metrics[] = {
+        {"precision", s->precision, "%.9g"},
+        {"recall", s->recall, "%.9g"},
+        {"f1", s->f1, "%.9g"},
+        {"roc_auc", s->roc_auc, "%.9g"},
+        {"average_precision", s->average_precision, "%.9g"},
+        {"best_f1", s->best_f1, "%.9g"},
+        {"best_f1_threshold", s->best_f1_threshold, "%.17g"},
+        {"pixel_roc_auc", s->pixel_auc, "%.9g"},
+    };
+    for (size_t i = 0; i < sizeof metrics / sizeof metrics[0]; i++) {
+        put(&b, "  ");
+        put_number(&b, metrics[i].key, metrics[i].v, metrics[i].fmt);
+        put(&b, ",\n");
+    }
+    put(&b, "  \"per_class_roc_auc\": [");
+    int classes = s->num_class_auc < AE_MAX_CLASS_AUC ? s->num_class_auc : AE_MAX_CLASS_AUC;
+    for (int i = 0; i < classes; i++) {
+        put(&b, "%s{\"class\": %d, \"count\": %zu, ", i ? ", " : "", s->class_auc[i].class_id,
+            s->class_auc[i].count);
+        put_number(&b, "roc_auc", s->class_auc[i].auc, "%.9g");
+        put(&b, "}");
+    }
+    put(&b, "],\n  \"warnings\": [");
+    int first = 1;
+    for (int i = 0; i < AE_NUM_WARNINGS; i++) {
+        if (!(s->warnings & (1u << i)))
+            continue;
+        put(&b, "%s", first ? "" : ", ");
+        put_escaped(&b, ae_warning_text(1u << i));
+        first = 0;
+    }
+    put(&b, "]\n}\n");
+    if (b.failed) {
+        free(b.s);
+        return ae_fail(err, AE_ERR_NOMEM, "metrics.json: out of memory");
+    }
+    *json = b.s;
+    *len = b.len;
+    return AE_OK;
+}
+
+ae_status ae_metrics_write_json(const char *path, const ae_metrics_summary *s, ae_error *err)
+{
+    char *json;
+    size_t len;
+    ae_status st = ae_metrics_json(s, &json, &len, err);
+    if (st != AE_OK)
+        return st;
+    st = ae_write_file_atomic(path, json, len, err);
+    free(json);
+    return st;
+}
+
+ae_status ae_metrics_write_json_stream(FILE *f, const ae_metrics_summary *s, ae_error *err)
+{
+    char *json;
+    size_t len;
+    ae_status st = ae_metrics_json(s, &json, &len, err);
+    if (st != AE_OK)
+        return st;
+    if (fwrite(json, 1, len, f) != len || fflush(f) != 0)
+        st = ae_fail(err, AE_ERR_IO, "writing metrics JSON: the stream failed");
+    free(json);
+    return st;
+}

@@ -1,0 +1,359 @@
+/* Plots as inline SVG, and the text buffer the report is built in. */
+#include "eval/svg_plot.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- Text buffer ---------------------------------------------------------- */
+
+static int text_reserve(ae_text *t, size_t extra)
+{
+    if (t->failed)
+        return 0;
+    if (t->cap - t->len > extra)
+        return 1;
+    size_t cap = t->cap ? t->cap : 4096;
+    while (cap - t->len <= extra) {
+        if (cap > ((size_t)-1) / 2) {
+            t->failed = 1;
+            return 0;
+        }
+        cap *= 2;
+    }
+    char *s = realloc(t->s, cap);
+    if (!s) {
+        t->failed = 1;
+        return 0;
+    }
+    t->s = s;
+    t->cap = cap;
+    return 1;
+}
+
+void ae_text_put(ae_text *t, const char *s, size_t n)
+{
+    if (!text_reserve(t, n))
+        return;
+    memcpy(t->s + t->len, s, n);
+    t->len += n;
+    t->s[t->len] = '\0';
+}
+
+void ae_text_printf(ae_text *t, const char *fmt, ...)
+{
+    char small[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        t->failed = 1;
+        return;
+    }
+    if ((size_t)n < sizeof small) {
+        ae_text_put(t, small, (size_t)n);
+        return;
+    }
+    if (!text_reserve(t, (size_t)n))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(t->s + t->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    t->len += (size_t)n;
+}
+
+void ae_text_escaped(ae_text *t, const char *s)
+{
+    if (!s)
+        return;
+    const char *run = s;
+    for (const char *p = s;; p++) {
+        const char *entity = NULL;
+        switch (*p) {
+        case '&': entity = "&amp;"; break;
+        case '<': entity = "&lt;"; break;
+        case '>': entity = "&gt;"; break;
+        case '"': entity = "&quot;"; break;
+        case '\'': entity = "&#39;"; break;
+        case '\0': break;
+        default: continue;
+        }
+        ae_text_put(t, run, (size_t)(p - run));
+        if (!entity)
+            return;
+        ae_text_put(t, entity, strlen(entity));
+        run = p + 1;
+    }
+}
+
+/* ---- Ticks ------------------------------------------------------------------ */
+
+int ae_nice_ticks(double *lo, double *hi, int target, int integer, double *ticks, int max,
+                  double *step_out)
+{
+    double a = *lo, b = *hi;
+    if (!isfinite(a) || !isfinite(b)) {
+        a = 0;
+        b = 1;
+    }
+    if (b < a) {
+        double s = a;
+        a = b;
+        b = s;
+    }
+    if (b - a <= fabs(b) * 1e-12) { /* one value: a range around it */
+        double pad = a != 0 ? fabs(a) * 0.5 : 1;
+        a -= pad;
+        b += pad;
+    }
+    double raw = (b - a) / (target > 1 ? target : 1);
+    double mag = pow(10, floor(log10(raw)));
+    double r = raw / mag;
+    double step = (r <= 1 ? 1 : r <= 2 ? 2 : r <= 5 ? 5 : 10) * mag;
+    if (integer && step < 1)
+        step = 1;
+    double first = floor(a / step + 1e-9), last = ceil(b / step - 1e-9);
+    int n = 0;
+    for (double k = first; k <= last && n < max; k++) {
+        double v = k * step;
+        ticks[n++] = fabs(v) < step * 1e-9 ? 0 : v;
+    }
+    *lo = first * step;
+    *hi = last * step;
+    *step_out = step;
+    return n;
+}
+
+void ae_tick_label(double v, double step, char *buf, size_t size)
+{
+    if (v == 0) {
+        snprintf(buf, size, "0");
+        return;
+    }
+    int decimals = (int)ceil(-log10(step) - 1e-9);
+    if (decimals < 0)
+        decimals = 0;
+    if (decimals > 6 || fabs(v) >= 1e6)
+        snprintf(buf, size, "%.3g", v);
+    else
+        snprintf(buf, size, "%.*f", decimals, v);
+}
+
+/* ---- Frame: title, grid, ticks, axis labels ---------------------------------- */
+
+enum { MARGIN_LEFT = 66, MARGIN_RIGHT = 18, MARGIN_TOP = 40, MARGIN_BOTTOM = 50, MAX_TICKS = 64 };
+
+typedef struct {
+    double x0, x1, y0, y1;     /* plot area in px (y0 top) */
+    double xmin, xmax, ymin, ymax;
+} frame;
+
+static double px_x(const frame *f, double x)
+{
+    return f->x0 + (x - f->xmin) / (f->xmax - f->xmin) * (f->x1 - f->x0);
+}
+
+static double px_y(const frame *f, double y)
+{
+    return f->y1 - (y - f->ymin) / (f->ymax - f->ymin) * (f->y1 - f->y0);
+}
+
+static void data_range(const double *v, size_t n, double *lo, double *hi)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(v[i]))
+            continue;
+        *lo = isnan(*lo) || v[i] < *lo ? v[i] : *lo;
+        *hi = isnan(*hi) || v[i] > *hi ? v[i] : *hi;
+    }
+}
+
+/* Opens the svg and draws everything but the data; f receives the mapping. */
+static void begin_plot(ae_text *t, const ae_plot_axes *a, double xlo, double xhi, double ylo,
+                       double yhi, frame *f)
+{
+    double xt[MAX_TICKS], yt[MAX_TICKS], xstep, ystep;
+    int nx = ae_nice_ticks(&xlo, &xhi, a->width >= 500 ? 8 : 6, a->integer_x, xt, MAX_TICKS, &xstep);
+    int ny = ae_nice_ticks(&ylo, &yhi, 5, 0, yt, MAX_TICKS, &ystep);
+    *f = (frame){MARGIN_LEFT, a->width - MARGIN_RIGHT, MARGIN_TOP, a->height - MARGIN_BOTTOM,
+                 xlo, xhi, ylo, yhi};
+    ae_text_printf(t, "<svg class=\"plot\" id=\"");
+    ae_text_escaped(t, a->id);
+    ae_text_printf(t, "\" viewBox=\"0 0 %d %d\" role=\"img\" aria-label=\"", a->width, a->height);
+    ae_text_escaped(t, a->title);
+    ae_text_printf(t, "\">\n<rect class=\"bg\" x=\"0\" y=\"0\" width=\"%d\" height=\"%d\"/>\n",
+                   a->width, a->height);
+    ae_text_printf(t, "<text class=\"title\" x=\"%.1f\" y=\"22\">", f->x0);
+    ae_text_escaped(t, a->title);
+    ae_text_printf(t, "</text>\n<g class=\"grid\">");
+    for (int i = 0; i < nx; i++)
+        ae_text_printf(t, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>", px_x(f, xt[i]),
+                       f->y0, px_x(f, xt[i]), f->y1);
+    for (int i = 0; i < ny; i++)
+        ae_text_printf(t, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>", f->x0,
+                       px_y(f, yt[i]), f->x1, px_y(f, yt[i]));
+    ae_text_printf(t, "</g>\n<g class=\"ticks\">");
+    char label[48];
+    for (int i = 0; i < nx; i++) {
+        double x = px_x(f, xt[i]);
+        ae_tick_label(xt[i], xstep, label, sizeof label);
+        ae_text_printf(t, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>", x, f->y1, x, f->y1 + 5);
+        ae_text_printf(t, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>", x, f->y1 + 18, label);
+    }
+    for (int i = 0; i < ny; i++) {
+        double y = px_y(f, yt[i]);
+        ae_tick_label(yt[i], ystep, label, sizeof label);
+        ae_text_printf(t, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>", f->x0 - 5, y, f->x0, y);
+        ae_text_printf(t, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%s</text>", f->x0 - 8, y + 4, label);
+    }
+    ae_text_printf(t, "</g>\n<rect class=\"frame\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"/>\n",
+                   f->x0, f->y0, f->x1 - f->x0, f->y1 - f->y0);
+    ae_text_printf(t, "<text class=\"axis-label\" x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">",
+                   (f->x0 + f->x1) / 2, a->height - 12);
+    ae_text_escaped(t, a->xlabel);
+    ae_text_printf(t, "</text>\n<text class=\"axis-label\" transform=\"translate(16 %.1f) rotate(-90)\" "
+                      "text-anchor=\"middle\">", (f->y0 + f->y1) / 2);
+    ae_text_escaped(t, a->ylabel);
+    ae_text_printf(t, "</text>\n");
+}
+
+/* One legend row's swatch: a line (style "line"/"dash") or a filled box. */
+typedef struct {
+    const char *label, *color;
+    int kind; /* 0 line, 1 dashed line, 2 box, 3 dot */
+} legend_row;
+
+static void legend(ae_text *t, const frame *f, ae_legend_pos pos, const legend_row *rows, int n)
+{
+    int shown = 0;
+    size_t longest = 0;
+    for (int i = 0; i < n; i++)
+        if (rows[i].label) {
+            shown++;
+            longest = strlen(rows[i].label) > longest ? strlen(rows[i].label) : longest;
+        }
+    if (!shown)
+        return;
+    /* Width from a typical glyph width of the 12px system font. */
+    double w = 40 + 6.6 * (double)longest, h = 10 + 18.0 * shown;
+    int right = pos == AE_LEGEND_TOP_RIGHT || pos == AE_LEGEND_BOTTOM_RIGHT;
+    int top = pos == AE_LEGEND_TOP_RIGHT || pos == AE_LEGEND_TOP_LEFT;
+    double x = right ? f->x1 - w - 10 : f->x0 + 10, y = top ? f->y0 + 10 : f->y1 - h - 10;
+    ae_text_printf(t, "<g class=\"legend\"><rect class=\"box\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" rx=\"4\"/>",
+                   x, y, w, h);
+    double row_y = y + 5 + 9;
+    for (int i = 0; i < n; i++) {
+        if (!rows[i].label)
+            continue;
+        if (rows[i].kind == 3)
+            ae_text_printf(t, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"/>", x + 17, row_y,
+                           rows[i].color);
+        else if (rows[i].kind == 2)
+            ae_text_printf(t, "<rect x=\"%.1f\" y=\"%.1f\" width=\"18\" height=\"10\" fill=\"%s\" "
+                              "fill-opacity=\"0.55\" stroke=\"%s\"/>", x + 8, row_y - 5, rows[i].color,
+                           rows[i].color);
+        else
+            ae_text_printf(t, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
+                              "stroke-width=\"2\"%s/>", x + 8, row_y, x + 26, row_y, rows[i].color,
+                           rows[i].kind == 1 ? " stroke-dasharray=\"5 3\"" : "");
+        ae_text_printf(t, "<text x=\"%.1f\" y=\"%.1f\">", x + 32, row_y + 4);
+        ae_text_escaped(t, rows[i].label);
+        ae_text_printf(t, "</text>");
+        row_y += 18;
+    }
+    ae_text_printf(t, "</g>\n");
+}
+
+/* ---- Line plots ------------------------------------------------------------- */
+
+void ae_svg_line_plot(ae_text *t, const ae_plot_axes *a, const ae_plot_line *lines, int num_lines)
+{
+    double xlo = a->xmin, xhi = a->xmax, ylo = a->ymin, yhi = a->ymax;
+    for (int i = 0; i < num_lines; i++) {
+        double dx0 = NAN, dx1 = NAN, dy0 = NAN, dy1 = NAN;
+        data_range(lines[i].x, lines[i].n, &dx0, &dx1);
+        data_range(lines[i].y, lines[i].n, &dy0, &dy1);
+        if (isnan(a->xmin) && !isnan(dx0))
+            xlo = isnan(xlo) || dx0 < xlo ? dx0 : xlo;
+        if (isnan(a->xmax) && !isnan(dx1))
+            xhi = isnan(xhi) || dx1 > xhi ? dx1 : xhi;
+        if (isnan(a->ymin) && !isnan(dy0))
+            ylo = isnan(ylo) || dy0 < ylo ? dy0 : ylo;
+        if (isnan(a->ymax) && !isnan(dy1))
+            yhi = isnan(yhi) || dy1 > yhi ? dy1 : yhi;
+    }
+    frame f;
+    begin_plot(t, a, xlo, xhi, ylo, yhi, &f);
+    legend_row rows[8];
+    int nrows = 0;
+    for (int i = 0; i < num_lines; i++) {
+        const ae_plot_line *l = &lines[i];
+        ae_text_printf(t, "<polyline class=\"series\" fill=\"none\" stroke=\"%s\" stroke-width=\"2\" "
+                          "stroke-linejoin=\"round\"%s points=\"", l->color,
+                       l->dashed ? " stroke-dasharray=\"5 3\"" : "");
+        for (size_t k = 0; k < l->n; k++)
+            if (isfinite(l->x[k]) && isfinite(l->y[k]))
+                ae_text_printf(t, "%s%.1f,%.1f", k ? " " : "", px_x(&f, l->x[k]), px_y(&f, l->y[k]));
+        ae_text_printf(t, "\"/>\n");
+        if (l->markers) {
+            ae_text_printf(t, "<g fill=\"%s\">", l->color);
+            for (size_t k = 0; k < l->n; k++)
+                if (isfinite(l->x[k]) && isfinite(l->y[k]))
+                    ae_text_printf(t, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\"/>", px_x(&f, l->x[k]),
+                                   px_y(&f, l->y[k]));
+            ae_text_printf(t, "</g>\n");
+        }
+        if (nrows < 8)
+            rows[nrows++] = (legend_row){l->label, l->color, l->markers && l->n == 1 ? 3 : l->dashed};
+    }
+    legend(t, &f, a->legend, rows, nrows);
+    ae_text_printf(t, "</svg>\n");
+}
+
+/* ---- Histograms ------------------------------------------------------------- */
+
+void ae_svg_histogram(ae_text *t, const ae_plot_axes *a, double lo, double step, int bins,
+                      const ae_plot_hist *h, int num_hist, double vline, const char *vline_label)
+{
+    double top = 0;
+    for (int k = 0; k < num_hist; k++)
+        for (int i = 0; i < bins; i++)
+            top = h[k].counts[i] > top ? h[k].counts[i] : top;
+    frame f;
+    begin_plot(t, a, lo, lo + step * bins, 0, top > 0 ? top * 1.15 : 1, &f);
+    legend_row rows[8];
+    int nrows = 0;
+    for (int k = 0; k < num_hist; k++) {
+        ae_text_printf(t, "<g class=\"bars\" fill=\"%s\" fill-opacity=\"0.55\" stroke=\"%s\" "
+                          "stroke-width=\"0.8\">", h[k].color, h[k].color);
+        for (int i = 0; i < bins; i++) {
+            if (!(h[k].counts[i] > 0))
+                continue;
+            double x0 = px_x(&f, lo + step * i), x1 = px_x(&f, lo + step * (i + 1));
+            double y = px_y(&f, h[k].counts[i]);
+            ae_text_printf(t, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\"/>", x0, y,
+                           x1 - x0, f.y1 - y);
+        }
+        ae_text_printf(t, "</g>\n");
+        if (nrows < 7)
+            rows[nrows++] = (legend_row){h[k].label, h[k].color, 2};
+    }
+    if (isfinite(vline)) {
+        double x = px_x(&f, vline);
+        int flip = x > (f.x0 + f.x1) / 2; /* label on the side with room */
+        ae_text_printf(t, "<g class=\"threshold\"><line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>"
+                          "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\">", x, f.y0, x, f.y1,
+                       flip ? x - 6 : x + 6, f.y0 + 16, flip ? "end" : "start");
+        ae_text_escaped(t, vline_label);
+        ae_text_printf(t, "</text></g>\n");
+        rows[nrows++] = (legend_row){"threshold", "#111827", 1};
+    }
+    ae_legend_pos pos = a->legend; /* the legend goes to the corner away from the marker */
+    if (isfinite(vline))
+        pos = px_x(&f, vline) > (f.x0 + f.x1) / 2 ? AE_LEGEND_TOP_LEFT : AE_LEGEND_TOP_RIGHT;
+    legend(t, &f, pos, rows, nrows);
+    ae_text_printf(t, "</svg>\n");
+}

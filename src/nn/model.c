@@ -1,0 +1,175 @@
+/* The model object: creation from a plan (every buffer allocated once), the
+ * tensor table, Keras' initial values and the accessors. */
+#include "nn/model.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int alloc_floats(float **p, size_t count)
+{
+    *p = calloc(count ? count : 1, sizeof(float));
+    return *p != NULL;
+}
+
+ae_status ae_model_create(const ae_config *cfg, int max_batch, ae_model **out, ae_error *err)
+{
+    *out = NULL;
+    ae_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return ae_fail(err, AE_ERR_NOMEM, "model: out of memory for the model object");
+    ae_status st = ae_plan_make(&m->plan, cfg, max_batch, ae_get_num_threads(), err);
+    if (st != AE_OK) {
+        free(m);
+        return st;
+    }
+    /* BLAS runs inside our OpenMP loops over images: one thread each. */
+    openblas_set_num_threads(1);
+    m->cfg = *cfg;
+    m->max_batch = max_batch;
+    const ae_plan *p = &m->plan;
+    ae_scratch *s = &m->scratch;
+    s->num_threads = p->threads;
+    s->col_floats = p->col_floats;
+    s->slot_floats = p->slot_floats;
+    s->dslot_doubles = p->dslot_doubles;
+    s->col = calloc((size_t)p->threads, sizeof *s->col);
+    s->dslots = calloc((p->dslot_doubles ? p->dslot_doubles : 1) * ((size_t)max_batch + 2),
+                       sizeof(double));
+    int ok = s->col && s->dslots && alloc_floats(&m->params, p->num_params) &&
+             alloc_floats(&m->grads, p->num_params) && alloc_floats(&m->adam_m, p->num_params) &&
+             alloc_floats(&m->adam_v, p->num_params) && alloc_floats(&m->state, p->num_state) &&
+             alloc_floats(&m->state_backup, p->num_state) &&
+             alloc_floats(&m->saved, p->num_saved) && alloc_floats(&m->acts, p->act_floats) &&
+             alloc_floats(&m->grad_a, p->grad_floats) &&
+             alloc_floats(&m->grad_b, p->grad_floats) &&
+             alloc_floats(&s->slots, p->slot_floats * (size_t)max_batch) &&
+             alloc_floats(&s->channel, p->channel_floats);
+    for (int t = 0; ok && t < p->threads; t++)
+        ok = alloc_floats(&s->col[t], p->col_floats);
+    if (!ok) {
+        ae_model_free(m);
+        return ae_fail(err, AE_ERR_NOMEM, "model: out of memory allocating %.1f MiB",
+                       (double)p->memory_bytes / (1 << 20));
+    }
+    ae_model_init_weights(m, 0);
+    *out = m;
+    return AE_OK;
+}
+
+void ae_model_free(ae_model *m)
+{
+    if (!m)
+        return;
+    if (m->scratch.col)
+        for (int t = 0; t < m->scratch.num_threads; t++)
+            free(m->scratch.col[t]);
+    free(m->scratch.col);
+    free(m->scratch.slots);
+    free(m->scratch.dslots);
+    free(m->scratch.channel);
+    free(m->params);
+    free(m->grads);
+    free(m->adam_m);
+    free(m->adam_v);
+    free(m->state);
+    free(m->state_backup);
+    free(m->saved);
+    free(m->acts);
+    free(m->grad_a);
+    free(m->grad_b);
+    free(m);
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+void ae_model_init_weights(ae_model *m, uint64_t seed)
+{
+    ae_rng rng;
+    ae_rng_seed(&rng, seed);
+    for (int i = 0; i < m->plan.num_tensors; i++) {
+        const ae_tensor_info *t = &m->plan.tensors[i];
+        float *v = (t->is_state ? m->state : m->params) + t->offset;
+        if (ends_with(t->name, ".kernel")) {
+            /* Keras' fans: the receptive field times the last two dimensions. */
+            double fan_in, fan_out;
+            if (t->ndim == 2) {
+                fan_in = t->shape[0];
+                fan_out = t->shape[1];
+            } else {
+                double rf = (double)t->shape[0] * t->shape[1];
+                fan_in = rf * t->shape[2];
+                fan_out = rf * t->shape[3];
+            }
+            double limit = sqrt(6.0 / (fan_in + fan_out));
+            for (size_t j = 0; j < t->size; j++)
+                v[j] = (float)((2.0 * ae_rng_uniform(&rng) - 1.0) * limit);
+        } else {
+            float value = ends_with(t->name, ".gamma") || ends_with(t->name, ".moving_var");
+            for (size_t j = 0; j < t->size; j++)
+                v[j] = value;
+        }
+    }
+    size_t n = m->plan.num_params;
+    memset(m->grads, 0, n * sizeof(float));
+    memset(m->adam_m, 0, n * sizeof(float));
+    memset(m->adam_v, 0, n * sizeof(float));
+    m->iterations = 0;
+}
+
+const ae_config *ae_model_config(const ae_model *m) { return &m->cfg; }
+int ae_model_max_batch(const ae_model *m) { return m->max_batch; }
+size_t ae_model_num_params(const ae_model *m) { return m->plan.num_params; }
+float *ae_model_params(ae_model *m) { return m->params; }
+float *ae_model_grads(ae_model *m) { return m->grads; }
+float *ae_model_adam_m(ae_model *m) { return m->adam_m; }
+float *ae_model_adam_v(ae_model *m) { return m->adam_v; }
+size_t ae_model_num_state(const ae_model *m) { return m->plan.num_state; }
+float *ae_model_state(ae_model *m) { return m->state; }
+int64_t ae_model_iterations(const ae_model *m) { return m->iterations; }
+void ae_model_set_iterations(ae_model *m, int64_t iterations) { m->iterations = iterations; }
+int ae_model_num_tensors(const ae_model *m) { return m->plan.num_tensors; }
+size_t ae_model_memory_bytes(const ae_model *m) { return m->plan.memory_bytes; }
+int ae_model_num_layers(const ae_model *m) { return m->plan.num_layers; }
+
+const ae_tensor_info *ae_model_tensor(const ae_model *m, int i)
+{
+    return i >= 0 && i < m->plan.num_tensors ? &m->plan.tensors[i] : NULL;
+}
+
+int ae_model_find_tensor(const ae_model *m, const char *name)
+{
+    for (int i = 0; i < m->plan.num_tensors; i++)
+        if (strcmp(m->plan.tensors[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+const char *ae_model_layer_name(const ae_model *m, int i)
+{
+    return i >= 0 && i < m->plan.num_layers ? m->plan.layers[i].name : NULL;
+}
+
+const float *ae_model_layer_output(const ae_model *m, int i, size_t *count_per_image)
+{
+    if (i < 0 || i >= m->plan.num_layers)
+        return NULL;
+    if (count_per_image)
+        *count_per_image = m->plan.layers[i].out_count;
+    return m->acts + m->plan.layers[i].act;
+}
+
+const float *ae_model_output(const ae_model *m)
+{
+    return ae_model_layer_output(m, m->plan.num_layers - 1, NULL);
+}
+
+const float *ae_model_latent(const ae_model *m)
+{
+    return ae_model_layer_output(m, m->plan.first_decoder - 1, NULL);
+}

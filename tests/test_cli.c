@@ -1,0 +1,422 @@
+/* The aedet command end to end on small data it makes itself: every
+ * subcommand, the error exits, resume after an interruption, and the demo. */
+#include "support.h"
+
+#include "aedet.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* A path under the test folder that stays valid (test_path's slots rotate). */
+#define TMP_PATH(var, name)                                                                        \
+    char var[256];                                                                                 \
+    snprintf(var, sizeof var, "%s/%s", test_tmpdir(), name)
+
+#define NUM_NORMAL 40
+#define NUM_ODD 4
+#define SIDE 16
+
+static const char *aedet_bin(void)
+{
+    const char *b = getenv("AEDET");
+    return b ? b : "build/asan/aedet";
+}
+
+static char last_output[1 << 16];
+
+/* Runs `aedet ARGS` through the shell; returns the exit status and keeps the
+ * first 64 KiB of stdout+stderr in last_output. */
+static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int run(const char *fmt, ...)
+{
+    char args[4096], cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    TMP_PATH(log, "last.log");
+    snprintf(cmd, sizeof cmd, "%s %s > '%s' 2>&1 < /dev/null", aedet_bin(), args, log);
+    int status = system(cmd);
+    FILE *f = fopen(log, "r");
+    size_t n = f ? fread(last_output, 1, sizeof last_output - 1, f) : 0;
+    last_output[n] = '\0';
+    if (f)
+        fclose(f);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void expect_output(const char *needle)
+{
+    if (!strstr(last_output, needle))
+        fail_msg("expected \"%s\" in the output:\n%s", needle, last_output);
+}
+
+static int count_lines(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    int n = 0, c;
+    while ((c = fgetc(f)) != EOF)
+        n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+static int file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* Smooth gradients are normal; salt-and-pepper noise is the odd one out. */
+static void make_image(uint8_t *px, int k, int odd)
+{
+    ae_rng r;
+    ae_rng_seed(&r, (uint64_t)k + (odd ? 1000u : 0u));
+    double angle = 0.3 * k;
+    for (int y = 0; y < SIDE; y++)
+        for (int x = 0; x < SIDE; x++) {
+            double v = 0.5 + 0.4 * sin(angle + 0.3 * x + 0.2 * y);
+            if (odd)
+                v = (ae_rng_next(&r) & 1) ? 0.95 : 0.05;
+            px[y * SIDE + x] = (uint8_t)(v * 255);
+        }
+}
+
+static int setup_data(void **state)
+{
+    (void)state;
+    char path[512];
+    uint8_t px[SIDE * SIDE];
+    mkdir(test_path("classes"), 0777);
+    mkdir(test_path("classes/0_normal"), 0777);
+    mkdir(test_path("classes/1_odd"), 0777);
+    for (int k = 0; k < NUM_NORMAL + NUM_ODD; k++) {
+        int odd = k >= NUM_NORMAL;
+        make_image(px, k, odd);
+        snprintf(path, sizeof path, "%s/classes/%s/img%02d.png", test_tmpdir(), odd ? "1_odd" : "0_normal", k);
+        test_write_png(path, px, SIDE, SIDE, 0, 8);
+    }
+    return 0;
+}
+
+#define SMALL "--size 16 --filters 4,8 --latent 4 --batch 8 --threads 1"
+
+static void test_help_and_usage_errors(void **state)
+{
+    (void)state;
+    assert_int_equal(run("--help"), 0);
+    expect_output("exit codes");
+    assert_int_equal(run("train --help"), 0);
+    expect_output("epochs [30]");
+    expect_output("[0.001]");
+    assert_int_equal(run("score --help"), 0);
+    expect_output(">=");
+    assert_int_equal(run("frobnicate"), 2);
+    expect_output("unknown command");
+    assert_int_equal(run("train %s --epoch 3 -o m", test_path("classes")), 2);
+    expect_output("did you mean --epochs");
+    assert_int_equal(run("train %s --epochs many -o m", test_path("classes")), 2);
+    expect_output("--epochs wants a whole number");
+    assert_int_equal(run("train %s", test_path("classes")), 2);
+    expect_output("-o MODEL is required");
+    assert_int_equal(run("train %s --size 15 -o %s", test_path("classes"), test_path("m")), 2);
+    expect_output("divisible");
+    assert_int_equal(run("score"), 2);
+}
+
+static void test_train_score_encode_reconstruct(void **state)
+{
+    (void)state;
+    TMP_PATH(model, "model.aedet");
+    assert_int_equal(run("train %s --layout classes --epochs 3 " SMALL " -o %s", test_path("classes"), model), 0);
+    expect_output("epoch   3/3");
+    expect_output("44 images"); /* the resolved configuration is printed... */
+    assert_true(file_exists(model));
+    assert_false(file_exists(test_path("model.aedet.ckpt"))); /* ...and the checkpoint is gone */
+
+    assert_int_equal(run("info %s", model), 0);
+    expect_output("input 16x16x1");
+    expect_output("train.errors");
+
+    /* Scores keyed by path, most anomalous first, flagged by >= threshold. */
+    TMP_PATH(scores, "scores.csv");
+    assert_int_equal(run("score %s %s --layout classes --normal-class 0 --batch 8 -o %s --metrics %s", model,
+                         test_path("classes"), scores, test_path("metrics.json")),
+                     0);
+    expect_output("quantile 0.95");
+    expect_output("score >= threshold");
+    expect_output("ROC AUC");
+    assert_int_equal(count_lines(scores), NUM_NORMAL + NUM_ODD + 1);
+    assert_true(file_exists(test_path("metrics.json")));
+    FILE *f = fopen(scores, "r");
+    char line[1024];
+    assert_non_null(fgets(line, sizeof line, f));
+    assert_string_equal(line, "rank,image,label,score,threshold,flagged\n");
+    double prev = INFINITY;
+    int flagged = 0, odd_in_top = 0;
+    for (int r = 1; fgets(line, sizeof line, f); r++) {
+        char image[512];
+        int rank, label, flag;
+        double score, threshold;
+        assert_int_equal(sscanf(line, "%d,%511[^,],%d,%lf,%lf,%d", &rank, image, &label, &score, &threshold, &flag), 6);
+        assert_int_equal(rank, r);
+        assert_true(score <= prev);
+        assert_int_equal(flag, score >= threshold);
+        assert_non_null(strstr(image, "img"));
+        prev = score;
+        flagged += flag;
+        odd_in_top += r <= NUM_ODD && label == 1;
+    }
+    fclose(f);
+    /* 0.95 quantile of 44 values (linear): 2 or 3 above it. */
+    assert_in_range(flagged, 2, 3);
+    /* Noise cannot be reconstructed like gradients: the odd ones rank first. */
+    assert_int_equal(odd_in_top, NUM_ODD);
+
+    TMP_PATH(latents, "latents.csv");
+    assert_int_equal(run("encode %s %s --batch 8 -o %s", model, test_path("classes"), latents), 0);
+    assert_int_equal(count_lines(latents), NUM_NORMAL + NUM_ODD + 1);
+    f = fopen(latents, "r");
+    assert_non_null(fgets(line, sizeof line, f));
+    assert_string_equal(line, "image,label,score,z0,z1,z2,z3\n");
+    fclose(f);
+
+    TMP_PATH(dir, "recon");
+    assert_int_equal(run("reconstruct %s %s --batch 8 --error-map -o %s", model, test_path("classes"), dir), 0);
+    char png[512];
+    snprintf(png, sizeof png, "%s/00000_img00.png", dir);
+    ae_image img;
+    ae_error err;
+    assert_int_equal(ae_image_load(png, &img, &err), AE_OK);
+    assert_int_equal(img.height, 16);
+    assert_int_equal(img.channels, 1);
+    ae_image_free(&img);
+    snprintf(png, sizeof png, "%s/00043_img43_error.png", dir);
+    assert_true(file_exists(png));
+    snprintf(png, sizeof png, "%s/index.csv", dir);
+    assert_int_equal(count_lines(png), NUM_NORMAL + NUM_ODD + 1);
+}
+
+/* LESSONS 4: every path gives the same score for the same image, bit for bit
+ * (all print %.9g of a float, which round-trips exactly). */
+static void test_every_path_scores_alike(void **state)
+{
+    (void)state;
+    TMP_PATH(model, "model.aedet");
+    char line[1024], name[512], score_text[64];
+    FILE *f = fopen(test_path("latents.csv"), "r");
+    assert_non_null(f);
+    assert_non_null(fgets(line, sizeof line, f));
+    int checked = 0;
+    while (fgets(line, sizeof line, f)) {
+        /* image,label,score,...: the label may be empty. */
+        char *c1 = strchr(line, ','), *c2 = c1 ? strchr(c1 + 1, ',') : NULL, *c3 = c2 ? strchr(c2 + 1, ',') : NULL;
+        assert_non_null(c3);
+        snprintf(name, sizeof name, "%.*s", (int)(c1 - line), line);
+        snprintf(score_text, sizeof score_text, "%.*s", (int)(c3 - c2 - 1), c2 + 1);
+        char needle[700];
+        snprintf(needle, sizeof needle, "%s,%s,", name, score_text);
+        /* reconstruct's index.csv: image,score,... */
+        char idx[512];
+        snprintf(idx, sizeof idx, "%s/index.csv", test_path("recon"));
+        FILE *g = fopen(idx, "r");
+        char l2[1024];
+        int found = 0;
+        while (fgets(l2, sizeof l2, g))
+            found |= strncmp(l2, needle, strlen(needle)) == 0;
+        fclose(g);
+        assert_true(found);
+        /* score's CSV: rank,image,label,score,... */
+        snprintf(needle, sizeof needle, ",%s,", score_text);
+        g = fopen(test_path("scores.csv"), "r");
+        found = 0;
+        while (fgets(l2, sizeof l2, g))
+            found |= strstr(l2, name) && strstr(l2, needle);
+        fclose(g);
+        assert_true(found);
+        checked++;
+    }
+    fclose(f);
+    assert_int_equal(checked, NUM_NORMAL + NUM_ODD);
+    (void)model;
+}
+
+static void load_params(const char *path, float **params, size_t *n)
+{
+    ae_model *m;
+    ae_error err;
+    assert_int_equal(ae_model_load(path, 1, &m, NULL, NULL, &err), AE_OK);
+    *n = ae_model_num_params(m) + ae_model_num_state(m);
+    *params = malloc(*n * sizeof **params);
+    memcpy(*params, ae_model_params(m), ae_model_num_params(m) * sizeof(float));
+    memcpy(*params + ae_model_num_params(m), ae_model_state(m), ae_model_num_state(m) * sizeof(float));
+    ae_model_free(m);
+}
+
+static void test_resume_gives_the_same_weights(void **state)
+{
+    (void)state;
+    TMP_PATH(straight, "straight.aedet");
+    TMP_PATH(resumed, "resumed.aedet");
+    TMP_PATH(ckpt, "resumed.aedet.ckpt");
+    assert_int_equal(run("train %s --layout classes --epochs 3 " SMALL " -o %s", test_path("classes"), straight), 0);
+    /* Stop as Ctrl-C would, after 7 steps (epoch 2 of 3, batch 2 of 5). */
+    setenv("AEDET_TEST_INTERRUPT_AFTER", "7", 1);
+    int rc = run("train %s --layout classes --epochs 3 " SMALL " -o %s", test_path("classes"), resumed);
+    unsetenv("AEDET_TEST_INTERRUPT_AFTER");
+    assert_int_equal(rc, 130);
+    expect_output("checkpoint saved");
+    assert_true(file_exists(ckpt));
+    assert_false(file_exists(resumed));
+    /* A resume on other images is refused... */
+    assert_int_equal(run("train %s --layout classes --resume %s " SMALL " --exclude '*img00*' -o %s",
+                         test_path("classes"), ckpt, resumed), 2);
+    expect_output("trained on other images");
+    /* ...and on the same ones it ends where the straight run ended. */
+    assert_int_equal(run("train %s --layout classes --resume %s " SMALL " -o %s", test_path("classes"), ckpt, resumed), 0);
+    expect_output("resuming");
+
+    float *a, *b;
+    size_t na, nb;
+    load_params(straight, &a, &na);
+    load_params(resumed, &b, &nb);
+    assert_int_equal(na, nb);
+    assert_memory_equal(a, b, na * sizeof *a);
+    free(a);
+    free(b);
+}
+
+/* A real SIGINT: the run finishes its step, saves a checkpoint, exits 130. */
+static void test_ctrl_c_saves_a_checkpoint(void **state)
+{
+    (void)state;
+    TMP_PATH(model, "sigint.aedet");
+    char ckpt[600];
+    snprintf(ckpt, sizeof ckpt, "%s.ckpt", model);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        freopen("/dev/null", "w", stderr);
+        execl(aedet_bin(), "aedet", "train", test_path("classes"), "--layout", "classes", "--epochs", "100000",
+              "--size", "16", "--filters", "4,8", "--latent", "4", "--batch", "8", "--threads", "1", "-o", model,
+              (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 600 && !file_exists(ckpt); i++) /* the first epoch's checkpoint */
+        usleep(100000);
+    assert_true(file_exists(ckpt));
+    kill(pid, SIGINT);
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 130);
+    ae_model *m;
+    ae_meta *meta;
+    ae_error err;
+    assert_int_equal(ae_model_load(ckpt, 1, &m, &meta, NULL, &err), AE_OK);
+    int64_t epochs;
+    assert_true(ae_meta_get_int(meta, AE_KEY_EPOCHS_DONE, &epochs));
+    assert_true(epochs >= 1);
+    ae_meta_free(meta);
+    ae_model_free(m);
+}
+
+static void test_bad_input_exits(void **state)
+{
+    (void)state;
+    TMP_PATH(model, "model.aedet");
+    /* A missing folder. */
+    assert_int_not_equal(run("score %s %s/nowhere", model, test_tmpdir()), 0);
+    expect_output("nowhere");
+    /* A model file that is not one, and a truncated one: exit 5. */
+    TMP_PATH(junk, "junk.aedet");
+    test_write_file(junk, "hello", 5);
+    assert_int_equal(run("info %s", junk), 5);
+    expect_output("junk.aedet");
+    uint8_t *bytes;
+    size_t len;
+    ae_error err;
+    assert_int_equal(ae_read_file(model, &bytes, &len, &err), AE_OK);
+    TMP_PATH(cut, "cut.aedet");
+    test_write_file(cut, bytes, len / 2);
+    free(bytes);
+    assert_int_equal(run("score %s %s", cut, test_path("classes")), 5);
+    /* A failed score leaves an existing output file untouched. */
+    TMP_PATH(keep, "keep.csv");
+    test_write_file(keep, "precious\n", 9);
+    assert_int_equal(run("score %s %s -o %s", cut, test_path("classes"), keep), 5);
+    assert_int_equal(ae_read_file(keep, &bytes, &len, &err), AE_OK);
+    assert_int_equal(len, 9);
+    assert_memory_equal(bytes, "precious\n", 9);
+    free(bytes);
+    /* Output into a folder that does not exist: I/O error, exit 4. */
+    assert_int_equal(run("score %s %s --batch 8 -o %s/no/such/dir/s.csv", model, test_path("classes"), test_tmpdir()), 4);
+
+    /* A corrupt image: stop (exit 3, named) or skip (exit 0, listed). */
+    mkdir(test_path("withbad"), 0777);
+    uint8_t px[SIDE * SIDE];
+    char path[512];
+    for (int k = 0; k < 10; k++) {
+        make_image(px, k, 0);
+        snprintf(path, sizeof path, "%s/withbad/ok%d.png", test_tmpdir(), k);
+        test_write_png(path, px, SIDE, SIDE, 0, 8);
+    }
+    test_write_file(test_path("withbad/broken.png"), "\x89PNG\r\n\x1a\nnot really", 19);
+    assert_int_equal(run("score %s %s --batch 8", model, test_path("withbad")), 3);
+    expect_output("broken.png");
+    assert_int_equal(run("score %s %s --batch 8 --bad-files skip", model, test_path("withbad")), 0);
+    expect_output("skipped 1 bad file");
+    expect_output("broken.png");
+}
+
+/* The tutorial's experiment on the real Fashion-MNIST, one epoch, with the
+ * release build (the sanitized one is ~10x slower). */
+static void test_demo_runs_end_to_end(void **state)
+{
+    (void)state;
+    if (access(TEST_FASHION_DIR "/train-images-idx3-ubyte.gz", R_OK) != 0) {
+        fail_msg("Fashion-MNIST is missing: apt-get install dataset-fashion-mnist");
+    }
+    const char *release = getenv("AEDET_RELEASE");
+    char cmd[2048];
+    TMP_PATH(dir, "demo");
+    snprintf(cmd, sizeof cmd, "%s demo --epochs 1 --output %s > %s 2>&1", release ? release : aedet_bin(), dir,
+             test_path("demo.log"));
+    int status = system(cmd);
+    FILE *f = fopen(test_path("demo.log"), "r");
+    size_t n = fread(last_output, 1, sizeof last_output - 1, f);
+    last_output[n] = '\0';
+    fclose(f);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    expect_output("6060"); /* 6000 of class 5 + round(0.01 x 6000) of class 1 */
+    expect_output("anomalies     60 known");
+    expect_output("ROC AUC");
+    char path[512];
+    snprintf(path, sizeof path, "%s/scores.csv", dir);
+    assert_int_equal(count_lines(path), 6061);
+    snprintf(path, sizeof path, "%s/metrics.json", dir);
+    assert_true(file_exists(path));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_help_and_usage_errors),
+        cmocka_unit_test(test_train_score_encode_reconstruct),
+        cmocka_unit_test(test_every_path_scores_alike),
+        cmocka_unit_test(test_resume_gives_the_same_weights),
+        cmocka_unit_test(test_ctrl_c_saves_a_checkpoint),
+        cmocka_unit_test(test_bad_input_exits),
+        cmocka_unit_test(test_demo_runs_end_to_end),
+    };
+    return cmocka_run_group_tests(tests, setup_data, NULL);
+}

@@ -1,0 +1,114 @@
+#!/usr/bin/python3
+"""Writes tests/fixtures/sklearn_metrics.txt: cases of scores and labels with the
+values scikit-learn and numpy give for them, which tests/test_metrics.c checks
+the C metrics against (the test itself needs no Python).
+
+    /usr/bin/python3 tools/sklearn_reference.py [output]
+
+Scores are float32 values (what aedet scores are), written exactly. Each case:
+    case NAME N
+    scores N values
+    labels N values (0 normal, 1 anomaly)
+    roc_auc V | roc_auc none          sklearn roc_auc_score
+    average_precision V | none        sklearn average_precision_score
+    quantiles K q v q v ...           np.quantile (method "linear", the default)
+    at T tp fp tn fn precision recall f1   score >= T flagged (confusion_matrix, *_score)
+    best_f1 T F1                      from precision_recall_curve: the highest
+                                      threshold with the largest F1
+    roc M thr fpr tpr ...             roc_curve(drop_intermediate=False), first
+                                      threshold written as inf
+    pr M thr recall precision ...     precision_recall_curve, last point inf 0 1
+    end
+"""
+import sys
+
+import numpy as np
+import sklearn
+from sklearn.metrics import (average_precision_score, confusion_matrix, f1_score,
+                             precision_recall_curve, precision_score, recall_score,
+                             roc_auc_score, roc_curve)
+
+QS = [0.0, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0]
+
+
+def num(v):
+    return repr(float(v))
+
+
+def cases():
+    rng = np.random.default_rng(20240601)
+    out = []
+
+    def add(name, scores, labels):
+        out.append((name, np.asarray(scores, dtype=np.float32), np.asarray(labels, dtype=np.int64)))
+
+    add("handmade", [0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])
+    n = 40
+    labels = (rng.random(n) < 0.3).astype(int)
+    add("distinct", rng.random(n) + 0.3 * labels, labels)
+    n = 60
+    labels = (rng.random(n) < 0.25).astype(int)
+    add("ties", np.round(rng.random(n) * 10 + 2 * labels) / 10, labels)
+    add("separated", [0.1, 0.2, 0.3, 0.7, 0.8, 0.9], [0, 0, 0, 1, 1, 1])
+    add("reversed", [0.9, 0.8, 0.7, 0.3, 0.2, 0.1], [0, 0, 0, 1, 1, 1])
+    n = 50
+    labels = (rng.random(n) < 0.4).astype(int)
+    add("heavy_ties", rng.integers(0, 3, n) + labels * rng.integers(0, 2, n), labels)
+    add("small", [2.0, 1.0, 3.0], [0, 1, 1])
+    add("negative_and_zero", [-1.5, -0.0, 0.0, 2.5, -3.25, 0.0, 1e-3, -1e-3],
+        [0, 1, 0, 1, 0, 0, 1, 0])
+    add("one_anomaly", np.linspace(0.01, 1.0, 25), [0] * 24 + [1])
+    add("all_normal", rng.gamma(2.0, 0.01, 30), [0] * 30)
+    n = 2000
+    labels = (rng.random(n) < 0.05).astype(int)
+    add("large_tied", np.round(rng.gamma(2.0, 0.01, n) * (1 + labels), 3), labels)
+    return out
+
+
+def write_case(f, name, s, y):
+    sd = s.astype(np.float64)  # exact: every float32 is a double
+    f.write(f"case {name} {len(s)}\n")
+    f.write("scores " + " ".join(num(v) for v in sd) + "\n")
+    f.write("labels " + " ".join(str(int(v)) for v in y) + "\n")
+    both = 0 < y.sum() < len(y)
+    f.write("roc_auc " + (num(roc_auc_score(y, sd)) if both else "none") + "\n")
+    f.write("average_precision " + (num(average_precision_score(y, sd)) if y.sum() else "none") + "\n")
+    f.write(f"quantiles {len(QS)} " + " ".join(f"{num(q)} {num(np.quantile(sd, q))}" for q in QS) + "\n")
+    # One threshold between scores (a quantile) and one equal to a score (tests >=).
+    for t in (np.quantile(sd, 0.8), np.sort(sd)[len(sd) // 2]):
+        pred = (sd >= t).astype(int)
+        tn, fp, fn, tp = confusion_matrix(y, pred, labels=[0, 1]).ravel()
+        p = precision_score(y, pred, zero_division=0)
+        r = recall_score(y, pred, zero_division=0)
+        f1 = f1_score(y, pred, zero_division=0)
+        f.write(f"at {num(t)} {tp} {fp} {tn} {fn} {num(p)} {num(r)} {num(f1)}\n")
+    if y.sum():
+        precision, recall, thr = precision_recall_curve(y, sd)
+        p, r = precision[:-1], recall[:-1]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f1 = np.where(p + r > 0, 2 * p * r / (p + r), 0.0)
+        best = np.flatnonzero(f1 == f1.max()).max()  # thresholds increase: the highest
+        f.write(f"best_f1 {num(thr[best])} {num(f1[best])}\n")
+        if len(s) <= 100:
+            f.write(f"pr {len(thr) + 1} " + " ".join(
+                f"{num(t)} {num(rr)} {num(pp)}" for t, rr, pp in
+                zip(list(thr) + [np.inf], recall, precision)) + "\n")
+    if both and len(s) <= 100:
+        fpr, tpr, thr = roc_curve(y, sd, drop_intermediate=False)
+        thr = np.r_[np.inf, thr[1:]]  # sklearn 1.2 writes max + 1 there; aedet +inf
+        f.write(f"roc {len(thr)} " + " ".join(
+            f"{num(t)} {num(a)} {num(b)}" for t, a, b in zip(thr, fpr, tpr)) + "\n")
+    f.write("end\n")
+
+
+def main():
+    path = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/sklearn_metrics.txt"
+    with open(path, "w") as f:
+        f.write(f"# generated by tools/sklearn_reference.py (scikit-learn {sklearn.__version__}, "
+                f"numpy {np.__version__}); do not edit\n")
+        for name, s, y in cases():
+            write_case(f, name, s, y)
+
+
+if __name__ == "__main__":
+    main()
