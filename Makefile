@@ -19,6 +19,13 @@ TEST_SRC = $(wildcard tests/test_*.c)
 BENCH_SRC = $(wildcard bench/bench_*.c)
 FUZZ_SRC = $(wildcard fuzz/fuzz_*.c)
 
+# `make V=1` shows every command; by default one short line per file.
+ifeq ($(V),1)
+Q =
+else
+Q = @
+endif
+
 REL = build/release
 SAN = build/asan
 
@@ -38,34 +45,41 @@ all: $(REL)/libaedet.a $(REL)/libaedet.so $(REL)/aedet
 
 $(REL)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -fPIC -MMD -MP -c $< -o $@
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -fPIC -MMD -MP -c $< -o $@
 
 $(SAN)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -O1 $(SANFLAGS) -MMD -MP -c $< -o $@
+	@echo "  CC san  $<"
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -O1 $(SANFLAGS) -MMD -MP -c $< -o $@
 
 $(REL)/libaedet.a: $(REL_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(Q)ar rcs $@ $^
 
 $(REL)/libaedet.so: $(REL_OBJ)
-	$(CC) -shared -fopenmp -o $@ $^ $(LDLIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) -shared -fopenmp -o $@ $^ $(LDLIBS)
 
 $(SAN)/libaedet.a: $(SAN_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(Q)ar rcs $@ $^
 
 $(REL)/aedet: $(CLI_SRC:%.c=$(REL)/%.o) $(REL)/libaedet.a
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(SAN)/aedet: $(CLI_SRC:%.c=$(SAN)/%.o) $(SAN)/libaedet.a
-	$(CC) $(CFLAGS) -O1 $(SANFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD san  $@"
+	$(Q)$(CC) $(CFLAGS) -O1 $(SANFLAGS) -o $@ $^ $(LDLIBS)
 
 $(SAN)/tests/%: $(SAN)/tests/%.o $(SAN)/tests/support.o $(SAN)/libaedet.a
-	$(CC) $(CFLAGS) -O1 $(SANFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
+	@echo "  LD san  $@"
+	$(Q)$(CC) $(CFLAGS) -O1 $(SANFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
 
 $(REL)/bench/%: $(REL)/bench/%.o $(REL)/libaedet.a
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 # Installs what the build and the tests need (as root, or through sudo).
 deps:
@@ -75,6 +89,7 @@ deps:
 # Everything CI runs: the sanitized test suite, then each fuzzer for a while.
 check:
 	$(MAKE) test
+	$(MAKE) CC=clang REL=build/clang build/clang/aedet
 	$(MAKE) fuzz
 
 test-build: $(TESTS) $(SAN)/aedet $(REL)/aedet
@@ -94,7 +109,8 @@ FUZZ_SECONDS ?= 60
 FUZZ_BIN = $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
 build/fuzz/%: fuzz/%.c $(LIB_SRC)
 	@mkdir -p $(dir $@)
-	clang $(CPPFLAGS) -std=c11 -g -O1 -fopenmp -fsanitize=fuzzer,address,undefined -o $@ $< $(LIB_SRC) $(LDLIBS)
+	@echo "  FUZZ    $@"
+	$(Q)clang $(CPPFLAGS) -std=c11 -g -O1 -fopenmp -fsanitize=fuzzer,address,undefined -o $@ $< $(LIB_SRC) $(LDLIBS)
 fuzz: $(FUZZ_BIN)
 	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh $(FUZZ_BIN)
 

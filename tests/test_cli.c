@@ -189,6 +189,21 @@ static void test_train_score_encode_reconstruct(void **state)
     assert_string_equal(line, "image,label,score,z0,z1,z2,z3\n");
     fclose(f);
 
+    /* The HTML report: `aedet report`, and --report on score. */
+    TMP_PATH(report, "report.html");
+    assert_int_equal(run("report %s %s --layout classes --normal-class 0 --batch 8 -o %s", model,
+                         test_path("classes"), report), 0);
+    uint8_t *html;
+    size_t html_len;
+    ae_error html_err;
+    assert_int_equal(ae_read_file(report, &html, &html_len, &html_err), AE_OK);
+    assert_true(html_len > 1000);
+    assert_memory_equal(html, "<!DOCTYPE html>", 15);
+    assert_non_null(strstr((const char *)html, "img43.png")); /* an odd one, in the gallery */
+    free(html);
+    assert_int_equal(run("report %s %s --batch 8", model, test_path("classes")), 2);
+    expect_output("-o report.html is required");
+
     TMP_PATH(dir, "recon");
     assert_int_equal(run("reconstruct %s %s --batch 8 --error-map -o %s", model, test_path("classes"), dir), 0);
     char png[512];
@@ -404,6 +419,8 @@ static void test_demo_runs_end_to_end(void **state)
     snprintf(path, sizeof path, "%s/scores.csv", dir);
     assert_int_equal(count_lines(path), 6061);
     snprintf(path, sizeof path, "%s/metrics.json", dir);
+    assert_true(file_exists(path));
+    snprintf(path, sizeof path, "%s/report.html", dir);
     assert_true(file_exists(path));
 }
 

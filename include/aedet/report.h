@@ -56,7 +56,7 @@ typedef struct {
     const ae_report_image *anomalous; size_t num_anomalous; /* most anomalous first */
     const ae_report_image *typical; size_t num_typical;     /* normal-looking sample */
     const char *typical_note;          /* how the sample was chosen, may be NULL */
-    double heat_max;                   /* error at the top of the heat map's scale (> 0) */
+    double heat_max;                   /* error at the top of the heat maps' colour bar */
     ae_report_text_fn item_name;       /* NULL: "#i" */
     ae_report_text_fn item_label;      /* NULL: the 0/1 label, or nothing */
     const void *item_ctx;

@@ -123,12 +123,22 @@ int cli_make_loader(const cli_data_args *d, const ae_dataset *ds, const size_t *
 /* After a loader is made: print how many bad files were skipped, and which. */
 void cli_print_bad_files(const ae_loader *l);
 
+/* ---- output files: written to PATH.tmp, renamed into place when complete ---- */
+/* A CSV field, quoted when it holds a comma, quote or newline. */
+void cli_csv_field(FILE *f, const char *field);
+/* Opens path.tmp (name in tmp) for writing; NULL after printing the error. */
+FILE *cli_open_temp(const char *path, char *tmp, size_t size);
+/* Flushes, fsyncs and closes f, then renames tmp to path when ok, else
+ * removes tmp. Returns 0, or the exit code after printing the error. */
+int cli_commit_temp(FILE *f, const char *tmp, const char *path, int ok);
+
 /* ---- subcommands ---- */
 int cmd_train(int argc, char **argv);
 int cmd_score(int argc, char **argv);
 int cmd_encode(int argc, char **argv);
 int cmd_reconstruct(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 
 #endif
@@ -156,10 +166,11 @@ int cli_train_run(const cli_command *cmd, cli_train_args *a);
 /* ---- scoring, shared by `score` and `demo` ---- */
 typedef struct {
     cli_data_args data;
-    const char *model_path, *data_path, *output, *metrics, *report;
+    const char *model_path, *data_path, *output, *metrics, *report, *csv;
     double quantile, threshold, sd_k;
     const char *threshold_from; /* "scored", "train" or "validation" */
     int top;                    /* rows printed */
+    int gallery;                /* report: images per gallery set */
 } cli_score_args;
 
 void cli_score_defaults(cli_score_args *a);

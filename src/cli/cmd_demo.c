@@ -16,7 +16,8 @@ static const cli_command demo_cmd = {
     "trains on class 5 with round(1% x 6000) = 60 images of class 1 mixed in, scores every\n"
     "image of that set, flags the errors >= the 0.95 quantile, and says how many of the\n"
     "mixed-in anomalies were found.",
-    "Writes DIR/model.aedet, DIR/scores.csv and DIR/metrics.json. Every training and data\n"
+    "Writes DIR/model.aedet, DIR/scores.csv, DIR/metrics.json and DIR/report.html. Every\n"
+    "training and data\n"
     "flag of 'aedet train' can be changed here too; the same run on DeepWeeds is\n"
     "  aedet train deepweeds/ --labels labels.csv --normal-class 5 --anomaly-class 1 -o m.aedet\n"
     "  aedet score m.aedet deepweeds/ --labels labels.csv --normal-class 5 --anomaly-class 1",
@@ -26,11 +27,12 @@ int cmd_demo(int argc, char **argv)
 {
     cli_train_args t;
     cli_train_defaults(&t);
-    const char *dir = "aedet-demo", *data_dir = FASHION_DIR;
+    const char *dir = "aedet-demo", *data_dir = FASHION_DIR, *report = NULL;
     int top = 10;
     const cli_option opts[] = {
         {"output", OPT_STRING, &dir, "DIR", "folder for the model, scores and metrics [aedet-demo]"},
         {"data-dir", OPT_STRING, &data_dir, "DIR", "Fashion-MNIST IDX files [" FASHION_DIR "]"},
+        {"report", OPT_STRING, &report, "FILE", "the HTML report [DIR/report.html]"},
         {"epochs", OPT_INT, &t.epochs, "N", "epochs [30]"},
         {"size", OPT_SIZE, &t.size, "N|HxW", "model input size [32x32: 28x28 resized]"},
         {"filters", OPT_LIST, &t.filters, "LIST", "convolution filters per level [16,32,64]"},
@@ -56,12 +58,15 @@ int cmd_demo(int argc, char **argv)
         fprintf(stderr, "aedet demo: cannot make %s: %s\n", dir, strerror(errno));
         return EXIT_IO;
     }
-    static char images[4096], labels[4096], model[4096], scores[4096], metrics[4096];
+    static char images[4096], labels[4096], model[4096], scores[4096], metrics[4096], report_path[4096];
     snprintf(images, sizeof images, "%s/train-images-idx3-ubyte.gz", data_dir);
     snprintf(labels, sizeof labels, "%s/train-labels-idx1-ubyte.gz", data_dir);
     snprintf(model, sizeof model, "%s/model.aedet", dir);
     snprintf(scores, sizeof scores, "%s/scores.csv", dir);
     snprintf(metrics, sizeof metrics, "%s/metrics.json", dir);
+    snprintf(report_path, sizeof report_path, "%s/report.html", dir);
+    if (!report)
+        report = report_path;
     if (!t.data.labels)
         t.data.labels = labels;
     if (!t.size.height)
@@ -78,6 +83,7 @@ int cmd_demo(int argc, char **argv)
     s.data_path = images;
     s.output = scores;
     s.metrics = metrics;
+    s.report = report;
     s.top = top;
     if (!cli_out.quiet && !cli_out.json)
         printf("\nscoring every image of the contaminated set (%s, classes %s + %s)\n", images,
@@ -85,6 +91,6 @@ int cmd_demo(int argc, char **argv)
     if ((rc = cli_score_run(&demo_cmd, &s)))
         return rc;
     if (!cli_out.json)
-        printf("\nwrote %s, %s and %s\n", model, scores, metrics);
+        printf("\nwrote %s, %s, %s and %s\n", model, scores, metrics, report);
     return 0;
 }

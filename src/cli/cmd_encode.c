@@ -21,21 +21,6 @@ typedef struct {
     FILE *index;         /* reconstruct: index.csv */
 } visit_ctx;
 
-static void write_csv_name(FILE *f, const char *name)
-{
-    if (!strpbrk(name, ",\"\r\n")) {
-        fputs(name, f);
-        return;
-    }
-    fputc('"', f);
-    for (const char *p = name; *p; p++) {
-        if (*p == '"')
-            fputc('"', f);
-        fputc(*p, f);
-    }
-    fputc('"', f);
-}
-
 static ae_status encode_batch(void *user, const ae_batch *b, const float *input, const float *recon,
                               const float *errors, ae_error *err)
 {
@@ -48,7 +33,7 @@ static ae_status encode_batch(void *user, const ae_batch *b, const float *input,
     char buf[64];
     for (int i = 0; i < b->count; i++) {
         const ae_item *it = &c->ds->items[b->items[i]];
-        write_csv_name(c->out, ae_item_name(it, buf, sizeof buf));
+        cli_csv_field(c->out, ae_item_name(it, buf, sizeof buf));
         if (it->label >= 0)
             fprintf(c->out, ",%d", it->label);
         else
@@ -100,7 +85,7 @@ static ae_status reconstruct_batch(void *user, const ae_batch *b, const float *i
         ae_status s = ae_png_write(path, c->pixels, cfg->height, cfg->width, cfg->channels, err);
         if (s != AE_OK)
             return s;
-        write_csv_name(c->index, ae_item_name(it, buf, sizeof buf));
+        cli_csv_field(c->index, ae_item_name(it, buf, sizeof buf));
         fprintf(c->index, ",%.9g,%s", errors[i], name);
         if (c->error_maps) {
             /* Mean absolute error over the channels, 0..255: dark is good. */
@@ -184,14 +169,9 @@ static char tmp_path[4096];
 
 static int encode_begin(const cli_command *cmd, visit_ctx *c, const walk_args *a)
 {
-    snprintf(tmp_path, sizeof tmp_path, "%s.tmp", a->output);
-    c->out = fopen(tmp_path, "w");
-    if (!c->out) {
-        ae_error err;
-        ae_fail(&err, AE_ERR_IO, "%s: %s", tmp_path, strerror(errno));
-        return cli_report_error(&err);
-    }
     (void)cmd;
+    if (!(c->out = cli_open_temp(a->output, tmp_path, sizeof tmp_path)))
+        return EXIT_IO;
     int d = ae_model_config(c->model)->latent_dim;
     fprintf(c->out, "image,label,score");
     for (int k = 0; k < d; k++)
@@ -200,30 +180,9 @@ static int encode_begin(const cli_command *cmd, visit_ctx *c, const walk_args *a
     return 0;
 }
 
-static int finish_file(FILE *f, const char *tmp, const char *final_path, int ok)
-{
-    ae_error err;
-    int failed = fflush(f) != 0 || fsync(fileno(f)) != 0;
-    failed |= fclose(f) != 0;
-    if (!ok || failed) {
-        remove(tmp);
-        if (ok) {
-            ae_fail(&err, AE_ERR_IO, "%s: %s", final_path, strerror(errno));
-            return cli_report_error(&err);
-        }
-        return 0;
-    }
-    if (rename(tmp, final_path) != 0) {
-        ae_fail(&err, AE_ERR_IO, "renaming %s to %s: %s", tmp, final_path, strerror(errno));
-        remove(tmp);
-        return cli_report_error(&err);
-    }
-    return 0;
-}
-
 static int encode_end(visit_ctx *c, const walk_args *a, int ok)
 {
-    return finish_file(c->out, tmp_path, a->output, ok);
+    return cli_commit_temp(c->out, tmp_path, a->output, ok);
 }
 
 static int reconstruct_begin(const cli_command *cmd, visit_ctx *c, const walk_args *a)
@@ -235,12 +194,10 @@ static int reconstruct_begin(const cli_command *cmd, visit_ctx *c, const walk_ar
         return cli_report_error(&err);
     }
     c->dir = a->output;
-    snprintf(tmp_path, sizeof tmp_path, "%s/index.csv.tmp", a->output);
-    c->index = fopen(tmp_path, "w");
-    if (!c->index) {
-        ae_fail(&err, AE_ERR_IO, "%s: %s", tmp_path, strerror(errno));
-        return cli_report_error(&err);
-    }
+    char index_path[4096];
+    snprintf(index_path, sizeof index_path, "%s/index.csv", a->output);
+    if (!(c->index = cli_open_temp(index_path, tmp_path, sizeof tmp_path)))
+        return EXIT_IO;
     fprintf(c->index, "image,score,reconstruction%s\n", a->error_maps ? ",error_map" : "");
     c->error_maps = a->error_maps;
     return 0;
@@ -250,7 +207,7 @@ static int reconstruct_end(visit_ctx *c, const walk_args *a, int ok)
 {
     char final_path[4096];
     snprintf(final_path, sizeof final_path, "%s/index.csv", a->output);
-    return finish_file(c->index, tmp_path, final_path, ok);
+    return cli_commit_temp(c->index, tmp_path, final_path, ok);
 }
 
 static const cli_command encode_cmd = {
@@ -270,14 +227,19 @@ static int run_walk(const cli_command *cmd, int argc, char **argv, int reconstru
 {
     walk_args a = {0};
     cli_data_defaults(&a.data);
-    const cli_option opts[] = {
-        {"output", OPT_STRING, &a.output, reconstruct ? "DIR" : "FILE", "where to write (required; also -o)"},
-        {"error-map", OPT_FLAG, &a.error_maps, NULL, "reconstruct: also write per-pixel error maps"},
+    const cli_option encode_opts[] = {
+        {"output", OPT_STRING, &a.output, "FILE", "latents CSV to write (required; also -o)"},
+        CLI_DATA_OPTIONS(a.data),
+        {0},
+    };
+    const cli_option reconstruct_opts[] = {
+        {"output", OPT_STRING, &a.output, "DIR", "folder for the PNGs (required; also -o)"},
+        {"error-map", OPT_FLAG, &a.error_maps, NULL, "also write per-pixel error maps"},
         CLI_DATA_OPTIONS(a.data),
         {0},
     };
     const char *pos[2];
-    int npos, rc = cli_parse(cmd, opts, argc, argv, pos, &npos);
+    int npos, rc = cli_parse(cmd, reconstruct ? reconstruct_opts : encode_opts, argc, argv, pos, &npos);
     if (rc)
         return rc < 0 ? 0 : rc;
     if (!a.output)

@@ -1,6 +1,7 @@
 /* aedet score MODEL DATA: every image's reconstruction error, the threshold
  * rule and its value, the flagged images, and metrics when labels are known. */
 #include "cli.h"
+#include "report.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -16,6 +17,7 @@ void cli_score_defaults(cli_score_args *a)
     a->sd_k = NAN;
     a->threshold_from = "scored";
     a->top = 10;
+    a->gallery = 8;
 }
 
 const char *cli_item_name(const ae_dataset *ds, size_t item, char *buf, size_t size)
@@ -23,60 +25,6 @@ const char *cli_item_name(const ae_dataset *ds, size_t item, char *buf, size_t s
     return ae_item_name(&ds->items[item], buf, size);
 }
 
-/* Writes text to path atomically (temp file, fsync, rename). */
-static ae_status write_text(const char *path, const char *text, size_t len, ae_error *err)
-{
-    return ae_write_file_atomic(path, text, len, err);
-}
-
-/* A growing string for CSV output, written in one atomic call at the end. */
-typedef struct {
-    char *s;
-    size_t len, cap;
-    int failed;
-} strbuf;
-
-static void sb_printf(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(strbuf *b, const char *fmt, ...)
-{
-    if (b->failed)
-        return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->failed = 1;
-            return;
-        }
-        if (b->s && b->len + (size_t)n < b->cap) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = (b->cap ? b->cap * 2 : 4096) + (size_t)n;
-        char *s = realloc(b->s, cap);
-        if (!s) {
-            b->failed = 1;
-            return;
-        }
-        b->s = s;
-        b->cap = cap;
-    }
-}
-
-/* A CSV field: quoted when it holds a comma, quote or newline. */
-static void sb_csv_field(strbuf *b, const char *field)
-{
-    if (!strpbrk(field, ",\"\r\n")) {
-        sb_printf(b, "%s", field);
-        return;
-    }
-    sb_printf(b, "\"");
-    for (const char *p = field; *p; p++)
-        sb_printf(b, *p == '"' ? "\"\"" : "%c", *p);
-    sb_printf(b, "\"");
-}
 
 static const float *g_sort_scores; /* qsort has no context argument */
 static int by_score_desc(const void *a, const void *b)
@@ -169,28 +117,27 @@ static void print_summary(const cli_score_args *a, const ae_metrics_summary *m, 
     }
 }
 
-static ae_status write_scores_csv(const char *path, const ae_dataset *ds, const size_t *items,
-                                  const float *scores, const size_t *order, size_t n, double threshold,
-                                  ae_error *err)
+/* scores.csv, most anomalous first, streamed to a temp file renamed into place. */
+static int write_scores_csv(const char *path, const ae_dataset *ds, const size_t *items, const float *scores,
+                            const size_t *order, size_t n, double threshold)
 {
-    strbuf b = {0};
-    char buf[64];
-    sb_printf(&b, "rank,image,label,score,threshold,flagged\n");
+    char tmp[4096], buf[64];
+    FILE *f = cli_open_temp(path, tmp, sizeof tmp);
+    if (!f)
+        return EXIT_IO;
+    fprintf(f, "rank,image,label,score,threshold,flagged\n");
     for (size_t r = 0; r < n; r++) {
         size_t i = order[r];
         const ae_item *it = &ds->items[items[i]];
-        sb_printf(&b, "%zu,", r + 1);
-        sb_csv_field(&b, ae_item_name(it, buf, sizeof buf));
+        fprintf(f, "%zu,", r + 1);
+        cli_csv_field(f, ae_item_name(it, buf, sizeof buf));
         if (it->label >= 0)
-            sb_printf(&b, ",%d", it->label);
+            fprintf(f, ",%d", it->label);
         else
-            sb_printf(&b, ",");
-        sb_printf(&b, ",%.9g,%.9g,%d\n", scores[i], threshold, scores[i] >= threshold);
+            fputc(',', f);
+        fprintf(f, ",%.9g,%.9g,%d\n", scores[i], threshold, scores[i] >= threshold);
     }
-    ae_status s = b.failed ? ae_fail(err, AE_ERR_NOMEM, "out of memory writing %s", path)
-                           : write_text(path, b.s, b.len, err);
-    free(b.s);
-    return s;
+    return cli_commit_temp(f, tmp, path, 1);
 }
 
 int cli_score_run(const cli_command *cmd, cli_score_args *a)
@@ -277,13 +224,19 @@ int cli_score_run(const cli_command *cmd, cli_score_args *a)
     g_sort_scores = scores;
     qsort(order, n, sizeof *order, by_score_desc);
     print_summary(a, &m, &ds, scored, scores, order, n);
-    if (a->output && write_scores_csv(a->output, &ds, scored, scores, order, n, t.value, &err) != AE_OK) {
-        rc = cli_report_error(&err);
+    fflush(stdout);
+    if (a->output && (rc = write_scores_csv(a->output, &ds, scored, scores, order, n, t.value)))
         goto done;
-    }
     if (a->metrics && ae_metrics_write_json(a->metrics, &m, &err) != AE_OK) {
         rc = cli_report_error(&err);
         goto done;
+    }
+    if (a->report) {
+        if ((rc = cli_write_report(a->report, model, meta, &ds, scored, scores, n, have_labels ? labels : NULL, &m,
+                                   a->gallery, NULL)))
+            goto done;
+        if (!cli_out.quiet && !cli_out.json)
+            fprintf(stderr, "wrote the report to %s\n", a->report);
     }
 
 done:
@@ -315,13 +268,22 @@ static const cli_command score_cmd = {
     "scores.csv: rank,image,label,score,threshold,flagged, most anomalous first.",
     2, 2};
 
-int cmd_score(int argc, char **argv)
+static const cli_command report_cmd = {
+    "report", "MODEL DATA -o report.html [options]",
+    "Scores DATA like 'aedet score' and writes one self-contained HTML report: configuration,\n"
+    "loss per epoch, error histogram with the threshold, ROC and precision-recall curves (with\n"
+    "labels), a gallery of input, reconstruction and error map, and the flagged images.",
+    "Takes every option of 'aedet score'; -o names the HTML file (--csv FILE keeps the scores).",
+    2, 2};
+
+static int run_score(const cli_command *cmd, int argc, char **argv, int as_report)
 {
     cli_score_args a;
     cli_score_defaults(&a);
     int best_f1 = 0;
     const cli_option opts[] = {
-        {"output", OPT_STRING, &a.output, "FILE", "scores CSV to write (also -o)"},
+        {"output", OPT_STRING, &a.output, "FILE", as_report ? "HTML report to write (also -o)" : "scores CSV to write (also -o)"},
+        {"csv", OPT_STRING, &a.csv, "FILE", "also write the scores CSV (report)"},
         {"metrics", OPT_STRING, &a.metrics, "FILE", "write metrics.json (threshold rule, counts, metrics)"},
         {"quantile", OPT_DOUBLE, &a.quantile, "Q", "flag errors >= this quantile [0.95]"},
         {"threshold", OPT_DOUBLE, &a.threshold, "X", "flag errors >= X (overrides --quantile)"},
@@ -329,16 +291,27 @@ int cmd_score(int argc, char **argv)
         {"best-f1", OPT_FLAG, &best_f1, NULL, "threshold with the best F1 on the labels"},
         {"threshold-from", OPT_STRING, &a.threshold_from, "SET", "scored, train or validation [scored]"},
         {"top", OPT_INT, &a.top, "N", "most anomalous images to print [10]"},
+        {"report", OPT_STRING, &a.report, "FILE", "write a self-contained HTML report"},
+        {"gallery", OPT_INT, &a.gallery, "K", "report: most anomalous and typical images shown [8]"},
         CLI_DATA_OPTIONS(a.data),
         {0},
     };
     const char *pos[2];
-    int npos, rc = cli_parse(&score_cmd, opts, argc, argv, pos, &npos);
+    int npos, rc = cli_parse(cmd, opts, argc, argv, pos, &npos);
     if (rc)
         return rc < 0 ? 0 : rc;
     if (best_f1)
         a.quantile = -1;
+    if (as_report) {
+        if (!a.output)
+            return cli_usage_error(cmd, "-o report.html is required");
+        a.report = a.output;
+        a.output = a.csv;
+    }
     a.model_path = pos[0];
     a.data_path = pos[1];
-    return cli_score_run(&score_cmd, &a);
+    return cli_score_run(cmd, &a);
 }
+
+int cmd_score(int argc, char **argv) { return run_score(&score_cmd, argc, argv, 0); }
+int cmd_report(int argc, char **argv) { return run_score(&report_cmd, argc, argv, 1); }

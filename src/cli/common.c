@@ -2,6 +2,7 @@
  * turning the data flags into a data set, a selection and a loader. */
 #include "cli.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,4 +187,52 @@ void cli_print_bad_files(const ae_loader *l)
     fprintf(stderr, "aedet: skipped %zu bad file%s:\n", n, n == 1 ? "" : "s");
     for (size_t i = 0; i < n; i++)
         fprintf(stderr, "  %s\n", ae_loader_bad(l, i));
+}
+
+void cli_csv_field(FILE *f, const char *field)
+{
+    if (!strpbrk(field, ",\"\r\n")) {
+        fputs(field, f);
+        return;
+    }
+    fputc('"', f);
+    for (const char *p = field; *p; p++) {
+        if (*p == '"')
+            fputc('"', f);
+        fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+FILE *cli_open_temp(const char *path, char *tmp, size_t size)
+{
+    snprintf(tmp, size, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        ae_error err;
+        ae_fail(&err, AE_ERR_IO, "%s: %s", tmp, strerror(errno));
+        cli_report_error(&err);
+    }
+    return f;
+}
+
+int cli_commit_temp(FILE *f, const char *tmp, const char *path, int ok)
+{
+    ae_error err;
+    int failed = fflush(f) != 0 || fsync(fileno(f)) != 0;
+    int saved = errno;
+    failed |= fclose(f) != 0;
+    if (!ok || failed) {
+        remove(tmp);
+        if (!ok)
+            return 0; /* the caller reports its own error */
+        ae_fail(&err, AE_ERR_IO, "writing %s: %s", path, strerror(saved ? saved : errno));
+        return cli_report_error(&err);
+    }
+    if (rename(tmp, path) != 0) {
+        ae_fail(&err, AE_ERR_IO, "renaming %s to %s: %s", tmp, path, strerror(errno));
+        remove(tmp);
+        return cli_report_error(&err);
+    }
+    return 0;
 }

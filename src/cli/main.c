@@ -13,6 +13,7 @@ static const struct {
     {"score", cmd_score, "score images by reconstruction error, flag the anomalies"},
     {"encode", cmd_encode, "the encoder as dimensionality reduction: latents as CSV"},
     {"reconstruct", cmd_reconstruct, "the autoencoder as a denoiser: reconstructions as PNG"},
+    {"report", cmd_report, "score and write a self-contained HTML report"},
     {"info", cmd_info, "what a model file holds"},
     {"demo", cmd_demo, "the tutorial's experiment on Fashion-MNIST, end to end"},
 };

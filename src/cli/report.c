@@ -58,7 +58,7 @@ typedef struct {
     size_t input_len, recon_len;
     uint8_t *heat;
     size_t heat_len;
-    float *errors;       /* h x w mean absolute errors */
+    float *errors;       /* h x w mean absolute errors (in one block for every shot) */
 } shot;
 
 /* Loads one image at the model's size, runs it through the model, keeps the
@@ -80,9 +80,6 @@ static ae_status render_shot(ae_model *model, const ae_dataset *ds, size_t item,
     float score;
     if ((st = ae_model_score(model, x, 1, &score, recon, err)) != AE_OK)
         return st;
-    s->errors = malloc((size_t)h * (size_t)w * sizeof *s->errors);
-    if (!s->errors)
-        return ae_fail(err, AE_ERR_NOMEM, "report: out of memory for an error map");
     ae_error_map(x, recon, h, w, c, s->errors);
     if ((st = ae_png_encode(pixels, h, w, c, &s->input, &s->input_len, err)) != AE_OK)
         return st;
@@ -173,7 +170,6 @@ static void shot_free(shot *s)
     free(s->input);
     free(s->recon);
     free(s->heat);
-    free(s->errors);
 }
 
 int cli_write_report(const char *path, ae_model *model, const ae_meta *meta, const ae_dataset *ds,
@@ -201,7 +197,8 @@ int cli_write_report(const char *path, ae_model *model, const ae_meta *meta, con
     ae_report_image *gallery = calloc(k + typical + 1, sizeof *gallery);
     uint8_t *pixels = malloc(count), *heat_rgb = malloc(hw * 3);
     float *x = malloc(count * sizeof *x), *recon = malloc(count * sizeof *recon);
-    if (!order || !shots || !gallery || !pixels || !heat_rgb || !x || !recon) {
+    float *errors = malloc(((k + typical) * hw + 1) * sizeof *errors);
+    if (!order || !shots || !gallery || !pixels || !heat_rgb || !x || !recon || !errors) {
         st = ae_fail(&err, AE_ERR_NOMEM, "report: out of memory for %zu scores", n);
         goto done;
     }
@@ -209,11 +206,11 @@ int cli_write_report(const char *path, ae_model *model, const ae_meta *meta, con
         order[i] = (ranked){scores[i], i};
     qsort(order, n, sizeof *order, by_score_desc);
 
-    double vmax = 0;
     size_t num_shots = k + typical;
     for (size_t j = 0; j < num_shots && st == AE_OK; j++) {
         shot *s = &shots[j];
         s->scored = order[j < k ? j : typical_start + (j - k)].index;
+        s->errors = errors + j * hw;
         size_t item = items[s->scored];
         st = render_shot(model, ds, item, s, pixels, x, recon, &err);
         if (st != AE_OK) {
@@ -221,9 +218,12 @@ int cli_write_report(const char *path, ae_model *model, const ae_meta *meta, con
             ae_error_prefix(&err, "report: gallery image %s", ae_item_name(&ds->items[item], buf, sizeof buf));
             break;
         }
-        for (size_t p = 0; p < hw; p++)
-            vmax = s->errors[p] > vmax ? s->errors[p] : vmax;
     }
+    /* One colour scale for the page, up to the 99.5th percentile of the
+     * gallery's pixel errors: a few extreme pixels must not darken the rest. */
+    double vmax = 0;
+    if (st == AE_OK && num_shots)
+        st = ae_quantile(errors, num_shots * hw, 0.995, &vmax, &err);
     item_ctx ctx = {ds, items, labels};
     for (size_t j = 0; j < num_shots && st == AE_OK; j++) {
         shot *s = &shots[j];
@@ -274,5 +274,6 @@ done:
     free(heat_rgb);
     free(x);
     free(recon);
+    free(errors);
     return st == AE_OK ? 0 : cli_report_error(&err);
 }

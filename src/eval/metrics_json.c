@@ -1,5 +1,6 @@
 /* The metrics summary of one scored set, and metrics.json. */
 #include "aedet/eval.h"
+#include "common/text.h"
 #include "aedet/image.h"
 #include "eval/score_sort.h"
 
@@ -72,124 +73,87 @@ ae_status ae_metrics_summarize(const float *scores, const int *labels, size_t n,
 
 /* ---- JSON ---------------------------------------------------------------- */
 
-typedef struct {
-    char *s;
-    size_t len, cap;
-    int failed;
-} json_buf;
-
-static void put(json_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(json_buf *b, const char *fmt, ...)
-{
-    if (b->failed)
-        return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int k = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
-        va_end(ap);
-        if (k < 0) {
-            b->failed = 1;
-            return;
-        }
-        if (b->s && (size_t)k < b->cap - b->len) {
-            b->len += (size_t)k;
-            return;
-        }
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap - b->len <= (size_t)k)
-            cap *= 2;
-        char *s = realloc(b->s, cap);
-        if (!s) {
-            b->failed = 1;
-            return;
-        }
-        b->s = s;
-        b->cap = cap;
-    }
-}
-
 /* NaN and infinities are not JSON numbers: null. */
-static void put_number(json_buf *b, const char *key, double v, const char *fmt)
+static void put_number(ae_text *b, const char *key, double v, const char *fmt)
 {
-    put(b, "\"%s\": ", key);
+    ae_text_printf(b, "\"%s\": ", key);
     if (isfinite(v))
-        put(b, fmt, v);
+        ae_text_printf(b, fmt, v);
     else
-        put(b, "null");
+        ae_text_printf(b, "null");
 }
 
 /* A JSON string: quotes, backslashes and control characters escaped; other
  * bytes (UTF-8) as they are. */
-static void put_escaped(json_buf *b, const char *v)
+static void put_escaped(ae_text *b, const char *v)
 {
-    put(b, "\"");
+    ae_text_printf(b, "\"");
     for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
         if (*p == '"' || *p == '\\')
-            put(b, "\\%c", *p);
+            ae_text_printf(b, "\\%c", *p);
         else if (*p == '\n')
-            put(b, "\\n");
+            ae_text_printf(b, "\\n");
         else if (*p == '\t')
-            put(b, "\\t");
+            ae_text_printf(b, "\\t");
         else if (*p < 0x20 || *p == 0x7f)
-            put(b, "\\u%04x", *p);
+            ae_text_printf(b, "\\u%04x", *p);
         else
-            put(b, "%c", *p);
+            ae_text_printf(b, "%c", *p);
     }
-    put(b, "\"");
+    ae_text_printf(b, "\"");
 }
 
-static void put_string(json_buf *b, const char *key, const char *v)
+static void put_string(ae_text *b, const char *key, const char *v)
 {
-    put(b, "\"%s\": ", key);
+    ae_text_printf(b, "\"%s\": ", key);
     put_escaped(b, v);
 }
 
 static const char *quantile_definition =
     "numpy linear: sorted x, h = (n-1)q, x[floor h] + (h - floor h)(x[floor h + 1] - x[floor h])";
 
-static void put_threshold(json_buf *b, const ae_threshold *t)
+static void put_threshold(ae_text *b, const ae_threshold *t)
 {
-    put(b, "  \"threshold\": {");
+    ae_text_printf(b, "  \"threshold\": {");
     put_string(b, "rule", t->name ? t->name : "unknown");
-    put(b, ", ");
+    ae_text_printf(b, ", ");
     put_number(b, "param", t->param, "%.17g");
-    put(b, ", ");
+    ae_text_printf(b, ", ");
     put_number(b, "value", t->value, "%.17g");
-    put(b, ", \"comparison\": \">=\", \"num_values\": %zu, ", t->num_values);
+    ae_text_printf(b, ", \"comparison\": \">=\", \"num_values\": %zu, ", t->num_values);
     put_string(b, "source", t->source);
-    put(b, ", ");
+    ae_text_printf(b, ", ");
     put_number(b, "mean", t->mean, "%.9g");
-    put(b, ", ");
+    ae_text_printf(b, ", ");
     put_number(b, "sd", t->sd, "%.9g");
     if (t->rule == AE_RULE_QUANTILE) {
-        put(b, ", ");
+        ae_text_printf(b, ", ");
         put_string(b, "quantile_definition", quantile_definition);
     }
     if (t->rule == AE_RULE_MEAN_SD)
-        put(b, ", \"sd_definition\": \"population (ddof 0, as numpy.std)\"");
-    put(b, "},\n");
+        ae_text_printf(b, ", \"sd_definition\": \"population (ddof 0, as numpy.std)\"");
+    ae_text_printf(b, "},\n");
 }
 
 ae_status ae_metrics_json(const ae_metrics_summary *s, char **json, size_t *len, ae_error *err)
 {
-    json_buf b = {NULL, 0, 0, 0};
-    put(&b, "{\n");
+    ae_text b = {NULL, 0, 0, 0};
+    ae_text_printf(&b, "{\n");
     put_threshold(&b, &s->threshold);
-    put(&b, "  \"count\": %zu,\n  \"flagged\": %zu,\n", s->count, s->flagged);
-    put(&b, "  ");
+    ae_text_printf(&b, "  \"count\": %zu,\n  \"flagged\": %zu,\n", s->count, s->flagged);
+    ae_text_printf(&b, "  ");
     put_number(&b, "score_min", s->score_min, "%.9g");
-    put(&b, ",\n  ");
+    ae_text_printf(&b, ",\n  ");
     put_number(&b, "score_max", s->score_max, "%.9g");
-    put(&b, ",\n  ");
+    ae_text_printf(&b, ",\n  ");
     put_number(&b, "score_mean", s->score_mean, "%.9g");
-    put(&b, ",\n  \"has_labels\": %s,\n", s->has_labels ? "true" : "false");
+    ae_text_printf(&b, ",\n  \"has_labels\": %s,\n", s->has_labels ? "true" : "false");
     if (s->has_labels) {
-        put(&b, "  \"num_anomalies\": %zu,\n  \"num_normals\": %zu,\n", s->num_anomalies,
+        ae_text_printf(&b, "  \"num_anomalies\": %zu,\n  \"num_normals\": %zu,\n", s->num_anomalies,
             s->num_normals);
-        put(&b, "  \"confusion\": {\"tp\": %zu, \"fp\": %zu, \"tn\": %zu, \"fn\": %zu},\n",
+        ae_text_printf(&b, "  \"confusion\": {\"tp\": %zu, \"fp\": %zu, \"tn\": %zu, \"fn\": %zu},\n",
             s->confusion.tp, s->confusion.fp, s->confusion.tn, s->confusion.fn);
-        put(&b, "  \"anomalies_flagged\": %zu,\n", s->confusion.tp);
+        ae_text_printf(&b, "  \"anomalies_flagged\": %zu,\n", s->confusion.tp);
     }
     /* Thresholds with 17 digits (read back, they flag the same images). */
     const struct {
@@ -207,28 +171,28 @@ ae_status ae_metrics_json(const ae_metrics_summary *s, char **json, size_t *len,
         {"pixel_roc_auc", s->pixel_auc, "%.9g"},
     };
     for (size_t i = 0; i < sizeof metrics / sizeof metrics[0]; i++) {
-        put(&b, "  ");
+        ae_text_printf(&b, "  ");
         put_number(&b, metrics[i].key, metrics[i].v, metrics[i].fmt);
-        put(&b, ",\n");
+        ae_text_printf(&b, ",\n");
     }
-    put(&b, "  \"per_class_roc_auc\": [");
+    ae_text_printf(&b, "  \"per_class_roc_auc\": [");
     int classes = s->num_class_auc < AE_MAX_CLASS_AUC ? s->num_class_auc : AE_MAX_CLASS_AUC;
     for (int i = 0; i < classes; i++) {
-        put(&b, "%s{\"class\": %d, \"count\": %zu, ", i ? ", " : "", s->class_auc[i].class_id,
+        ae_text_printf(&b, "%s{\"class\": %d, \"count\": %zu, ", i ? ", " : "", s->class_auc[i].class_id,
             s->class_auc[i].count);
         put_number(&b, "roc_auc", s->class_auc[i].auc, "%.9g");
-        put(&b, "}");
+        ae_text_printf(&b, "}");
     }
-    put(&b, "],\n  \"warnings\": [");
+    ae_text_printf(&b, "],\n  \"warnings\": [");
     int first = 1;
     for (int i = 0; i < AE_NUM_WARNINGS; i++) {
         if (!(s->warnings & (1u << i)))
             continue;
-        put(&b, "%s", first ? "" : ", ");
+        ae_text_printf(&b, "%s", first ? "" : ", ");
         put_escaped(&b, ae_warning_text(1u << i));
         first = 0;
     }
-    put(&b, "]\n}\n");
+    ae_text_printf(&b, "]\n}\n");
     if (b.failed) {
         free(b.s);
         return ae_fail(err, AE_ERR_NOMEM, "metrics.json: out of memory");

@@ -43,7 +43,7 @@ static const char *const page_style =
     "table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}\n"
     "th,td{text-align:left;padding:6px 10px;border-bottom:1px solid var(--line);vertical-align:top}\n"
     "th{font-size:12px;color:var(--muted);font-weight:600;text-transform:uppercase;letter-spacing:.03em}\n"
-    "td.n,th.n{text-align:right}td.path{word-break:break-all}\n"
+    "td.n,th.n{text-align:right}td.path{overflow-wrap:anywhere}\n"
     "table.kv td:first-child{color:var(--muted);width:34%}table.metrics td:first-child{width:auto}\n"
     "tbody tr:nth-child(even){background:#fafafa}\n"
     ".confusion{width:auto}.confusion td,.confusion th{text-align:center;min-width:110px}\n"
@@ -64,7 +64,7 @@ static const char *const page_style =
     ".triple div{font-size:11px;color:var(--muted);text-align:center}\n"
     ".triple img{width:100%;aspect-ratio:1/1;object-fit:contain;image-rendering:pixelated;"
     "background:#000;border-radius:4px;display:block}\n"
-    "figcaption{margin-top:8px;font-size:13px}figcaption .path{word-break:break-all;font-weight:600}\n"
+    "figcaption{margin-top:8px;font-size:13px}figcaption .path{overflow-wrap:anywhere;font-weight:600}\n"
     ".badge{display:inline-block;border-radius:999px;padding:0 8px;font-size:11px;font-weight:600;"
     "margin-left:4px}\n"
     ".badge.flag{background:#fee2e2;color:#991b1b}.badge.ok{background:#e0f2fe;color:#075985}\n"
@@ -489,7 +489,7 @@ static void put_gallery(ae_text *t, const ae_report *r)
         ae_text_printf(t, "<stop offset=\"%d%%\" stop-color=\"#%02x%02x%02x\"/>", i * 10, c[0], c[1], c[2]);
     }
     ae_text_printf(t, "</linearGradient></defs><rect width=\"220\" height=\"12\" fill=\"url(#inferno)\"/>"
-                      "</svg><span>%.3g (same scale for every image)</span></div>\n", r->heat_max);
+                      "</svg><span>%.3g and above (one scale for every image)</span></div>\n", r->heat_max);
     if (r->num_anomalous) {
         ae_text_printf(t, "<h3>The %zu most anomalous images</h3>\n", r->num_anomalous);
         put_gallery_set(t, "gallery-anomalous", r->anomalous, r->num_anomalous, r->metrics->threshold.value);

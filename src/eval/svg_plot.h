@@ -1,4 +1,4 @@
-/* Internal to src/eval: a growing text buffer with HTML escaping, and plots
+/* Internal to src/eval: HTML escaping for ae_text, and plots
  * drawn as inline SVG (axes, 1-2-5 ticks, grid, labels, legend, title), the
  * way a plotting library would draw them, deterministic and without
  * JavaScript. Used by the HTML report. */
@@ -7,16 +7,8 @@
 
 #include <stddef.h>
 
-/* Output is appended; any failure (out of memory) sets failed and makes every
- * later call a no-op, so callers check once at the end. */
-typedef struct {
-    char *s;
-    size_t len, cap;
-    int failed;
-} ae_text;
+#include "common/text.h"
 
-void ae_text_printf(ae_text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void ae_text_put(ae_text *t, const char *s, size_t n);
 /* s with & < > " ' as entities (safe in text and in quoted attributes). */
 void ae_text_escaped(ae_text *t, const char *s);
 

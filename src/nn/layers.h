@@ -28,8 +28,13 @@ void ae_conv_geom_init(ae_conv_geom *g, int big_h, int big_w, int big_c, int str
 /* Per-thread scratch for one image, and per-image partial-sum slots. */
 typedef struct {
     int num_threads;       /* scratch buffers available */
-    float **col;           /* num_threads buffers of col_floats each */
+    int isa;               /* AE_ISA_* (isa.h): 0 is the portable im2col + BLAS path */
+    float **col;           /* portable path: num_threads buffers of col_floats each */
     size_t col_floats;
+    float **pad;           /* direct path: num_threads buffers of pad_floats each */
+    size_t pad_floats;     /* a padded big image plus a padded small one */
+    float *wt;             /* direct path: a transposed kernel, wt_floats */
+    size_t wt_floats;
     float *slots;          /* max_batch x slot_floats: per-image weight-gradient partials */
     size_t slot_floats;
     double *dslots;        /* max_batch x dslot_doubles: per-image BatchNorm partials */

@@ -1,0 +1,84 @@
+/* Run-time choice of the convolution kernels, and the helpers they share:
+ * zero-padding an image and transposing a kernel. */
+#include "nn/direct.h"
+#include "nn/isa.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int ae_isa_supported(int isa)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    switch (isa) {
+    case AE_ISA_PORTABLE:
+        return 1;
+    case AE_ISA_AVX2:
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case AE_ISA_AVX512:
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("fma");
+    }
+    return 0;
+#else
+    return isa == AE_ISA_PORTABLE;
+#endif
+}
+
+/* AEDET_ISA=portable|avx2|avx512 caps the choice (for comparisons and tests). */
+int ae_isa_best(void)
+{
+    int cap = AE_ISA_AVX512;
+    const char *env = getenv("AEDET_ISA");
+    if (env && strcmp(env, "portable") == 0)
+        cap = AE_ISA_PORTABLE;
+    else if (env && strcmp(env, "avx2") == 0)
+        cap = AE_ISA_AVX2;
+    for (int isa = cap; isa > AE_ISA_PORTABLE; isa--)
+        if (ae_isa_supported(isa))
+            return isa;
+    return AE_ISA_PORTABLE;
+}
+
+const char *ae_isa_name(int isa)
+{
+    switch (isa) {
+    case AE_ISA_AVX2: return "avx2";
+    case AE_ISA_AVX512: return "avx512";
+    default: return "portable";
+    }
+}
+
+const ae_direct_ops *ae_direct_ops_for(int isa)
+{
+    if (!ae_isa_supported(isa))
+        return NULL;
+    switch (isa) {
+    case AE_ISA_AVX2: return &ae_direct_avx2;
+    case AE_ISA_AVX512: return &ae_direct_avx512;
+    default: return NULL;
+    }
+}
+
+size_t ae_direct_padded_floats(int h, int w, int c) { return (size_t)(h + 2) * (w + 2) * c; }
+
+void ae_direct_pad(float *dst, const float *src, int h, int w, int c)
+{
+    const size_t row = (size_t)(w + 2) * c, inner = (size_t)w * c;
+    memset(dst, 0, row * sizeof *dst);
+    for (int y = 0; y < h; y++) {
+        float *d = dst + (size_t)(y + 1) * row;
+        memset(d, 0, (size_t)c * sizeof *d);
+        memcpy(d + c, src + (size_t)y * inner, inner * sizeof *d);
+        memset(d + c + inner, 0, (size_t)c * sizeof *d);
+    }
+    memset(dst + (size_t)(h + 1) * row, 0, row * sizeof *dst);
+}
+
+void ae_direct_transpose_kernel(float *wt, const float *w, int cb, int cs)
+{
+    for (int t = 0; t < 9; t++)
+        for (int c = 0; c < cb; c++)
+            for (int o = 0; o < cs; o++)
+                wt[((size_t)t * cs + o) * cb + c] = w[((size_t)t * cb + c) * cs + o];
+}
