@@ -115,6 +115,15 @@ int ae_model_num_layers(const ae_model *m);
 const char *ae_model_layer_name(const ae_model *m, int i);
 const float *ae_model_layer_output(const ae_model *m, int i, size_t *count_per_image);
 
+/* Seconds spent in layer i's forward and backward since the model was made
+ * or the times were reset (summed over calls; the loss's backward counts
+ * with the last layer), for the benchmark's per-layer breakdown. Returns -1
+ * for a bad index. */
+int ae_model_layer_times(const ae_model *m, int i, double *forward_s, double *backward_s);
+void ae_model_reset_layer_times(ae_model *m);
+/* The kernels in use: "avx512", "avx2" or "portable" (im2col + BLAS). */
+const char *ae_model_kernels(const ae_model *m);
+
 /* Mean squared error of the last forward against x: the mean over every pixel
  * and channel of the batch. per_image (may be NULL) gets each image's own mean
  * squared error: the anomaly score. The same code computes both. */

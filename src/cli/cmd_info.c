@@ -36,9 +36,11 @@ static void print_entry(FILE *o, const ae_meta *meta, size_t i)
     case AE_META_STRING:
         fprintf(o, "%s", ae_meta_get_str(meta, key));
         break;
-    case AE_META_FLOATS:
-        summarize_floats(o, ae_meta_get_floats(meta, key, &n), n);
+    case AE_META_FLOATS: {
+        const float *v = ae_meta_get_floats(meta, key, &n);
+        summarize_floats(o, v, n);
         break;
+    }
     case AE_META_INTS: {
         const int64_t *v = ae_meta_get_ints(meta, key, &n);
         for (size_t k = 0; k < n && k < 16; k++)

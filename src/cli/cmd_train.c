@@ -397,8 +397,15 @@ int cli_train_run(const cli_command *cmd, cli_train_args *a)
         rc = cli_report_error(&err);
         goto done;
     }
-    if (record_state(&t, &err) != AE_OK ||
-        store_errors(model, train, a->data.batch, AE_KEY_TRAIN_ERRORS, meta, &err) != AE_OK ||
+    if (record_state(&t, &err) != AE_OK) {
+        rc = cli_report_error(&err);
+        goto done;
+    }
+    /* The finished model keeps the history, not the mid-epoch position. */
+    ae_meta_remove(meta, AE_KEY_BATCH);
+    ae_meta_remove(meta, AE_KEY_LOSS_SUM);
+    ae_meta_remove(meta, AE_KEY_LOSS_COUNT);
+    if (store_errors(model, train, a->data.batch, AE_KEY_TRAIN_ERRORS, meta, &err) != AE_OK ||
         (val && store_errors(model, val, a->data.batch, AE_KEY_VAL_ERRORS, meta, &err) != AE_OK) ||
         ae_model_save(a->output, model, meta, 0, &err) != AE_OK) {
         rc = cli_report_error(&err);

@@ -49,6 +49,9 @@ int ae_scratch_threads(const ae_scratch *s);
 void ae_reduce_slots(float *dst, const float *slots, size_t stride, int n, size_t count,
                      int threads);
 
+/* db[o] = sum over pixels of dy[p][o] (one image), in pixel order. */
+void ae_bias_grad(float *db, const float *dy, size_t pixels, int c);
+
 /* im2col.c. col is (small_h*small_w) x (9*big_c), row (kh*3+kw)*big_c + c. */
 void ae_im2col(const float *img, const ae_conv_geom *g, float *col);
 /* Adds col back into img (which the caller zeroes or pre-fills). */

@@ -1,5 +1,6 @@
 /* The model object: creation from a plan (every buffer allocated once), the
  * tensor table, Keras' initial values and the accessors. */
+#include "nn/isa.h"
 #include "nn/model.h"
 
 #include <cblas.h>
@@ -31,13 +32,17 @@ ae_status ae_model_create(const ae_config *cfg, int max_batch, ae_model **out, a
     const ae_plan *p = &m->plan;
     ae_scratch *s = &m->scratch;
     s->num_threads = p->threads;
+    s->isa = p->isa;
     s->col_floats = p->col_floats;
+    s->pad_floats = p->pad_floats;
+    s->wt_floats = p->wt_floats;
     s->slot_floats = p->slot_floats;
     s->dslot_doubles = p->dslot_doubles;
     s->col = calloc((size_t)p->threads, sizeof *s->col);
+    s->pad = calloc((size_t)p->threads, sizeof *s->pad);
     s->dslots = calloc((p->dslot_doubles ? p->dslot_doubles : 1) * ((size_t)max_batch + 2),
                        sizeof(double));
-    int ok = s->col && s->dslots && alloc_floats(&m->params, p->num_params) &&
+    int ok = s->col && s->pad && s->dslots && alloc_floats(&s->wt, p->wt_floats) && alloc_floats(&m->params, p->num_params) &&
              alloc_floats(&m->grads, p->num_params) && alloc_floats(&m->adam_m, p->num_params) &&
              alloc_floats(&m->adam_v, p->num_params) && alloc_floats(&m->state, p->num_state) &&
              alloc_floats(&m->state_backup, p->num_state) &&
@@ -47,7 +52,7 @@ ae_status ae_model_create(const ae_config *cfg, int max_batch, ae_model **out, a
              alloc_floats(&s->slots, p->slot_floats * (size_t)max_batch) &&
              alloc_floats(&s->channel, p->channel_floats);
     for (int t = 0; ok && t < p->threads; t++)
-        ok = alloc_floats(&s->col[t], p->col_floats);
+        ok = alloc_floats(&s->col[t], p->col_floats) && alloc_floats(&s->pad[t], p->pad_floats);
     if (!ok) {
         ae_model_free(m);
         return ae_fail(err, AE_ERR_NOMEM, "model: out of memory allocating %.1f MiB",
@@ -62,10 +67,15 @@ void ae_model_free(ae_model *m)
 {
     if (!m)
         return;
-    if (m->scratch.col)
-        for (int t = 0; t < m->scratch.num_threads; t++)
+    for (int t = 0; t < m->scratch.num_threads; t++) {
+        if (m->scratch.col)
             free(m->scratch.col[t]);
+        if (m->scratch.pad)
+            free(m->scratch.pad[t]);
+    }
     free(m->scratch.col);
+    free(m->scratch.pad);
+    free(m->scratch.wt);
     free(m->scratch.slots);
     free(m->scratch.dslots);
     free(m->scratch.channel);
@@ -173,3 +183,22 @@ const float *ae_model_latent(const ae_model *m)
 {
     return ae_model_layer_output(m, m->plan.first_decoder - 1, NULL);
 }
+
+int ae_model_layer_times(const ae_model *m, int i, double *forward_s, double *backward_s)
+{
+    if (i < 0 || i >= m->plan.num_layers)
+        return -1;
+    if (forward_s)
+        *forward_s = m->forward_s[i];
+    if (backward_s)
+        *backward_s = m->backward_s[i];
+    return 0;
+}
+
+void ae_model_reset_layer_times(ae_model *m)
+{
+    memset(m->forward_s, 0, sizeof m->forward_s);
+    memset(m->backward_s, 0, sizeof m->backward_s);
+}
+
+const char *ae_model_kernels(const ae_model *m) { return ae_isa_name(m->scratch.isa); }

@@ -42,7 +42,8 @@ typedef struct {
     size_t act_floats;  /* all layer outputs for max_batch images */
     size_t grad_floats; /* one activation-gradient buffer for max_batch images */
     size_t col_floats, slot_floats, dslot_doubles, channel_floats;
-    int threads;
+    size_t pad_floats, wt_floats; /* direct kernels (isa != portable) */
+    int threads, isa;
     size_t memory_bytes;
 } ae_plan;
 
@@ -55,6 +56,7 @@ struct ae_model {
     float *acts, *grad_a, *grad_b;
     ae_scratch scratch;
     int64_t iterations;
+    double forward_s[AE_MAX_LAYERS], backward_s[AE_MAX_LAYERS]; /* per-layer time */
 };
 
 ae_status ae_plan_make(ae_plan *plan, const ae_config *cfg, int max_batch, int threads,

@@ -1,5 +1,7 @@
 /* The config: defaults, validation, FLOPs, and the plan (layers, tensor table,
  * buffer sizes) that ae_model_create allocates from. */
+#include "nn/direct.h"
+#include "nn/isa.h"
 #include "nn/model.h"
 
 #include <limits.h>
@@ -216,6 +218,7 @@ ae_status ae_plan_make(ae_plan *p, const ae_config *cfg, int max_batch, int thre
         return st;
     memset(p, 0, sizeof *p);
     p->threads = threads < 1 ? 1 : threads;
+    p->isa = ae_isa_best();
     build_layers(p, cfg);
     size_t bn_c = 0, act = 0;
     for (int i = 0; i < p->num_layers; i++) {
@@ -226,7 +229,14 @@ ae_status ae_plan_make(ae_plan *p, const ae_config *cfg, int max_batch, int thre
             size_t small = (size_t)l->geom.small_h * l->geom.small_w;
             size_t taps = 9 * (size_t)l->geom.big_c;
             int other_c = l->kind == AE_LAYER_CONV ? l->out_c : l->in_c;
-            p->col_floats = max_size(p->col_floats, small * taps);
+            if (p->isa == AE_ISA_PORTABLE)
+                p->col_floats = max_size(p->col_floats, small * taps);
+            else
+                p->pad_floats = max_size(
+                    p->pad_floats,
+                    ae_direct_padded_floats(l->geom.big_h, l->geom.big_w, l->geom.big_c) +
+                        ae_direct_padded_floats(l->geom.small_h, l->geom.small_w, other_c));
+            p->wt_floats = max_size(p->wt_floats, taps * other_c);
             /* one image's kernel gradient, then its bias gradient */
             p->slot_floats = max_size(p->slot_floats, taps * other_c + (size_t)l->out_c);
         }
@@ -258,6 +268,8 @@ ae_status ae_plan_make(ae_plan *p, const ae_config *cfg, int max_batch, int thre
         !add_size(&floats, part) || !ae_mul_size(p->col_floats, (size_t)p->threads, &part) ||
         !add_size(&floats, part) || !ae_mul_size(p->slot_floats, (size_t)max_batch, &part) ||
         !add_size(&floats, part) || !add_size(&floats, p->channel_floats) ||
+        !ae_mul_size(p->pad_floats, (size_t)p->threads, &part) || !add_size(&floats, part) ||
+        !add_size(&floats, p->wt_floats) ||
         !ae_mul_size(floats, sizeof(float), &bytes) ||
         !ae_mul_size(p->dslot_doubles, (size_t)max_batch + 2, &part) ||
         !ae_mul_size(part, sizeof(double), &part) || !add_size(&bytes, part))

@@ -3,6 +3,7 @@
 #include "nn/model.h"
 
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 static float *layer_out(ae_model *m, int i) { return m->acts + m->plan.layers[i].act; }
@@ -12,6 +13,7 @@ static void run_layers(ae_model *m, int from, int to, const float *in, int n, ae
 {
     const ae_config *cfg = &m->cfg;
     for (int i = from; i < to; i++) {
+        double start = omp_get_wtime();
         const ae_layer *l = &m->plan.layers[i];
         const float *x = i == from ? in : layer_out(m, i - 1);
         float *y = layer_out(m, i);
@@ -46,6 +48,7 @@ static void run_layers(ae_model *m, int from, int to, const float *in, int n, ae
             break;
         }
         }
+        m->forward_s[i] += omp_get_wtime() - start;
     }
 }
 
@@ -76,8 +79,11 @@ void ae_model_backward(ae_model *m, const float *x, int n)
     const ae_plan *p = &m->plan;
     const ae_layer *last = &p->layers[p->num_layers - 1];
     float *dy = m->grad_a, *spare = m->grad_b;
+    double start = omp_get_wtime();
     ae_mse_backward(dy, layer_out(m, p->num_layers - 1), x, n, last->out_count);
     for (int i = p->num_layers - 1; i >= 0; i--) {
+        if (i < p->num_layers - 1)
+            start = omp_get_wtime();
         const ae_layer *l = &p->layers[i];
         const float *in = i > 0 ? layer_out(m, i - 1) : x;
         const float *w = m->params + l->kernel;
@@ -87,14 +93,17 @@ void ae_model_backward(ae_model *m, const float *x, int n)
         switch (l->kind) {
         case AE_LAYER_SIGMOID: /* element-wise layers run in place */
             ae_sigmoid_backward(dy, dy, layer_out(m, i), count);
+            m->backward_s[i] += omp_get_wtime() - start;
             continue;
         case AE_LAYER_LEAKY:
             ae_leaky_backward(dy, dy, in, count, m->cfg.leaky_slope);
+            m->backward_s[i] += omp_get_wtime() - start;
             continue;
         case AE_LAYER_BN:
             ae_batchnorm_backward(dy, dw, db, dy, in, w, m->saved + l->saved,
                                   m->saved + l->saved + l->out_c, n,
                                   (size_t)l->out_h * l->out_w, l->out_c, &m->scratch);
+            m->backward_s[i] += omp_get_wtime() - start;
             continue;
         case AE_LAYER_CONV:
             ae_conv2d_backward(dx, dw, db, dy, in, w, n, &l->geom, l->out_c, &m->scratch);
@@ -106,6 +115,7 @@ void ae_model_backward(ae_model *m, const float *x, int n)
             ae_dense_backward(dx, dw, db, dy, in, w, n, (int)l->in_count, (int)l->out_count);
             break;
         }
+        m->backward_s[i] += omp_get_wtime() - start;
         spare = dy;
         dy = dx;
     }

@@ -22,3 +22,14 @@ void ae_reduce_slots(float *dst, const float *slots, size_t stride, int n, size_
         dst[j] = (float)sum;
     }
 }
+
+void ae_bias_grad(float *db, const float *dy, size_t pixels, int c)
+{
+    for (int o = 0; o < c; o++)
+        db[o] = 0.0f;
+    for (size_t p = 0; p < pixels; p++) {
+        const float *row = dy + p * c;
+        for (int o = 0; o < c; o++)
+            db[o] += row[o];
+    }
+}
