@@ -12,14 +12,23 @@
  *   infer ...
  *   mem 256x256x3 b32 peak_rss_mb 789.0
  * peak_rss_mb is the process's peak so far (getrusage), so sizes run smallest
- * first; run one size per process for a clean figure. */
+ * first; run one size per process for a clean figure. It also prints the
+ * machine's float32 GEMM speed at the same thread count (a 2048^3 OpenBLAS
+ * sgemm, in a child process) and each mode's GFLOP/s as a fraction of it:
+ *   peak sgemm2048 t2 gflop_per_s 210.0
+ *   train 256x256x3 b32 gemm_peak_fraction 0.45
+ * and, as comments, the mean time per step spent in each layer's forward
+ * and backward. */
 #include "aedet/nn.h"
 
+#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MAX_SIZES 8
 
@@ -45,9 +54,9 @@ static double peak_rss_mb(void)
 static int usage(const char *prog)
 {
     fprintf(stderr,
-            "usage: %s [--threads N] [--seconds S] [--batch B] [--size HxWxC]...\n"
+            "usage: %s [--threads N] [--seconds S] [--batch B] [--size HxWxC]... [--gemm-peak 0|1]\n"
             "  defaults: all cores, 3 seconds per measurement, batch 32,\n"
-            "  sizes 32x32x1 then 256x256x3\n",
+            "  sizes 32x32x1 then 256x256x3, the sgemm peak measured first (1)\n",
             prog);
     return 2;
 }
@@ -55,6 +64,7 @@ static int usage(const char *prog)
 typedef struct {
     const char *mode;
     double images_per_s, gflop_per_s;
+    int steps; /* timed, plus the warm-up one */
 } result;
 
 static int compare_doubles(const void *a, const void *b)
@@ -107,11 +117,85 @@ static int measure(ae_model *m, const float *x, int batch, int train, double sec
     free(errors);
     free(times);
     out->mode = train ? "train" : "infer";
+    out->steps = steps + 1;
     out->images_per_s = batch / median;
     /* A training step is a forward pass and a backward pass that costs about twice as much. */
     out->gflop_per_s = out->images_per_s * flops_per_image * (train ? 3.0 : 1.0) * 1e-9;
     return 0;
 }
+
+/* Mean milliseconds per step in each layer (all steps, warm-up included). */
+static void print_layer_times(const ae_model *m, const char *mode, int steps)
+{
+    double total_f = 0, total_b = 0;
+    printf("# %s: per-layer ms per step (forward, backward)\n", mode);
+    for (int i = 0; i < ae_model_num_layers(m); i++) {
+        double f, b;
+        ae_model_layer_times(m, i, &f, &b);
+        total_f += f;
+        total_b += b;
+        printf("#   %-12s %8.3f %8.3f\n", ae_model_layer_name(m, i), 1e3 * f / steps,
+               1e3 * b / steps);
+    }
+    printf("#   %-12s %8.3f %8.3f\n", "all layers", 1e3 * total_f / steps, 1e3 * total_b / steps);
+}
+
+/* The machine's float32 GEMM speed at this thread count: the best of a few
+ * 2048 x 2048 x 2048 OpenBLAS sgemm calls (the reference for the step's
+ * GFLOP/s). BLAS goes back to one thread afterwards, as the library wants. */
+static double sgemm_peak_here(int threads)
+{
+    enum { N = 2048 };
+    float *a = malloc((size_t)N * N * sizeof *a), *b = malloc((size_t)N * N * sizeof *b),
+          *c = malloc((size_t)N * N * sizeof *c);
+    double best = 0;
+    if (a && b && c) {
+        for (size_t i = 0; i < (size_t)N * N; i++) {
+            a[i] = (float)(i % 7) * 1e-3f;
+            b[i] = (float)(i % 5) * 1e-3f;
+        }
+        openblas_set_num_threads(threads);
+        for (int rep = 0; rep < 4; rep++) {
+            double t = now_seconds();
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, N, N, 1.0f, a, N, b, N,
+                        0.0f, c, N);
+            t = now_seconds() - t;
+            double g = 2.0 * N * N * (double)N / t * 1e-9;
+            best = g > best ? g : best;
+        }
+        openblas_set_num_threads(1);
+    }
+    free(a);
+    free(b);
+    free(c);
+    return best;
+}
+
+/* In a child process, so that its 48 MB of matrices stay out of peak_rss_mb. */
+static double sgemm_peak(int threads)
+{
+    int fds[2];
+    double peak = 0;
+    if (pipe(fds) != 0)
+        return 0;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        double g = sgemm_peak_here(threads);
+        ssize_t w = write(fds[1], &g, sizeof g);
+        _exit(w == (ssize_t)sizeof g ? 0 : 1);
+    }
+    close(fds[1]);
+    if (pid > 0) {
+        if (read(fds[0], &peak, sizeof peak) != (ssize_t)sizeof peak)
+            peak = 0;
+        waitpid(pid, NULL, 0);
+    }
+    close(fds[0]);
+    return peak;
+}
+
+static double gemm_peak = 0;
 
 static int bench_size(image_size s, int batch, double seconds)
 {
@@ -143,14 +227,20 @@ static int bench_size(image_size s, int batch, double seconds)
     double flops = ae_config_forward_flops(&cfg);
     printf("# %s: %zu parameters, %.1f MFLOP per image forward, model memory %.1f MB\n", name,
            ae_model_num_params(m), flops * 1e-6, (double)ae_model_memory_bytes(m) / 1048576.0);
+    printf("# kernels: %s\n", ae_model_kernels(m));
     int rc = 0;
     for (int train = 1; train >= 0 && rc == 0; train--) {
         result r;
+        ae_model_reset_layer_times(m);
         rc = measure(m, x, batch, train, seconds, flops, &r);
         if (rc == 0) {
             printf("%s %s images_per_s %.2f\n", r.mode, name, r.images_per_s);
             printf("%s %s ms_per_image %.3f\n", r.mode, name, 1e3 / r.images_per_s);
             printf("%s %s gflop_per_s %.2f\n", r.mode, name, r.gflop_per_s);
+            if (gemm_peak > 0)
+                printf("%s %s gemm_peak_fraction %.3f\n", r.mode, name,
+                       r.gflop_per_s / gemm_peak);
+            print_layer_times(m, r.mode, r.steps);
         }
     }
     if (rc == 0)
@@ -163,7 +253,7 @@ static int bench_size(image_size s, int batch, double seconds)
 
 int main(int argc, char **argv)
 {
-    int threads = 0, batch = 32, num_sizes = 0;
+    int threads = 0, batch = 32, num_sizes = 0, gemm = 1;
     double seconds = 3.0;
     image_size sizes[MAX_SIZES];
     for (int i = 1; i < argc; i += 2) { /* every option takes one value */
@@ -178,6 +268,8 @@ int main(int argc, char **argv)
             seconds = strtod(v, &end);
             if (!(seconds > 0 && seconds < 3600))
                 return usage(argv[0]);
+        } else if (strcmp(a, "--gemm-peak") == 0) {
+            gemm = (int)strtol(v, &end, 10);
         } else if (strcmp(a, "--batch") == 0) {
             batch = (int)strtol(v, &end, 10);
             if (batch < 1 || batch > 4096)
@@ -204,6 +296,10 @@ int main(int argc, char **argv)
     ae_set_num_threads(threads);
     printf("# aedet %s, %d threads, %.1f s per measurement\n", AE_VERSION_STRING,
            ae_get_num_threads(), seconds);
+    if (gemm) {
+        gemm_peak = sgemm_peak(ae_get_num_threads());
+        printf("peak sgemm2048 t%d gflop_per_s %.1f\n", ae_get_num_threads(), gemm_peak);
+    }
     for (int i = 0; i < num_sizes; i++)
         if (bench_size(sizes[i], batch, seconds) != 0)
             return 1;

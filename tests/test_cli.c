@@ -392,6 +392,84 @@ static void test_bad_input_exits(void **state)
     expect_output("broken.png");
 }
 
+
+/* MVTec AD layout: train on train/good, score test/ with the masks. The odd
+ * images have a noisy square; their masks mark it. */
+static void test_mvtec_layout_with_pixel_auc(void **state)
+{
+    (void)state;
+    const char *dirs[] = {"mvtec", "mvtec/train", "mvtec/train/good", "mvtec/test", "mvtec/test/good",
+                          "mvtec/test/noise", "mvtec/ground_truth", "mvtec/ground_truth/noise"};
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++)
+        mkdir(test_path(dirs[i]), 0777);
+    uint8_t px[SIDE * SIDE], mask[SIDE * SIDE];
+    char path[512];
+    for (int k = 0; k < 24; k++) {
+        make_image(px, k, 0);
+        snprintf(path, sizeof path, "%s/mvtec/train/good/%03d.png", test_tmpdir(), k);
+        test_write_png(path, px, SIDE, SIDE, 0, 8);
+    }
+    for (int k = 0; k < 6; k++) {
+        make_image(px, 100 + k, 0);
+        snprintf(path, sizeof path, "%s/mvtec/test/good/%03d.png", test_tmpdir(), k);
+        test_write_png(path, px, SIDE, SIDE, 0, 8);
+        uint8_t noise[SIDE * SIDE];
+        make_image(noise, k, 1);
+        for (int p = 0; p < SIDE * SIDE; p++) {
+            int in_square = p / SIDE >= 4 && p / SIDE < 10 && p % SIDE >= 5 && p % SIDE < 11;
+            mask[p] = in_square ? 255 : 0;
+            if (in_square)
+                px[p] = noise[p];
+        }
+        snprintf(path, sizeof path, "%s/mvtec/test/noise/%03d.png", test_tmpdir(), k);
+        test_write_png(path, px, SIDE, SIDE, 0, 8);
+        snprintf(path, sizeof path, "%s/mvtec/ground_truth/noise/%03d_mask.png", test_tmpdir(), k);
+        test_write_png(path, mask, SIDE, SIDE, 0, 8);
+    }
+    TMP_PATH(model, "mvtec.aedet");
+    assert_int_equal(run("train %s --epochs 3 " SMALL " -o %s", test_path("mvtec"), model), 0);
+    expect_output("24 images"); /* auto-detected as MVTec: train/good only */
+    TMP_PATH(metrics, "mvtec.json");
+    assert_int_equal(run("score %s %s --mvtec-split test --batch 8 --metrics %s", model, test_path("mvtec"), metrics), 0);
+    expect_output("anomalies     6 known");
+    expect_output("pixel ROC AUC");
+    const char *line = strstr(last_output, "pixel ROC AUC");
+    double auc = 0;
+    assert_int_equal(sscanf(line, "pixel ROC AUC %lf", &auc), 1);
+    assert_true(auc > 0.8); /* noise is far harder to reconstruct than gradients */
+    uint8_t *json;
+    size_t len;
+    ae_error err;
+    assert_int_equal(ae_read_file(metrics, &json, &len, &err), AE_OK);
+    assert_non_null(strstr((const char *)json, "\"pixel_roc_auc\""));
+    free(json);
+}
+
+/* `aedet eval` on score's CSV gives score's numbers. */
+static void test_eval_agrees_with_score(void **state)
+{
+    (void)state;
+    TMP_PATH(scores, "scores.csv");
+    TMP_PATH(model, "model.aedet");
+    assert_int_equal(run("score %s %s --layout classes --normal-class 0 --batch 8", model, test_path("classes")), 0);
+    const char *auc_line = strstr(last_output, "ROC AUC");
+    assert_non_null(auc_line);
+    char expected[128];
+    snprintf(expected, sizeof expected, "%.*s", (int)strcspn(auc_line, "\n"), auc_line);
+    assert_int_equal(run("eval %s", scores), 0); /* labels 0/1: 1 is the anomaly */
+    expect_output(expected);
+    expect_output("flagged       3 of 44");
+    assert_int_equal(run("eval %s --threshold 0 --quiet", scores), 0);
+    expect_output("flagged       44 of 44");
+    assert_int_equal(run("eval %s --threshold-from validation", scores), 2);
+    expect_output("needs --model");
+    assert_int_equal(run("eval %s --threshold-from validation --model %s", scores, model), 0);
+    expect_output("validation errors stored in the model");
+    test_write_file(test_path("bad.csv"), "score,label\n0.5,0\nfoo,1\n", 24);
+    assert_int_equal(run("eval %s", test_path("bad.csv")), 3);
+    expect_output("bad.csv line 3");
+}
+
 /* The tutorial's experiment on the real Fashion-MNIST, one epoch, with the
  * release build (the sanitized one is ~10x slower). */
 static void test_demo_runs_end_to_end(void **state)
@@ -433,6 +511,8 @@ int main(void)
         cmocka_unit_test(test_resume_gives_the_same_weights),
         cmocka_unit_test(test_ctrl_c_saves_a_checkpoint),
         cmocka_unit_test(test_bad_input_exits),
+        cmocka_unit_test(test_mvtec_layout_with_pixel_auc),
+        cmocka_unit_test(test_eval_agrees_with_score),
         cmocka_unit_test(test_demo_runs_end_to_end),
     };
     return cmocka_run_group_tests(tests, setup_data, NULL);

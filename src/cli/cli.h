@@ -139,6 +139,7 @@ int cmd_encode(int argc, char **argv);
 int cmd_reconstruct(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 
 #endif
@@ -174,6 +175,18 @@ typedef struct {
 } cli_score_args;
 
 void cli_score_defaults(cli_score_args *a);
+/* The threshold the flags ask for: --threshold, --mean-sd, --best-f1 or
+ * --quantile, on the scored values or (--threshold-from) the training or
+ * validation errors stored in meta (may be NULL). */
+int cli_choose_threshold(const cli_command *cmd, const cli_score_args *a, const float *scores, const int *labels,
+                         size_t n, const ae_meta *meta, ae_threshold *t);
+/* Pixel-level ROC AUC of the per-pixel squared error against the masks of
+ * the scored items (MVTec ground_truth/); leaves *auc alone when no item has
+ * a mask. items[i] is the dataset index of the loader's i-th image. */
+int cli_pixel_auc(ae_model *model, ae_loader *loader, int batch, const ae_dataset *ds, const size_t *items,
+                  size_t n, double *auc);
+/* The one-screen summary (or a JSON line with --json); warnings to stderr. */
+void cli_print_metrics(const ae_metrics_summary *m);
 int cli_score_run(const cli_command *cmd, cli_score_args *a);
 
 /* Turns one batch visitor argument into file names: "path" or "#index". */

@@ -33,75 +33,13 @@ static int by_score_desc(const void *a, const void *b)
     return (x < y) - (x > y);
 }
 
-static int choose_threshold(const cli_command *cmd, const cli_score_args *a, const float *scores,
-                            const int *labels, size_t n, const ae_meta *meta, ae_threshold *t)
-{
-    ae_error err = {0};
-    ae_status s;
-    const float *values = scores;
-    size_t nv = n;
-    char source[96];
-    snprintf(source, sizeof source, "scored set");
-    if (!strcmp(a->threshold_from, "train") || !strcmp(a->threshold_from, "validation")) {
-        int train = !strcmp(a->threshold_from, "train");
-        values = ae_meta_get_floats(meta, train ? AE_KEY_TRAIN_ERRORS : AE_KEY_VAL_ERRORS, &nv);
-        if (!values || nv == 0)
-            return cli_usage_error(cmd, "%s holds no %s errors", a->model_path, train ? "training" : "validation");
-        snprintf(source, sizeof source, "%s errors stored in the model", train ? "training" : "validation");
-    } else if (strcmp(a->threshold_from, "scored"))
-        return cli_usage_error(cmd, "--threshold-from wants scored, train or validation, not '%s'",
-                               a->threshold_from);
-    if (!isnan(a->threshold))
-        s = ae_threshold_fixed(a->threshold, "--threshold", t, &err);
-    else if (!isnan(a->sd_k))
-        s = ae_threshold_mean_sd(values, nv, a->sd_k, source, t, &err);
-    else if (a->quantile < 0) { /* --best-f1 */
-        if (!labels)
-            return cli_usage_error(cmd, "--best-f1 needs labels (--normal-class with labelled data)");
-        s = ae_threshold_best_f1(scores, labels, n, "scored set (labels)", t, &err);
-    } else {
-        if (!(a->quantile >= 0 && a->quantile <= 1))
-            return cli_usage_error(cmd, "--quantile wants a value in [0, 1], not %g", a->quantile);
-        s = ae_threshold_quantile(values, nv, a->quantile, source, t, &err);
-    }
-    return s == AE_OK ? 0 : cli_report_error(&err);
-}
-
 static void print_summary(const cli_score_args *a, const ae_metrics_summary *m, const ae_dataset *ds,
                           const size_t *items, const float *scores, const size_t *order, size_t n)
 {
-    const ae_threshold *t = &m->threshold;
-    FILE *o = stdout;
-    if (cli_out.json) {
-        char *json;
-        size_t len;
-        if (ae_metrics_json(m, &json, &len, NULL) == AE_OK) {
-            printf("{\"event\":\"metrics\",\"metrics\":%s}\n", json);
-            free(json);
-        }
+    cli_print_metrics(m);
+    if (cli_out.json)
         return;
-    }
-    fprintf(o, "threshold     %s", t->name);
-    if (t->rule == AE_RULE_QUANTILE)
-        fprintf(o, " %g (numpy linear interpolation)", t->param);
-    else if (t->rule == AE_RULE_MEAN_SD)
-        fprintf(o, " mean + %g sd", t->param);
-    fprintf(o, " = %.6g, computed on %zu values from the %s\n", t->value, t->num_values, t->source);
-    fprintf(o, "flagged       %zu of %zu images (score >= threshold)\n", m->flagged, m->count);
-    if (m->has_labels) {
-        fprintf(o, "anomalies     %zu known, %zu found among the flagged\n", m->num_anomalies, m->confusion.tp);
-        fprintf(o, "precision     %.4f   recall %.4f   F1 %.4f\n", m->precision, m->recall, m->f1);
-        if (!isnan(m->roc_auc))
-            fprintf(o, "ROC AUC       %.4f   average precision %.4f\n", m->roc_auc, m->average_precision);
-        if (!isnan(m->best_f1))
-            fprintf(o, "best F1       %.4f at threshold %.6g\n", m->best_f1, m->best_f1_threshold);
-        for (int i = 0; i < m->num_class_auc; i++)
-            fprintf(o, "  class %-3d   AUROC vs normal %.4f (%zu images)\n", m->class_auc[i].class_id,
-                    m->class_auc[i].auc, m->class_auc[i].count);
-    }
-    for (unsigned f = 1; f < (1u << AE_NUM_WARNINGS); f <<= 1)
-        if (m->warnings & f)
-            fprintf(stderr, "aedet: warning: %s\n", ae_warning_text(f));
+    FILE *o = stdout;
     size_t show = n < (size_t)a->top ? n : (size_t)a->top;
     if (show)
         fprintf(o, "most anomalous:\n");
@@ -109,7 +47,7 @@ static void print_summary(const cli_score_args *a, const ae_metrics_summary *m, 
     for (size_t r = 0; r < show; r++) {
         size_t i = order[r];
         const ae_item *it = &ds->items[items[i]];
-        fprintf(o, "  %3zu  %.6f  %s  %s", r + 1, scores[i], scores[i] >= t->value ? "FLAG" : "    ",
+        fprintf(o, "  %3zu  %.6f  %s  %s", r + 1, scores[i], scores[i] >= m->threshold.value ? "FLAG" : "    ",
                 ae_item_name(it, buf, sizeof buf));
         if (it->label >= 0)
             fprintf(o, "  (label %d)", it->label);
@@ -197,7 +135,7 @@ int cli_score_run(const cli_command *cmd, cli_score_args *a)
                 labels[i] = 0;
     }
     ae_threshold t;
-    if ((rc = choose_threshold(cmd, a, scores, have_labels ? labels : NULL, n, meta, &t)))
+    if ((rc = cli_choose_threshold(cmd, a, scores, have_labels ? labels : NULL, n, meta, &t)))
         goto done;
     ae_metrics_summary m;
     if (ae_metrics_summarize(scores, have_labels ? labels : NULL, n, &t, &m, &err) != AE_OK) {
@@ -219,6 +157,8 @@ int cli_score_run(const cli_command *cmd, cli_score_args *a)
         if (ne > 1 && ae_per_class_auc(scores, classes, n, normal, nn, eval_classes, ne, m.class_auc, &err) == AE_OK)
             m.num_class_auc = ne;
     }
+    if ((rc = cli_pixel_auc(model, loader, a->data.batch, &ds, scored, n, &m.pixel_auc)))
+        goto done;
     for (size_t i = 0; i < n; i++)
         order[i] = i;
     g_sort_scores = scores;

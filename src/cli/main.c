@@ -14,6 +14,7 @@ static const struct {
     {"encode", cmd_encode, "the encoder as dimensionality reduction: latents as CSV"},
     {"reconstruct", cmd_reconstruct, "the autoencoder as a denoiser: reconstructions as PNG"},
     {"report", cmd_report, "score and write a self-contained HTML report"},
+    {"eval", cmd_eval, "metrics of a scores CSV against its labels"},
     {"info", cmd_info, "what a model file holds"},
     {"demo", cmd_demo, "the tutorial's experiment on Fashion-MNIST, end to end"},
 };

@@ -15,6 +15,8 @@
 #include <string.h>
 
 #define ALWAYS_INLINE inline __attribute__((always_inline))
+/* Unrolled before scalar replacement, so that gcc keeps acc[][] in registers. */
+#define UNROLL _Pragma("GCC unroll 16")
 
 /* acc[r][v] = sum over ntaps taps, k channels: src[t][r rstride + c] wt[t][c ldw + v VW];
  * then dst[r dstride + v VW] = acc + init (channels past the mask are not written). */
@@ -24,7 +26,9 @@ static TARGET ALWAYS_INLINE void FN(block)(const int R, const int V, const float
                                            int dstride, vmask last, const float *init)
 {
     vec acc[RMAX1][2];
+    UNROLL
     for (int r = 0; r < R; r++)
+        UNROLL
         for (int v = 0; v < V; v++)
             acc[r][v] = V_ZERO();
     for (int t = 0; t < ntaps; t++) {
@@ -34,8 +38,10 @@ static TARGET ALWAYS_INLINE void FN(block)(const int R, const int V, const float
             wv[0] = V == 1 ? V_LOADM(w, last) : V_LOAD(w);
             if (V == 2)
                 wv[1] = V_LOADM(w + VW, last);
+            UNROLL
             for (int r = 0; r < R; r++) {
                 vec b = V_SET1(s[(size_t)r * rstride + c]);
+                UNROLL
                 for (int v = 0; v < V; v++)
                     acc[r][v] = V_FMA(b, wv[v], acc[r][v]);
             }
@@ -47,6 +53,7 @@ static TARGET ALWAYS_INLINE void FN(block)(const int R, const int V, const float
         if (V == 2)
             bias[1] = V_LOADM(init + VW, last);
     }
+    UNROLL
     for (int r = 0; r < R; r++) {
         float *d = dst + (size_t)r * dstride;
         if (V == 1) {
@@ -177,8 +184,11 @@ static TARGET ALWAYS_INLINE void FN(wgrad)(const int CB, const int V, const floa
                                            int ldw, vmask last)
 {
     vec acc[3][CBMAX1][2];
+    UNROLL
     for (int t = 0; t < 3; t++)
+        UNROLL
         for (int c = 0; c < CB; c++)
+            UNROLL
             for (int v = 0; v < V; v++)
                 acc[t][c][v] = V_ZERO();
     for (int row = 0; row < rows; row++) {
@@ -188,15 +198,20 @@ static TARGET ALWAYS_INLINE void FN(wgrad)(const int CB, const int V, const floa
             sv[0] = V == 1 ? V_LOADM(sm, last) : V_LOAD(sm);
             if (V == 2)
                 sv[1] = V_LOADM(sm + VW, last);
+            UNROLL
             for (int t = 0; t < 3; t++)
+                UNROLL
                 for (int c = 0; c < CB; c++) {
                     vec x = V_SET1(b[t * cstep + c]);
+                    UNROLL
                     for (int v = 0; v < V; v++)
                         acc[t][c][v] = V_FMA(x, sv[v], acc[t][c][v]);
                 }
         }
     }
+    UNROLL
     for (int t = 0; t < 3; t++)
+        UNROLL
         for (int c = 0; c < CB; c++) {
             float *d = dw + t * tap_stride + (size_t)c * ldw;
             if (V == 1) {

@@ -1,0 +1,132 @@
+/* aedet eval SCORES.csv: the metrics of scores already computed (by `aedet
+ * score`, or by any tool that writes a score and a label column), under any
+ * threshold rule, without running a model again. */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const cli_command eval_cmd = {
+    "eval", "SCORES.csv [options]",
+    "Evaluates scores against labels: ROC AUC, average precision, precision, recall, F1 and\n"
+    "the confusion matrix at the threshold, the F1-best threshold, per-class AUROC.",
+    "SCORES.csv needs a score column and a label column (as 'aedet score -o' writes them).\n"
+    "Labels that are all 0 or 1 are read as normal (0) / anomaly (1); other class numbers\n"
+    "need --normal-class. The threshold flags are those of 'aedet score'; --threshold-from\n"
+    "train|validation needs --model. Images are flagged when score >= threshold.",
+    1, 1};
+
+static int parse_number(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    *out = strtod(s, &end);
+    return end != s && *end == '\0' && !errno;
+}
+
+int cmd_eval(int argc, char **argv)
+{
+    cli_score_args a;
+    cli_score_defaults(&a);
+    const char *score_column = "score", *label_column = "label";
+    int best_f1 = 0;
+    const cli_option opts[] = {
+        {"normal-class", OPT_LIST, &a.data.normal, "N", "labels of normal images (repeatable) [0 when labels are 0/1]"},
+        {"score-column", OPT_STRING, &score_column, "NAME", "column with the scores [score]"},
+        {"label-column", OPT_STRING, &label_column, "NAME", "column with the labels [label]"},
+        {"quantile", OPT_DOUBLE, &a.quantile, "Q", "flag scores >= this quantile [0.95]"},
+        {"threshold", OPT_DOUBLE, &a.threshold, "X", "flag scores >= X (overrides --quantile)"},
+        {"mean-sd", OPT_DOUBLE, &a.sd_k, "K", "threshold = mean + K sd of the values (ddof 0)"},
+        {"best-f1", OPT_FLAG, &best_f1, NULL, "threshold with the best F1 on the labels"},
+        {"threshold-from", OPT_STRING, &a.threshold_from, "SET", "scored, train or validation [scored]"},
+        {"model", OPT_STRING, &a.model_path, "MODEL", "model whose stored errors --threshold-from uses"},
+        {"metrics", OPT_STRING, &a.metrics, "FILE", "write metrics.json"},
+        {0},
+    };
+    const char *pos[1];
+    int npos, rc = cli_parse(&eval_cmd, opts, argc, argv, pos, &npos);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    if (best_f1)
+        a.quantile = -1;
+
+    ae_error err = {0};
+    ae_csv csv;
+    if (ae_csv_read(pos[0], &csv, &err) != AE_OK)
+        return cli_report_error(&err);
+    ae_meta *meta = NULL;
+    float *scores = malloc((csv.num_rows ? csv.num_rows : 1) * sizeof *scores);
+    int *classes = malloc((csv.num_rows ? csv.num_rows : 1) * sizeof *classes);
+    int *labels = malloc((csv.num_rows ? csv.num_rows : 1) * sizeof *labels);
+    int sc = ae_csv_column(&csv, score_column), lc = ae_csv_column(&csv, label_column);
+    int normal[32], nn = 0, have_labels = lc >= 0, binary = 1;
+    if (!scores || !classes || !labels) {
+        rc = EXIT_INTERNAL;
+        goto done;
+    }
+    if (sc < 0) {
+        rc = cli_usage_error(&eval_cmd, "%s has no column \"%s\" (see --score-column)", pos[0], score_column);
+        goto done;
+    }
+    if (csv.num_rows == 0) {
+        ae_fail(&err, AE_ERR_DATA, "%s: no rows", pos[0]);
+        rc = cli_report_error(&err);
+        goto done;
+    }
+    for (size_t r = 0; r < csv.num_rows; r++) {
+        double v;
+        int need = (sc > lc ? sc : lc) + 1;
+        if (csv.row_columns[r] < need || !parse_number(csv.rows[r][sc], &v)) {
+            ae_fail(&err, AE_ERR_DATA, "%s line %zu: no number in column \"%s\"", pos[0], csv.row_line[r],
+                    score_column);
+            rc = cli_report_error(&err);
+            goto done;
+        }
+        scores[r] = (float)v;
+        double label;
+        if (have_labels && (!parse_number(csv.rows[r][lc], &label) || label < 0 || label != (int)label))
+            have_labels = 0; /* an empty or odd label: evaluate without labels */
+        classes[r] = have_labels ? (int)label : -1;
+        binary &= classes[r] == 0 || classes[r] == 1;
+    }
+    if ((rc = cli_list_ints(&eval_cmd, "normal-class", &a.data.normal, normal, 32, &nn)))
+        goto done;
+    if (have_labels && nn == 0) {
+        if (!binary) {
+            rc = cli_usage_error(&eval_cmd, "the labels are class numbers: say which are normal with --normal-class");
+            goto done;
+        }
+        normal[nn++] = 0;
+    }
+    for (size_t r = 0; r < csv.num_rows && have_labels; r++) {
+        labels[r] = 1;
+        for (int k = 0; k < nn; k++)
+            labels[r] &= classes[r] != normal[k];
+    }
+    if (a.model_path) {
+        ae_model *m = NULL;
+        if (ae_model_load(a.model_path, 1, &m, &meta, NULL, &err) != AE_OK) {
+            rc = cli_report_error(&err);
+            goto done;
+        }
+        ae_model_free(m);
+    }
+    ae_threshold t;
+    ae_metrics_summary sum;
+    if ((rc = cli_choose_threshold(&eval_cmd, &a, scores, have_labels ? labels : NULL, csv.num_rows, meta, &t)))
+        goto done;
+    if (ae_metrics_summarize(scores, have_labels ? labels : NULL, csv.num_rows, &t, &sum, &err) != AE_OK ||
+        (a.metrics && ae_metrics_write_json(a.metrics, &sum, &err) != AE_OK)) {
+        rc = cli_report_error(&err);
+        goto done;
+    }
+    cli_print_metrics(&sum);
+done:
+    ae_meta_free(meta);
+    free(scores);
+    free(classes);
+    free(labels);
+    ae_csv_free(&csv);
+    return rc;
+}

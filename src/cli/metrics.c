@@ -1,0 +1,81 @@
+/* Threshold rules and the metrics summary, shared by score, report, demo
+ * and eval: one place decides the threshold and prints the result. */
+#include "cli.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cli_choose_threshold(const cli_command *cmd, const cli_score_args *a, const float *scores,
+                            const int *labels, size_t n, const ae_meta *meta, ae_threshold *t)
+{
+    ae_error err = {0};
+    ae_status s;
+    const float *values = scores;
+    size_t nv = n;
+    char source[96];
+    snprintf(source, sizeof source, "scored set");
+    if (!strcmp(a->threshold_from, "train") || !strcmp(a->threshold_from, "validation")) {
+        int train = !strcmp(a->threshold_from, "train");
+        if (!meta)
+            return cli_usage_error(cmd, "--threshold-from %s needs --model", a->threshold_from);
+        values = ae_meta_get_floats(meta, train ? AE_KEY_TRAIN_ERRORS : AE_KEY_VAL_ERRORS, &nv);
+        if (!values || nv == 0)
+            return cli_usage_error(cmd, "%s holds no %s errors", a->model_path, train ? "training" : "validation");
+        snprintf(source, sizeof source, "%s errors stored in the model", train ? "training" : "validation");
+    } else if (strcmp(a->threshold_from, "scored"))
+        return cli_usage_error(cmd, "--threshold-from wants scored, train or validation, not '%s'",
+                               a->threshold_from);
+    if (!isnan(a->threshold))
+        s = ae_threshold_fixed(a->threshold, "--threshold", t, &err);
+    else if (!isnan(a->sd_k))
+        s = ae_threshold_mean_sd(values, nv, a->sd_k, source, t, &err);
+    else if (a->quantile < 0) { /* --best-f1 */
+        if (!labels)
+            return cli_usage_error(cmd, "--best-f1 needs labels (--normal-class with labelled data)");
+        s = ae_threshold_best_f1(scores, labels, n, "scored set (labels)", t, &err);
+    } else {
+        if (!(a->quantile >= 0 && a->quantile <= 1))
+            return cli_usage_error(cmd, "--quantile wants a value in [0, 1], not %g", a->quantile);
+        s = ae_threshold_quantile(values, nv, a->quantile, source, t, &err);
+    }
+    return s == AE_OK ? 0 : cli_report_error(&err);
+}
+
+void cli_print_metrics(const ae_metrics_summary *m)
+{
+    const ae_threshold *t = &m->threshold;
+    FILE *o = stdout;
+    if (cli_out.json) {
+        char *json;
+        size_t len;
+        if (ae_metrics_json(m, &json, &len, NULL) == AE_OK) {
+            printf("{\"event\":\"metrics\",\"metrics\":%s}\n", json);
+            free(json);
+        }
+        return;
+    }
+    fprintf(o, "threshold     %s", t->name);
+    if (t->rule == AE_RULE_QUANTILE)
+        fprintf(o, " %g (numpy linear interpolation)", t->param);
+    else if (t->rule == AE_RULE_MEAN_SD)
+        fprintf(o, " mean + %g sd", t->param);
+    fprintf(o, " = %.6g, computed on %zu values from the %s\n", t->value, t->num_values, t->source);
+    fprintf(o, "flagged       %zu of %zu images (score >= threshold)\n", m->flagged, m->count);
+    if (m->has_labels) {
+        fprintf(o, "anomalies     %zu known, %zu found among the flagged\n", m->num_anomalies, m->confusion.tp);
+        fprintf(o, "precision     %.4f   recall %.4f   F1 %.4f\n", m->precision, m->recall, m->f1);
+        if (!isnan(m->roc_auc))
+            fprintf(o, "ROC AUC       %.4f   average precision %.4f\n", m->roc_auc, m->average_precision);
+        if (!isnan(m->best_f1))
+            fprintf(o, "best F1       %.4f at threshold %.6g\n", m->best_f1, m->best_f1_threshold);
+        if (!isnan(m->pixel_auc))
+            fprintf(o, "pixel ROC AUC %.4f (every pixel's error against the ground-truth masks)\n", m->pixel_auc);
+        for (int i = 0; i < m->num_class_auc; i++)
+            fprintf(o, "  class %-3d   AUROC vs normal %.4f (%zu images)\n", m->class_auc[i].class_id,
+                    m->class_auc[i].auc, m->class_auc[i].count);
+    }
+    for (unsigned f = 1; f < (1u << AE_NUM_WARNINGS); f <<= 1)
+        if (m->warnings & f)
+            fprintf(stderr, "aedet: warning: %s\n", ae_warning_text(f));
+}
