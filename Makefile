@@ -91,6 +91,7 @@ check:
 	$(MAKE) test
 	$(MAKE) CC=clang REL=build/clang build/clang/aedet
 	$(MAKE) fuzz
+	@cat build/test-summary.txt
 
 test-build: $(TESTS) $(SAN)/aedet $(REL)/aedet
 

@@ -2,6 +2,7 @@
 # Runs every test program given and prints one closing line:
 # "N passed, N failed" counted over cmocka's test cases.
 set -u
+mkdir -p build
 passed=0 failed=0 broken=()
 for t in "$@"; do
     echo "== $t"
@@ -15,5 +16,5 @@ for t in "$@"; do
     fi
 done
 for b in "${broken[@]+"${broken[@]}"}"; do echo "crashed or failed outside a test case: $b"; done
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed" | tee build/test-summary.txt
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

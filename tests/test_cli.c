@@ -130,6 +130,9 @@ static void test_help_and_usage_errors(void **state)
     assert_int_equal(run("train %s --size 15 -o %s", test_path("classes"), test_path("m")), 2);
     expect_output("divisible");
     assert_int_equal(run("score"), 2);
+    assert_int_equal(run("train %s --checkpoint %s -o %s", test_path("classes"), test_path("m"), test_path("m")), 2);
+    expect_output("--checkpoint must differ from -o");
+    assert_int_equal(run("score m d --split half"), 2);
 }
 
 static void test_train_score_encode_reconstruct(void **state)
@@ -467,7 +470,20 @@ static void test_eval_agrees_with_score(void **state)
     expect_output("validation errors stored in the model");
     test_write_file(test_path("bad.csv"), "score,label\n0.5,0\nfoo,1\n", 24);
     assert_int_equal(run("eval %s", test_path("bad.csv")), 3);
-    expect_output("bad.csv line 3");
+    expect_output("bad.csv line 3: the score is not a number");
+    test_write_file(test_path("bad.csv"), "score,label\n0.5,0\n0.7,\n", 22);
+    assert_int_equal(run("eval %s", test_path("bad.csv")), 3);
+    expect_output("bad.csv line 3: the label is not a class number");
+    test_write_file(test_path("bad.csv"), "score,label\n0.5,0\n0.7,1e30\n", 26);
+    assert_int_equal(run("eval %s", test_path("bad.csv")), 3);
+    expect_output("line 3: the label is not a class number");
+
+    /* --split validation: only the images the model held out (round(0.2 x 44) = 9). */
+    assert_int_equal(run("score %s %s --layout classes --split validation --batch 8", model, test_path("classes")), 0);
+    expect_output("of 9 images");
+    assert_int_equal(run("score %s %s --layout classes --split validation --exclude '*img01*'", model,
+                         test_path("classes")), 2);
+    expect_output("--split needs the data");
 }
 
 /* The tutorial's experiment on the real Fashion-MNIST, one epoch, with the

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* ---- small trees ---- */
 
@@ -204,6 +205,42 @@ static void test_class_folders(void **state)
     ae_dataset_free(&ds);
 }
 
+/* A link to a folder is not entered by the walk, so it is not a class folder
+ * either (it used to become a class with no images); a link back up the tree
+ * is not a cycle; a link to an image file is an image. */
+static void test_linked_folders_are_neither_walked_nor_classes(void **state)
+{
+    (void)state;
+    char root[1024], outside[1024], link[2048], target[2048];
+    snprintf(root, sizeof root, "%s", test_path("linked-classes"));
+    snprintf(outside, sizeof outside, "%s", test_path("outside-classes"));
+    put_image(root, "cat/1.png", 1);
+    put_image(outside, "bird/9.png", 2);
+    snprintf(target, sizeof target, "%s/bird", outside);
+    snprintf(link, sizeof link, "%s/bird", root);
+    assert_int_equal(symlink(target, link), 0);
+    snprintf(link, sizeof link, "%s/cat/loop", root);
+    assert_int_equal(symlink(root, link), 0);
+    snprintf(target, sizeof target, "%s/cat/1.png", root);
+    snprintf(link, sizeof link, "%s/cat/same.png", root);
+    assert_int_equal(symlink(target, link), 0);
+
+    ae_source src = {.kind = AE_SOURCE_CLASS_FOLDERS, .root = root};
+    ae_dataset ds;
+    open_ok(&src, &ds);
+    assert_int_equal(ds.num_classes, 1);
+    assert_string_equal(ds.class_names[0], "cat");
+    assert_int_equal(ds.count, 2);
+    assert_string_equal(rel_of(&ds, 0, root), "cat/1.png");
+    assert_string_equal(rel_of(&ds, 1, root), "cat/same.png");
+    ae_dataset_free(&ds);
+
+    src.kind = AE_SOURCE_FOLDER;
+    open_ok(&src, &ds);
+    assert_int_equal(ds.count, 2);
+    ae_dataset_free(&ds);
+}
+
 static void test_mvtec_layout(void **state)
 {
     (void)state;
@@ -286,7 +323,9 @@ static void test_csv_deepweeds_and_generic(void **state)
     assert_int_equal(ds.items[1].label, 0);
     assert_int_equal(ds.num_classes, 4);
     assert_string_equal(ds.class_names[0], "Chinee apple");
-    assert_string_equal(ds.class_names[1], "1"); /* no row names it */
+    assert_null(ds.class_names[1]); /* no row has label 1 */
+    char num[16];
+    assert_string_equal(ae_class_name(&ds, 1, num, sizeof num), "1");
     assert_string_equal(ds.class_names[3], "Lantana");
     ae_dataset_free(&ds);
 
@@ -336,6 +375,64 @@ static void test_csv_errors_name_file_and_line(void **state)
                      "short.csv line 3", "2 column(s), expected at least 3");
     expect_csv_error("nocol.csv", "File,Label\na.jpg,0\n", "nocol.csv line 1",
                      "no column \"Filename\"");
+}
+
+/* A row naming a missing file is bad data (not an I/O failure) under
+ * AE_BAD_STOP, with the CSV's name and line; a name holding a newline is shown
+ * quoted and escaped, on one line. Under AE_BAD_SKIP the item is kept for the
+ * loader to skip (tests/test_loader.c). */
+static void test_csv_missing_file_follows_bad_policy(void **state)
+{
+    (void)state;
+    char root[1024], labels[4096];
+    snprintf(root, sizeof root, "%s", csv_root());
+    put_text(root, "gone.csv", "Filename,Label\na.jpg,0\r\n\"new\nline\t.jpg\",1\nnope.jpg,1\n");
+    snprintf(labels, sizeof labels, "%s/gone.csv", root);
+    ae_source src = {.kind = AE_SOURCE_CSV, .root = root, .labels = labels};
+    ae_dataset ds;
+    ae_error err;
+    ae_error_clear(&err);
+    assert_int_equal(ae_dataset_open(&src, &ds, &err), AE_ERR_DATA);
+    assert_non_null(strstr(err.message, "gone.csv line 3"));
+    assert_non_null(strstr(err.message, "/new\\nline\\t.jpg\" not found"));
+    assert_null(strchr(err.message, '\n'));
+    assert_null(strchr(err.message, '\t'));
+
+    src.bad_policy = AE_BAD_SKIP;
+    open_ok(&src, &ds);
+    assert_int_equal(ds.count, 3);
+    assert_string_equal(rel_of(&ds, 1, root), "new\nline\t.jpg");
+    assert_string_equal(rel_of(&ds, 2, root), "nope.jpg");
+    assert_int_equal(ds.items[2].label, 1);
+    ae_dataset_free(&ds);
+}
+
+/* Labels no row has get no name (one pass over the rows, no string per unused
+ * label); ae_class_name prints their number. */
+static void test_csv_sparse_labels_are_named_lazily(void **state)
+{
+    (void)state;
+    char root[1024], labels[4096], buf[32];
+    snprintf(root, sizeof root, "%s", csv_root());
+    put_text(root, "sparse.csv",
+             "Filename,Label,Species\na.jpg,65535,\nb.jpg,7,Parkinsonia\nc.jpg,65535,Snake weed\n"
+             "a.jpg,7,Other name\n");
+    snprintf(labels, sizeof labels, "%s/sparse.csv", root);
+    ae_source src = {.kind = AE_SOURCE_CSV, .root = root, .labels = labels};
+    ae_dataset ds;
+    open_ok(&src, &ds);
+    assert_int_equal(ds.num_classes, 65536);
+    assert_string_equal(ds.class_names[65535], "Snake weed"); /* first non-empty species */
+    assert_string_equal(ds.class_names[7], "Parkinsonia");     /* first one wins */
+    size_t named = 0;
+    for (int c = 0; c < ds.num_classes; c++)
+        named += ds.class_names[c] != NULL;
+    assert_int_equal(named, 2);
+    assert_string_equal(ae_class_name(&ds, 0, buf, sizeof buf), "0");
+    assert_string_equal(ae_class_name(&ds, 7, buf, sizeof buf), "Parkinsonia");
+    assert_string_equal(ae_class_name(&ds, 70000, buf, sizeof buf), "70000");
+    assert_string_equal(ae_class_name(&ds, -1, buf, sizeof buf), "unlabeled");
+    ae_dataset_free(&ds);
 }
 
 /* ---- IDX ---- */
@@ -512,6 +609,51 @@ static void test_recipe_contamination(void **state)
     ae_dataset_free(&ds);
 }
 
+/* A class listed twice would be chosen twice: at contamination 1 that used to
+ * write 1009 + 2 x 1064 indices into room for 2373 (a heap overflow). */
+static void test_recipe_refuses_a_class_given_twice(void **state)
+{
+    (void)state;
+    ae_dataset ds;
+    open_recipe_set(&ds);
+    ae_error err;
+    size_t *idx = NULL, n = 0;
+    int normal = 5, twice[2] = {1, 1};
+    ae_recipe r = {.normal = &normal, .num_normal = 1, .anomaly = twice, .num_anomaly = 2,
+                   .contamination = 1.0, .seed = 1};
+    ae_error_clear(&err);
+    assert_int_equal(ae_recipe_select(&ds, &r, &idx, &n, &err), AE_ERR_USAGE);
+    assert_non_null(strstr(err.message, "class 1 is given twice"));
+    assert_null(idx);
+    assert_int_equal(n, 0);
+
+    int normals[3] = {5, 0, 5}, anomaly = 1;
+    r = (ae_recipe){.normal = normals, .num_normal = 3, .anomaly = &anomaly, .num_anomaly = 1,
+                    .contamination = 1.0, .seed = 1};
+    assert_int_equal(ae_recipe_select(&ds, &r, &idx, &n, &err), AE_ERR_USAGE);
+    assert_non_null(strstr(err.message, "class 5 is given twice"));
+
+    int both[2] = {0, 1};
+    r = (ae_recipe){.normal = &normal, .num_normal = 1, .anomaly = both, .num_anomaly = 2,
+                    .contamination = 0.5, .seed = 1};
+    int normal_again[2] = {5, 1};
+    r.normal = normal_again;
+    r.num_normal = 2;
+    assert_int_equal(ae_recipe_select(&ds, &r, &idx, &n, &err), AE_ERR_USAGE);
+    assert_non_null(strstr(err.message, "class 1 is both normal and anomalous"));
+
+    /* Distinct classes at contamination 1 fill the set exactly. */
+    r.normal = &normal;
+    r.num_normal = 1;
+    r.contamination = 1.0;
+    select_ok(&ds, &r, &idx, &n);
+    assert_int_equal(n, ds.count);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(idx[i], i);
+    free(idx);
+    ae_dataset_free(&ds);
+}
+
 static void test_recipe_rounds_half_away_from_zero(void **state)
 {
     (void)state;
@@ -607,12 +749,16 @@ int main(void)
         cmocka_unit_test(test_folder_lists_images_sorted),
         cmocka_unit_test(test_globs_include_exclude),
         cmocka_unit_test(test_class_folders),
+        cmocka_unit_test(test_linked_folders_are_neither_walked_nor_classes),
         cmocka_unit_test(test_mvtec_layout),
         cmocka_unit_test(test_csv_deepweeds_and_generic),
         cmocka_unit_test(test_csv_errors_name_file_and_line),
+        cmocka_unit_test(test_csv_missing_file_follows_bad_policy),
+        cmocka_unit_test(test_csv_sparse_labels_are_named_lazily),
         cmocka_unit_test(test_idx_source),
         cmocka_unit_test(test_recipe_contamination),
         cmocka_unit_test(test_recipe_rounds_half_away_from_zero),
+        cmocka_unit_test(test_recipe_refuses_a_class_given_twice),
         cmocka_unit_test(test_split_is_seeded),
         cmocka_unit_test(test_fashion_mnist_demo_recipe),
     };

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 /* Number of entries in a folder whose names contain part (0 if none). */
@@ -133,12 +135,61 @@ static void test_atomic_write_failures_leave_nothing_behind(void **state)
     assert_int_equal(ae_write_file_atomic(test_path(""), "x", 1, &err), AE_ERR_USAGE);
 }
 
+
+/* The stream form: nothing appears until commit; a cancelled or failed
+ * stream leaves the old file as it was. A full disk is imitated with a file
+ * size limit (SIGXFSZ ignored, so the write fails with EFBIG). */
+static void test_atomic_stream_commit_cancel_and_full_disk(void **state)
+{
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof path, "%s/stream.csv", test_tmpdir());
+    ae_atomic_file af;
+    ae_error err;
+    assert_int_equal(ae_atomic_open(path, &af, &err), AE_OK);
+    fprintf(af.f, "a,b\n1,2\n");
+    struct stat st;
+    assert_int_not_equal(stat(path, &st), 0); /* not there before commit */
+    assert_int_equal(ae_atomic_commit(&af, 1, &err), AE_OK);
+    uint8_t *bytes;
+    size_t len;
+    assert_int_equal(ae_read_file(path, &bytes, &len, &err), AE_OK);
+    assert_int_equal(len, 8);
+    assert_memory_equal(bytes, "a,b\n1,2\n", 8);
+    free(bytes);
+
+    assert_int_equal(ae_atomic_open(path, &af, &err), AE_OK);
+    fprintf(af.f, "something else");
+    assert_int_equal(ae_atomic_commit(&af, 0, &err), AE_OK); /* cancelled */
+
+    struct rlimit saved, small = {4096, 4096};
+    getrlimit(RLIMIT_FSIZE, &saved);
+    small.rlim_max = saved.rlim_max;
+    void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+    assert_int_equal(ae_atomic_open(path, &af, &err), AE_OK);
+    for (int i = 0; i < 2000; i++)
+        fprintf(af.f, "row %d of a file that will not fit\n", i);
+    ae_status s = ae_atomic_commit(&af, 1, &err);
+    setrlimit(RLIMIT_FSIZE, &saved);
+    signal(SIGXFSZ, old_handler);
+    assert_int_equal(s, AE_ERR_IO);
+    assert_non_null(strstr(err.message, "stream.csv"));
+
+    assert_int_equal(ae_read_file(path, &bytes, &len, &err), AE_OK);
+    assert_int_equal(len, 8); /* the committed version, untouched */
+    assert_memory_equal(bytes, "a,b\n1,2\n", 8);
+    free(bytes);
+    assert_int_equal(count_entries(test_tmpdir(), "stream.csv.tmp"), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_read_file_whole_and_terminated),
         cmocka_unit_test(test_atomic_write_creates_and_replaces),
         cmocka_unit_test(test_atomic_write_failures_leave_nothing_behind),
+        cmocka_unit_test(test_atomic_stream_commit_cancel_and_full_disk),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

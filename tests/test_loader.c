@@ -273,6 +273,53 @@ static void test_bad_files_stop_or_skip(void **state)
     ae_dataset_free(&ds);
 }
 
+/* A CSV row naming a missing file, opened with AE_BAD_SKIP, is kept as an item;
+ * the loader then treats it like any bad file: listed (by its path) and left
+ * out under AE_BAD_SKIP, or named as the reason to stop under AE_BAD_STOP. */
+static void test_csv_missing_file_is_a_bad_file(void **state)
+{
+    (void)state;
+    const char *root = image_folder();
+    char labels[2048], missing[2048];
+    snprintf(labels, sizeof labels, "%s/labels.csv", test_tmpdir());
+    snprintf(missing, sizeof missing, "%s/not-there.png", root);
+    const char *text = "Filename,Label\nimg00.png,0\nnot-there.png,1\nimg01.png,0\n";
+    test_write_file(labels, text, strlen(text));
+    ae_source src = {.kind = AE_SOURCE_CSV, .root = root, .labels = labels,
+                     .bad_policy = AE_BAD_SKIP};
+    ae_dataset ds;
+    ae_error err;
+    if (ae_dataset_open(&src, &ds, &err) != AE_OK)
+        fail_msg("open: %s", err.message);
+    assert_int_equal(ds.count, 3);
+    size_t *items = all_items(ds.count);
+    for (int streaming = 0; streaming < 2; streaming++) {
+        ae_loader_config cfg = {.height = 4, .width = 4, .channels = 1, .threads = 2,
+                                .memory_budget = streaming ? 1 : 0};
+        ae_loader *l;
+        assert_int_not_equal(ae_loader_create(&ds, items, ds.count, &cfg, &l, &err), AE_OK);
+        assert_null(l);
+        if (!strstr(err.message, missing))
+            fail_msg("the missing file is not named: %s", err.message);
+
+        cfg.bad_policy = AE_BAD_SKIP;
+        l = create_ok(&ds, items, ds.count, &cfg);
+        assert_int_equal(ae_loader_count(l), 2);
+        assert_int_equal(ae_loader_num_bad(l), 1);
+        assert_memory_equal(ae_loader_bad(l, 0), missing, strlen(missing));
+        assert_int_equal(ae_loader_bad(l, 0)[strlen(missing)], ':');
+        ae_batch b;
+        assert_int_equal(ae_loader_start(l, 4, 0, 0, &err), AE_OK);
+        assert_int_equal(ae_loader_next(l, &b, &err), AE_OK);
+        assert_int_equal(b.count, 2);
+        assert_int_equal(b.items[0], 0);
+        assert_int_equal(b.items[1], 2);
+        ae_loader_free(l);
+    }
+    free(items);
+    ae_dataset_free(&ds);
+}
+
 static void test_file_gone_after_check_fails_its_batch(void **state)
 {
     (void)state;
@@ -356,6 +403,7 @@ int main(void)
         cmocka_unit_test(test_batches_hold_prepared_pixels),
         cmocka_unit_test(test_streamed_epoch_can_be_abandoned),
         cmocka_unit_test(test_bad_files_stop_or_skip),
+        cmocka_unit_test(test_csv_missing_file_is_a_bad_file),
         cmocka_unit_test(test_file_gone_after_check_fails_its_batch),
         cmocka_unit_test(test_idx_items_load_and_resize),
         cmocka_unit_test(test_pixels_to_float),

@@ -513,19 +513,38 @@ static size_t parse_numbers(const char *line, double *out, size_t max)
     return k;
 }
 
+/* The summary (one sort for all ranking metrics) of a fixture case. */
+static ae_metrics_summary summary_of(const fixture_case *c)
+{
+    ae_error err;
+    ae_threshold t;
+    ae_metrics_summary m;
+    assert_int_equal(ae_threshold_fixed(0.5, "fixture", &t, &err), AE_OK);
+    assert_int_equal(ae_metrics_summarize(c->scores, c->labels, c->n, &t, &m, &err), AE_OK);
+    return m;
+}
+
 static void check_case_line(const fixture_case *c, const char *key, const double *v, size_t k)
 {
     ae_error err;
     double got;
     if (!strcmp(key, "roc_auc")) {
         assert_int_equal(ae_roc_auc(c->scores, c->labels, c->n, &got, &err), k ? AE_OK : AE_ERR_USAGE);
-        if (k)
+        ae_metrics_summary m = summary_of(c);
+        if (k) {
             assert_close(got, v[0]);
+            assert_close(m.roc_auc, v[0]);
+        } else {
+            assert_true(isnan(m.roc_auc));
+        }
     } else if (!strcmp(key, "average_precision")) {
         assert_int_equal(ae_average_precision(c->scores, c->labels, c->n, &got, &err),
                          k ? AE_OK : AE_ERR_USAGE);
+        ae_metrics_summary m = summary_of(c);
         if (k)
             assert_close(got, v[0]);
+        if (m.num_normals && m.num_anomalies)
+            assert_close(m.average_precision, v[0]);
     } else if (!strcmp(key, "quantiles")) {
         assert_true(k == 1 + 2 * (size_t)v[0]);
         for (size_t j = 0; j < (size_t)v[0]; j++) {
@@ -551,6 +570,11 @@ static void check_case_line(const fixture_case *c, const char *key, const double
         if (got != v[0])
             fail_msg("%s: best-F1 threshold %.17g, sklearn curve %.17g", c->name, got, v[0]);
         assert_close(f1, v[1]);
+        ae_metrics_summary m = summary_of(c);
+        if (m.num_normals && m.num_anomalies) {
+            assert_true(m.best_f1_threshold == v[0]);
+            assert_close(m.best_f1, v[1]);
+        }
     } else if (!strcmp(key, "roc") || !strcmp(key, "pr")) {
         ae_curve curve;
         int roc = !strcmp(key, "roc");
@@ -632,6 +656,70 @@ static void test_sklearn_fixture(void **state)
     assert_true(checks >= 60);
 }
 
+/* ---- Ranking ------------------------------------------------------------ */
+
+static void test_rank_by_score_descending_ties_by_index(void **state)
+{
+    (void)state;
+    ae_error err;
+    ae_error_clear(&err);
+    /* Ties (2.5 three times, -0 and +0), negatives, infinities. */
+    const float s[] = {2.5f, -1.0f, 7.0f, 2.5f, 0.0f, -0.0f, INFINITY, 2.5f, -INFINITY, 7.0f};
+    const size_t want[] = {6, 2, 9, 0, 3, 7, 4, 5, 1, 8};
+    size_t order[10];
+    assert_int_equal(ae_rank_by_score(s, 10, order, &err), AE_OK);
+    for (size_t i = 0; i < 10; i++)
+        if (order[i] != want[i])
+            fail_msg("order[%zu] = %zu, expected %zu", i, order[i], want[i]);
+
+    /* n = 0 writes nothing and needs no arrays; n = 1 is index 0. */
+    size_t one = 99;
+    assert_int_equal(ae_rank_by_score(NULL, 0, NULL, &err), AE_OK);
+    assert_int_equal(ae_rank_by_score(s, 0, &one, &err), AE_OK);
+    assert_int_equal(one, 99);
+    assert_int_equal(ae_rank_by_score(s + 4, 1, &one, &err), AE_OK);
+    assert_int_equal(one, 0);
+
+    /* NaN is refused, naming it. */
+    const float bad[] = {1.0f, NAN, 2.0f};
+    assert_int_equal(ae_rank_by_score(bad, 3, order, &err), AE_ERR_DATA);
+    assert_non_null(strstr(err.message, "NaN"));
+}
+
+static void test_rank_by_score_is_a_total_order_on_many_ties(void **state)
+{
+    (void)state;
+    enum { N = 5000 };
+    float *s = malloc(N * sizeof *s);
+    size_t *order = malloc(N * sizeof *order);
+    unsigned char *seen = calloc(N, 1);
+    assert_non_null(s);
+    assert_non_null(order);
+    assert_non_null(seen);
+    uint32_t x = 12345;
+    for (size_t i = 0; i < N; i++) {
+        x = x * 1664525u + 1013904223u;
+        s[i] = (float)((int)(x >> 24) % 97 - 48) * 0.25f; /* 97 distinct values, many ties */
+    }
+    ae_error err;
+    ae_error_clear(&err);
+    assert_int_equal(ae_rank_by_score(s, N, order, &err), AE_OK);
+    for (size_t i = 0; i < N; i++) {
+        assert_true(order[i] < N);
+        assert_false(seen[order[i]]);
+        seen[order[i]] = 1;
+        if (i == 0)
+            continue;
+        size_t a = order[i - 1], b = order[i];
+        if (!(s[a] > s[b] || (s[a] == s[b] && a < b)))
+            fail_msg("rank %zu: index %zu (%g) before index %zu (%g)", i, a, (double)s[a], b,
+                     (double)s[b]);
+    }
+    free(s);
+    free(order);
+    free(seen);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -649,6 +737,8 @@ int main(void)
         cmocka_unit_test(test_pixel_auc_matches_image_auc_for_every_budget),
         cmocka_unit_test(test_metrics_json),
         cmocka_unit_test(test_sklearn_fixture),
+        cmocka_unit_test(test_rank_by_score_descending_ties_by_index),
+        cmocka_unit_test(test_rank_by_score_is_a_total_order_on_many_ties),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -276,6 +276,48 @@ static void test_report_page_content(void **state)
     free_fixture(&f);
 }
 
+/* The flagged table lists the flagged images from the highest score down,
+ * equal scores in index order (ae_rank_by_score). */
+static void test_report_flagged_rank_order(void **state)
+{
+    (void)state;
+    enum { N = 40 };
+    float scores[N];
+    int labels[N];
+    for (int i = 0; i < N; i++) {
+        scores[i] = 0.25f * (float)((i * 7) % 4); /* 0, 0.25, 0.5, 0.75, many times each */
+        labels[i] = i % 2;
+    }
+    ae_error err = {0};
+    ae_threshold t;
+    ae_metrics_summary m;
+    assert_int_equal(ae_threshold_fixed(0.5, "test", &t, &err), AE_OK);
+    assert_int_equal(ae_metrics_summarize(scores, labels, N, &t, &m, &err), AE_OK);
+    assert_int_equal(m.flagged, N / 2);
+    ae_report r = {.scores = scores, .count = N, .labels = labels, .metrics = &m};
+    char *html;
+    size_t len;
+    assert_int_equal(ae_report_html(&r, &html, &len, &err), AE_OK);
+    const char *p = strstr(html, "id=\"flagged-table\"");
+    assert_non_null(p);
+    size_t rows = 0;
+    for (int level = 3; level >= 2; level--) /* expected: 0.75s by index, then 0.5s */
+        for (int i = 0; i < N; i++) {
+            if (scores[i] != 0.25f * (float)level)
+                continue;
+            p = strstr(p, "class=\"path\">#");
+            assert_non_null(p);
+            p += strlen("class=\"path\">#");
+            size_t got = strtoul(p, NULL, 10);
+            if (got != (size_t)i)
+                fail_msg("flagged row %zu is #%zu, expected #%d", rows + 1, got, i);
+            rows++;
+        }
+    assert_int_equal(rows, N / 2);
+    assert_null(strstr(p, "class=\"path\">#"));
+    free(html);
+}
+
 /* Without labels: one histogram, no curves, no precision; and a "</script>"
  * in a string cannot close the embedded JSON. */
 static void test_report_without_labels(void **state)
@@ -555,6 +597,7 @@ int main(void)
         cmocka_unit_test(test_colormap_and_error_map),
         cmocka_unit_test(test_report_page_content),
         cmocka_unit_test(test_report_without_labels),
+        cmocka_unit_test(test_report_flagged_rank_order),
         cmocka_unit_test(test_report_stays_bounded),
         cmocka_unit_test(test_report_refuses_bad_input),
         cmocka_unit_test(test_report_in_browser),

@@ -19,15 +19,19 @@ extern "C" {
  * order (paths sorted by strcmp), so item numbers are the same on every run.
  * Image files are the ones named .jpg, .jpeg or .png (any case); hidden
  * entries (names starting with '.') are skipped and folders reached through a
- * symbolic link are not entered. */
+ * symbolic link are not entered (nor taken as class or defect folders); links
+ * to files are kept. */
 typedef enum {
     AE_SOURCE_AUTO = 0,      /* root is a regular file: IDX; root/train/good exists:
                                 MVTEC; labels given: CSV; else FOLDER */
     AE_SOURCE_FOLDER,        /* every image below root, recursively; labels -1 */
     AE_SOURCE_CSV,           /* a labels CSV (DeepWeeds: Filename,Label,Species) with paths
                                 relative to root (default: the CSV's folder). Labels are
-                                integers 0..65535; every listed file must exist. Class
-                                names from a "Species" column, else "0", "1", ... */
+                                integers 0..65535; num_classes is the largest + 1.
+                                Class names from a "Species" column (the first one
+                                for each label), else "0", "1", ...; NULL for a label
+                                no row has. A row whose file is missing is bad input
+                                under bad_policy (below). */
     AE_SOURCE_CLASS_FOLDERS, /* root/<class>/...: label = class index, classes sorted by
                                 name; files directly in root are ignored */
     AE_SOURCE_MVTEC,         /* root/train/good (label 0) or root/test/<class> (good = 0,
@@ -52,6 +56,11 @@ typedef struct {
     const char *const *include; int num_include;
     const char *const *exclude; int num_exclude;
     const char *mvtec_split; /* "train" or "test" (default "train") */
+    /* CSV: a row naming a missing file. AE_BAD_STOP (default) fails the open
+     * with AE_ERR_DATA naming the CSV file and line; AE_BAD_SKIP keeps the
+     * item, so the loader's bad-file policy lists and skips it. Pass the same
+     * policy as the loader's. */
+    ae_bad_policy bad_policy;
 } ae_source;
 
 typedef struct {
@@ -64,7 +73,8 @@ typedef struct {
 typedef struct {
     ae_item *items;
     size_t count;
-    char **class_names; /* num_classes names ("good", "crack", ...), or NULL */
+    char **class_names; /* num_classes names ("good", "crack", ...), or NULL; an entry
+                           is NULL for a CSV label no row has (see ae_class_name) */
     int num_classes;
     char *description;  /* one line, for the resolved configuration */
     /* IDX data sets keep their (small, uint8) pixels here. */
@@ -77,6 +87,9 @@ void ae_dataset_free(ae_dataset *ds);
 ae_status ae_dataset_load(const ae_dataset *ds, size_t i, ae_image *out, ae_error *err);
 /* "path" or "#index", for messages and output files. */
 const char *ae_item_name(const ae_item *item, char *buf, size_t bufsize);
+/* The name of class `label`: class_names[label] when there is one, else the
+ * number (or "unlabeled" for -1) written to buf. Never NULL. */
+const char *ae_class_name(const ae_dataset *ds, int label, char *buf, size_t bufsize);
 
 /* The tutorial's recipe: every item of the normal classes plus
  * round(contamination * count) items of each anomaly class (rounded half away

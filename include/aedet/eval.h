@@ -50,6 +50,12 @@ ae_status ae_pr_curve(const float *scores, const int *labels, size_t n, ae_curve
                       ae_error *err);
 void ae_curve_free(ae_curve *curve);
 
+/* The indices 0..n-1 ordered by score, highest first: order[0] is the most
+ * anomalous. Equal scores keep index order (lower index first), so the order
+ * is total and deterministic. O(n) radix sort, no global state; order holds n
+ * entries. n == 0 is fine (nothing written); AE_ERR_DATA for a NaN score. */
+ae_status ae_rank_by_score(const float *scores, size_t n, size_t *order, ae_error *err);
+
 /* ---- Counts at a threshold --------------------------------------------- */
 
 typedef struct {

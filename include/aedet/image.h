@@ -4,6 +4,8 @@
 #ifndef AEDET_IMAGE_H
 #define AEDET_IMAGE_H
 
+#include <stdio.h>
+
 #include "aedet/common.h"
 
 #ifdef __cplusplus
@@ -87,6 +89,19 @@ void ae_csv_free(ae_csv *csv);
 /* Reads a whole file into memory (gzip is NOT undone here). The buffer holds
  * one extra NUL byte after the len bytes; free it with free(). */
 ae_status ae_read_file(const char *path, uint8_t **bytes, size_t *len, ae_error *err);
+
+/* A file of unknown size written atomically: ae_atomic_open gives a stream on
+ * a temp file beside path (same folder, so rename is atomic); write to af.f;
+ * ae_atomic_commit with ok != 0 checks that every write succeeded, fsyncs,
+ * renames over path and fsyncs the folder; with ok == 0 (or on any failure)
+ * it removes the temp file and path is untouched. */
+typedef struct {
+    FILE *f;
+    char *path, *tmp, *dir;
+} ae_atomic_file;
+
+ae_status ae_atomic_open(const char *path, ae_atomic_file *af, ae_error *err);
+ae_status ae_atomic_commit(ae_atomic_file *af, int ok, ae_error *err);
 
 /* Writes a whole file atomically: temp file beside it (mkstemp), fsync,
  * rename over path, fsync the folder. On failure the temp file is removed

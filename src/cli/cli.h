@@ -117,20 +117,17 @@ void cli_data_defaults(cli_data_args *d);
  * image is taken and the flag only labels the normal ones. */
 int cli_open_data(const cli_command *cmd, const cli_data_args *d, const char *root, uint64_t seed,
                   int normal_selects, ae_dataset *ds, size_t **items, size_t *count);
+/* A fingerprint of the selected images (their names, in order): a resumed
+ * run, or a score of the training split, must see the same images. */
+int64_t cli_selection_fingerprint(const ae_dataset *ds, const size_t *items, size_t n);
 /* A loader for items at the model's size, honouring budget, threads, policy. */
 int cli_make_loader(const cli_data_args *d, const ae_dataset *ds, const size_t *items, size_t count,
                     const ae_config *cfg, ae_loader **loader);
 /* After a loader is made: print how many bad files were skipped, and which. */
 void cli_print_bad_files(const ae_loader *l);
 
-/* ---- output files: written to PATH.tmp, renamed into place when complete ---- */
 /* A CSV field, quoted when it holds a comma, quote or newline. */
 void cli_csv_field(FILE *f, const char *field);
-/* Opens path.tmp (name in tmp) for writing; NULL after printing the error. */
-FILE *cli_open_temp(const char *path, char *tmp, size_t size);
-/* Flushes, fsyncs and closes f, then renames tmp to path when ok, else
- * removes tmp. Returns 0, or the exit code after printing the error. */
-int cli_commit_temp(FILE *f, const char *tmp, const char *path, int ok);
 
 /* ---- subcommands ---- */
 int cmd_train(int argc, char **argv);
@@ -170,6 +167,7 @@ typedef struct {
     const char *model_path, *data_path, *output, *metrics, *report, *csv;
     double quantile, threshold, sd_k;
     const char *threshold_from; /* "scored", "train" or "validation" */
+    const char *split;          /* images scored: "all", or the model's "train" or "validation" split */
     int top;                    /* rows printed */
     int gallery;                /* report: images per gallery set */
 } cli_score_args;
@@ -185,6 +183,10 @@ int cli_choose_threshold(const cli_command *cmd, const cli_score_args *a, const 
  * a mask. items[i] is the dataset index of the loader's i-th image. */
 int cli_pixel_auc(ae_model *model, ae_loader *loader, int batch, const ae_dataset *ds, const size_t *items,
                   size_t n, double *auc);
+/* AUROC of the normal classes against each other class present, into m,
+ * when there are two or more such classes. */
+int cli_per_class_auc(const float *scores, const int *classes, size_t n, const int *normal, int num_normal,
+                      ae_metrics_summary *m);
 /* The one-screen summary (or a JSON line with --json); warnings to stderr. */
 void cli_print_metrics(const ae_metrics_summary *m);
 int cli_score_run(const cli_command *cmd, cli_score_args *a);

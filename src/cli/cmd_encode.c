@@ -13,12 +13,11 @@
 typedef struct {
     ae_model *model;
     const ae_dataset *ds;
-    FILE *out;           /* encode: the latents CSV being written (a temp file) */
+    ae_atomic_file out;  /* encode: latents.csv; reconstruct: DIR/index.csv */
     const char *dir;     /* reconstruct: the output folder */
     int error_maps;
     size_t done;
     uint8_t *pixels;     /* one image, H x W x C */
-    FILE *index;         /* reconstruct: index.csv */
 } visit_ctx;
 
 static ae_status encode_batch(void *user, const ae_batch *b, const float *input, const float *recon,
@@ -33,17 +32,17 @@ static ae_status encode_batch(void *user, const ae_batch *b, const float *input,
     char buf[64];
     for (int i = 0; i < b->count; i++) {
         const ae_item *it = &c->ds->items[b->items[i]];
-        cli_csv_field(c->out, ae_item_name(it, buf, sizeof buf));
+        cli_csv_field(c->out.f, ae_item_name(it, buf, sizeof buf));
         if (it->label >= 0)
-            fprintf(c->out, ",%d", it->label);
+            fprintf(c->out.f, ",%d", it->label);
         else
-            fputc(',', c->out);
-        fprintf(c->out, ",%.9g", errors[i]);
+            fputc(',', c->out.f);
+        fprintf(c->out.f, ",%.9g", errors[i]);
         for (int k = 0; k < d; k++)
-            fprintf(c->out, ",%.9g", z[(size_t)i * (size_t)d + (size_t)k]);
-        fputc('\n', c->out);
+            fprintf(c->out.f, ",%.9g", z[(size_t)i * (size_t)d + (size_t)k]);
+        fputc('\n', c->out.f);
     }
-    if (ferror(c->out))
+    if (ferror(c->out.f))
         return ae_fail(err, AE_ERR_IO, "writing latents: %s", strerror(errno));
     return AE_OK;
 }
@@ -85,8 +84,8 @@ static ae_status reconstruct_batch(void *user, const ae_batch *b, const float *i
         ae_status s = ae_png_write(path, c->pixels, cfg->height, cfg->width, cfg->channels, err);
         if (s != AE_OK)
             return s;
-        cli_csv_field(c->index, ae_item_name(it, buf, sizeof buf));
-        fprintf(c->index, ",%.9g,%s", errors[i], name);
+        cli_csv_field(c->out.f, ae_item_name(it, buf, sizeof buf));
+        fprintf(c->out.f, ",%.9g,%s", errors[i], name);
         if (c->error_maps) {
             /* Mean absolute error over the channels, 0..255: dark is good. */
             for (size_t p = 0; p < hw; p++) {
@@ -99,9 +98,9 @@ static ae_status reconstruct_batch(void *user, const ae_batch *b, const float *i
             snprintf(path, sizeof path, "%s/%s", c->dir, name);
             if ((s = ae_png_write(path, c->pixels, cfg->height, cfg->width, 1, err)) != AE_OK)
                 return s;
-            fprintf(c->index, ",%s", name);
+            fprintf(c->out.f, ",%s", name);
         }
-        fputc('\n', c->index);
+        fputc('\n', c->out.f);
     }
     return AE_OK;
 }
@@ -114,8 +113,7 @@ typedef struct {
 
 /* Loads the model and data and walks every image through visit. */
 static int walk(const cli_command *cmd, const char *model_path, const char *data_path, walk_args *a,
-                visit_ctx *c, ae_batch_visitor visit, int (*begin)(const cli_command *, visit_ctx *, const walk_args *),
-                int (*end)(visit_ctx *, const walk_args *, int ok))
+                visit_ctx *c, ae_batch_visitor visit, int (*begin)(visit_ctx *, const walk_args *))
 {
     ae_error err = {0};
     ae_model *model = NULL;
@@ -130,7 +128,10 @@ static int walk(const cli_command *cmd, const char *model_path, const char *data
         return cli_usage_error(cmd, "--batch must be at least 1");
     if (ae_model_load(model_path, a->data.batch, &model, &meta, NULL, &err) != AE_OK)
         return cli_report_error(&err);
-    if ((rc = cli_open_data(cmd, &a->data, data_path, 0, 0, &ds, &items, &n_items)) ||
+    /* The model's seed: with --anomaly-class, the same sample as train and score. */
+    int64_t seed = 0;
+    ae_meta_get_int(meta, AE_KEY_SEED, &seed);
+    if ((rc = cli_open_data(cmd, &a->data, data_path, (uint64_t)seed, 0, &ds, &items, &n_items)) ||
         (rc = cli_make_loader(&a->data, &ds, items, n_items, ae_model_config(model), &loader)))
         goto done;
     const ae_config *cfg = ae_model_config(model);
@@ -141,14 +142,17 @@ static int walk(const cli_command *cmd, const char *model_path, const char *data
     c->ds = &ds;
     c->pixels = malloc((size_t)cfg->height * (size_t)cfg->width * (size_t)cfg->channels);
     if (!scores || !scored || !c->pixels) {
-        rc = EXIT_INTERNAL;
+        ae_fail(&err, AE_ERR_NOMEM, "out of memory for %zu images", n);
+        rc = cli_report_error(&err);
         goto done;
     }
-    if ((rc = begin(cmd, c, a)))
+    if ((rc = begin(c, a)))
         goto done;
     ae_status s = ae_score_loader(model, loader, a->data.batch, scores, scored, visit, c, &err);
-    rc = end(c, a, s == AE_OK);
-    if (s != AE_OK)
+    if (s != AE_OK) {
+        ae_atomic_commit(&c->out, 0, NULL); /* nothing half-written replaces anything */
+        rc = cli_report_error(&err);
+    } else if (ae_atomic_commit(&c->out, 1, &err) != AE_OK)
         rc = cli_report_error(&err);
     else if (!rc && !cli_out.quiet)
         fprintf(stderr, "wrote %zu images' results to %s\n", n, a->output);
@@ -164,50 +168,34 @@ done:
     return rc;
 }
 
-/* Latents go to a temp file renamed into place only when complete. */
-static char tmp_path[4096];
-
-static int encode_begin(const cli_command *cmd, visit_ctx *c, const walk_args *a)
+static int encode_begin(visit_ctx *c, const walk_args *a)
 {
-    (void)cmd;
-    if (!(c->out = cli_open_temp(a->output, tmp_path, sizeof tmp_path)))
-        return EXIT_IO;
+    ae_error err;
+    if (ae_atomic_open(a->output, &c->out, &err) != AE_OK)
+        return cli_report_error(&err);
     int d = ae_model_config(c->model)->latent_dim;
-    fprintf(c->out, "image,label,score");
+    fprintf(c->out.f, "image,label,score");
     for (int k = 0; k < d; k++)
-        fprintf(c->out, ",z%d", k);
-    fputc('\n', c->out);
+        fprintf(c->out.f, ",z%d", k);
+    fputc('\n', c->out.f);
     return 0;
 }
 
-static int encode_end(visit_ctx *c, const walk_args *a, int ok)
+static int reconstruct_begin(visit_ctx *c, const walk_args *a)
 {
-    return cli_commit_temp(c->out, tmp_path, a->output, ok);
-}
-
-static int reconstruct_begin(const cli_command *cmd, visit_ctx *c, const walk_args *a)
-{
-    (void)cmd;
     ae_error err;
     if (mkdir(a->output, 0777) != 0 && errno != EEXIST) {
         ae_fail(&err, AE_ERR_IO, "%s: %s", a->output, strerror(errno));
         return cli_report_error(&err);
     }
     c->dir = a->output;
+    c->error_maps = a->error_maps;
     char index_path[4096];
     snprintf(index_path, sizeof index_path, "%s/index.csv", a->output);
-    if (!(c->index = cli_open_temp(index_path, tmp_path, sizeof tmp_path)))
-        return EXIT_IO;
-    fprintf(c->index, "image,score,reconstruction%s\n", a->error_maps ? ",error_map" : "");
-    c->error_maps = a->error_maps;
+    if (ae_atomic_open(index_path, &c->out, &err) != AE_OK)
+        return cli_report_error(&err);
+    fprintf(c->out.f, "image,score,reconstruction%s\n", a->error_maps ? ",error_map" : "");
     return 0;
-}
-
-static int reconstruct_end(visit_ctx *c, const walk_args *a, int ok)
-{
-    char final_path[4096];
-    snprintf(final_path, sizeof final_path, "%s/index.csv", a->output);
-    return cli_commit_temp(c->index, tmp_path, final_path, ok);
 }
 
 static const cli_command encode_cmd = {
@@ -246,8 +234,8 @@ static int run_walk(const cli_command *cmd, int argc, char **argv, int reconstru
         return cli_usage_error(cmd, "-o %s is required", reconstruct ? "DIR" : "FILE");
     visit_ctx c = {0};
     if (reconstruct)
-        return walk(cmd, pos[0], pos[1], &a, &c, reconstruct_batch, reconstruct_begin, reconstruct_end);
-    return walk(cmd, pos[0], pos[1], &a, &c, encode_batch, encode_begin, encode_end);
+        return walk(cmd, pos[0], pos[1], &a, &c, reconstruct_batch, reconstruct_begin);
+    return walk(cmd, pos[0], pos[1], &a, &c, encode_batch, encode_begin);
 }
 
 int cmd_encode(int argc, char **argv) { return run_walk(&encode_cmd, argc, argv, 0); }

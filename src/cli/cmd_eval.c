@@ -4,6 +4,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,9 +61,10 @@ int cmd_eval(int argc, char **argv)
     int *classes = malloc((csv.num_rows ? csv.num_rows : 1) * sizeof *classes);
     int *labels = malloc((csv.num_rows ? csv.num_rows : 1) * sizeof *labels);
     int sc = ae_csv_column(&csv, score_column), lc = ae_csv_column(&csv, label_column);
-    int normal[32], nn = 0, have_labels = lc >= 0, binary = 1;
+    int normal[32], nn = 0, have_labels = 0, binary = 1;
     if (!scores || !classes || !labels) {
-        rc = EXIT_INTERNAL;
+        ae_fail(&err, AE_ERR_NOMEM, "out of memory for %zu scores", csv.num_rows);
+        rc = cli_report_error(&err);
         goto done;
     }
     if (sc < 0) {
@@ -74,20 +76,29 @@ int cmd_eval(int argc, char **argv)
         rc = cli_report_error(&err);
         goto done;
     }
+    /* Labels are all present (whole numbers) or all empty; anything else is
+     * an error on its line, not a quiet switch to "no labels". */
+    have_labels = lc >= 0 && csv.row_columns[0] > lc && csv.rows[0][lc][0] != '\0';
     for (size_t r = 0; r < csv.num_rows; r++) {
-        double v;
+        double v, label = -1;
         int need = (sc > lc ? sc : lc) + 1;
-        if (csv.row_columns[r] < need || !parse_number(csv.rows[r][sc], &v)) {
-            ae_fail(&err, AE_ERR_DATA, "%s line %zu: no number in column \"%s\"", pos[0], csv.row_line[r],
-                    score_column);
+        const char *problem = NULL;
+        if (csv.row_columns[r] < need)
+            problem = "too few columns";
+        else if (!parse_number(csv.rows[r][sc], &v) || isnan(v))
+            problem = "the score is not a number";
+        else if (have_labels && (!parse_number(csv.rows[r][lc], &label) || !(label >= 0 && label <= 1e6) ||
+                                 label != floor(label)))
+            problem = "the label is not a class number";
+        else if (!have_labels && lc >= 0 && csv.rows[r][lc][0] != '\0')
+            problem = "a label where the first row has none";
+        if (problem) {
+            ae_fail(&err, AE_ERR_DATA, "%s line %zu: %s", pos[0], csv.row_line[r], problem);
             rc = cli_report_error(&err);
             goto done;
         }
         scores[r] = (float)v;
-        double label;
-        if (have_labels && (!parse_number(csv.rows[r][lc], &label) || label < 0 || label != (int)label))
-            have_labels = 0; /* an empty or odd label: evaluate without labels */
-        classes[r] = have_labels ? (int)label : -1;
+        classes[r] = (int)label;
         binary &= classes[r] == 0 || classes[r] == 1;
     }
     if ((rc = cli_list_ints(&eval_cmd, "normal-class", &a.data.normal, normal, 32, &nn)))
@@ -121,6 +132,8 @@ int cmd_eval(int argc, char **argv)
         rc = cli_report_error(&err);
         goto done;
     }
+    if (have_labels && (rc = cli_per_class_auc(scores, classes, csv.num_rows, normal, nn, &sum)))
+        goto done;
     cli_print_metrics(&sum);
 done:
     ae_meta_free(meta);

@@ -16,6 +16,7 @@ void cli_score_defaults(cli_score_args *a)
     a->threshold = NAN;
     a->sd_k = NAN;
     a->threshold_from = "scored";
+    a->split = "all";
     a->top = 10;
     a->gallery = 8;
 }
@@ -26,12 +27,6 @@ const char *cli_item_name(const ae_dataset *ds, size_t item, char *buf, size_t s
 }
 
 
-static const float *g_sort_scores; /* qsort has no context argument */
-static int by_score_desc(const void *a, const void *b)
-{
-    float x = g_sort_scores[*(const size_t *)a], y = g_sort_scores[*(const size_t *)b];
-    return (x < y) - (x > y);
-}
 
 static void print_summary(const cli_score_args *a, const ae_metrics_summary *m, const ae_dataset *ds,
                           const size_t *items, const float *scores, const size_t *order, size_t n)
@@ -59,10 +54,12 @@ static void print_summary(const cli_score_args *a, const ae_metrics_summary *m, 
 static int write_scores_csv(const char *path, const ae_dataset *ds, const size_t *items, const float *scores,
                             const size_t *order, size_t n, double threshold)
 {
-    char tmp[4096], buf[64];
-    FILE *f = cli_open_temp(path, tmp, sizeof tmp);
-    if (!f)
-        return EXIT_IO;
+    char buf[64];
+    ae_atomic_file af;
+    ae_error err;
+    if (ae_atomic_open(path, &af, &err) != AE_OK)
+        return cli_report_error(&err);
+    FILE *f = af.f;
     fprintf(f, "rank,image,label,score,threshold,flagged\n");
     for (size_t r = 0; r < n; r++) {
         size_t i = order[r];
@@ -75,7 +72,31 @@ static int write_scores_csv(const char *path, const ae_dataset *ds, const size_t
             fputc(',', f);
         fprintf(f, ",%.9g,%.9g,%d\n", scores[i], threshold, scores[i] >= threshold);
     }
-    return cli_commit_temp(f, tmp, path, 1);
+    return ae_atomic_commit(&af, 1, &err) == AE_OK ? 0 : cli_report_error(&err);
+}
+
+/* Narrows the selection to the model's training or validation split: the
+ * same recipe, seed and fraction as `train`, checked by the fingerprint. */
+static int keep_split(const cli_command *cmd, const cli_score_args *a, const ae_meta *meta, const ae_dataset *ds,
+                      size_t **items, size_t *n)
+{
+    int64_t seed = 0, fingerprint = 0;
+    double fraction;
+    if (!ae_meta_get_float(meta, "train.val_fraction", &fraction) || !ae_meta_get_int(meta, AE_KEY_SEED, &seed) ||
+        !ae_meta_get_int(meta, "train.data_fingerprint", &fingerprint))
+        return cli_usage_error(cmd, "%s does not record its split", a->model_path);
+    if (cli_selection_fingerprint(ds, *items, *n) != fingerprint)
+        return cli_usage_error(cmd, "--split needs the data and data flags %s was trained with", a->model_path);
+    size_t *train = NULL, *val = NULL, n_train = 0, n_val = 0;
+    ae_error err = {0};
+    if (ae_split(*items, *n, fraction, (uint64_t)seed, &train, &n_train, &val, &n_val, &err) != AE_OK)
+        return cli_report_error(&err);
+    free(*items);
+    int want_train = !strcmp(a->split, "train");
+    *items = want_train ? train : val;
+    *n = want_train ? n_train : n_val;
+    free(want_train ? val : train);
+    return 0;
 }
 
 int cli_score_run(const cli_command *cmd, cli_score_args *a)
@@ -93,12 +114,18 @@ int cli_score_run(const cli_command *cmd, cli_score_args *a)
     ae_set_num_threads(a->data.threads);
     if (a->data.batch < 1)
         return cli_usage_error(cmd, "--batch must be at least 1");
+    if (strcmp(a->split, "all") && strcmp(a->split, "train") && strcmp(a->split, "validation"))
+        return cli_usage_error(cmd, "--split wants all, train or validation, not '%s'", a->split);
     if (ae_model_load(a->model_path, a->data.batch, &model, &meta, NULL, &err) != AE_OK)
         return cli_report_error(&err);
     int64_t seed = 0;
     ae_meta_get_int(meta, AE_KEY_SEED, &seed);
-    if ((rc = cli_open_data(cmd, &a->data, a->data_path, (uint64_t)seed, 0, &ds, &items, &n_items)) ||
-        (rc = cli_make_loader(&a->data, &ds, items, n_items, ae_model_config(model), &loader)))
+    int whole = !strcmp(a->split, "all");
+    if ((rc = cli_open_data(cmd, &a->data, a->data_path, (uint64_t)seed, !whole, &ds, &items, &n_items)))
+        goto done;
+    if (!whole && (rc = keep_split(cmd, a, meta, &ds, &items, &n_items)))
+        goto done;
+    if ((rc = cli_make_loader(&a->data, &ds, items, n_items, ae_model_config(model), &loader)))
         goto done;
     size_t n = ae_loader_count(loader);
     scores = malloc((n ? n : 1) * sizeof *scores);
@@ -107,7 +134,8 @@ int cli_score_run(const cli_command *cmd, cli_score_args *a)
     labels = malloc((n ? n : 1) * sizeof *labels);
     classes = malloc((n ? n : 1) * sizeof *classes);
     if (!scores || !scored || !order || !labels || !classes) {
-        rc = EXIT_INTERNAL;
+        ae_fail(&err, AE_ERR_NOMEM, "out of memory for %zu scores", n);
+        rc = cli_report_error(&err);
         goto done;
     }
     double started = cli_now();
@@ -123,8 +151,11 @@ int cli_score_run(const cli_command *cmd, cli_score_args *a)
     /* Labels for evaluation: anomaly = any class outside --normal-class
      * (MVTec: outside "good"). They never influence the scores. */
     int normal[32], nn = 0;
-    cli_list_ints(cmd, "normal-class", &a->data.normal, normal, 32, &nn);
-    int have_labels = ds.num_classes > 0 && (nn > 0 || (ds.class_names && !strcmp(ds.class_names[0], "good")));
+    if ((rc = cli_list_ints(cmd, "normal-class", &a->data.normal, normal, 32, &nn)))
+        goto done;
+    char first_class[32];
+    int have_labels = ds.num_classes > 0 &&
+                      (nn > 0 || !strcmp(ae_class_name(&ds, 0, first_class, sizeof first_class), "good"));
     if (have_labels && nn == 0)
         normal[nn++] = 0;
     for (size_t i = 0; i < n && have_labels; i++) {
@@ -142,27 +173,15 @@ int cli_score_run(const cli_command *cmd, cli_score_args *a)
         rc = cli_report_error(&err);
         goto done;
     }
-    if (have_labels) { /* AUROC of the normal classes against each other class */
-        int eval_classes[AE_MAX_CLASS_AUC], ne = 0;
-        for (int c = 0; c < ds.num_classes && ne < AE_MAX_CLASS_AUC; c++) {
-            int is_normal = 0;
-            for (int k = 0; k < nn; k++)
-                is_normal |= c == normal[k];
-            size_t count = 0;
-            for (size_t i = 0; i < n; i++)
-                count += classes[i] == c;
-            if (!is_normal && count)
-                eval_classes[ne++] = c;
-        }
-        if (ne > 1 && ae_per_class_auc(scores, classes, n, normal, nn, eval_classes, ne, m.class_auc, &err) == AE_OK)
-            m.num_class_auc = ne;
-    }
+    if (have_labels && (rc = cli_per_class_auc(scores, classes, n, normal, nn, &m)))
+        goto done;
     if ((rc = cli_pixel_auc(model, loader, a->data.batch, &ds, scored, n, &m.pixel_auc)))
         goto done;
-    for (size_t i = 0; i < n; i++)
-        order[i] = i;
-    g_sort_scores = scores;
-    qsort(order, n, sizeof *order, by_score_desc);
+    /* Most anomalous first; ties in data order, the same as the report's. */
+    if (ae_rank_by_score(scores, n, order, &err) != AE_OK) {
+        rc = cli_report_error(&err);
+        goto done;
+    }
     print_summary(a, &m, &ds, scored, scores, order, n);
     fflush(stdout);
     if (a->output && (rc = write_scores_csv(a->output, &ds, scored, scores, order, n, t.value)))
@@ -202,7 +221,8 @@ static const cli_command score_cmd = {
     "stored in MODEL instead (needed to score new images one at a time), --threshold X fixes\n"
     "it, --mean-sd K uses mean + K standard deviations, --best-f1 the F1-best one (labels).\n"
     "Images are compared with >=: an image whose error equals the threshold is flagged.\n"
-    "DATA's images are all scored, unless --anomaly-class asks for the tutorial's recipe.\n"
+    "DATA's images are all scored, unless --anomaly-class asks for the tutorial's recipe;\n"
+    "--split validation scores only the images the model held out (same data flags as train).\n"
     "With labels (--normal-class N, or an MVTec test split) it prints precision, recall, F1,\n"
     "ROC AUC, average precision and how many known anomalies were flagged.\n"
     "scores.csv: rank,image,label,score,threshold,flagged, most anomalous first.",
@@ -230,6 +250,7 @@ static int run_score(const cli_command *cmd, int argc, char **argv, int as_repor
         {"mean-sd", OPT_DOUBLE, &a.sd_k, "K", "threshold = mean + K sd of the errors (ddof 0)"},
         {"best-f1", OPT_FLAG, &best_f1, NULL, "threshold with the best F1 on the labels"},
         {"threshold-from", OPT_STRING, &a.threshold_from, "SET", "scored, train or validation [scored]"},
+        {"split", OPT_STRING, &a.split, "SET", "score all of DATA, or the model's train or validation split [all]"},
         {"top", OPT_INT, &a.top, "N", "most anomalous images to print [10]"},
         {"report", OPT_STRING, &a.report, "FILE", "write a self-contained HTML report"},
         {"gallery", OPT_INT, &a.gallery, "K", "report: most anomalous and typical images shown [8]"},

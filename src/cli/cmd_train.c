@@ -29,20 +29,6 @@ void cli_train_defaults(cli_train_args *a)
     a->seed = 0;
 }
 
-/* FNV-1a over the selected items' names: a resumed run must see the same data. */
-static int64_t selection_fingerprint(const ae_dataset *ds, const size_t *items, size_t n)
-{
-    uint64_t h = 1469598103934665603ULL;
-    char buf[64];
-    for (size_t i = 0; i < n; i++) {
-        const char *name = ae_item_name(&ds->items[items[i]], buf, sizeof buf);
-        for (const char *p = name; *p; p++)
-            h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-        h = (h ^ 0xff) * 1099511628211ULL;
-    }
-    return (int64_t)(h >> 1);
-}
-
 typedef struct {
     const cli_train_args *args;
     ae_model *model;
@@ -97,11 +83,12 @@ static void on_epoch(void *user, int epoch, double train_loss, double val_loss, 
     cli_progress_end();
     double rate = (double)t->epoch_images / seconds;
     t->started = cli_now();
-    if (cli_out.json)
-        printf("{\"event\":\"epoch\",\"epoch\":%d,\"epochs\":%d,\"loss\":%.9g,\"val_loss\":%s%.9g%s,"
-               "\"seconds\":%.3f,\"images_per_s\":%.1f}\n",
-               epoch, t->args->epochs, train_loss, isnan(val_loss) ? "\"" : "", val_loss,
-               isnan(val_loss) ? "\"" : "", seconds, rate);
+    if (cli_out.json) {
+        printf("{\"event\":\"epoch\",\"epoch\":%d,\"epochs\":%d,\"loss\":%.9g,\"val_loss\":", epoch,
+               t->args->epochs, train_loss);
+        printf(isnan(val_loss) ? "null" : "%.9g", val_loss); /* no validation set: null */
+        printf(",\"seconds\":%.3f,\"images_per_s\":%.1f}\n", seconds, rate);
+    }
     else if (!cli_out.quiet)
         fprintf(stderr, "epoch %3d/%d  loss %.6f  val_loss %.6f  %.1fs  %.0f images/s\n", epoch,
                 t->args->epochs, train_loss, val_loss, seconds, rate);
@@ -192,14 +179,31 @@ static void print_config(const cli_train_args *a, const ae_dataset *ds, const ae
 }
 
 /* The settings a checkpoint carries override the command line's on --resume. */
+/* The metadata of a checkpoint, without building its model. */
+static ae_status read_checkpoint_meta(const char *path, ae_meta **meta, ae_error *err)
+{
+    uint8_t *bytes;
+    size_t len;
+    ae_model_file *f = NULL;
+    ae_status s = ae_read_file(path, &bytes, &len, err);
+    if (s != AE_OK)
+        return s;
+    if ((s = ae_model_file_parse(bytes, len, path, &f, err)) == AE_OK) {
+        *meta = ae_model_file_take_meta(f);
+        ae_model_file_free(f);
+    }
+    free(bytes);
+    return s;
+}
+
 static int resume_settings(const cli_command *cmd, cli_train_args *a, const ae_meta *meta)
 {
     int64_t v;
     double f;
-    if (!ae_meta_get_int(meta, AE_KEY_EPOCHS, &v))
+    if (!ae_meta_get_int(meta, AE_KEY_EPOCHS, &v) || v < 1 || v > INT32_MAX)
         return cli_usage_error(cmd, "%s is not a training checkpoint", a->resume);
     a->epochs = (int)v;
-    if (ae_meta_get_int(meta, AE_KEY_BATCH_SIZE, &v))
+    if (ae_meta_get_int(meta, AE_KEY_BATCH_SIZE, &v) && v >= 1 && v <= INT32_MAX)
         a->data.batch = (int)v;
     if (ae_meta_get_int(meta, AE_KEY_SEED, &v))
         a->seed = (uint64_t)v;
@@ -212,23 +216,26 @@ static int resume_settings(const cli_command *cmd, cli_train_args *a, const ae_m
     return 0;
 }
 
-static ae_status restore_state(const ae_meta *meta, ae_train_state *st, ae_error *err)
+/* Where the checkpoint stopped; every value is checked against the run's
+ * size, since a file with a valid checksum can still hold nonsense. */
+static ae_status restore_state(const ae_meta *meta, int epochs, ae_train_state *st, ae_error *err)
 {
-    int64_t v;
-    double f;
+    int64_t epoch = 0, batch = 0, count = 0;
+    double sum = 0;
     size_t n1 = 0, n2 = 0;
-    if (ae_meta_get_int(meta, AE_KEY_EPOCHS_DONE, &v))
-        st->epoch = (int)v;
-    if (ae_meta_get_int(meta, AE_KEY_BATCH, &v))
-        st->batch = (int)v;
-    if (ae_meta_get_float(meta, AE_KEY_LOSS_SUM, &f))
-        st->loss_sum = f;
-    if (ae_meta_get_int(meta, AE_KEY_LOSS_COUNT, &v))
-        st->loss_count = (size_t)v;
+    ae_meta_get_int(meta, AE_KEY_EPOCHS_DONE, &epoch);
+    ae_meta_get_int(meta, AE_KEY_BATCH, &batch);
+    ae_meta_get_float(meta, AE_KEY_LOSS_SUM, &sum);
+    ae_meta_get_int(meta, AE_KEY_LOSS_COUNT, &count);
     const double *tl = ae_meta_get_doubles(meta, AE_KEY_TRAIN_LOSSES, &n1);
     const double *vl = ae_meta_get_doubles(meta, AE_KEY_VAL_LOSSES, &n2);
-    if (n1 != (size_t)st->epoch || n2 != n1 || st->batch < 0)
-        return ae_fail(err, AE_ERR_FORMAT, "checkpoint: inconsistent training history");
+    if (epoch < 0 || epoch > epochs || batch < 0 || batch > INT32_MAX || count < 0 ||
+        n1 != (size_t)epoch || n2 != n1)
+        return ae_fail(err, AE_ERR_FORMAT, "checkpoint: inconsistent training position or history");
+    st->epoch = (int)epoch;
+    st->batch = (int)batch;
+    st->loss_sum = sum;
+    st->loss_count = (size_t)count;
     for (size_t i = 0; i < n1; i++) {
         st->train_loss[i] = tl[i];
         st->val_loss[i] = vl[i];
@@ -280,15 +287,16 @@ int cli_train_run(const cli_command *cmd, cli_train_args *a)
     ae_meta *resume_meta = NULL;
     ae_model *model = NULL;
     if (a->resume) {
-        ae_model_load(a->resume, 1, &model, &resume_meta, NULL, &err);
-        ae_model_free(model);
-        model = NULL;
-        if (err.code)
+        if (read_checkpoint_meta(a->resume, &resume_meta, &err) != AE_OK)
             return cli_report_error(&err);
         if ((rc = resume_settings(cmd, a, resume_meta))) {
             ae_meta_free(resume_meta);
             return rc;
         }
+    }
+    if (a->checkpoint && !strcmp(a->checkpoint, a->output)) {
+        ae_meta_free(resume_meta);
+        return cli_usage_error(cmd, "--checkpoint must differ from -o (the checkpoint is removed at the end)");
     }
     if (a->epochs < 1 || a->data.batch < 1 || !(a->val_fraction >= 0 && a->val_fraction < 1) ||
         !(a->learning_rate > 0) || !(a->decay >= 0) || a->latent < 1) {
@@ -310,7 +318,7 @@ int cli_train_run(const cli_command *cmd, cli_train_args *a)
 
     if ((rc = cli_open_data(cmd, &a->data, a->data_path, a->seed, 1, &ds, &items, &n_items)))
         goto done;
-    int64_t fingerprint = selection_fingerprint(&ds, items, n_items);
+    int64_t fingerprint = cli_selection_fingerprint(&ds, items, n_items);
     if (resume_meta) {
         int64_t old = 0;
         ae_meta_get_int(resume_meta, "train.data_fingerprint", &old);
@@ -344,8 +352,6 @@ int cli_train_run(const cli_command *cmd, cli_train_args *a)
         goto done;
 
     if (a->resume) {
-        ae_meta_free(resume_meta);
-        resume_meta = NULL;
         if (ae_model_load(a->resume, a->data.batch, &model, &meta, NULL, &err) != AE_OK) {
             rc = cli_report_error(&err);
             goto done;
@@ -358,7 +364,7 @@ int cli_train_run(const cli_command *cmd, cli_train_args *a)
         ae_model_init_weights(model, a->seed);
     }
     if (ae_train_state_init(&st, a->epochs, &err) != AE_OK ||
-        (resume_meta == NULL && a->resume && restore_state(meta, &st, &err) != AE_OK) ||
+        (a->resume && restore_state(meta, a->epochs, &st, &err) != AE_OK) ||
         base_meta(a, &ds, fingerprint, meta, &err) != AE_OK) {
         rc = cli_report_error(&err);
         goto done;
@@ -412,8 +418,11 @@ int cli_train_run(const cli_command *cmd, cli_train_args *a)
         goto done;
     }
     unlink(checkpoint); /* the finished model supersedes it */
-    if (cli_out.json)
-        printf("{\"event\":\"saved\",\"model\":\"%s\"}\n", a->output);
+    if (cli_out.json) {
+        printf("{\"event\":\"saved\",\"model\":");
+        cli_json_string(stdout, a->output);
+        printf("}\n");
+    }
     else if (!cli_out.quiet)
         fprintf(stderr, "saved %s\n", a->output);
 

@@ -133,6 +133,7 @@ int cli_open_data(const cli_command *cmd, const cli_data_args *d, const char *ro
     src.exclude = d->exclude.items;
     src.num_exclude = d->exclude.count;
     src.mvtec_split = d->mvtec_split;
+    src.bad_policy = strcmp(d->bad_files, "skip") ? AE_BAD_STOP : AE_BAD_SKIP;
 
     int normal[32], anomaly[32], nn = 0, na = 0, rc;
     if ((rc = cli_list_ints(cmd, "normal-class", &d->normal, normal, 32, &nn)) ||
@@ -204,35 +205,16 @@ void cli_csv_field(FILE *f, const char *field)
     fputc('"', f);
 }
 
-FILE *cli_open_temp(const char *path, char *tmp, size_t size)
+int64_t cli_selection_fingerprint(const ae_dataset *ds, const size_t *items, size_t n)
 {
-    snprintf(tmp, size, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        ae_error err;
-        ae_fail(&err, AE_ERR_IO, "%s: %s", tmp, strerror(errno));
-        cli_report_error(&err);
+    /* FNV-1a over the selected items' names. */
+    uint64_t h = 1469598103934665603ULL;
+    char buf[64];
+    for (size_t i = 0; i < n; i++) {
+        const char *name = ae_item_name(&ds->items[items[i]], buf, sizeof buf);
+        for (const char *p = name; *p; p++)
+            h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+        h = (h ^ 0xff) * 1099511628211ULL;
     }
-    return f;
-}
-
-int cli_commit_temp(FILE *f, const char *tmp, const char *path, int ok)
-{
-    ae_error err;
-    int failed = fflush(f) != 0 || fsync(fileno(f)) != 0;
-    int saved = errno;
-    failed |= fclose(f) != 0;
-    if (!ok || failed) {
-        remove(tmp);
-        if (!ok)
-            return 0; /* the caller reports its own error */
-        ae_fail(&err, AE_ERR_IO, "writing %s: %s", path, strerror(saved ? saved : errno));
-        return cli_report_error(&err);
-    }
-    if (rename(tmp, path) != 0) {
-        ae_fail(&err, AE_ERR_IO, "renaming %s to %s: %s", tmp, path, strerror(errno));
-        remove(tmp);
-        return cli_report_error(&err);
-    }
-    return 0;
+    return (int64_t)(h >> 1);
 }

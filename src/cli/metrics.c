@@ -79,3 +79,28 @@ void cli_print_metrics(const ae_metrics_summary *m)
         if (m->warnings & f)
             fprintf(stderr, "aedet: warning: %s\n", ae_warning_text(f));
 }
+
+int cli_per_class_auc(const float *scores, const int *classes, size_t n, const int *normal, int num_normal,
+                      ae_metrics_summary *m)
+{
+    /* Only worth a table with two or more anomaly classes present. */
+    int eval_classes[AE_MAX_CLASS_AUC], ne = 0, max_class = -1;
+    for (size_t i = 0; i < n; i++)
+        max_class = classes[i] > max_class ? classes[i] : max_class;
+    for (int c = 0; c <= max_class && ne < AE_MAX_CLASS_AUC; c++) {
+        int is_normal = 0, present = 0;
+        for (int k = 0; k < num_normal; k++)
+            is_normal |= c == normal[k];
+        for (size_t i = 0; i < n && !present; i++)
+            present = classes[i] == c;
+        if (!is_normal && present)
+            eval_classes[ne++] = c;
+    }
+    if (ne < 2 || m->num_normals == 0)
+        return 0;
+    ae_error err = {0};
+    if (ae_per_class_auc(scores, classes, n, normal, num_normal, eval_classes, ne, m->class_auc, &err) != AE_OK)
+        return cli_report_error(&err);
+    m->num_class_auc = ne;
+    return 0;
+}

@@ -28,26 +28,13 @@ static const char *scored_label(const void *ctx, size_t i, char *buf, size_t siz
     const item_ctx *c = ctx;
     int label = c->ds->items[c->items[i]].label;
     const char *role = c->labels ? (c->labels[i] ? " (anomaly)" : " (normal)") : "";
-    if (label < 0)
+    if (label < 0) {
         snprintf(buf, size, "%s", c->labels ? role + 1 : "");
-    else if (c->ds->class_names && label < c->ds->num_classes)
-        snprintf(buf, size, "%s%s", c->ds->class_names[label], role);
-    else
-        snprintf(buf, size, "%d%s", label, role);
+        return buf;
+    }
+    char name[128];
+    snprintf(buf, size, "%s%s", ae_class_name(c->ds, label, name, sizeof name), role);
     return buf;
-}
-
-typedef struct {
-    float score;
-    size_t index;
-} ranked;
-
-static int by_score_desc(const void *pa, const void *pb)
-{
-    const ranked *a = pa, *b = pb;
-    if (a->score != b->score)
-        return a->score < b->score ? 1 : -1;
-    return (a->index > b->index) - (a->index < b->index);
 }
 
 /* One gallery image while it is being made. */
@@ -192,7 +179,7 @@ int cli_write_report(const char *path, ae_model *model, const ae_meta *meta, con
     if (typical_start + typical > n)
         typical_start = n - typical;
 
-    ranked *order = malloc((n ? n : 1) * sizeof *order);
+    size_t *order = malloc((n ? n : 1) * sizeof *order);
     shot *shots = calloc(k + typical + 1, sizeof *shots);
     ae_report_image *gallery = calloc(k + typical + 1, sizeof *gallery);
     uint8_t *pixels = malloc(count), *heat_rgb = malloc(hw * 3);
@@ -202,14 +189,13 @@ int cli_write_report(const char *path, ae_model *model, const ae_meta *meta, con
         st = ae_fail(&err, AE_ERR_NOMEM, "report: out of memory for %zu scores", n);
         goto done;
     }
-    for (size_t i = 0; i < n; i++)
-        order[i] = (ranked){scores[i], i};
-    qsort(order, n, sizeof *order, by_score_desc);
+    if ((st = ae_rank_by_score(scores, n, order, &err)) != AE_OK)
+        goto done;
 
     size_t num_shots = k + typical;
     for (size_t j = 0; j < num_shots && st == AE_OK; j++) {
         shot *s = &shots[j];
-        s->scored = order[j < k ? j : typical_start + (j - k)].index;
+        s->scored = order[j < k ? j : typical_start + (j - k)];
         s->errors = errors + j * hw;
         size_t item = items[s->scored];
         st = render_shot(model, ds, item, s, pixels, x, recon, &err);

@@ -30,7 +30,8 @@ int data_glob_keep(const ae_source *src, const char *rel);
  * ("sub/x/y.png"), filtered by the globs of src and sorted. */
 ae_status data_walk_images(const char *root, const char *sub, const ae_source *src,
                            data_strlist *out, ae_error *err);
-/* Names of the folders directly in dir (hidden ones skipped), sorted. */
+/* Names of the folders directly in dir, sorted; hidden ones and links to
+ * folders are skipped, as data_walk_images does not enter them. */
 ae_status data_list_subdirs(const char *dir, data_strlist *out, ae_error *err);
 
 /* Appends an item; takes ownership of path and mask (freed on failure). */

@@ -258,3 +258,14 @@ const char *ae_item_name(const ae_item *item, char *buf, size_t bufsize)
     snprintf(buf, bufsize, "#%" PRId64, item->index);
     return buf;
 }
+
+const char *ae_class_name(const ae_dataset *ds, int label, char *buf, size_t bufsize)
+{
+    if (ds->class_names && label >= 0 && label < ds->num_classes && ds->class_names[label])
+        return ds->class_names[label];
+    if (label < 0)
+        snprintf(buf, bufsize, "unlabeled");
+    else
+        snprintf(buf, bufsize, "%d", label);
+    return buf;
+}

@@ -1,6 +1,7 @@
 /* The labels-CSV source: DeepWeeds' own `Filename,Label,Species` layout, or any
  * CSV with a path column and an integer label column. Paths are relative to
- * root (root defaults to the CSV's folder); every listed file must exist.
+ * root (root defaults to the CSV's folder). A listed file that does not exist
+ * stops the open (AE_BAD_STOP) or is kept for the loader to skip (AE_BAD_SKIP).
  * Labels are 0..65535; class names come from a "Species" column when there
  * is one (the first name seen for a label), else they are the numbers. */
 #include "data/data_internal.h"
@@ -53,6 +54,35 @@ static ae_status parse_label(const char *text, const char *file, size_t line, in
     return AE_OK;
 }
 
+/* path as is, or in double quotes with C escapes when it holds a control
+ * character (a quoted CSV field can hold a newline), so a message stays one
+ * line and shows what the file name really is. Truncated to fit buf. */
+static const char *quote_for_message(const char *path, char *buf, size_t size)
+{
+    const unsigned char *p = (const unsigned char *)path;
+    int plain = 1;
+    for (size_t i = 0; p[i] && plain; i++)
+        plain = p[i] >= 0x20 && p[i] != 0x7f;
+    if (plain)
+        return path;
+    size_t used = 0;
+    buf[used++] = '"';
+    for (size_t i = 0; p[i] && used + 6 < size; i++) {
+        unsigned char c = p[i];
+        const char *esc = c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t"
+                        : c == '"' ? "\\\"" : c == '\\' ? "\\\\" : NULL;
+        if (esc)
+            used += (size_t)snprintf(buf + used, size - used, "%s", esc);
+        else if (c < 0x20 || c == 0x7f)
+            used += (size_t)snprintf(buf + used, size - used, "\\x%02x", c);
+        else
+            buf[used++] = (char)c;
+    }
+    buf[used++] = '"';
+    buf[used] = '\0';
+    return buf;
+}
+
 static char *dir_of(const char *path)
 {
     const char *slash = strrchr(path, '/');
@@ -63,29 +93,45 @@ static char *dir_of(const char *path)
     return strndup(path, (size_t)(slash - path));
 }
 
-/* Class names from the species column, numbers where a label has none. */
+/* Class names in one pass over the rows: the first non-empty species of each
+ * label, else its number. Labels no row has stay NULL, so a lone label 65535
+ * costs one array of pointers, not 65,536 strings (ae_class_name prints the
+ * number for those). */
 static ae_status name_classes(ae_dataset *ds, const ae_csv *csv, int species_col, int num,
                               const int *row_label, ae_error *err)
 {
-    data_strlist names = {0};
-    for (int c = 0; c < num; c++) {
-        const char *name = NULL;
-        char buf[16];
-        for (size_t r = 0; species_col >= 0 && r < csv->num_rows && !name; r++)
-            if (row_label[r] == c && species_col < csv->row_columns[r] &&
-                csv->rows[r][species_col][0])
-                name = csv->rows[r][species_col];
-        if (!name) {
-            snprintf(buf, sizeof buf, "%d", c);
-            name = buf;
-        }
-        if (!data_strlist_push(&names, strdup(name))) {
-            data_strlist_free(&names);
-            return ae_fail(err, AE_ERR_NOMEM, "out of memory naming classes");
-        }
+    char **names = calloc((size_t)num, sizeof *names);
+    const char **species = calloc((size_t)num, sizeof *species);
+    unsigned char *seen = calloc((size_t)num, 1);
+    ae_status s = AE_OK;
+    if (!names || !species || !seen)
+        s = ae_fail(err, AE_ERR_NOMEM, "out of memory naming %d classes", num);
+    for (size_t r = 0; s == AE_OK && r < csv->num_rows; r++) {
+        int c = row_label[r];
+        seen[c] = 1;
+        if (!species[c] && species_col >= 0 && species_col < csv->row_columns[r] &&
+            csv->rows[r][species_col][0])
+            species[c] = csv->rows[r][species_col];
     }
-    data_set_classes(ds, &names);
-    return AE_OK;
+    for (int c = 0; s == AE_OK && c < num; c++) {
+        if (!seen[c])
+            continue;
+        char buf[16];
+        snprintf(buf, sizeof buf, "%d", c);
+        if (!(names[c] = strdup(species[c] ? species[c] : buf)))
+            s = ae_fail(err, AE_ERR_NOMEM, "out of memory naming %d classes", num);
+    }
+    if (s == AE_OK) {
+        ds->class_names = names;
+        ds->num_classes = num;
+    } else if (names) {
+        for (int c = 0; c < num; c++)
+            free(names[c]);
+        free(names);
+    }
+    free(species);
+    free(seen);
+    return s;
 }
 
 static ae_status read_rows(const ae_source *src, const char *root, const ae_csv *csv,
@@ -129,8 +175,12 @@ static ae_status read_rows(const ae_source *src, const char *root, const ae_csv 
             s = ae_fail(err, AE_ERR_NOMEM, "out of memory reading %s", file);
             break;
         }
-        if (!data_is_file(path)) {
-            s = ae_fail(err, AE_ERR_IO, "%s line %zu: image %s not found", file, line, path);
+        /* A missing file is bad input like a corrupt one: with AE_BAD_SKIP the
+         * item stays, its decode fails in the loader, which lists and skips it. */
+        if (src->bad_policy == AE_BAD_STOP && !data_is_file(path)) {
+            char shown[512];
+            s = ae_fail(err, AE_ERR_DATA, "%s line %zu: image %s not found", file, line,
+                        quote_for_message(path, shown, sizeof shown));
             free(path);
             break;
         }

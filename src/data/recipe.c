@@ -29,6 +29,13 @@ static ae_status check_recipe(const ae_dataset *ds, const ae_recipe *r, ae_error
 {
     if (!(r->contamination >= 0.0 && r->contamination <= 1.0))
         return ae_fail(err, AE_ERR_USAGE, "contamination %g is outside [0, 1]", r->contamination);
+    /* A class listed twice would be selected twice (and overrun the result). */
+    for (int i = 1; i < r->num_normal; i++)
+        if (in_list(r->normal, i, r->normal[i]))
+            return ae_fail(err, AE_ERR_USAGE, "normal class %d is given twice", r->normal[i]);
+    for (int i = 1; i < r->num_anomaly; i++)
+        if (in_list(r->anomaly, i, r->anomaly[i]))
+            return ae_fail(err, AE_ERR_USAGE, "anomaly class %d is given twice", r->anomaly[i]);
     for (int i = 0; i < r->num_anomaly; i++)
         if (in_list(r->normal, r->num_normal, r->anomaly[i]))
             return ae_fail(err, AE_ERR_USAGE, "class %d is both normal and anomalous",
@@ -63,6 +70,7 @@ ae_status ae_recipe_select(const ae_dataset *ds, const ae_recipe *r, size_t **in
         return ae_fail(err, AE_ERR_NOMEM, "out of memory choosing from %zu items", ds->count);
     }
     size_t n = 0;
+    /* n <= i < ds->count: at most one append per item. */
     for (size_t i = 0; i < ds->count; i++)
         if (all || in_list(r->normal, r->num_normal, ds->items[i].label))
             out[n++] = i;
@@ -74,6 +82,12 @@ ae_status ae_recipe_select(const ae_dataset *ds, const ae_recipe *r, size_t **in
             if (ds->items[i].label == r->anomaly[a])
                 pool[m++] = i;
         size_t take = (size_t)round(r->contamination * (double)m);
+        if (take > m || take > ds->count - n) { /* cannot happen after check_recipe */
+            free(out);
+            free(pool);
+            return ae_fail(err, AE_ERR_USAGE, "recipe: anomaly class %d selects more items "
+                           "than the data set has", r->anomaly[a]);
+        }
         ae_shuffle_sizes(&rng, pool, m);
         memcpy(out + n, pool, take * sizeof *out);
         n += take;

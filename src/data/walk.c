@@ -6,7 +6,8 @@
  * alone ("mask*" drops "x/mask1.png"), and a leading "**" followed by '/' also
  * matches at the top ("**" "/mask*" drops "mask1.png"), as in .gitignore.
  * Hidden entries (a name starting with '.') are skipped, and folders reached
- * through a symbolic link are not entered (no cycles); linked files are kept. */
+ * through a symbolic link are neither entered nor listed as class folders (no
+ * cycles; the walk and data_list_subdirs agree); linked files are kept. */
 #include "data/data_internal.h"
 
 #include <dirent.h>
@@ -127,6 +128,30 @@ int data_glob_keep(const ae_source *src, const char *rel)
     return 1;
 }
 
+enum entry_kind { ENTRY_OTHER, ENTRY_DIR, ENTRY_FILE };
+
+/* What the entry e of a folder is (full: its path). A folder only when it is
+ * one itself: a link to a folder is neither entered by the walk nor listed as
+ * a class folder (no cycles, and the two always agree). A link to a file
+ * counts as the file. d_type saves a stat call where the file system has it. */
+static enum entry_kind entry_kind(const struct dirent *e, const char *full)
+{
+    if (e->d_type == DT_DIR)
+        return ENTRY_DIR;
+    if (e->d_type == DT_REG)
+        return ENTRY_FILE;
+    if (e->d_type != DT_UNKNOWN && e->d_type != DT_LNK)
+        return ENTRY_OTHER;
+    struct stat st;
+    if (lstat(full, &st) != 0)
+        return ENTRY_OTHER;
+    if (S_ISDIR(st.st_mode))
+        return ENTRY_DIR;
+    if (S_ISLNK(st.st_mode) && stat(full, &st) != 0)
+        return ENTRY_OTHER;
+    return S_ISREG(st.st_mode) ? ENTRY_FILE : ENTRY_OTHER;
+}
+
 /* Walks root/rel (rel "" for root itself), appending kept image paths. */
 static ae_status walk(const char *root, const char *rel, int depth, const ae_source *src,
                       data_strlist *out, ae_error *err)
@@ -156,16 +181,9 @@ static ae_status walk(const char *root, const char *rel, int depth, const ae_sou
             status = ae_fail(err, AE_ERR_NOMEM, "out of memory listing %s", dir_path);
             break;
         }
-        int is_dir = e->d_type == DT_DIR, is_file = e->d_type == DT_REG;
-        if (e->d_type == DT_UNKNOWN || e->d_type == DT_LNK) {
-            struct stat st;
-            if (stat(full, &st) == 0) {
-                is_file = S_ISREG(st.st_mode);
-                /* Through a link only when the file system does not say (DT_UNKNOWN). */
-                is_dir = S_ISDIR(st.st_mode) && e->d_type == DT_UNKNOWN;
-            }
-        }
-        if (is_dir) {
+        enum entry_kind kind = entry_kind(e, full);
+        int is_file = kind == ENTRY_FILE;
+        if (kind == ENTRY_DIR) {
             status = walk(root, child, depth + 1, src, out, err);
             free(child);
         } else if (is_file && data_has_image_ext(e->d_name) && data_glob_keep(src, child)) {
@@ -208,7 +226,7 @@ ae_status data_list_subdirs(const char *dir_path, data_strlist *out, ae_error *e
             status = ae_fail(err, AE_ERR_NOMEM, "out of memory listing %s", dir_path);
             break;
         }
-        int is_dir = data_is_dir(full);
+        int is_dir = entry_kind(e, full) == ENTRY_DIR;
         free(full);
         if (is_dir && !data_strlist_push(out, strdup(e->d_name))) {
             status = ae_fail(err, AE_ERR_NOMEM, "out of memory listing %s", dir_path);

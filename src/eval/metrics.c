@@ -1,6 +1,7 @@
 /* Ranking metrics (AUROC, average precision, curves), counts at a threshold,
  * the F1-best threshold and per-class AUROC. Definitions: docs/METRICS.md. */
 #include "aedet/eval.h"
+#include "eval/metrics_internal.h"
 #include "eval/score_sort.h"
 
 #include <math.h>
@@ -67,34 +68,70 @@ static ae_status need_both_classes(size_t pos, size_t neg, const char *what, ae_
     return AE_OK;
 }
 
+/* Mann-Whitney U / (pos * neg): each anomaly counts the normals below it, ties
+ * as 1/2. Walking down, the normals below group g are neg - fps[g]. Every term
+ * is a multiple of 1/2, so the sum is exact (below 2^52). */
+static double auc_of(const descending_counts *c)
+{
+    double u = 0;
+    size_t prev_tp = 0, prev_fp = 0;
+    for (size_t g = 0; g < c->groups; g++) {
+        size_t p = c->tps[g] - prev_tp, q = c->fps[g] - prev_fp;
+        u += (double)p * ((double)(c->neg - c->fps[g]) + 0.5 * (double)q);
+        prev_tp = c->tps[g];
+        prev_fp = c->fps[g];
+    }
+    return u / ((double)c->pos * (double)c->neg);
+}
+
+/* Sum over thresholds, from the highest, of (R(t) - R(previous t)) * P(t). */
+static double ap_of(const descending_counts *c)
+{
+    double sum = 0, prev_recall = 0;
+    for (size_t g = 0; g < c->groups; g++) {
+        double recall = (double)c->tps[g] / (double)c->pos;
+        double precision = (double)c->tps[g] / (double)(c->tps[g] + c->fps[g]);
+        sum += (recall - prev_recall) * precision;
+        prev_recall = recall;
+    }
+    return sum;
+}
+
+/* The best F1 over the thresholds; on equal F1 the higher threshold. */
+static void best_f1_of(const descending_counts *c, double *threshold, double *f1)
+{
+    double best = -1, best_threshold = 0;
+    for (size_t g = 0; g < c->groups; g++) {
+        ae_confusion k = {c->tps[g], c->fps[g], c->neg - c->fps[g], c->pos - c->tps[g]};
+        double f = ae_f1(&k);
+        if (f > best) { /* strict: keeps the higher threshold */
+            best = f;
+            best_threshold = c->threshold[g];
+        }
+    }
+    *threshold = best_threshold;
+    *f1 = best;
+}
+
+static ae_status need_anomalies(size_t pos, size_t n, const char *what, ae_error *err)
+{
+    if (pos == 0)
+        return ae_fail(err, AE_ERR_USAGE, "%s: no anomaly among the %zu labels", what, n);
+    return AE_OK;
+}
+
 ae_status ae_roc_auc(const float *scores, const int *labels, size_t n, double *auc,
                      ae_error *err)
 {
-    uint64_t *v;
-    size_t pos;
-    ae_status st = ae_sort_labeled(scores, labels, n, &v, &pos, err);
+    descending_counts c;
+    ae_status st = counts_build(scores, labels, n, &c, err);
     if (st != AE_OK)
         return st;
-    st = need_both_classes(pos, n - pos, "ROC AUC", err);
-    if (st != AE_OK) {
-        free(v);
-        return st;
-    }
-    /* Mann-Whitney: each anomaly counts the normals below it, ties as 1/2. */
-    double u = 0;
-    size_t neg_below = 0;
-    for (size_t i = 0; i < n;) {
-        uint64_t key = v[i] >> 1;
-        size_t p = 0, start = i;
-        for (; i < n && (v[i] >> 1) == key; i++)
-            p += (size_t)(v[i] & 1);
-        size_t q = (i - start) - p;
-        u += (double)p * ((double)neg_below + 0.5 * (double)q);
-        neg_below += q;
-    }
-    free(v);
-    *auc = u / ((double)pos * (double)(n - pos));
-    return AE_OK;
+    st = need_both_classes(c.pos, c.neg, "ROC AUC", err);
+    if (st == AE_OK)
+        *auc = auc_of(&c);
+    counts_free(&c);
+    return st;
 }
 
 ae_status ae_average_precision(const float *scores, const int *labels, size_t n, double *ap,
@@ -104,21 +141,28 @@ ae_status ae_average_precision(const float *scores, const int *labels, size_t n,
     ae_status st = counts_build(scores, labels, n, &c, err);
     if (st != AE_OK)
         return st;
-    if (c.pos == 0) {
-        counts_free(&c);
-        return ae_fail(err, AE_ERR_USAGE,
-                       "average precision is undefined: no anomaly among the %zu labels", n);
-    }
-    double sum = 0, prev_recall = 0;
-    for (size_t g = 0; g < c.groups; g++) {
-        double recall = (double)c.tps[g] / (double)c.pos;
-        double precision = (double)c.tps[g] / (double)(c.tps[g] + c.fps[g]);
-        sum += (recall - prev_recall) * precision;
-        prev_recall = recall;
+    st = need_anomalies(c.pos, n, "average precision is undefined", err);
+    if (st == AE_OK)
+        *ap = ap_of(&c);
+    counts_free(&c);
+    return st;
+}
+
+ae_status ae_ranking_metrics(const float *scores, const int *labels, size_t n,
+                             ae_ranking *out, ae_error *err)
+{
+    descending_counts c;
+    ae_status st = counts_build(scores, labels, n, &c, err);
+    if (st != AE_OK)
+        return st;
+    st = need_both_classes(c.pos, c.neg, "ranking metrics", err);
+    if (st == AE_OK) {
+        out->roc_auc = auc_of(&c);
+        out->average_precision = ap_of(&c);
+        best_f1_of(&c, &out->best_f1_threshold, &out->best_f1);
     }
     counts_free(&c);
-    *ap = sum;
-    return AE_OK;
+    return st;
 }
 
 void ae_curve_free(ae_curve *curve)
@@ -175,10 +219,7 @@ ae_status ae_pr_curve(const float *scores, const int *labels, size_t n, ae_curve
     ae_status st = counts_build(scores, labels, n, &c, err);
     if (st != AE_OK)
         return st;
-    if (c.pos == 0)
-        st = ae_fail(err, AE_ERR_USAGE,
-                     "the precision-recall curve is undefined: no anomaly among the %zu labels",
-                     n);
+    st = need_anomalies(c.pos, n, "the precision-recall curve is undefined", err);
     if (st == AE_OK)
         st = curve_alloc(out, c.groups + 1, err);
     if (st == AE_OK) {
@@ -244,27 +285,19 @@ ae_status ae_best_f1_threshold(const float *scores, const int *labels, size_t n,
     ae_status st = counts_build(scores, labels, n, &c, err);
     if (st != AE_OK)
         return st;
-    if (c.pos == 0) {
-        counts_free(&c);
-        return ae_fail(err, AE_ERR_USAGE,
-                       "the F1-best threshold needs anomaly labels: all %zu labels are normal "
-                       "(use a quantile or mean+k*sd threshold on normal images)",
-                       n);
-    }
-    double best = -1, best_threshold = 0;
-    for (size_t g = 0; g < c.groups; g++) {
-        ae_confusion k = {c.tps[g], c.fps[g], c.neg - c.fps[g], c.pos - c.tps[g]};
-        double f = ae_f1(&k);
-        if (f > best) { /* strict: on equal F1 keep the higher threshold */
-            best = f;
-            best_threshold = c.threshold[g];
-        }
+    if (c.pos == 0)
+        st = ae_fail(err, AE_ERR_USAGE,
+                     "the F1-best threshold needs anomaly labels: all %zu labels are normal "
+                     "(use a quantile or mean+k*sd threshold on normal images)",
+                     n);
+    if (st == AE_OK) {
+        double best;
+        best_f1_of(&c, threshold, &best);
+        if (f1)
+            *f1 = best;
     }
     counts_free(&c);
-    *threshold = best_threshold;
-    if (f1)
-        *f1 = best;
-    return AE_OK;
+    return st;
 }
 
 static int in_set(int v, const int *set, int count)
@@ -290,29 +323,25 @@ ae_status ae_per_class_auc(const float *scores, const int *classes, size_t n,
             return ae_fail(err, AE_ERR_USAGE,
                            "per-class AUROC: class %d is both normal and evaluated",
                            eval_classes[k]);
-    uint32_t *neg = malloc(n * sizeof *neg), *tmp = malloc(n * sizeof *tmp);
+    size_t num_neg = 0;
+    for (size_t i = 0; i < n; i++)
+        num_neg += (size_t)in_set(classes[i], normal_classes, num_normal);
+    if (num_neg == 0)
+        return ae_fail(err, AE_ERR_USAGE,
+                       "per-class AUROC: none of the %zu images is of a normal class", n);
+    /* The normals' keys and the sort's scratch, each sized once. */
+    uint32_t *neg = malloc(num_neg * sizeof *neg), *tmp = malloc(num_neg * sizeof *tmp);
     if (!neg || !tmp) {
         free(neg);
         free(tmp);
         return ae_fail(err, AE_ERR_NOMEM, "per-class AUROC of %zu scores: out of memory", n);
     }
-    size_t num_neg = 0;
+    num_neg = 0;
     for (size_t i = 0; i < n; i++)
         if (in_set(classes[i], normal_classes, num_normal))
             neg[num_neg++] = ae_float_key(scores[i]);
-    free(tmp);
-    tmp = malloc((num_neg ? num_neg : 1) * sizeof *tmp);
-    if (!tmp) {
-        free(neg);
-        return ae_fail(err, AE_ERR_NOMEM, "per-class AUROC: out of memory");
-    }
     ae_radix_sort_u32(neg, tmp, num_neg);
     free(tmp);
-    if (num_neg == 0) {
-        free(neg);
-        return ae_fail(err, AE_ERR_USAGE,
-                       "per-class AUROC: none of the %zu images is of a normal class", n);
-    }
     for (int k = 0; k < num_classes; k++) {
         /* Each image of the class counts the normals below it (binary search), ties 1/2. */
         double u = 0;

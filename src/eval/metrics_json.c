@@ -2,6 +2,7 @@
 #include "aedet/eval.h"
 #include "common/text.h"
 #include "aedet/image.h"
+#include "eval/metrics_internal.h"
 #include "eval/score_sort.h"
 
 #include <math.h>
@@ -26,16 +27,9 @@ ae_status ae_metrics_summarize(const float *scores, const int *labels, size_t n,
     s.count = n;
     s.precision = s.recall = s.f1 = NAN;
     s.roc_auc = s.average_precision = s.best_f1 = s.best_f1_threshold = s.pixel_auc = NAN;
-    double sum = 0;
-    s.score_min = s.score_max = scores[0];
-    for (size_t i = 0; i < n; i++) {
-        double v = scores[i];
-        s.flagged += (size_t)(v >= threshold->value);
-        sum += v;
-        s.score_min = v < s.score_min ? v : s.score_min;
-        s.score_max = v > s.score_max ? v : s.score_max;
-    }
-    s.score_mean = sum / (double)n;
+    ae_value_range(scores, n, &s.score_min, &s.score_max, &s.score_mean);
+    for (size_t i = 0; i < n; i++)
+        s.flagged += (size_t)((double)scores[i] >= threshold->value);
     s.warnings = threshold->warnings;
     if (s.flagged == n)
         s.warnings |= AE_WARN_ALL_FLAGGED;
@@ -59,13 +53,14 @@ ae_status ae_metrics_summarize(const float *scores, const int *labels, size_t n,
     if (s.num_anomalies == 0 || s.num_normals == 0) {
         s.warnings |= AE_WARN_ONE_CLASS;
     } else {
-        st = ae_roc_auc(scores, labels, n, &s.roc_auc, err);
-        if (st == AE_OK)
-            st = ae_average_precision(scores, labels, n, &s.average_precision, err);
-        if (st == AE_OK)
-            st = ae_best_f1_threshold(scores, labels, n, &s.best_f1_threshold, &s.best_f1, err);
+        ae_ranking r;
+        st = ae_ranking_metrics(scores, labels, n, &r, err);
         if (st != AE_OK)
             return st;
+        s.roc_auc = r.roc_auc;
+        s.average_precision = r.average_precision;
+        s.best_f1 = r.best_f1;
+        s.best_f1_threshold = r.best_f1_threshold;
     }
     *out = s;
     return AE_OK;

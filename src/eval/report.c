@@ -506,19 +506,6 @@ static void put_gallery(ae_text *t, const ae_report *r)
     ae_text_printf(t, "</section>\n");
 }
 
-typedef struct {
-    float score;
-    size_t index;
-} ranked;
-
-static int by_score_desc(const void *pa, const void *pb)
-{
-    const ranked *a = pa, *b = pb;
-    if (a->score != b->score)
-        return a->score < b->score ? 1 : -1;
-    return (a->index > b->index) - (a->index < b->index);
-}
-
 static ae_status put_flagged(ae_text *t, const ae_report *r, ae_error *err)
 {
     double thr = r->metrics->threshold.value;
@@ -530,20 +517,22 @@ static ae_status put_flagged(ae_text *t, const ae_report *r, ae_error *err)
         ae_text_printf(t, "<p>No image has an error &gt;= the threshold.</p></section>\n");
         return AE_OK;
     }
-    ranked *rows = malloc(nf * sizeof *rows);
-    if (!rows)
+    /* Every flagged score ranks above every unflagged one, so the flagged rows
+     * are the first nf of the full ranking. */
+    size_t *order = r->count <= SIZE_MAX / sizeof *order ? malloc(r->count * sizeof *order) : NULL;
+    if (!order)
         return ae_fail(err, AE_ERR_NOMEM, "report: out of memory ranking %zu flagged images", nf);
-    size_t k = 0;
-    for (size_t i = 0; i < r->count; i++)
-        if ((double)r->scores[i] >= thr)
-            rows[k++] = (ranked){r->scores[i], i};
-    qsort(rows, nf, sizeof *rows, by_score_desc);
+    ae_status st = ae_rank_by_score(r->scores, r->count, order, err);
+    if (st != AE_OK) {
+        free(order);
+        return st;
+    }
     size_t shown = nf < AE_REPORT_MAX_ROWS ? nf : AE_REPORT_MAX_ROWS;
     ae_text_printf(t, "<table id=\"flagged-table\"><thead><tr><th class=\"n\">rank</th><th>image</th>"
                       "<th>label</th><th class=\"n\">score</th></tr></thead><tbody>\n");
     char buf[512];
     for (size_t j = 0; j < shown; j++) {
-        size_t i = rows[j].index;
+        size_t i = order[j];
         ae_text_printf(t, "<tr><td class=\"n\">%zu</td><td class=\"path\">", j + 1);
         if (r->item_name)
             ae_text_escaped(t, r->item_name(r->item_ctx, i, buf, sizeof buf));
@@ -554,15 +543,15 @@ static ae_status put_flagged(ae_text *t, const ae_report *r, ae_error *err)
             ae_text_escaped(t, r->item_label(r->item_ctx, i, buf, sizeof buf));
         else if (r->labels)
             ae_text_printf(t, "%s", r->labels[i] ? "anomaly" : "normal");
-        ae_text_printf(t, "</td><td class=\"n\" data-value=\"%.9g\">%.6f</td></tr>\n", rows[j].score,
-                       rows[j].score);
+        ae_text_printf(t, "</td><td class=\"n\" data-value=\"%.9g\">%.6f</td></tr>\n", r->scores[i],
+                       r->scores[i]);
     }
     ae_text_printf(t, "</tbody></table>\n");
     if (shown < nf)
         ae_text_printf(t, "<p class=\"note\" id=\"flagged-truncated\">Showing the first %zu of %zu flagged "
                           "images; the scores CSV lists them all.</p>\n", shown, nf);
     ae_text_printf(t, "</section>\n");
-    free(rows);
+    free(order);
     return AE_OK;
 }
 

@@ -37,6 +37,9 @@ ae_status ae_check_scores(const float *scores, size_t n, const char *what, ae_er
 /* AE_ERR_USAGE naming the first label that is not 0 or 1. */
 ae_status ae_check_labels(const int *labels, size_t n, ae_error *err);
 
+/* Smallest, largest and mean of n >= 1 checked values, in double. */
+void ae_value_range(const float *values, size_t n, double *min, double *max, double *mean);
+
 /* (key << 1) | label for every score, sorted ascending (so by score, then
  * normals before anomalies); counts the anomalies. Checks its inputs. */
 ae_status ae_sort_labeled(const float *scores, const int *labels, size_t n, uint64_t **sorted,

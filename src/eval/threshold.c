@@ -89,14 +89,8 @@ static void threshold_init(ae_threshold *t, ae_rule rule, const char *name, doub
 /* Mean, population sd (ddof 0, as np.std), count and warnings of the values. */
 static void describe_values(ae_threshold *t, const float *values, size_t n)
 {
-    double sum = 0, lo = values[0], hi = values[0];
-    for (size_t i = 0; i < n; i++) {
-        double v = values[i];
-        sum += v;
-        lo = v < lo ? v : lo;
-        hi = v > hi ? v : hi;
-    }
-    double mean = sum / (double)n, sq = 0;
+    double lo, hi, mean, sq = 0;
+    ae_value_range(values, n, &lo, &hi, &mean);
     for (size_t i = 0; i < n; i++) {
         double d = (double)values[i] - mean;
         sq += d * d;

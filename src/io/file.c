@@ -68,21 +68,6 @@ ae_status ae_read_file(const char *path, uint8_t **bytes, size_t *len, ae_error 
     return AE_OK;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t put = write(fd, p, len);
-        if (put < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += put;
-        len -= (size_t)put;
-    }
-    return 0;
-}
-
 /* The folder part of path ("." when there is none), in buf. */
 static int folder_of(const char *path, char *buf, size_t size)
 {
@@ -97,8 +82,9 @@ static int folder_of(const char *path, char *buf, size_t size)
     return 0;
 }
 
-ae_status ae_write_file_atomic(const char *path, const void *bytes, size_t len, ae_error *err)
+ae_status ae_atomic_open(const char *path, ae_atomic_file *af, ae_error *err)
 {
+    memset(af, 0, sizeof *af);
     char dir[PATH_MAX], tmp[PATH_MAX];
     const char *slash = strrchr(path, '/');
     const char *base = slash ? slash + 1 : path;
@@ -107,7 +93,6 @@ ae_status ae_write_file_atomic(const char *path, const void *bytes, size_t len, 
     if (folder_of(path, dir, sizeof dir) != 0 ||
         snprintf(tmp, sizeof tmp, "%s/.%s.tmp-XXXXXX", dir, base) >= (int)sizeof tmp)
         return ae_fail(err, AE_ERR_USAGE, "%s: path too long", path);
-
     int fd = mkstemp(tmp);
     if (fd < 0)
         return ae_fail(err, AE_ERR_IO, "%s: cannot create a temporary file in %s: %s", path, dir,
@@ -115,39 +100,78 @@ ae_status ae_write_file_atomic(const char *path, const void *bytes, size_t len, 
     /* mkstemp makes 0600; keep an existing file's mode, else the usual 0644. */
     struct stat old;
     mode_t mode = stat(path, &old) == 0 ? (old.st_mode & 07777) : 0644;
-    const char *step = "write";
-    if (fchmod(fd, mode) != 0)
-        step = "chmod";
-    else if (write_all(fd, bytes, len) != 0)
-        step = "write";
-    else if (fsync(fd) != 0)
-        step = "fsync";
-    else
-        step = NULL;
-    int e = errno;
-    if (close(fd) != 0 && !step) {
-        step = "close";
+    int e = 0;
+    if (fchmod(fd, mode) != 0 || !(af->f = fdopen(fd, "wb")))
         e = errno;
-    }
-    if (!step && rename(tmp, path) != 0) {
-        step = "rename";
-        e = errno;
-    }
-    if (step) {
+    af->path = strdup(path);
+    af->tmp = strdup(tmp);
+    af->dir = strdup(dir);
+    if (e || !af->path || !af->tmp || !af->dir) {
+        if (af->f)
+            fclose(af->f);
+        else
+            close(fd);
         unlink(tmp);
-        return ae_fail(err, AE_ERR_IO, "%s: %s failed: %s", path, step, strerror(e));
-    }
-    /* Make the rename itself durable. Some file systems refuse fsync on a
-     * folder (EINVAL); the data is already safe there, so that is not an error. */
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        if (fsync(dfd) != 0 && errno != EINVAL && errno != EROFS) {
-            e = errno;
-            close(dfd);
-            return ae_fail(err, AE_ERR_IO, "%s: fsync of folder %s failed: %s", path, dir,
-                           strerror(e));
-        }
-        close(dfd);
+        free(af->path);
+        free(af->tmp);
+        free(af->dir);
+        memset(af, 0, sizeof *af);
+        return e ? ae_fail(err, AE_ERR_IO, "%s: cannot open a temporary file: %s", path, strerror(e))
+                 : ae_fail(err, AE_ERR_NOMEM, "%s: out of memory", path);
     }
     return AE_OK;
+}
+
+ae_status ae_atomic_commit(ae_atomic_file *af, int ok, ae_error *err)
+{
+    if (!af->f)
+        return AE_OK;
+    /* Any write that failed earlier (a full disk) left the stream's error flag. */
+    const char *step = NULL;
+    int e = 0;
+    if (ferror(af->f))
+        step = "write", e = EIO;
+    else if (fflush(af->f) != 0)
+        step = "write", e = errno;
+    else if (fsync(fileno(af->f)) != 0)
+        step = "fsync", e = errno;
+    if (fclose(af->f) != 0 && !step)
+        step = "close", e = errno;
+    af->f = NULL;
+    if (ok && !step && rename(af->tmp, af->path) != 0)
+        step = "rename", e = errno;
+    ae_status s = AE_OK;
+    if (!ok || step) {
+        unlink(af->tmp);
+        if (ok)
+            s = ae_fail(err, AE_ERR_IO, "%s: %s failed: %s", af->path, step, strerror(e));
+    } else {
+        /* Make the rename itself durable. Some file systems refuse fsync on a
+         * folder (EINVAL); the data is already safe there, so that is no error. */
+        int dfd = open(af->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            if (fsync(dfd) != 0 && errno != EINVAL && errno != EROFS)
+                s = ae_fail(err, AE_ERR_IO, "%s: fsync of folder %s failed: %s", af->path, af->dir,
+                            strerror(errno));
+            close(dfd);
+        }
+    }
+    free(af->path);
+    free(af->tmp);
+    free(af->dir);
+    memset(af, 0, sizeof *af);
+    return s;
+}
+
+ae_status ae_write_file_atomic(const char *path, const void *bytes, size_t len, ae_error *err)
+{
+    ae_atomic_file af;
+    ae_status s = ae_atomic_open(path, &af, err);
+    if (s != AE_OK)
+        return s;
+    int ok = len == 0 || fwrite(bytes, 1, len, af.f) == len;
+    s = ae_atomic_commit(&af, 1, err);
+    if (s == AE_OK && !ok) /* fwrite's failure also sets ferror: commit already failed */
+        s = ae_fail(err, AE_ERR_IO, "%s: write failed", path);
+    return s;
 }
