@@ -40,7 +40,7 @@ DEB_BUILD = build-essential libopenblas-dev libjpeg62-turbo-dev libpng-dev zlib1
 DEB_TEST  = libcmocka-dev clang libclang-rt-14-dev chromium
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps test test-build check bench bench-compare fuzz install clean
+.PHONY: all deps test test-build check bench bench-compare bench-data fuzz install clean
 all: $(REL)/libaedet.a $(REL)/libaedet.so $(REL)/aedet
 
 $(REL)/%.o: %.c
@@ -104,6 +104,11 @@ bench: $(BENCHES) $(REL)/aedet
 
 bench-compare: $(BENCHES)
 	bench/compare.sh
+
+# Decoding throughput (256x256 JPEGs) and peak memory, in memory and streamed.
+bench-data: $(REL)/bench/bench_decode $(REL)/bench/bench_data
+	$(REL)/bench/bench_decode
+	$(REL)/bench/bench_data
 
 # libFuzzer targets (clang only): FUZZ_SECONDS each, on a corpus the tests write.
 FUZZ_SECONDS ?= 60

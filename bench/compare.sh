@@ -3,6 +3,10 @@
 # model, batch and thread count, one process per size and side, then ratios:
 #   train 256x256x3 b32 ratio 1.23x   images/s, aedet over torch (>1: aedet faster)
 #   mem 256x256x3 b32 ratio 0.40x     peak RSS, aedet over torch (<1: aedet smaller)
+# and the machine's float32 GEMM peak at the same thread count (OpenBLAS sgemm,
+# 2048^3, measured by each aedet process) with each aedet mode's GFLOP/s as a
+# fraction of it. aedet's output
+# (tee'd above the ratios) has the per-layer time breakdown as # lines.
 # Environment: THREADS (default: all cores), SECONDS_PER_RUN (default 3),
 # SIZES (default "32x32x1 256x256x3"), BATCH (32), PYTHON (/usr/bin/python3),
 # BENCH_BIN. PyTorch runs with jemalloc preloaded (decay off) when installed.
@@ -49,3 +53,5 @@ awk '
         else if ($4 == "peak_rss_mb")
             printf "%s %s %s ratio %.2fx (aedet %.0f MB, torch %.0f MB)\n", $1, $2, $3, ours[key] / $5, ours[key], $5
     }' "$ours" "$peer"
+awk '$1 == "peak" { printf "gemm peak %s %s GFLOP/s (OpenBLAS sgemm 2048^3, same threads)\n", $3, $5 }
+     $4 == "gemm_peak_fraction" { printf "%s %s %s at %.0f%% of the GEMM peak\n", $1, $2, $3, 100 * $5 }' "$ours"

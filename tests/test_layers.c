@@ -50,7 +50,9 @@ static int setup_scratch(void **state)
 {
     (void)state;
     ae_rng_seed(&rng, 1234);
-    scratch.num_threads = omp_get_max_threads();
+    scratch.num_threads = omp_get_max_threads() > 2 ? omp_get_max_threads() : 2;
+    scratch.pool = ae_pool_create(scratch.num_threads);
+    assert_non_null(scratch.pool);
     scratch.col_floats = 4096;
     scratch.slot_floats = 4096;
     scratch.dslot_doubles = 64;
@@ -58,7 +60,8 @@ static int setup_scratch(void **state)
     for (int t = 0; t < scratch.num_threads; t++)
         scratch.col[t] = zero_floats(scratch.col_floats);
     scratch.slots = zero_floats(scratch.slot_floats * 4);
-    scratch.dslots = calloc(scratch.dslot_doubles * 6, sizeof(double));
+    scratch.dslots =
+        calloc(scratch.dslot_doubles * (6 + 2 * (size_t)scratch.num_threads), sizeof(double));
     scratch.channel = zero_floats(128);
     return 0;
 }
@@ -70,6 +73,7 @@ static int teardown_scratch(void **state)
     free(scratch.col);
     free(scratch.slots);
     free(scratch.dslots);
+    ae_pool_free(scratch.pool);
     free(scratch.channel);
     return 0;
 }
@@ -83,22 +87,35 @@ typedef struct {
     ae_conv_geom g;
     size_t pixels;
     float slope;
-    float *mm, *mv, *saved_mean, *saved_invstd; /* BN */
+    float *mm, *mv, *saved_mean, *saved_invstd; /* BN; slope is its LeakyReLU's (1: none) */
+    float scale_shift[2 * 8];
 } layer_case;
+
+static ae_bn_params case_bn(layer_case *c)
+{
+    ae_bn_params bn = {c->w, c->b, c->mm, c->mv, c->saved_mean, c->saved_invstd,
+                       c->scale_shift, c->scale_shift + 8, 0.99f, 1e-3f, c->slope};
+    assert_true(c->out_c <= 8);
+    return bn;
+}
 
 enum { CONV, DECONV, DENSE, BN, LEAKY, SIGMOID };
 
 static void run_forward(layer_case *c)
 {
     switch (c->kind) {
-    case CONV: ae_conv2d_forward(c->y, c->x, c->w, c->b, c->n, &c->g, c->out_c, &scratch); break;
-    case DECONV: ae_deconv2d_forward(c->y, c->x, c->w, c->b, c->n, &c->g, c->in_c, &scratch); break;
-    case DENSE: ae_dense_forward(c->y, c->x, c->w, c->b, c->n, c->in_dim, c->out_dim); break;
-    case BN:
-        ae_batchnorm_forward_train(c->y, c->x, c->w, c->b, c->mm, c->mv, c->saved_mean,
-                                   c->saved_invstd, c->n, c->pixels, c->out_c, 0.99f, 1e-3f,
-                                   &scratch);
+    case CONV:
+        ae_conv2d_forward(c->y, c->x, NULL, c->w, c->b, c->n, &c->g, c->out_c, &scratch);
         break;
+    case DECONV:
+        ae_deconv2d_forward(c->y, c->x, NULL, c->w, c->b, c->n, &c->g, c->in_c, &scratch);
+        break;
+    case DENSE: ae_dense_forward(c->y, c->x, c->w, c->b, c->n, c->in_dim, c->out_dim); break;
+    case BN: {
+        ae_bn_params bn = case_bn(c);
+        ae_batchnorm_forward_train(c->y, c->x, &bn, c->n, c->pixels, c->out_c, &scratch);
+        break;
+    }
     case LEAKY: ae_leaky_forward(c->y, c->x, (size_t)c->n * c->in_dim, c->slope); break;
     case SIGMOID: ae_sigmoid_forward(c->y, c->x, (size_t)c->n * c->in_dim); break;
     }
@@ -229,7 +246,7 @@ static void test_conv2d_matches_naive_loops(void **state)
         float *w = random_floats(9 * (size_t)s->cin * s->cout, -1, 1);
         float *b = random_floats((size_t)s->cout, -1, 1);
         float *y = zero_floats(ny), *ref = zero_floats(ny);
-        ae_conv2d_forward(y, x, w, b, s->n, &g, s->cout, &scratch);
+        ae_conv2d_forward(y, x, NULL, w, b, s->n, &g, s->cout, &scratch);
         naive_conv(ref, x, w, b, s->n, s->h, s->w, s->cin, s->cout, s->stride);
         double e = test_max_rel_error(y, ref, ny, 1.0);
         if (e > 1e-5)
@@ -253,7 +270,7 @@ static void test_deconv2d_matches_naive_loops(void **state)
         float *w = random_floats(9 * (size_t)s->cin * s->cout, -1, 1);
         float *b = random_floats((size_t)s->cout, -1, 1);
         float *y = zero_floats(ny), *ref = zero_floats(ny);
-        ae_deconv2d_forward(y, x, w, b, s->n, &g, s->cin, &scratch);
+        ae_deconv2d_forward(y, x, NULL, w, b, s->n, &g, s->cin, &scratch);
         naive_deconv(ref, x, w, b, s->n, s->h, s->w, s->cin, s->cout, s->stride);
         double e = test_max_rel_error(y, ref, ny, 1.0);
         if (e > 1e-5)
@@ -277,7 +294,7 @@ static void test_conv2d_tf_padding_by_hand(void **state)
     ae_conv_geom_init(&g, 4, 4, 1, 2);
     assert_int_equal(g.pad_top, 0);
     assert_int_equal(g.pad_left, 0);
-    ae_conv2d_forward(y, x, w, b, 1, &g, 1, &scratch);
+    ae_conv2d_forward(y, x, NULL, w, b, 1, &g, 1, &scratch);
     const float expect[4] = {1 + 2 + 3 + 5 + 6 + 7 + 9 + 10 + 11, 3 + 4 + 7 + 8 + 11 + 12,
                              9 + 10 + 11 + 13 + 14 + 15, 11 + 12 + 15 + 16};
     for (int i = 0; i < 4; i++)
@@ -295,7 +312,7 @@ static void test_deconv2d_tf_crop_by_hand(void **state)
         w[i] = 1;
     ae_conv_geom g;
     ae_conv_geom_init(&g, 4, 4, 1, 2);
-    ae_deconv2d_forward(y, x, w, b, 1, &g, 1, &scratch);
+    ae_deconv2d_forward(y, x, NULL, w, b, 1, &g, 1, &scratch);
     const float expect[16] = {1, 1, 3, 2, 1, 1, 3, 2, 4, 4, 10, 6, 3, 3, 7, 4};
     for (int i = 0; i < 16; i++)
         if (y[i] != expect[i])
@@ -329,9 +346,9 @@ static void check_conv_gradients(int kind, const conv_shape *s)
     for (size_t i = 0; i < nw; i++)
         dw[i] = 1e3f;
     if (kind == CONV)
-        ae_conv2d_backward(dx, dw, db, r, c.x, c.w, c.n, &c.g, c.out_c, &scratch);
+        ae_conv2d_backward(dx, dw, db, r, c.x, NULL, c.w, c.n, &c.g, c.out_c, &scratch);
     else
-        ae_deconv2d_backward(dx, dw, db, r, c.x, c.w, c.n, &c.g, c.in_c, &scratch);
+        ae_deconv2d_backward(dx, dw, db, r, c.x, NULL, c.w, c.n, &c.g, c.in_c, &scratch);
     const char *name = kind == CONV ? "conv" : "deconv";
     char what[32];
     snprintf(what, sizeof what, "%s dx", name);
@@ -402,7 +419,9 @@ static void test_batchnorm_statistics(void **state)
      * 3.5, unbiased 14/3. Channel 1 is constant 5: var 0. */
     float x[8] = {1, 5, 2, 5, 3, 5, 6, 5}, y[8];
     float gamma[2] = {2, 1}, beta[2] = {1, 0}, mm[2] = {0, 0}, mv[2] = {1, 1}, sm[2], si[2];
-    ae_batchnorm_forward_train(y, x, gamma, beta, mm, mv, sm, si, 2, 2, 2, 0.99f, 1e-3f, &scratch);
+    float scale[2], shift[2];
+    ae_bn_params bn = {gamma, beta, mm, mv, sm, si, scale, shift, 0.99f, 1e-3f, 1.0f};
+    ae_batchnorm_forward_train(y, x, &bn, 2, 2, 2, &scratch);
     assert_float_equal(sm[0], 3.0, 1e-6);
     assert_float_equal(si[0], 1 / sqrt(3.5 + 1e-3), 1e-6);
     assert_float_equal(y[0], 2 * (1 - 3) / sqrt(3.5 + 1e-3) + 1, 1e-5);
@@ -412,18 +431,36 @@ static void test_batchnorm_statistics(void **state)
     assert_float_equal(mv[0], 0.99 + 0.01 * 14.0 / 3.0, 1e-6);
     assert_float_equal(mv[1], 0.99, 1e-6);
     /* Inference uses the moving statistics. */
-    ae_batchnorm_forward_infer(y, x, gamma, beta, mm, mv, 2, 2, 2, 1e-3f, &scratch);
+    ae_batchnorm_forward_infer(y, x, &bn, 2, 2, 2, &scratch);
     assert_float_equal(y[0], 2 * (1 - mm[0]) / sqrt(mv[0] + 1e-3) + 1, 1e-5);
     assert_float_equal(y[3], (5 - mm[1]) / sqrt(mv[1] + 1e-3), 1e-5);
+    /* scale and shift describe the same y (the next convolution applies them). */
+    for (int i = 0; i < 8; i++)
+        assert_float_equal(y[i], x[i] * scale[i % 2] + shift[i % 2], 1e-5);
+    /* With the LeakyReLU folded in, the statistics are those of leaky(x). */
+    float xl[8] = {-1, 5, 2, 5, 3, 5, -6, 5}, al[8];
+    bn.slope = 0.5f;
+    mm[0] = 0, mv[0] = 1;
+    ae_batchnorm_forward_train(y, xl, &bn, 2, 2, 2, &scratch);
+    for (int i = 0; i < 8; i++)
+        al[i] = xl[i] > 0 ? xl[i] : 0.5f * xl[i];
+    double mean = (al[0] + al[2] + al[4] + al[6]) / 4, var = 0;
+    for (int i = 0; i < 8; i += 2)
+        var += (al[i] - mean) * (al[i] - mean) / 4;
+    assert_float_equal(sm[0], mean, 1e-6);
+    assert_float_equal(si[0], 1 / sqrt(var + 1e-3), 1e-6);
+    assert_float_equal(y[6], 2 * (al[6] - mean) / sqrt(var + 1e-3) + 1, 1e-5);
 }
 
 static void test_batchnorm_gradients(void **state)
 {
     (void)state;
-    const int shapes[][3] = {{2, 6, 3}, {1, 5, 2}}; /* n, pixels, channels */
-    for (int k = 0; k < 2; k++) {
+    /* n, pixels, channels; the last one with a LeakyReLU (slope 0.3) folded in */
+    const int shapes[][3] = {{2, 6, 3}, {1, 5, 2}, {2, 7, 3}};
+    for (int k = 0; k < 3; k++) {
         layer_case c = {0};
         c.kind = BN;
+        c.slope = k == 2 ? 0.3f : 1.0f;
         c.n = shapes[k][0];
         c.pixels = (size_t)shapes[k][1];
         c.out_c = shapes[k][2];
@@ -440,17 +477,17 @@ static void test_batchnorm_gradients(void **state)
         float *r = random_floats(nx, -1, 1);
         float *dx = zero_floats(nx), *dg = zero_floats((size_t)c.out_c),
               *dbeta = zero_floats((size_t)c.out_c);
-        ae_batchnorm_backward(dx, dg, dbeta, r, c.x, c.w, c.saved_mean, c.saved_invstd, c.n,
-                              c.pixels, c.out_c, &scratch);
-        check_slopes("bn dx", &c, c.x, nx, dx, r, nx, 0);
+        ae_bn_params bn = case_bn(&c);
+        ae_batchnorm_backward(dx, dg, dbeta, r, c.x, &bn, c.n, c.pixels, c.out_c, &scratch);
+        check_slopes("bn dx", &c, c.x, nx, dx, r, nx, k == 2);
         check_slopes("bn dgamma", &c, c.w, (size_t)c.out_c, dg, r, nx, 0);
         check_slopes("bn dbeta", &c, c.b, (size_t)c.out_c, dbeta, r, nx, 0);
         /* In place (dx == dy), as the model runs it. */
         float *inplace = malloc(nx * sizeof *inplace);
         assert_non_null(inplace);
         memcpy(inplace, r, nx * sizeof *r);
-        ae_batchnorm_backward(inplace, dg, dbeta, inplace, c.x, c.w, c.saved_mean,
-                              c.saved_invstd, c.n, c.pixels, c.out_c, &scratch);
+        ae_batchnorm_backward(inplace, dg, dbeta, inplace, c.x, &bn, c.n, c.pixels, c.out_c,
+                              &scratch);
         assert_memory_equal(inplace, dx, nx * sizeof *dx);
         free(inplace);
         free(c.x), free(c.w), free(c.b), free(c.y), free(c.mm), free(c.mv);
@@ -566,11 +603,13 @@ static void test_gradients_do_not_depend_on_threads(void **state)
     float *dx1 = zero_floats(nx), *dw1 = zero_floats(nw), *db1 = zero_floats(4);
     float *dx2 = zero_floats(nx), *dw2 = zero_floats(nw), *db2 = zero_floats(4);
     int saved = omp_get_max_threads();
+    ae_set_parallel_thresholds(0, 0); /* a small layer, parallel all the same */
     omp_set_num_threads(1);
-    ae_conv2d_backward(dx1, dw1, db1, dy, x, w, s.n, &g, s.cout, &scratch);
+    ae_conv2d_backward(dx1, dw1, db1, dy, x, NULL, w, s.n, &g, s.cout, &scratch);
     omp_set_num_threads(saved > 1 ? saved : 2);
-    ae_conv2d_backward(dx2, dw2, db2, dy, x, w, s.n, &g, s.cout, &scratch);
+    ae_conv2d_backward(dx2, dw2, db2, dy, x, NULL, w, s.n, &g, s.cout, &scratch);
     omp_set_num_threads(saved);
+    ae_set_parallel_thresholds(AE_PARALLEL_MACS, AE_PARALLEL_VALUES);
     assert_memory_equal(dw1, dw2, nw * sizeof *dw1);
     assert_memory_equal(db1, db2, 4 * sizeof *db1);
     assert_memory_equal(dx1, dx2, nx * sizeof *dx1);

@@ -4,6 +4,7 @@
 #include "support.h"
 
 #include "aedet/nn.h"
+#include "nn/layers.h" /* ae_set_parallel_thresholds */
 
 #include <math.h>
 #include <omp.h>
@@ -301,7 +302,15 @@ static void test_same_seed_gives_identical_weights(void **state)
     /* Per-image partial sums reduced in image order: thread count does not matter. */
     assert_memory_equal(a, c, bytes);
     assert_memory_not_equal(a, d, bytes);
-    free(a), free(b), free(c), free(d);
+    /* The tiny model runs every pass on one thread by default (its work is under
+     * the thresholds); with the thresholds at zero every pass is parallel, and
+     * the weights stay the same bits. */
+    ae_set_parallel_thresholds(0, 0);
+    float *e = train_copy(2, 3, 7), *f = train_copy(3, 3, 7);
+    ae_set_parallel_thresholds(AE_PARALLEL_MACS, AE_PARALLEL_VALUES);
+    assert_memory_equal(a, e, bytes);
+    assert_memory_equal(a, f, bytes);
+    free(a), free(b), free(c), free(d), free(e), free(f);
 }
 
 static void test_nan_input_fails_and_keeps_weights(void **state)
@@ -375,6 +384,47 @@ static void test_score_encode_decode_agree(void **state)
     assert_memory_equal(latent, ae_model_latent(m), sizeof latent);
     assert_int_equal(ae_model_encode(m, x, 0, latent, &err), AE_ERR_USAGE);
     free(recon), free(decoded), free(x);
+    ae_model_free(m);
+}
+
+
+/* The tutorial's model at 32x32x1: an image's score is the same, bit for bit,
+ * alone or in a batch of 32 (BLAS picks other kernels for other batch sizes;
+ * the stored training errors and later scores must still agree). */
+static void test_scores_do_not_depend_on_the_batch(void **state)
+{
+    (void)state;
+    const int n = 32;
+    const size_t d = 32 * 32;
+    ae_config cfg;
+    ae_config_init(&cfg, 32, 32, 1);
+    ae_model *m;
+    ae_error err;
+    assert_int_equal(ae_model_create(&cfg, n, &m, &err), AE_OK);
+    ae_model_init_weights(m, 5);
+    float *x = random_images(n, d, 9);
+    ae_adam_config adam;
+    ae_adam_config_init(&adam, 1e-3f, 0);
+    assert_int_equal(ae_model_train_step(m, &adam, x, n, NULL, &err), AE_OK);
+    float batch[32], alone, seven[7];
+    assert_int_equal(ae_model_score(m, x, n, batch, NULL, &err), AE_OK);
+    int dense = -1;
+    for (int l = 0; l < ae_model_num_layers(m); l++)
+        if (!strcmp(ae_model_layer_name(m, l), "enc.dense"))
+            dense = l;
+    size_t latent_count;
+    float latent0[32];
+    memcpy(latent0, ae_model_layer_output(m, dense, &latent_count), sizeof latent0);
+    assert_int_equal(latent_count, 32);
+    assert_int_equal(ae_model_score(m, x, 1, &alone, NULL, &err), AE_OK);
+    assert_memory_equal(latent0, ae_model_layer_output(m, dense, &latent_count), sizeof latent0);
+    for (int i = 0; i < n; i += 5) {
+        assert_int_equal(ae_model_score(m, x + (size_t)i * d, 1, &alone, NULL, &err), AE_OK);
+        assert_memory_equal(&alone, &batch[i], sizeof alone);
+    }
+    assert_int_equal(ae_model_score(m, x + 3 * d, 7, seven, NULL, &err), AE_OK);
+    assert_memory_equal(seven, batch + 3, sizeof seven);
+    free(x);
     ae_model_free(m);
 }
 
@@ -482,6 +532,7 @@ int main(void)
         cmocka_unit_test(test_same_seed_gives_identical_weights),
         cmocka_unit_test(test_nan_input_fails_and_keeps_weights),
         cmocka_unit_test(test_score_encode_decode_agree),
+        cmocka_unit_test(test_scores_do_not_depend_on_the_batch),
         cmocka_unit_test(test_inference_uses_moving_statistics),
         cmocka_unit_test(test_loss_goes_down_with_adam),
         cmocka_unit_test(test_adam_step_uses_time_decay),

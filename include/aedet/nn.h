@@ -14,7 +14,10 @@
  *
  * Determinism: every sum over the batch is taken per image and then added in
  * image order, so the same seed and data give bit-identical weights for any
- * number of threads (ae_set_num_threads). */
+ * number of threads (ae_set_num_threads), with the same kernels: the library
+ * picks AVX-512, AVX2 or portable code for the CPU it runs on (the
+ * environment variable AEDET_ISA=portable|avx2|avx512 caps the choice), and
+ * those sum in different orders (within ~1e-6 of each other). */
 #ifndef AEDET_NN_H
 #define AEDET_NN_H
 
@@ -71,8 +74,9 @@ typedef struct ae_model ae_model;
 
 /* Allocates every buffer (ae_config_check's errors, or AE_ERR_NOMEM; *out is
  * NULL on failure) and initialises the weights with seed 0. Per-thread scratch
- * is made for ae_get_num_threads() threads: set the thread count first (a
- * later, larger setting is capped to it). Sets OpenBLAS to one thread. */
+ * and the model's worker threads (which sleep between jobs) are made for
+ * ae_get_num_threads() threads: set the thread count first (a later, larger
+ * setting is capped to it). Sets OpenBLAS to one thread. */
 ae_status ae_model_create(const ae_config *cfg, int max_batch, ae_model **out, ae_error *err);
 void ae_model_free(ae_model *m);
 const ae_config *ae_model_config(const ae_model *m);
@@ -110,7 +114,12 @@ const float *ae_model_latent(const ae_model *m); /* n x latent_dim */
 
 /* Activations after the last forward, for tests and debugging: layer i of
  * ae_model_num_layers, named like "enc0.conv", "enc0.leaky", "enc0.bn",
- * "enc.dense", "dec.dense", "dec0.deconv", ..., "out.deconv", "out.sigmoid". */
+ * "enc.dense", "dec.dense", "dec0.deconv", ..., "out.deconv", "out.sigmoid".
+ * The model does not keep LeakyReLU outputs, nor BatchNorm outputs that feed
+ * a convolution (they are recomputed from the convolution output where they
+ * are read): for those, the first call allocates a buffer the size of the
+ * largest one, and the values are computed into it and valid until the next
+ * call (NULL if that allocation fails). */
 int ae_model_num_layers(const ae_model *m);
 const char *ae_model_layer_name(const ae_model *m, int i);
 const float *ae_model_layer_output(const ae_model *m, int i, size_t *count_per_image);

@@ -13,7 +13,6 @@ size_t ae_adam_update(float *w, float *m, float *v, const float *g, size_t count
     const float one_minus_b1 = (float)(1.0 - beta1), one_minus_b2 = (float)(1.0 - beta2);
     const float eps = (float)epsilon;
     size_t bad = 0;
-#pragma omp parallel for schedule(static) reduction(+ : bad) if (count > 65536)
     for (size_t i = 0; i < count; i++) {
         float mi = m[i] + (g[i] - m[i]) * one_minus_b1;
         float vi = v[i] + (g[i] * g[i] - v[i]) * one_minus_b2;

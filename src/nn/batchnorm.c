@@ -1,18 +1,48 @@
-/* BatchNormalization over the channel axis of x (n, pixels, c), Keras' way:
- *   training:  mean, var = batch statistics (biased variance), and
+/* BatchNormalization over the channel axis, Keras' way, of a = leaky(z): the
+ * LeakyReLU before each BatchNorm is folded in, so that its output is never
+ * stored (slope 1 makes it the identity):
+ *   training:  mean, var = batch statistics of a (biased variance), and
  *              moving_mean -= (moving_mean - mean) (1 - momentum)
  *              moving_var  -= (moving_var - var * N / (N - 1)) (1 - momentum)
  *   inference: mean, var = the moving statistics
- *   y = x * scale + shift, scale = gamma / sqrt(var + eps), shift = beta - mean * scale
- * with N = n * pixels. Batch sums are per-image partials in double, summed in
- * image order (the same result for any thread count).
+ *   y = a * scale + shift, scale = gamma / sqrt(var + eps), shift = beta - mean * scale
+ * with N = n * pixels; the variance from sums of squared deviations over
+ * cache-sized chunks of each image, merged exactly (Chan et al.), so that
+ * each image is read once from memory.
+ * scale and shift are kept (p->scale, p->shift) so that
+ * the next convolution can apply them while it reads z (ae_input_tf) and y
+ * need not be stored either. Batch sums are per-image partials in double,
+ * summed in image order (the same result for any thread count).
  *
- * Backward (training statistics), xhat = (x - mean) * invstd:
+ * Backward (training statistics), xhat = (a - mean) * invstd:
  *   dbeta = sum dy, dgamma = sum dy xhat,
- *   dx = gamma invstd (dy - dbeta / N - xhat dgamma / N) */
-#include "nn/layers.h"
+ *   da = gamma invstd (dy - dbeta / N - xhat dgamma / N),  dz = da * leaky'(z) */
+#include "nn/direct.h"
 
 #include <math.h>
+
+static inline float leaky(float z, float slope) { return z > 0.0f ? z : slope * z; }
+
+typedef struct {
+    float *y;
+    const float *z;
+    const ae_input_tf *tf;
+    int c;
+} apply_job;
+
+static void apply_chunk(void *arg, size_t begin, size_t end)
+{
+    const apply_job *j = arg;
+    ae_bn_apply(j->y + begin * j->c, j->z + begin * j->c, j->tf, end - begin, j->c);
+}
+
+/* y = tf(z) over pixels x c values, on the scratch's pool. */
+static void apply_all(ae_scratch *s, float *y, const float *z, const ae_input_tf *tf,
+                      size_t pixels, int c)
+{
+    apply_job j = {y, z, tf, c};
+    ae_parallel_chunks(s, pixels, 4096, pixels * (size_t)c, apply_chunk, &j);
+}
 
 /* part (n slots of stride doubles) -> out[ch] = sum over images, in order. */
 static void sum_slots(double *out, const double *part, size_t stride, int n, int c)
@@ -24,134 +54,231 @@ static void sum_slots(double *out, const double *part, size_t stride, int n, int
             out[ch] += part[(size_t)i * stride + ch];
 }
 
-static void normalize(float *y, const float *x, const float *scale, const float *shift, int n,
-                      size_t pixels, int c, int threads)
+void ae_bn_apply(float *y, const float *z, const ae_input_tf *tf, size_t pixels, int c)
 {
-    const size_t per_image = pixels * c;
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int i = 0; i < n; i++) {
-        for (size_t p = 0; p < pixels; p++) {
-            const float *xp = x + (size_t)i * per_image + p * c;
-            float *yp = y + (size_t)i * per_image + p * c;
+    const float *scale = tf->scale, *shift = tf->shift, slope = tf->slope;
+    for (size_t p = 0; p < pixels; p++) {
+        const float *zp = z + p * c;
+        float *yp = y + p * c;
+        for (int ch = 0; ch < c; ch++)
+            yp[ch] = leaky(zp[ch], slope) * scale[ch] + shift[ch];
+    }
+}
+
+/* Image i's sum of a (first c doubles of its slot), or with mean given, of (a - mean)^2. */
+static void image_sums(double *acc, const float *z, size_t pixels, int c, float slope,
+                       const double *mean)
+{
+    for (int ch = 0; ch < c; ch++)
+        acc[ch] = 0;
+    for (size_t p = 0; p < pixels; p++) {
+        const float *zp = z + p * c;
+        if (!mean) {
             for (int ch = 0; ch < c; ch++)
-                yp[ch] = xp[ch] * scale[ch] + shift[ch];
+                acc[ch] += leaky(zp[ch], slope);
+        } else {
+            for (int ch = 0; ch < c; ch++) {
+                double d = leaky(zp[ch], slope) - mean[ch];
+                acc[ch] += d * d;
+            }
         }
     }
 }
 
-void ae_batchnorm_forward_train(float *y, const float *x, const float *gamma, const float *beta,
-                                float *moving_mean, float *moving_var, float *saved_mean,
-                                float *saved_invstd, int n, size_t pixels, int c, float momentum,
-                                float epsilon, ae_scratch *s)
+typedef struct {
+    const float *z;
+    double *part, *temp;
+    size_t stride, pixels;
+    int c;
+    float slope;
+    void (*sums)(double *, const float *, size_t, int, float, const double *);
+} stats_job;
+
+/* Image i's sum of leaky(z) (first c of its slot) and sum of squared
+ * deviations from its own mean (next c). In chunks of pixels small enough to
+ * stay in L2 between the chunk's two passes (sum, then squared deviations
+ * from the chunk's mean), merged in order by Chan et al.'s formula: one read
+ * of the image from memory. */
+static void image_stats(void *arg, int i, int t)
 {
-    const int threads = ae_scratch_threads(s);
+    enum { CHUNK_VALUES = 1 << 15 };
+    const stats_job *j = arg;
+    const int c = j->c;
+    const size_t chunk = CHUNK_VALUES / (size_t)c > 0 ? CHUNK_VALUES / (size_t)c : 1;
+    double *sum = j->part + (size_t)i * j->stride, *m2 = sum + c;
+    double *chunk_sum = j->temp + (size_t)t * 2 * j->stride, *chunk_m2 = chunk_sum + c;
+    double *chunk_mean = chunk_sum + 2 * c;
+    const float *zi = j->z + (size_t)i * j->pixels * c;
+    for (size_t p0 = 0; p0 < j->pixels; p0 += chunk) {
+        const size_t len = j->pixels - p0 < chunk ? j->pixels - p0 : chunk;
+        double *into_sum = p0 == 0 ? sum : chunk_sum, *into_m2 = p0 == 0 ? m2 : chunk_m2;
+        j->sums(into_sum, zi + p0 * c, len, c, j->slope, NULL);
+        for (int ch = 0; ch < c; ch++)
+            chunk_mean[ch] = into_sum[ch] / (double)len;
+        j->sums(into_m2, zi + p0 * c, len, c, j->slope, chunk_mean);
+        if (p0 == 0)
+            continue;
+        const double na = (double)p0, nb = (double)len, n = na + nb;
+        for (int ch = 0; ch < c; ch++) {
+            double delta = chunk_mean[ch] - sum[ch] / na;
+            m2[ch] += chunk_m2[ch] + delta * delta * na * nb / n;
+            sum[ch] += chunk_sum[ch];
+        }
+    }
+}
+
+/* Threads for a pass over `values` values. */
+static int pass_threads(const ae_scratch *s, size_t values)
+{
+    return values >= ae_parallel_values() ? ae_scratch_threads(s) : 1;
+}
+
+void ae_batchnorm_forward_train(float *y, const float *z, const ae_bn_params *bn, int n,
+                                size_t pixels, int c, ae_scratch *s)
+{
     const size_t per_image = pixels * c, stride = s->dslot_doubles;
+    const int threads = pass_threads(s, n * per_image);
     const double count = (double)n * (double)pixels;
-    double *part = s->dslots, *total = s->dslots + (size_t)n * stride;
+    double *part = s->dslots, *total = s->dslots + (size_t)n * stride, *temp = total + 2 * stride;
+    /* temp: 2 slots (4c doubles) per thread */
     double *mean = total + c;
+    const ae_direct_ops *ops = ae_direct_ops_for(s->isa);
 
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int i = 0; i < n; i++) {
-        double *pi = part + (size_t)i * stride;
-        for (int ch = 0; ch < c; ch++)
-            pi[ch] = 0;
-        for (size_t p = 0; p < pixels; p++) {
-            const float *xp = x + (size_t)i * per_image + p * c;
-            for (int ch = 0; ch < c; ch++)
-                pi[ch] += xp[ch];
-        }
-    }
-    sum_slots(total, part, stride, n, c);
+    /* One read of each image from memory: its sum, then (from cache) its sum of
+     * squared deviations from its own mean. Slot i: sum (c), then that (c). */
+    stats_job j = {.z = z, .part = part, .temp = temp, .stride = stride, .pixels = pixels,
+                   .c = c, .slope = bn->slope, .sums = ops ? ops->bn_sums : image_sums};
+    ae_pool_run(s->pool, threads, n, image_stats, &j);
+    /* Chan et al.'s pairwise combination, in image order: the batch's sum of
+     * squared deviations is sum_i [M2_i + pixels (mean_i - mean)^2]. */
     for (int ch = 0; ch < c; ch++)
-        mean[ch] = total[ch] / count;
-
-    /* Two passes: the sum of squared deviations does not cancel like E[x^2] - E[x]^2. */
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int i = 0; i < n; i++) {
-        double *pi = part + (size_t)i * stride;
+        total[ch] = 0;
+    for (int i = 0; i < n; i++)
         for (int ch = 0; ch < c; ch++)
-            pi[ch] = 0;
-        for (size_t p = 0; p < pixels; p++) {
-            const float *xp = x + (size_t)i * per_image + p * c;
-            for (int ch = 0; ch < c; ch++) {
-                double d = xp[ch] - mean[ch];
-                pi[ch] += d * d;
-            }
-        }
+            total[ch] += part[(size_t)i * stride + ch];
+    for (int ch = 0; ch < c; ch++) {
+        mean[ch] = total[ch] / count;
+        total[ch] = 0;
     }
-    sum_slots(total, part, stride, n, c);
+    for (int i = 0; i < n; i++)
+        for (int ch = 0; ch < c; ch++) {
+            const double *pi = part + (size_t)i * stride;
+            double d = pi[ch] / (double)pixels - mean[ch];
+            total[ch] += pi[c + ch] + (double)pixels * d * d;
+        }
 
-    float *scale = s->channel, *shift = s->channel + c;
-    const float keep = 1.0f - momentum;
+    const float keep = 1.0f - bn->momentum;
     for (int ch = 0; ch < c; ch++) {
         double var = total[ch] / count;
         /* One value per channel has no unbiased variance: keep the biased one (0). */
         double unbiased = count > 1 ? total[ch] / (count - 1) : var;
-        float invstd = (float)(1.0 / sqrt(var + (double)epsilon));
-        saved_mean[ch] = (float)mean[ch];
-        saved_invstd[ch] = invstd;
-        scale[ch] = gamma[ch] * invstd;
-        shift[ch] = beta[ch] - saved_mean[ch] * scale[ch];
-        moving_mean[ch] -= (moving_mean[ch] - saved_mean[ch]) * keep;
-        moving_var[ch] -= (moving_var[ch] - (float)unbiased) * keep;
+        float invstd = (float)(1.0 / sqrt(var + (double)bn->epsilon));
+        bn->mean[ch] = (float)mean[ch];
+        bn->invstd[ch] = invstd;
+        bn->scale[ch] = bn->gamma[ch] * invstd;
+        bn->shift[ch] = bn->beta[ch] - bn->mean[ch] * bn->scale[ch];
+        bn->moving_mean[ch] -= (bn->moving_mean[ch] - bn->mean[ch]) * keep;
+        bn->moving_var[ch] -= (bn->moving_var[ch] - (float)unbiased) * keep;
     }
-    normalize(y, x, scale, shift, n, pixels, c, threads);
+    if (y) {
+        ae_input_tf tf = {bn->scale, bn->shift, bn->slope};
+        apply_all(s, y, z, &tf, (size_t)n * pixels, c);
+    }
 }
 
-void ae_batchnorm_forward_infer(float *y, const float *x, const float *gamma, const float *beta,
-                                const float *moving_mean, const float *moving_var, int n,
-                                size_t pixels, int c, float epsilon, ae_scratch *s)
+void ae_batchnorm_forward_infer(float *y, const float *z, const ae_bn_params *bn, int n,
+                                size_t pixels, int c, ae_scratch *s)
 {
-    float *scale = s->channel, *shift = s->channel + c;
     for (int ch = 0; ch < c; ch++) {
-        scale[ch] = gamma[ch] * (float)(1.0 / sqrt((double)moving_var[ch] + (double)epsilon));
-        shift[ch] = beta[ch] - moving_mean[ch] * scale[ch];
+        bn->scale[ch] = bn->gamma[ch] *
+                        (float)(1.0 / sqrt((double)bn->moving_var[ch] + (double)bn->epsilon));
+        bn->shift[ch] = bn->beta[ch] - bn->moving_mean[ch] * bn->scale[ch];
     }
-    normalize(y, x, scale, shift, n, pixels, c, ae_scratch_threads(s));
+    if (y) {
+        ae_input_tf tf = {bn->scale, bn->shift, bn->slope};
+        apply_all(s, y, z, &tf, (size_t)n * pixels, c);
+    }
 }
 
-void ae_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
-                           const float *x, const float *gamma, const float *saved_mean,
-                           const float *saved_invstd, int n, size_t pixels, int c, ae_scratch *s)
-{
-    const int threads = ae_scratch_threads(s);
-    const size_t per_image = pixels * c, stride = s->dslot_doubles;
-    const double count = (double)n * (double)pixels;
-    double *part = s->dslots, *total = s->dslots + (size_t)n * stride;
+typedef struct {
+    float *dz;
+    const float *dy, *z, *mean, *invstd, *k_dy, *k_mean, *k_xhat;
+    double *part;
+    size_t stride, pixels;
+    int c;
+    float slope;
+    const ae_direct_ops *ops;
+} grad_job;
 
-    /* Slot i holds image i's sum of dy (first c) and of dy * xhat (next c). */
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int i = 0; i < n; i++) {
-        double *sum_dy = part + (size_t)i * stride, *sum_dy_xhat = sum_dy + c;
-        for (int ch = 0; ch < 2 * c; ch++)
-            sum_dy[ch] = 0;
-        for (size_t p = 0; p < pixels; p++) {
-            const size_t at = (size_t)i * per_image + p * c;
-            for (int ch = 0; ch < c; ch++) {
-                float xhat = (x[at + ch] - saved_mean[ch]) * saved_invstd[ch];
-                sum_dy[ch] += dy[at + ch];
-                sum_dy_xhat[ch] += (double)dy[at + ch] * xhat;
-            }
+/* Image i's sum of dy (first c of its slot) and of dy * xhat (next c). */
+static void image_grad_sums(void *arg, int i, int t)
+{
+    (void)t;
+    const grad_job *j = arg;
+    const int c = j->c;
+    const size_t at = (size_t)i * j->pixels * c;
+    double *sum_dy = j->part + (size_t)i * j->stride, *sum_dy_xhat = sum_dy + c;
+    if (j->ops) {
+        j->ops->bn_grad_sums(sum_dy, j->dy + at, j->z + at, j->pixels, c, j->slope, j->mean,
+                             j->invstd);
+        return;
+    }
+    for (int ch = 0; ch < 2 * c; ch++)
+        sum_dy[ch] = 0;
+    for (size_t p = 0; p < j->pixels; p++) {
+        const float *dy = j->dy + at + p * c, *z = j->z + at + p * c;
+        for (int ch = 0; ch < c; ch++) {
+            float xhat = (leaky(z[ch], j->slope) - j->mean[ch]) * j->invstd[ch];
+            sum_dy[ch] += dy[ch];
+            sum_dy_xhat[ch] += (double)dy[ch] * xhat;
         }
     }
-    sum_slots(total, part, stride, n, 2 * c);
+}
 
+static void image_grad_apply(void *arg, int i, int t)
+{
+    (void)t;
+    const grad_job *j = arg;
+    const int c = j->c;
+    const size_t at = (size_t)i * j->pixels * c;
+    if (j->ops) {
+        j->ops->bn_grad_apply(j->dz + at, j->dy + at, j->z + at, j->pixels, c, j->slope,
+                              j->mean, j->invstd, j->k_dy, j->k_mean, j->k_xhat);
+        return;
+    }
+    for (size_t p = 0; p < j->pixels; p++) {
+        const float *dy = j->dy + at + p * c, *z = j->z + at + p * c;
+        float *dz = j->dz + at + p * c;
+        for (int ch = 0; ch < c; ch++) {
+            float zi = z[ch];
+            float xhat = (leaky(zi, j->slope) - j->mean[ch]) * j->invstd[ch];
+            float da = j->k_dy[ch] * (dy[ch] - j->k_mean[ch] - xhat * j->k_xhat[ch]);
+            dz[ch] = zi > 0.0f ? da : j->slope * da;
+        }
+    }
+}
+
+void ae_batchnorm_backward(float *dz, float *dgamma, float *dbeta, const float *dy,
+                           const float *z, const ae_bn_params *bn, int n, size_t pixels, int c,
+                           ae_scratch *s)
+{
+    const size_t stride = s->dslot_doubles;
+    const int threads = pass_threads(s, n * pixels * c);
+    const double count = (double)n * (double)pixels;
+    double *total = s->dslots + (size_t)n * stride;
     float *k_dy = s->channel, *k_mean = k_dy + c, *k_xhat = k_dy + 2 * c;
+    grad_job j = {.dz = dz, .dy = dy, .z = z, .mean = bn->mean, .invstd = bn->invstd,
+                  .k_dy = k_dy, .k_mean = k_mean, .k_xhat = k_xhat, .part = s->dslots,
+                  .stride = stride, .pixels = pixels, .c = c, .slope = bn->slope,
+                  .ops = ae_direct_ops_for(s->isa)};
+    ae_pool_run(s->pool, threads, n, image_grad_sums, &j);
+    sum_slots(total, s->dslots, stride, n, 2 * c);
     for (int ch = 0; ch < c; ch++) {
         dbeta[ch] = (float)total[ch];
         dgamma[ch] = (float)total[c + ch];
-        k_dy[ch] = gamma[ch] * saved_invstd[ch];
+        k_dy[ch] = bn->gamma[ch] * bn->invstd[ch];
         k_mean[ch] = (float)(total[ch] / count);
         k_xhat[ch] = (float)(total[c + ch] / count);
     }
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int i = 0; i < n; i++) {
-        for (size_t p = 0; p < pixels; p++) {
-            const size_t at = (size_t)i * per_image + p * c;
-            for (int ch = 0; ch < c; ch++) {
-                float xhat = (x[at + ch] - saved_mean[ch]) * saved_invstd[ch];
-                dx[at + ch] = k_dy[ch] * (dy[at + ch] - k_mean[ch] - xhat * k_xhat[ch]);
-            }
-        }
-    }
+    ae_pool_run(s->pool, threads, n, image_grad_apply, &j);
 }

@@ -3,87 +3,145 @@
  * stride 2 the full scatter y[2i + k] += x[i] w[k] covers 0..2n and TF keeps
  * [0, 2n): col2im's padding rule drops the last row and column by itself.
  *
- *   x  (n, small_h, small_w, in)
+ *   x  (n, small_h, small_w, in)    read through tf (layers.h)
  *   w  (3, 3, out, in) as Keras stores it = a (9 out) x in matrix
- *   y  (n, big_h, big_w, out)       y = col2im(x @ w^T) + b,  out = g->big_c
+ *   y  (n, big_h, big_w, out)       y = col2im(x' @ w^T) + b,  out = g->big_c
  *
- * Backward: dx = im2col(dy) @ w, dw = sum_i im2col(dy_i)^T @ x_i, db = sum of
+ * Backward: dx = im2col(dy) @ w, dw = sum_i im2col(dy_i)^T @ x'_i, db = sum of
  * dy over pixels. All three are overwritten.
  *
- * With a vector ISA (s->isa) the direct kernels of direct.h replace GEMM +
- * col2im: forward = small_to_big, dx = big_to_small, dw = weight_grad. */
+ * Direct kernels (direct.h) when s->isa is a vector ISA: forward =
+ * small_to_big (small_to_big_narrow for the stride-1 output layer's few
+ * channels), dx = big_to_small, dw = weight_grad; otherwise GEMM + col2im
+ * (portable). One image per work item either way. */
 #include "nn/direct.h"
 
 #include <cblas.h>
-#include <omp.h>
 #include <string.h>
 
-void ae_deconv2d_forward(float *y, const float *x, const float *w, const float *b, int n,
-                         const ae_conv_geom *g, int in_c, ae_scratch *s)
+typedef struct {
+    float *y, *dx, *dw, *db;
+    const float *x, *dy, *w, *b;
+    const ae_input_tf *tf;
+    const ae_conv_geom *g;
+    int in_c, narrow;
+    ae_scratch *s;
+    const ae_direct_ops *ops;
+} deconv_job;
+
+static void forward_image(void *arg, int i, int t)
 {
-    const int out_c = g->big_c, pixels = g->small_h * g->small_w, k = 9 * out_c;
-    const size_t in_size = (size_t)pixels * in_c;
-    const size_t big_pixels = (size_t)g->big_h * g->big_w, out_size = big_pixels * out_c;
-    const ae_direct_ops *ops = ae_direct_ops_for(s->isa);
-    if (ops) {
-        ae_direct_transpose_kernel(s->wt, w, out_c, in_c);
-#pragma omp parallel for num_threads(ae_scratch_threads(s)) schedule(static)
-        for (int i = 0; i < n; i++) {
-            float *pad = s->pad[omp_get_thread_num()];
-            ae_direct_pad(pad, x + (size_t)i * in_size, g->small_h, g->small_w, in_c);
-            ops->small_to_big(pad, g, in_c, s->wt, b, y + (size_t)i * out_size);
+    const deconv_job *j = arg;
+    const ae_conv_geom *g = j->g;
+    ae_scratch *s = j->s;
+    const int out_c = g->big_c, pixels = g->small_h * g->small_w, k = 9 * out_c, in_c = j->in_c;
+    const size_t big_pixels = (size_t)g->big_h * g->big_w;
+    const float *xi = j->x + (size_t)i * pixels * in_c;
+    float *yi = j->y + (size_t)i * big_pixels * out_c;
+    if (j->ops) { /* in bands of output rows, each band's input padded just before */
+        const int band = ae_direct_band(g, 0, in_c);
+        float *tmp = s->pad[t] + ae_direct_padded_floats(g->small_h, g->small_w, in_c);
+        for (int first = 0; first < g->big_h; first += band) {
+            int end = first + band < g->big_h ? first + band : g->big_h, lo, hi;
+            ae_direct_rows_needed(g, 0, first, end, &lo, &hi);
+            if (j->narrow) {
+                ae_conv_input_planar_rows(j->ops, s->pad[t], xi, j->tf, g->small_h, g->small_w,
+                                          in_c, lo, hi, tmp);
+                j->ops->small_to_big_narrow(s->pad[t], lo, g, in_c, j->w, j->b, yi, first, end);
+            } else {
+                ae_conv_input_rows(j->ops, s->pad[t], xi, j->tf, g->small_h, g->small_w, in_c,
+                                   lo, hi);
+                j->ops->small_to_big(s->pad[t], lo, g, in_c, s->wt, j->b, yi, first, end);
+            }
         }
         return;
     }
-#pragma omp parallel for num_threads(ae_scratch_threads(s)) schedule(static)
-    for (int i = 0; i < n; i++) {
-        float *col = s->col[omp_get_thread_num()];
-        float *yi = y + (size_t)i * out_size;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, pixels, k, in_c, 1.0f,
-                    x + (size_t)i * in_size, in_c, w, in_c, 0.0f, col, k);
-        for (size_t p = 0; p < big_pixels; p++)
-            memcpy(yi + p * out_c, b, (size_t)out_c * sizeof *b);
-        ae_col2im_add(col, g, yi);
+    if (j->tf) {
+        ae_conv_input(NULL, s->pad[t], xi, j->tf, g->small_h, g->small_w, in_c, 0);
+        xi = s->pad[t];
     }
+    float *col = s->col[t];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, pixels, k, in_c, 1.0f, xi, in_c, j->w,
+                in_c, 0.0f, col, k);
+    for (size_t p = 0; p < big_pixels; p++)
+        memcpy(yi + p * out_c, j->b, (size_t)out_c * sizeof *j->b);
+    ae_col2im_add(col, g, yi);
+}
+
+void ae_deconv2d_forward(float *y, const float *x, const ae_input_tf *tf, const float *w,
+                         const float *b, int n, const ae_conv_geom *g, int in_c, ae_scratch *s)
+{
+    const double macs = (double)n * g->small_h * g->small_w * 9 * g->big_c * in_c;
+    deconv_job j = {.y = y, .x = x, .w = w, .b = b, .tf = tf, .g = g, .in_c = in_c, .s = s,
+                    .ops = ae_direct_ops_for(s->isa)};
+    j.narrow = j.ops && AE_NARROW(g);
+    if (j.ops && !j.narrow)
+        ae_direct_transpose_kernel(s->wt, w, g->big_c, in_c);
+    ae_pool_run(s->pool, ae_threads_for(s, macs), n, forward_image, &j);
+}
+
+static void backward_image(void *arg, int i, int t)
+{
+    const deconv_job *j = arg;
+    const ae_conv_geom *g = j->g;
+    ae_scratch *s = j->s;
+    const ae_direct_ops *ops = j->ops;
+    const int out_c = g->big_c, pixels = g->small_h * g->small_w, k = 9 * out_c, in_c = j->in_c;
+    const size_t in_size = (size_t)pixels * in_c, kernel = (size_t)k * in_c;
+    const size_t big_pixels = (size_t)g->big_h * g->big_w;
+    float *dw_i = s->slots + (size_t)i * s->slot_floats, *db_i = dw_i + kernel;
+    const float *dy_i = j->dy + (size_t)i * big_pixels * out_c, *xi = j->x + (size_t)i * in_size;
+    float *dx_i = j->dx ? j->dx + (size_t)i * in_size : NULL;
+    if (ops)
+        ops->bias_grad(db_i, dy_i, big_pixels, out_c);
+    else
+        ae_bias_grad(db_i, dy_i, big_pixels, out_c);
+    if (ops) { /* in bands of small rows: dy's padded rows, then x' of the same rows */
+        const int band = ae_direct_band(g, 1, out_c);
+        float *pad_dy = s->pad[t];
+        float *xt = pad_dy + ae_direct_padded_floats(g->big_h, g->big_w, out_c);
+        memset(dw_i, 0, kernel * sizeof *dw_i);
+        for (int first = 0; first < g->small_h; first += band) {
+            int end = first + band < g->small_h ? first + band : g->small_h, lo, hi;
+            ae_direct_rows_needed(g, 1, first, end, &lo, &hi);
+            ae_conv_input_rows(ops, pad_dy, dy_i, NULL, g->big_h, g->big_w, out_c, lo, hi);
+            const float *x_rows = xi;
+            int x_row0 = 0;
+            if (j->tf) {
+                const size_t row = (size_t)g->small_w * in_c;
+                ae_conv_input(ops, xt, xi + first * row, j->tf, end - first, g->small_w, in_c, 0);
+                x_rows = xt;
+                x_row0 = first;
+            }
+            ops->weight_grad(pad_dy, lo, x_rows, x_row0, g, in_c, dw_i, first, end);
+            if (dx_i)
+                ops->big_to_small(pad_dy, lo, g, in_c, j->w, NULL, dx_i, first, end);
+        }
+        return;
+    }
+    if (j->tf) {
+        ae_conv_input(NULL, s->pad[t], xi, j->tf, g->small_h, g->small_w, in_c, 0);
+        xi = s->pad[t];
+    }
+    float *col = s->col[t];
+    ae_im2col(dy_i, g, col);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, in_c, pixels, 1.0f, col, k, xi, in_c,
+                0.0f, dw_i, in_c);
+    if (dx_i)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, pixels, in_c, k, 1.0f, col, k,
+                    j->w, in_c, 0.0f, dx_i, in_c);
 }
 
 void ae_deconv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                          const float *w, int n, const ae_conv_geom *g, int in_c, ae_scratch *s)
+                          const ae_input_tf *tf, const float *w, int n, const ae_conv_geom *g,
+                          int in_c, ae_scratch *s)
 {
-    const int out_c = g->big_c, pixels = g->small_h * g->small_w, k = 9 * out_c;
-    const size_t in_size = (size_t)pixels * in_c, kernel = (size_t)k * in_c;
-    const size_t big_pixels = (size_t)g->big_h * g->big_w, out_size = big_pixels * out_c;
-    const int threads = ae_scratch_threads(s);
-    const ae_direct_ops *ops = ae_direct_ops_for(s->isa);
-    if (ops) {
-#pragma omp parallel for num_threads(threads) schedule(static)
-        for (int i = 0; i < n; i++) {
-            float *pad = s->pad[omp_get_thread_num()];
-            float *dw_i = s->slots + (size_t)i * s->slot_floats, *db_i = dw_i + kernel;
-            const float *dy_i = dy + (size_t)i * out_size, *x_i = x + (size_t)i * in_size;
-            ae_direct_pad(pad, dy_i, g->big_h, g->big_w, out_c);
-            ops->weight_grad(pad, x_i, g, in_c, dw_i);
-            if (dx)
-                ops->big_to_small(pad, g, in_c, w, NULL, dx + (size_t)i * in_size);
-            ae_bias_grad(db_i, dy_i, big_pixels, out_c);
-        }
-        ae_reduce_slots(dw, s->slots, s->slot_floats, n, kernel, threads);
-        ae_reduce_slots(db, s->slots + kernel, s->slot_floats, n, (size_t)out_c, threads);
-        return;
-    }
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int i = 0; i < n; i++) {
-        float *col = s->col[omp_get_thread_num()];
-        float *dw_i = s->slots + (size_t)i * s->slot_floats, *db_i = dw_i + kernel;
-        const float *dy_i = dy + (size_t)i * out_size, *x_i = x + (size_t)i * in_size;
-        ae_im2col(dy_i, g, col);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, in_c, pixels, 1.0f, col, k, x_i,
-                    in_c, 0.0f, dw_i, in_c);
-        if (dx)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, pixels, in_c, k, 1.0f, col, k,
-                        w, in_c, 0.0f, dx + (size_t)i * in_size, in_c);
-        ae_bias_grad(db_i, dy_i, big_pixels, out_c);
-    }
-    ae_reduce_slots(dw, s->slots, s->slot_floats, n, kernel, threads);
-    ae_reduce_slots(db, s->slots + kernel, s->slot_floats, n, (size_t)out_c, threads);
+    const double macs = 2.0 * n * g->small_h * g->small_w * 9 * g->big_c * in_c;
+    const size_t kernel = 9 * (size_t)g->big_c * in_c;
+    const int threads = ae_threads_for(s, macs);
+    deconv_job j = {.dx = dx, .dy = dy, .x = x, .w = w, .tf = tf, .g = g, .in_c = in_c, .s = s,
+                    .ops = ae_direct_ops_for(s->isa)};
+    ae_pool_run(s->pool, threads, n, backward_image, &j);
+    ae_reduce_slots(dw, s->slots, s->slot_floats, n, kernel, s);
+    ae_reduce_slots(db, s->slots + kernel, s->slot_floats, n, (size_t)g->big_c, s);
 }

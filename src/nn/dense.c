@@ -1,4 +1,9 @@
-/* Dense: one GEMM over the whole batch (single-threaded BLAS, so the result
+/* Dense. The forward runs one matrix-vector product per image, so an image's
+ * result does not depend on the batch it came in: OpenBLAS picks different
+ * GEMM kernels (and so rounding) for different batch sizes, and a score must
+ * be the same whether an image is scored alone or with 31 others. The weights
+ * are read once per image, a small cost next to the convolutions. The
+ * backward is one GEMM over the batch (single-threaded BLAS, so the result
  * does not depend on the thread count).
  *
  *   x (n, in), w (in, out) as Keras stores it, b (out), y (n, out) = x @ w + b
@@ -11,10 +16,11 @@
 void ae_dense_forward(float *y, const float *x, const float *w, const float *b, int n, int in,
                       int out)
 {
-    for (int i = 0; i < n; i++)
-        memcpy(y + (size_t)i * out, b, (size_t)out * sizeof *b);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, out, in, 1.0f, x, in, w, out, 1.0f,
-                y, out);
+    for (int i = 0; i < n; i++) {
+        float *yi = y + (size_t)i * out;
+        memcpy(yi, b, (size_t)out * sizeof *b);
+        cblas_sgemv(CblasRowMajor, CblasTrans, in, out, 1.0f, w, out, x + (size_t)i * in, 1, 1.0f, yi, 1);
+    }
 }
 
 void ae_dense_backward(float *dx, float *dw, float *db, const float *dy, const float *x,

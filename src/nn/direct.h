@@ -13,7 +13,7 @@
  *                 kernel transposed, wt[tap][o][c] (ae_direct_transpose_kernel)
  *   weight_grad:  dw[tap][c][o] = sum_p big[pos(p,tap)][c] small[p][o] (overwritten)
  * init may be NULL (zero). The image a product reads through pos() comes
- * zero-padded by one pixel on every side (ae_direct_pad), which removes every
+ * zero-padded by one pixel on every side (ae_conv_input), which removes every
  * bounds test from the inner loops. Each call handles ONE image: callers
  * parallelize over images, so results do not depend on the thread count. */
 #ifndef AEDET_NN_DIRECT_H
@@ -21,23 +21,80 @@
 
 #include "nn/layers.h"
 
+/* Row bands: each product computes output rows [first, end) and reads its
+ * padded input from a buffer that holds padded rows row0, row0 + 1, ... only
+ * (ae_direct_rows_needed says which), so that a band of the input, made just
+ * before, is still in cache. weight_grad ADDS its band's sums to dw and reads
+ * small rows from `small`, whose first row is srow0. */
 typedef struct {
     const char *name;
-    void (*big_to_small)(const float *big_padded, const ae_conv_geom *g, int cs, const float *w,
-                         const float *init, float *small);
-    void (*small_to_big)(const float *small_padded, const ae_conv_geom *g, int cs,
-                         const float *wt, const float *init, float *big);
-    void (*weight_grad)(const float *big_padded, const float *small, const ae_conv_geom *g,
-                        int cs, float *dw);
+    void (*big_to_small)(const float *big_padded, int row0, const ae_conv_geom *g, int cs,
+                         const float *w, const float *init, float *small, int first, int end);
+    void (*small_to_big)(const float *small_padded, int row0, const ae_conv_geom *g, int cs,
+                         const float *wt, const float *init, float *big, int first, int end);
+    void (*weight_grad)(const float *big_padded, int row0, const float *small, int srow0,
+                        const ae_conv_geom *g, int cs, float *dw, int first, int end);
+    /* small_to_big for stride 1 and cb <= 4, vectorized along pixels: it reads
+     * the small image padded and channel-planar (ae_conv_input_planar) and
+     * the kernel as Keras stores it (not transposed). */
+    void (*small_to_big_narrow)(const float *small_planar, int row0, const ae_conv_geom *g,
+                                int cs, const float *w, const float *init, float *big,
+                                int first, int end);
+    /* The element-wise passes of batchnorm.c, im2col.c (ae_conv_input),
+     * scratch.c (ae_bias_grad) and activation.c, vectorized over channels;
+     * the sums match the portable loops bit for bit, the sigmoid within a
+     * few ulp (its own exp). Arguments as in those files' portable loops. */
+    void (*bn_sums)(double *acc, const float *z, size_t pixels, int c, float slope,
+                    const double *mean);
+    void (*bn_grad_sums)(double *acc, const float *dy, const float *z, size_t pixels, int c,
+                         float slope, const float *mean, const float *invstd);
+    void (*bn_grad_apply)(float *dz, const float *dy, const float *z, size_t pixels, int c,
+                          float slope, const float *mean, const float *invstd, const float *k_dy,
+                          const float *k_mean, const float *k_xhat);
+    void (*apply_tf)(float *dst, const float *x, size_t pixels, int c, const float *scale,
+                     const float *shift, float slope);
+    void (*bias_grad)(float *db, const float *dy, size_t pixels, int c);
+    void (*planar_row)(float *rows, const float *src, int w, int c, size_t pw);
+    void (*sigmoid)(float *y, const float *x, size_t count);
 } ae_direct_ops;
+
+/* x' (one image of h x w x c, through tf when not NULL) into dst, zero-padded
+ * by one pixel when pad is set (the direct kernels' input), as is otherwise
+ * (im2col's); ops (may be NULL) vectorizes the transform. In im2col.c. */
+void ae_conv_input(const ae_direct_ops *ops, float *dst, const float *x, const ae_input_tf *tf,
+                   int h, int w, int c, int pad);
+/* Padded rows [lo, hi) of x' (row 0 and row h + 1 are the zero border) into
+ * dst, row lo first; planar: channel-planar as ae_conv_input_planar. */
+void ae_conv_input_rows(const ae_direct_ops *ops, float *dst, const float *x,
+                        const ae_input_tf *tf, int h, int w, int c, int lo, int hi);
+void ae_conv_input_planar_rows(const ae_direct_ops *ops, float *dst, const float *x,
+                               const ae_input_tf *tf, int h, int w, int c, int lo, int hi,
+                               float *tmp /* w x c floats, used when tf is set */);
+/* The padded input rows [*lo, *hi) that output rows [first, end) read:
+ * big_to_small and weight_grad (output = small rows) when to_small is set,
+ * small_to_big (output = big rows) otherwise. */
+void ae_direct_rows_needed(const ae_conv_geom *g, int to_small, int first, int end, int *lo,
+                           int *hi);
+/* Output rows per band: about 64K floats of input. */
+int ae_direct_band(const ae_conv_geom *g, int to_small, int in_c);
+/* For tests: bands of `rows` output rows (0: the size above). */
+void ae_direct_set_band(int rows);
+
+/* Planar layout (ae_conv_input_planar_rows): padded row r, channel ch at
+ * dst[(r c + ch) (w + 2) + col]. */
+/* Whether deconv forward uses small_to_big_narrow for this layer. */
+#define AE_NARROW(g) ((g)->stride == 1 && (g)->big_c <= 4)
+
+/* ae_sigmoid_forward through ops->sigmoid (ops NULL: the portable loop), on
+ * the scratch's pool (s NULL: on the caller). */
+void ae_sigmoid_forward_with(const ae_direct_ops *ops, ae_scratch *s, float *y, const float *x,
+                             size_t count);
 
 /* NULL for AE_ISA_PORTABLE (use im2col + BLAS) or an ISA this CPU lacks. */
 const ae_direct_ops *ae_direct_ops_for(int isa);
 extern const ae_direct_ops ae_direct_avx512;
 extern const ae_direct_ops ae_direct_avx2;
 
-/* Copies an h x w x c image into (h+2) x (w+2) x c with a zero border. */
-void ae_direct_pad(float *dst, const float *src, int h, int w, int c);
 /* wt[tap][o][c] = w[tap][c][o] for a (3, 3, cb, cs) kernel. */
 void ae_direct_transpose_kernel(float *wt, const float *w, int cb, int cs);
 /* Floats of one padded h x w x c image. */

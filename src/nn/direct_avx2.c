@@ -1,6 +1,7 @@
 /* The direct convolution kernels (direct_body.h) for AVX2 + FMA: 8 floats a
  * vector, maskload/maskstore for partial channel groups. Compiled for this
  * target whatever -march says; only called when the CPU has it (isa.c). */
+#if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 
 #define TARGET __attribute__((target("avx2,fma")))
@@ -15,6 +16,33 @@ typedef __m256i vmask;
 #define V_SET1(x) _mm256_set1_ps(x)
 #define V_FMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
 #define V_ADD(a, b) _mm256_add_ps((a), (b))
+#define V_SUB(a, b) _mm256_sub_ps((a), (b))
+#define V_MUL(a, b) _mm256_mul_ps((a), (b))
+#define V_DIV(a, b) _mm256_div_ps((a), (b))
+#define V_MAX(a, b) _mm256_max_ps((a), (b))
+#define V_ROUND(v) _mm256_round_ps((v), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define V_NEG_ABS(v) _mm256_or_ps((v), _mm256_set1_ps(-0.0f))
+/* 2^n built in the exponent field; n >= -126 here (the argument is >= -88). */
+#define V_SCALE2(v, n)                                                                          \
+    _mm256_mul_ps((v), _mm256_castsi256_ps(_mm256_slli_epi32(                                  \
+                           _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23)))
+#define V_SELECT_POS(c, a, b)                                                                   \
+    _mm256_blendv_ps((b), (a), _mm256_cmp_ps((c), _mm256_setzero_ps(), _CMP_GT_OQ))
+#define V_SELECT_NONNEG(c, a, b)                                                                \
+    _mm256_blendv_ps((b), (a), _mm256_cmp_ps((c), _mm256_setzero_ps(), _CMP_GE_OQ))
+typedef __m256i vidx;
+#define VI_STEP(k)                                                                              \
+    _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(k))
+#define V_GATHERM(base, idx, m)                                                                 \
+    _mm256_mask_i32gather_ps(_mm256_setzero_ps(), (base), (idx), _mm256_castsi256_ps(m), 4)
+typedef __m256d vecd;
+#define VD_LOAD(p) _mm256_loadu_pd(p)
+#define VD_STORE(p, v) _mm256_storeu_pd((p), (v))
+#define VD_ADD(a, b) _mm256_add_pd((a), (b))
+#define VD_SUB(a, b) _mm256_sub_pd((a), (b))
+#define VD_MUL(a, b) _mm256_mul_pd((a), (b))
+#define VD_LO(v) _mm256_cvtps_pd(_mm256_castps256_ps128(v))
+#define VD_HI(v) _mm256_cvtps_pd(_mm256_extractf128_ps((v), 1))
 #define RMAX1 12
 #define RMAX2 6
 #define CBMAX1 4
@@ -28,3 +56,6 @@ static TARGET inline vmask mask_first(int n)
 }
 
 #include "nn/direct_body.h"
+#else
+typedef int ae_no_avx2; /* not an x86 target: isa.c never asks for these */
+#endif

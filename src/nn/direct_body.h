@@ -2,7 +2,15 @@
  * width. Included by direct_avx512.c and direct_avx2.c, which define:
  *   VW (floats per vector), vec, vmask, TARGET (the function attribute),
  *   V_ZERO(), V_LOAD(p), V_LOADM(p, m), V_STORE(p, v), V_STOREM(p, m, v),
- *   V_SET1(x), V_FMA(a, b, c) (a b + c), V_ADD(a, b), mask_first(n),
+ *   V_SET1(x), V_FMA(a, b, c) (a b + c), V_ADD, V_SUB, V_MUL, V_DIV, V_MAX(a, b)
+ *   (b when either is NaN), V_ROUND (to nearest), V_NEG_ABS (-|v|), V_SCALE2(v, n)
+ *   (v 2^n), V_SELECT_POS(c, a, b) / V_SELECT_NONNEG (c > 0 / c >= 0 ? a : b),
+ *   vecd (VW/2 doubles), VD_LOAD, VD_STORE, VD_ADD, VD_SUB, VD_MUL, VD_LO(v) /
+ *   VD_HI(v) (a float vector's halves as doubles), vidx, VI_STEP(k) (lane i: i k),
+ *   V_GATHERM(base, idx, m) (lane i: base[idx_i] where m is set, else 0), mask_first(n),
+ *   optionally V_INTERLEAVE3(dst, a, b, c, init) (dst[3i + k] = plane_k[i] + init[k]
+ *   for VW pixels, init may be NULL) and V_TRANSPOSE16(dst, stride, src)
+ *   (dst[ch stride + p] = src[16 p + ch], 16 x 16),
  *   FN(name) (the ISA-suffixed name), RMAX1/RMAX2 (pixels per block for one
  *   or two vectors of channels), CBMAX1/CBMAX2 (input channels per block of
  *   the weight gradient).
@@ -73,12 +81,14 @@ static TARGET ALWAYS_INLINE void FN(block)(const int R, const int V, const float
         FN(block)(R, V, src, ntaps, rstride, k, wt, ldw, dst, dstride, last, init);             \
     }
 BLOCK_VARIANT(1, RMAX1)
+BLOCK_VARIANT(1, 4)
 BLOCK_VARIANT(1, 1)
 BLOCK_VARIANT(2, RMAX2)
+BLOCK_VARIANT(2, 4)
 BLOCK_VARIANT(2, 1)
 
 /* n pixels, rstride floats apart in every src[t] and dstride apart in dst, in
- * blocks of the widest variant, then one by one. */
+ * blocks of the widest variant, then of 4 (small images), then one by one. */
 static TARGET void FN(blocks)(int V, int n, const float **src, int ntaps, int rstride, int k,
                               const float *const *wt, int ldw, float *dst, int dstride,
                               vmask last, const float *init)
@@ -86,13 +96,17 @@ static TARGET void FN(blocks)(int V, int n, const float **src, int ntaps, int rs
     const int rmax = V == 1 ? RMAX1 : RMAX2;
     int done = 0;
     while (done < n) {
-        int r = n - done >= rmax ? rmax : 1;
+        int r = n - done >= rmax ? rmax : n - done >= 4 ? 4 : 1;
         if (V == 1 && r == rmax)
             FN(block_1_RMAX1)(src, ntaps, rstride, k, wt, ldw, dst, dstride, last, init);
+        else if (V == 1 && r == 4)
+            FN(block_1_4)(src, ntaps, rstride, k, wt, ldw, dst, dstride, last, init);
         else if (V == 1)
             FN(block_1_1)(src, ntaps, rstride, k, wt, ldw, dst, dstride, last, init);
         else if (r == rmax)
             FN(block_2_RMAX2)(src, ntaps, rstride, k, wt, ldw, dst, dstride, last, init);
+        else if (r == 4)
+            FN(block_2_4)(src, ntaps, rstride, k, wt, ldw, dst, dstride, last, init);
         else
             FN(block_2_1)(src, ntaps, rstride, k, wt, ldw, dst, dstride, last, init);
         for (int t = 0; t < ntaps; t++)
@@ -112,18 +126,19 @@ static TARGET int group_vectors(int remaining, vmask *last)
     return v;
 }
 
-static TARGET void FN(big_to_small)(const float *pad, const ae_conv_geom *g, int cs,
-                                    const float *w, const float *init, float *small)
+static TARGET void FN(big_to_small)(const float *pad, int row0, const ae_conv_geom *g, int cs,
+                                    const float *w, const float *init, float *small, int oy0,
+                                    int oy1)
 {
     const int cb = g->big_c, s = g->stride, pw = g->big_w + 2;
-    for (int oy = 0; oy < g->small_h; oy++) {
+    for (int oy = oy0; oy < oy1; oy++) {
         for (int o0 = 0; o0 < cs; o0 += 2 * VW) {
             vmask last;
             int v = group_vectors(cs - o0, &last);
             const float *src[9], *wt[9];
             for (int kh = 0; kh < 3; kh++)
                 for (int kw = 0; kw < 3; kw++) {
-                    int py = oy * s + kh - g->pad_top + 1, px = kw - g->pad_left + 1;
+                    int py = oy * s + kh - g->pad_top + 1 - row0, px = kw - g->pad_left + 1;
                     src[kh * 3 + kw] = pad + ((size_t)py * pw + px) * cb;
                     wt[kh * 3 + kw] = w + (size_t)(kh * 3 + kw) * cb * cs + o0;
                 }
@@ -134,15 +149,99 @@ static TARGET void FN(big_to_small)(const float *pad, const ae_conv_geom *g, int
     }
 }
 
+/* small_to_big for stride 2 without left/top padding (even sizes) and at most
+ * one vector of output channels (the 16-channel layer), where gathering
+ * loads one input value per FMA. Here each input value feeds the three
+ * output pixels of its row that it reaches: output columns 2m (taps kw = 0
+ * from small column m, kw = 2 from m - 1) and 2m + 1 (kw = 1 from m), so R
+ * pairs of output pixels read R + 1 input values per kernel row and channel,
+ * three FMAs each. acc[0][i]: column 2 (m0 + i); acc[1][i]: column 2 (m0 + i) + 1. */
+static TARGET ALWAYS_INLINE void FN(pairs_block)(const int R, const float *const *rows,
+                                                 const int *khs, int nkh, int cs,
+                                                 const float *wt, int cb, int m0, float *dst,
+                                                 vmask last, const float *init)
+{
+    vec acc[2][RMAX2];
+    UNROLL
+    for (int q = 0; q < 2; q++)
+        UNROLL
+        for (int i = 0; i < R; i++)
+            acc[q][i] = V_ZERO();
+    for (int a = 0; a < nkh; a++) {
+        const float *src = rows[a] + (size_t)m0 * cs; /* padded column m0 = small column m0 - 1 */
+        const float *w = wt + (size_t)khs[a] * 3 * cs * cb;
+        for (int o = 0; o < cs; o++) {
+            vec w0 = V_LOADM(w + (size_t)o * cb, last);
+            vec w1 = V_LOADM(w + ((size_t)cs + o) * cb, last);
+            vec w2 = V_LOADM(w + ((size_t)2 * cs + o) * cb, last);
+            UNROLL
+            for (int i = 0; i <= R; i++) {
+                vec b = V_SET1(src[(size_t)i * cs + o]);
+                if (i < R)
+                    acc[0][i] = V_FMA(b, w2, acc[0][i]);
+                if (i > 0) {
+                    acc[0][i - 1] = V_FMA(b, w0, acc[0][i - 1]);
+                    acc[1][i - 1] = V_FMA(b, w1, acc[1][i - 1]);
+                }
+            }
+        }
+    }
+    vec bias = init ? V_LOADM(init, last) : V_ZERO();
+    UNROLL
+    for (int i = 0; i < R; i++) {
+        V_STOREM(dst + (size_t)(2 * i) * cb, last, V_ADD(acc[0][i], bias));
+        V_STOREM(dst + (size_t)(2 * i + 1) * cb, last, V_ADD(acc[1][i], bias));
+    }
+}
+
+#define PAIRS_VARIANT(R)                                                                        \
+    static TARGET void FN(pairs_##R)(const float *const *rows, const int *khs, int nkh, int cs, \
+                                     const float *wt, int cb, int m0, float *dst, vmask last,  \
+                                     const float *init)                                        \
+    {                                                                                           \
+        FN(pairs_block)(R, rows, khs, nkh, cs, wt, cb, m0, dst, last, init);                    \
+    }
+PAIRS_VARIANT(RMAX2)
+PAIRS_VARIANT(1)
+
+static TARGET void FN(small_to_big_pairs)(const float *pad, int row0, const ae_conv_geom *g,
+                                          int cs, const float *wt, const float *init, float *big,
+                                          int y0, int y1)
+{
+    const int cb = g->big_c, pw = g->small_w + 2;
+    const vmask last = mask_first(cb);
+    for (int y = y0; y < y1; y++) {
+        const float *rows[2];
+        int khs[2], nkh = 0;
+        for (int kh = y % 2; kh < 3; kh += 2) { /* y - kh even: small row (y - kh) / 2 */
+            rows[nkh] = pad + (size_t)((y - kh) / 2 + 1 - row0) * pw * cs;
+            khs[nkh++] = kh;
+        }
+        float *dst = big + (size_t)y * g->big_w * cb;
+        int m0 = 0;
+        for (; m0 + RMAX2 <= g->small_w; m0 += RMAX2)
+            FN(pairs_RMAX2)(rows, khs, nkh, cs, wt, cb, m0, dst + (size_t)2 * m0 * cb, last,
+                            init);
+        for (; m0 < g->small_w; m0++)
+            FN(pairs_1)(rows, khs, nkh, cs, wt, cb, m0, dst + (size_t)2 * m0 * cb, last, init);
+    }
+}
+
 /* Each big pixel gathers its taps: in row y the kernel rows kh with
  * y + pad_top - kh divisible by the stride contribute, from small row
  * (y + pad_top - kh) / stride; likewise for columns, which splits a row into
  * `stride` phases of pixels `stride` apart that share their taps. */
-static TARGET void FN(small_to_big)(const float *pad, const ae_conv_geom *g, int cs,
-                                    const float *wt, const float *init, float *big)
+static TARGET void FN(small_to_big)(const float *pad, int row0, const ae_conv_geom *g, int cs,
+                                    const float *wt, const float *init, float *big, int y0,
+                                    int y1)
 {
     const int cb = g->big_c, s = g->stride, pw = g->small_w + 2;
-    for (int y = 0; y < g->big_h; y++) {
+    if (s == 2 && g->pad_top == 0 && g->pad_left == 0 && cb <= VW &&
+        g->big_w == 2 * g->small_w) {
+        FN(small_to_big_pairs)(pad, row0, g, cs, wt, init, big, y0, y1);
+        return;
+    }
+    for (int y = y0; y < y1; y++) {
         int kh_list[3], oy_list[3], nkh = 0;
         for (int kh = 0; kh < 3; kh++) {
             int t = y + g->pad_top - kh;
@@ -164,7 +263,8 @@ static TARGET void FN(small_to_big)(const float *pad, const ae_conv_geom *g, int
                         if ((t + 2 * s) % s != 0)
                             continue;
                         int ox = t / s;
-                        src[ntaps] = pad + ((size_t)(oy_list[a] + 1) * pw + (ox + 1)) * cs;
+                        src[ntaps] =
+                            pad + ((size_t)(oy_list[a] + 1 - row0) * pw + (ox + 1)) * cs;
                         w[ntaps++] = wt + (size_t)(kh_list[a] * 3 + kw) * cs * cb + c0;
                     }
                 float *dst = big + ((size_t)y * g->big_w + phase) * cb + c0;
@@ -244,21 +344,21 @@ typedef void (*FN(wgrad_fn))(const float *, size_t, int, int, const float *, siz
 
 /* Rows of the small image go in bands, so that a band's pixels stay in cache
  * while every tap row and channel block passes over them. */
-static TARGET void FN(weight_grad)(const float *pad, const float *small, const ae_conv_geom *g,
-                                   int cs, float *dw)
+static TARGET void FN(weight_grad)(const float *pad, int row0, const float *small, int srow0,
+                                   const ae_conv_geom *g, int cs, float *dw, int first,
+                                   int last_row)
 {
     enum { BAND = 4 };
     const int cb = g->big_c, s = g->stride, pw = g->big_w + 2;
     const size_t tap_stride = (size_t)cb * cs;
-    memset(dw, 0, 9 * tap_stride * sizeof *dw);
-    for (int oy0 = 0; oy0 < g->small_h; oy0 += BAND) {
-        int rows = g->small_h - oy0 < BAND ? g->small_h - oy0 : BAND;
+    for (int oy0 = first; oy0 < last_row; oy0 += BAND) {
+        int rows = last_row - oy0 < BAND ? last_row - oy0 : BAND;
         for (int o0 = 0; o0 < cs; o0 += 2 * VW) {
             vmask last;
             int v = group_vectors(cs - o0, &last);
             const int cbmax = v == 1 ? CBMAX1 : CBMAX2;
             for (int kh = 0; kh < 3; kh++) {
-                int py = oy0 * s + kh - g->pad_top + 1, px = 1 - g->pad_left;
+                int py = oy0 * s + kh - g->pad_top + 1 - row0, px = 1 - g->pad_left;
                 const float *brow = pad + ((size_t)py * pw + px) * cb;
                 for (int c0 = 0; c0 < cb;) {
                     int left = cb - c0, n;
@@ -270,7 +370,8 @@ static TARGET void FN(weight_grad)(const float *pad, const float *small, const a
                     else
                         n = 1, f = v == 1 ? FN(wgrad_1_1) : FN(wgrad_2_1);
                     f(brow + c0, (size_t)s * pw * cb, s * cb, cb,
-                      small + (size_t)oy0 * g->small_w * cs + o0, (size_t)g->small_w * cs, cs,
+                      small + (size_t)(oy0 - srow0) * g->small_w * cs + o0,
+                      (size_t)g->small_w * cs, cs,
                       rows, g->small_w, dw + (size_t)kh * 3 * tap_stride + (size_t)c0 * cs + o0,
                       tap_stride, cs, last);
                     c0 += n;
@@ -280,9 +381,333 @@ static TARGET void FN(weight_grad)(const float *pad, const float *small, const a
     }
 }
 
+/* ---- Transposed convolution, stride 1, to at most 4 channels (the output
+ * layer) ----
+ * Vectors over channels would use 3 of 16 lanes here, so this one runs along
+ * the pixels of a row instead: it reads the small image channel-planar
+ * (padded row r, channel o: pad[(r cs + o) pw + col], pw = small_w + 2) and
+ * keeps XV vectors of pixels x CB channels in registers.
+ * big[y][x][c] = init[c] + sum_{kh,kw,o} pad[(y+2-kh) cs + o][x+2-kw] w[kh][kw][c][o]. */
+static TARGET ALWAYS_INLINE void FN(narrow_block)(const int CB, const int XV, const float *pad,
+                                                  int cs, int pw, const float *w, int y, int x0,
+                                                  vmask last, float *out)
+{
+    /* S independent partial sums over the input channels keep at least 8 FMA
+     * chains in flight when CB x XV is small. */
+    enum { SMAX = 4 };
+    const int S = CB * XV >= 8 ? 1 : CB * XV >= 4 ? 2 : SMAX;
+    vec acc[SMAX][4][4];
+    UNROLL
+    for (int q = 0; q < S; q++)
+        UNROLL
+        for (int c = 0; c < CB; c++)
+            UNROLL
+            for (int v = 0; v < XV; v++)
+                acc[q][c][v] = V_ZERO();
+    for (int kh = 0; kh < 3; kh++) {
+        const float *rows = pad + (size_t)(y + 2 - kh) * cs * pw + x0;
+        for (int o0 = 0; o0 < cs; o0 += S) {
+            UNROLL
+            for (int q = 0; q < S; q++) {
+                const int o = o0 + q;
+                if (o >= cs)
+                    break;
+                const float *row = rows + (size_t)o * pw;
+                UNROLL
+                for (int kw = 0; kw < 3; kw++) {
+                    vec xv[4];
+                    UNROLL
+                    for (int v = 0; v < XV; v++)
+                        xv[v] = v == XV - 1 ? V_LOADM(row + 2 - kw + v * VW, last)
+                                            : V_LOAD(row + 2 - kw + v * VW);
+                    const float *wk = w + (size_t)(kh * 3 + kw) * CB * cs + o;
+                    UNROLL
+                    for (int c = 0; c < CB; c++) {
+                        vec wv = V_SET1(wk[(size_t)c * cs]);
+                        UNROLL
+                        for (int v = 0; v < XV; v++)
+                            acc[q][c][v] = V_FMA(wv, xv[v], acc[q][c][v]);
+                    }
+                }
+            }
+        }
+    }
+    UNROLL
+    for (int c = 0; c < CB; c++)
+        UNROLL
+        for (int v = 0; v < XV; v++) {
+            vec sum = acc[0][c][v];
+            UNROLL
+            for (int q = 1; q < S; q++)
+                sum = V_ADD(sum, acc[q][c][v]);
+            V_STORE(out + (size_t)c * 4 * VW + v * VW, sum);
+        }
+}
+
+#define NARROW_VARIANT(CB, XV)                                                                  \
+    static TARGET void FN(narrow_##CB##_##XV)(const float *pad, int cs, int pw, const float *w, \
+                                              int y, int x0, vmask last, float *out)            \
+    {                                                                                           \
+        FN(narrow_block)(CB, XV, pad, cs, pw, w, y, x0, last, out);                             \
+    }
+NARROW_VARIANT(1, 4)
+NARROW_VARIANT(1, 2)
+NARROW_VARIANT(1, 1)
+NARROW_VARIANT(2, 4)
+NARROW_VARIANT(2, 2)
+NARROW_VARIANT(2, 1)
+NARROW_VARIANT(3, 4)
+NARROW_VARIANT(3, 2)
+NARROW_VARIANT(3, 1)
+NARROW_VARIANT(4, 4)
+NARROW_VARIANT(4, 2)
+NARROW_VARIANT(4, 1)
+
+typedef void (*FN(narrow_fn))(const float *, int, int, const float *, int, int, vmask, float *);
+
+static TARGET void FN(small_to_big_narrow)(const float *pad, int row0, const ae_conv_geom *g,
+                                           int cs, const float *w, const float *init, float *big,
+                                           int y0, int y1)
+{
+    static const FN(narrow_fn) wide[4] = {FN(narrow_1_4), FN(narrow_2_4), FN(narrow_3_4),
+                                          FN(narrow_4_4)};
+    static const FN(narrow_fn) two[4] = {FN(narrow_1_2), FN(narrow_2_2), FN(narrow_3_2),
+                                         FN(narrow_4_2)};
+    static const FN(narrow_fn) one[4] = {FN(narrow_1_1), FN(narrow_2_1), FN(narrow_3_1),
+                                         FN(narrow_4_1)};
+    const int cb = g->big_c, pw = g->small_w + 2, width = g->big_w;
+    float out[4 * 4 * VW];
+    for (int y = y0; y < y1; y++) {
+        for (int x0 = 0; x0 < width;) {
+            int left = width - x0;
+            int n = left >= 4 * VW ? 4 * VW : left >= 2 * VW ? 2 * VW : left < VW ? left : VW;
+            /* the kernel reads padded rows y .. y + 2: pass the band as if it began at y */
+            const float *band = pad + (size_t)(y - row0) * cs * pw;
+            if (n == 4 * VW)
+                wide[cb - 1](band, cs, pw, w, 0, x0, mask_first(VW), out);
+            else if (n == 2 * VW)
+                two[cb - 1](band, cs, pw, w, 0, x0, mask_first(VW), out);
+            else
+                one[cb - 1](band, cs, pw, w, 0, x0, mask_first(n), out);
+            float *dst = big + ((size_t)y * width + x0) * cb;
+            int x = 0;
+#ifdef V_INTERLEAVE3
+            if (cb == 3) /* whole vectors of pixels: interleave the planes in registers */
+                for (; x + VW <= n; x += VW)
+                    V_INTERLEAVE3(dst + (size_t)x * 3, out + x, out + 4 * VW + x,
+                                  out + 8 * VW + x, init);
+#endif
+            for (; x < n; x++)
+                for (int c = 0; c < cb; c++)
+                    dst[x * cb + c] = out[c * 4 * VW + x] + (init ? init[c] : 0.0f);
+            x0 += n;
+        }
+    }
+}
+
+/* ---- Element-wise passes over (pixels, c) tensors, channels in vectors ----
+ * Each channel is summed in pixel order with the same double operations as
+ * the portable loops (no fused multiply-adds), so the sums are bit-identical
+ * to theirs; pixels go in chunks so that every channel group of a chunk is
+ * read from L1. */
+
+enum { CHUNK = 64 };
+
+static TARGET ALWAYS_INLINE vec FN(leaky)(vec v, vec slope)
+{
+    return V_SELECT_POS(v, v, V_MUL(v, slope));
+}
+
+/* acc[ch] = sum over pixels of leaky(z) or, with mean, of (leaky(z) - mean)^2. */
+static TARGET void FN(bn_sums)(double *acc, const float *z, size_t pixels, int c, float slope,
+                               const double *mean)
+{
+    const vec vslope = V_SET1(slope);
+    for (int ch = 0; ch < c; ch++)
+        acc[ch] = 0;
+    for (size_t p0 = 0; p0 < pixels; p0 += CHUNK) {
+        size_t p1 = pixels - p0 < CHUNK ? pixels : p0 + CHUNK;
+        for (int c0 = 0; c0 < c; c0 += VW) {
+            int width = c - c0 < VW ? c - c0 : VW;
+            vmask m = mask_first(width);
+            double a[VW], mu[VW];
+            for (int j = 0; j < VW; j++) {
+                a[j] = j < width ? acc[c0 + j] : 0;
+                mu[j] = mean && j < width ? mean[c0 + j] : 0;
+            }
+            vecd a0 = VD_LOAD(a), a1 = VD_LOAD(a + VW / 2);
+            vecd m0 = VD_LOAD(mu), m1 = VD_LOAD(mu + VW / 2);
+            for (size_t p = p0; p < p1; p++) {
+                vec v = FN(leaky)(V_LOADM(z + p * c + c0, m), vslope);
+                vecd d0 = VD_LO(v), d1 = VD_HI(v);
+                if (mean) {
+                    d0 = VD_SUB(d0, m0);
+                    d1 = VD_SUB(d1, m1);
+                    d0 = VD_MUL(d0, d0);
+                    d1 = VD_MUL(d1, d1);
+                }
+                a0 = VD_ADD(a0, d0);
+                a1 = VD_ADD(a1, d1);
+            }
+            VD_STORE(a, a0);
+            VD_STORE(a + VW / 2, a1);
+            for (int j = 0; j < width; j++)
+                acc[c0 + j] = a[j];
+        }
+    }
+}
+
+/* acc[ch] = sum of dy, acc[c + ch] = sum of dy * xhat, xhat = (leaky(z) - mean) invstd. */
+static TARGET void FN(bn_grad_sums)(double *acc, const float *dy, const float *z, size_t pixels,
+                                    int c, float slope, const float *mean, const float *invstd)
+{
+    const vec vslope = V_SET1(slope);
+    for (int ch = 0; ch < 2 * c; ch++)
+        acc[ch] = 0;
+    for (size_t p0 = 0; p0 < pixels; p0 += CHUNK) {
+        size_t p1 = pixels - p0 < CHUNK ? pixels : p0 + CHUNK;
+        for (int c0 = 0; c0 < c; c0 += VW) {
+            int width = c - c0 < VW ? c - c0 : VW;
+            vmask m = mask_first(width);
+            double a[VW], b[VW];
+            for (int j = 0; j < VW; j++) {
+                a[j] = j < width ? acc[c0 + j] : 0;
+                b[j] = j < width ? acc[c + c0 + j] : 0;
+            }
+            vecd a0 = VD_LOAD(a), a1 = VD_LOAD(a + VW / 2);
+            vecd b0 = VD_LOAD(b), b1 = VD_LOAD(b + VW / 2);
+            vec mu = V_LOADM(mean + c0, m), is = V_LOADM(invstd + c0, m);
+            for (size_t p = p0; p < p1; p++) {
+                vec g = V_LOADM(dy + p * c + c0, m);
+                vec xhat = V_MUL(V_SUB(FN(leaky)(V_LOADM(z + p * c + c0, m), vslope), mu), is);
+                vecd g0 = VD_LO(g), g1 = VD_HI(g);
+                a0 = VD_ADD(a0, g0);
+                a1 = VD_ADD(a1, g1);
+                b0 = VD_ADD(b0, VD_MUL(g0, VD_LO(xhat)));
+                b1 = VD_ADD(b1, VD_MUL(g1, VD_HI(xhat)));
+            }
+            VD_STORE(a, a0);
+            VD_STORE(a + VW / 2, a1);
+            VD_STORE(b, b0);
+            VD_STORE(b + VW / 2, b1);
+            for (int j = 0; j < width; j++) {
+                acc[c0 + j] = a[j];
+                acc[c + c0 + j] = b[j];
+            }
+        }
+    }
+}
+
+/* dz = leaky'(z) k_dy (dy - k_mean - xhat k_xhat); dz may alias dy. */
+static TARGET void FN(bn_grad_apply)(float *dz, const float *dy, const float *z, size_t pixels,
+                                     int c, float slope, const float *mean, const float *invstd,
+                                     const float *k_dy, const float *k_mean, const float *k_xhat)
+{
+    const vec vslope = V_SET1(slope);
+    for (size_t p0 = 0; p0 < pixels; p0 += CHUNK) {
+        size_t p1 = pixels - p0 < CHUNK ? pixels : p0 + CHUNK;
+        for (int c0 = 0; c0 < c; c0 += VW) {
+            vmask m = mask_first(c - c0 < VW ? c - c0 : VW);
+            vec mu = V_LOADM(mean + c0, m), is = V_LOADM(invstd + c0, m);
+            vec kd = V_LOADM(k_dy + c0, m), km = V_LOADM(k_mean + c0, m);
+            vec kx = V_LOADM(k_xhat + c0, m);
+            for (size_t p = p0; p < p1; p++) {
+                vec zv = V_LOADM(z + p * c + c0, m);
+                vec xhat = V_MUL(V_SUB(FN(leaky)(zv, vslope), mu), is);
+                vec da = V_MUL(kd, V_SUB(V_SUB(V_LOADM(dy + p * c + c0, m), km), V_MUL(xhat, kx)));
+                V_STOREM(dz + p * c + c0, m, V_SELECT_POS(zv, da, V_MUL(vslope, da)));
+            }
+        }
+    }
+}
+
+/* dst = tf(x) over pixels x c (one image row or more): leaky, then scale and shift. */
+static TARGET void FN(apply_tf)(float *dst, const float *x, size_t pixels, int c,
+                                const float *scale, const float *shift, float slope)
+{
+    const vec vslope = V_SET1(slope);
+    if (c <= VW) {
+        vmask m = mask_first(c);
+        vec sc = V_LOADM(scale, m), sh = V_LOADM(shift, m);
+        for (size_t p = 0; p < pixels; p++)
+            V_STOREM(dst + p * c, m,
+                     V_ADD(V_MUL(FN(leaky)(V_LOADM(x + p * c, m), vslope), sc), sh));
+        return;
+    }
+    for (size_t p = 0; p < pixels; p++)
+        for (int c0 = 0; c0 < c; c0 += VW) {
+            vmask m = mask_first(c - c0 < VW ? c - c0 : VW);
+            vec v = FN(leaky)(V_LOADM(x + p * c + c0, m), vslope);
+            V_STOREM(dst + p * c + c0, m,
+                     V_ADD(V_MUL(v, V_LOADM(scale + c0, m)), V_LOADM(shift + c0, m)));
+        }
+}
+
+/* Channel-planar copy of one row: rows[ch pw + 1 + x] = src[x c + ch]. */
+static TARGET void FN(planar_row)(float *rows, const float *src, int w, int c, size_t pw)
+{
+    const vidx step = VI_STEP(c);
+    int first = 0; /* pixels before `first` are done */
+#ifdef V_TRANSPOSE16
+    if (c == 16) /* whole blocks of 16 pixels by an in-register transpose */
+        for (; first + 16 <= w; first += 16)
+            V_TRANSPOSE16(rows + 1 + first, pw, src + (size_t)first * 16);
+#endif
+    for (int ch = 0; ch < c; ch++)
+        for (int x0 = first; x0 < w; x0 += VW) {
+            vmask m = mask_first(w - x0 < VW ? w - x0 : VW);
+            V_STOREM(rows + (size_t)ch * pw + 1 + x0, m,
+                     V_GATHERM(src + (size_t)x0 * c + ch, step, m));
+        }
+}
+
+/* db[ch] = sum over pixels of dy (in float, pixel order, as the portable loop). */
+static TARGET void FN(bias_grad)(float *db, const float *dy, size_t pixels, int c)
+{
+    for (int c0 = 0; c0 < c; c0 += VW) {
+        vmask m = mask_first(c - c0 < VW ? c - c0 : VW);
+        vec acc = V_ZERO();
+        for (size_t p = 0; p < pixels; p++)
+            acc = V_ADD(acc, V_LOADM(dy + p * c + c0, m));
+        V_STOREM(db + c0, m, acc);
+    }
+}
+
+/* y = 1 / (1 + exp(-x)) with exp of -|x| only (no overflow): exp(r) for
+ * r = -|x| = n ln2 + f, |f| <= ln2 / 2, by Cephes' expf polynomial (about
+ * 2 ulp), scaled by 2^n. */
+static TARGET void FN(sigmoid)(float *y, const float *x, size_t count)
+{
+    const vec one = V_SET1(1.0f), log2e = V_SET1(1.44269504088896341f);
+    const vec c1 = V_SET1(0.693359375f), c2 = V_SET1(-2.12194440e-4f), lo = V_SET1(-88.0f);
+    const vec p0 = V_SET1(1.9875691500e-4f), p1 = V_SET1(1.3981999507e-3f),
+              p2 = V_SET1(8.3334519073e-3f), p3 = V_SET1(4.1665795894e-2f),
+              p4 = V_SET1(1.6666665459e-1f), p5 = V_SET1(5.0000001201e-1f);
+    for (size_t i = 0; i < count; i += VW) {
+        vmask m = mask_first(count - i < VW ? (int)(count - i) : VW);
+        vec v = V_LOADM(x + i, m);
+        vec r = V_MAX(lo, V_NEG_ABS(v)); /* NaN stays NaN */
+        vec n = V_ROUND(V_MUL(r, log2e));
+        vec f = V_SUB(V_SUB(r, V_MUL(n, c1)), V_MUL(n, c2));
+        vec p = V_FMA(V_FMA(V_FMA(V_FMA(V_FMA(p0, f, p1), f, p2), f, p3), f, p4), f, p5);
+        vec e = V_SCALE2(V_ADD(V_FMA(V_MUL(p, f), f, f), one), n);
+        vec den = V_ADD(one, e);
+        /* x >= 0: 1 / (1 + e); x < 0: e / (1 + e) */
+        V_STOREM(y + i, m, V_SELECT_NONNEG(v, V_DIV(one, den), V_DIV(e, den)));
+    }
+}
+
 const ae_direct_ops FN(ae_direct) = {
     .name = FN_NAME,
     .big_to_small = FN(big_to_small),
     .small_to_big = FN(small_to_big),
     .weight_grad = FN(weight_grad),
+    .small_to_big_narrow = FN(small_to_big_narrow),
+    .bn_sums = FN(bn_sums),
+    .bn_grad_sums = FN(bn_grad_sums),
+    .bn_grad_apply = FN(bn_grad_apply),
+    .apply_tf = FN(apply_tf),
+    .bias_grad = FN(bias_grad),
+    .planar_row = FN(planar_row),
+    .sigmoid = FN(sigmoid),
 };

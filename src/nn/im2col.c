@@ -1,6 +1,8 @@
 /* The geometry of TensorFlow's "same" 3x3 convolution and the im2col / col2im
  * pair that turns it (and its transpose) into one GEMM per image. */
-#include "nn/layers.h"
+#include "nn/direct.h"
+
+#include <string.h>
 
 
 void ae_conv_geom_init(ae_conv_geom *g, int big_h, int big_w, int big_c, int stride)
@@ -70,4 +72,114 @@ void ae_col2im_add(const float *col, const ae_conv_geom *g, float *img)
             }
         }
     }
+}
+
+/* dst = tf(src) over w pixels x c. */
+static void transform_row(const ae_direct_ops *ops, float *dst, const float *src,
+                          const ae_input_tf *tf, int w, int c)
+{
+    if (!tf) {
+        memcpy(dst, src, (size_t)w * c * sizeof *dst);
+    } else if (ops) {
+        ops->apply_tf(dst, src, (size_t)w, c, tf->scale, tf->shift, tf->slope);
+    } else {
+        const float *scale = tf->scale, *shift = tf->shift, slope = tf->slope;
+        for (int px = 0; px < w; px++)
+            for (int ch = 0; ch < c; ch++) {
+                float v = src[(size_t)px * c + ch];
+                dst[(size_t)px * c + ch] = (v > 0.0f ? v : slope * v) * scale[ch] + shift[ch];
+            }
+    }
+}
+
+void ae_conv_input_rows(const ae_direct_ops *ops, float *dst, const float *x,
+                        const ae_input_tf *tf, int h, int w, int c, int lo, int hi)
+{
+    const size_t inner = (size_t)w * c, row = inner + 2 * (size_t)c;
+    for (int r = lo; r < hi; r++) {
+        float *d = dst + (size_t)(r - lo) * row;
+        if (r == 0 || r == h + 1) {
+            memset(d, 0, row * sizeof *d);
+            continue;
+        }
+        memset(d, 0, (size_t)c * sizeof *d);
+        transform_row(ops, d + c, x + (size_t)(r - 1) * inner, tf, w, c);
+        memset(d + c + inner, 0, (size_t)c * sizeof *d);
+    }
+}
+
+void ae_conv_input(const ae_direct_ops *ops, float *dst, const float *x, const ae_input_tf *tf,
+                   int h, int w, int c, int pad)
+{
+    if (pad) {
+        ae_conv_input_rows(ops, dst, x, tf, h, w, c, 0, h + 2);
+        return;
+    }
+    const size_t inner = (size_t)w * c;
+    for (int y = 0; y < h; y++)
+        transform_row(ops, dst + (size_t)y * inner, x + (size_t)y * inner, tf, w, c);
+}
+
+void ae_conv_input_planar_rows(const ae_direct_ops *ops, float *dst, const float *x,
+                               const ae_input_tf *tf, int h, int w, int c, int lo, int hi,
+                               float *tmp)
+{
+    const size_t pw = (size_t)w + 2, plane_row = pw * c, inner = (size_t)w * c;
+    for (int r = lo; r < hi; r++) {
+        float *rows = dst + (size_t)(r - lo) * plane_row;
+        if (r == 0 || r == h + 1) {
+            memset(rows, 0, plane_row * sizeof *rows);
+            continue;
+        }
+        const float *src = x + (size_t)(r - 1) * inner;
+        if (tf) {
+            transform_row(ops, tmp, src, tf, w, c);
+            src = tmp;
+        }
+        for (int ch = 0; ch < c; ch++) {
+            rows[(size_t)ch * pw] = 0.0f;
+            rows[(size_t)ch * pw + pw - 1] = 0.0f;
+        }
+        if (ops) {
+            ops->planar_row(rows, src, w, c, pw);
+            continue;
+        }
+        for (int px = 0; px < w; px++)
+            for (int ch = 0; ch < c; ch++)
+                rows[(size_t)ch * pw + 1 + px] = src[(size_t)px * c + ch];
+    }
+}
+
+void ae_direct_rows_needed(const ae_conv_geom *g, int to_small, int first, int end, int *lo,
+                           int *hi)
+{
+    const int s = g->stride;
+    if (to_small) { /* padded big rows oy s + kh - pad_top + 1, kh = 0..2 */
+        *lo = first * s - g->pad_top + 1;
+        *hi = (end - 1) * s - g->pad_top + 4;
+        if (*hi > g->big_h + 2)
+            *hi = g->big_h + 2;
+    } else { /* padded small rows (y + pad_top - kh) / s + 1 */
+        int a = first + g->pad_top - 2;
+        *lo = (a >= 0 ? a / s : -((-a + s - 1) / s)) + 1;
+        *hi = (end - 1 + g->pad_top) / s + 2;
+        if (*hi > g->small_h + 2)
+            *hi = g->small_h + 2;
+    }
+    if (*lo < 0)
+        *lo = 0;
+}
+
+static int band_override;
+
+void ae_direct_set_band(int rows) { band_override = rows; }
+
+int ae_direct_band(const ae_conv_geom *g, int to_small, int in_c)
+{
+    if (band_override > 0)
+        return band_override;
+    const int in_w = (to_small ? g->big_w : g->small_w) + 2;
+    const int in_rows_per_out = to_small ? g->stride : 1;
+    int band = (int)(65536 / ((size_t)in_w * in_c * in_rows_per_out + 1));
+    return band < 1 ? 1 : band;
 }

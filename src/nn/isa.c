@@ -1,5 +1,5 @@
-/* Run-time choice of the convolution kernels, and the helpers they share:
- * zero-padding an image and transposing a kernel. */
+/* Run-time choice of the convolution kernels, and the kernel transpose
+ * small_to_big reads. */
 #include "nn/direct.h"
 #include "nn/isa.h"
 
@@ -53,27 +53,16 @@ const ae_direct_ops *ae_direct_ops_for(int isa)
 {
     if (!ae_isa_supported(isa))
         return NULL;
+#if defined(__x86_64__) || defined(__i386__)
     switch (isa) {
     case AE_ISA_AVX2: return &ae_direct_avx2;
     case AE_ISA_AVX512: return &ae_direct_avx512;
-    default: return NULL;
     }
+#endif
+    return NULL;
 }
 
 size_t ae_direct_padded_floats(int h, int w, int c) { return (size_t)(h + 2) * (w + 2) * c; }
-
-void ae_direct_pad(float *dst, const float *src, int h, int w, int c)
-{
-    const size_t row = (size_t)(w + 2) * c, inner = (size_t)w * c;
-    memset(dst, 0, row * sizeof *dst);
-    for (int y = 0; y < h; y++) {
-        float *d = dst + (size_t)(y + 1) * row;
-        memset(d, 0, (size_t)c * sizeof *d);
-        memcpy(d + c, src + (size_t)y * inner, inner * sizeof *d);
-        memset(d + c + inner, 0, (size_t)c * sizeof *d);
-    }
-    memset(dst + (size_t)(h + 1) * row, 0, row * sizeof *dst);
-}
 
 void ae_direct_transpose_kernel(float *wt, const float *w, int cb, int cs)
 {

@@ -5,10 +5,12 @@
  * bias gradients, BatchNorm statistics) write one partial result per IMAGE into
  * caller-provided slots and then sum the slots in image order. The sum order
  * therefore does not depend on the number of threads, and results are
- * bit-identical for any thread count. BLAS runs single-threaded inside the
- * OpenMP loops over images. */
+ * bit-identical for any thread count. The loops over images run on the
+ * model's thread pool (pool.h); BLAS runs single-threaded inside them. */
 #ifndef AEDET_NN_LAYERS_H
 #define AEDET_NN_LAYERS_H
+
+#include "nn/pool.h"
 
 #include <stddef.h>
 
@@ -28,26 +30,49 @@ void ae_conv_geom_init(ae_conv_geom *g, int big_h, int big_w, int big_c, int str
 /* Per-thread scratch for one image, and per-image partial-sum slots. */
 typedef struct {
     int num_threads;       /* scratch buffers available */
+    ae_pool *pool;         /* runs the per-image loops (NULL: one thread) */
     int isa;               /* AE_ISA_* (isa.h): 0 is the portable im2col + BLAS path */
     float **col;           /* portable path: num_threads buffers of col_floats each */
     size_t col_floats;
-    float **pad;           /* direct path: num_threads buffers of pad_floats each */
-    size_t pad_floats;     /* a padded big image plus a padded small one */
+    float **pad;           /* num_threads buffers of pad_floats each: one image's */
+    size_t pad_floats;     /* transformed input, padded (direct) or not (portable), a
+                              padded output gradient (direct conv backward) and a row */
     float *wt;             /* direct path: a transposed kernel, wt_floats */
     size_t wt_floats;
     float *slots;          /* max_batch x slot_floats: per-image weight-gradient partials */
     size_t slot_floats;
-    double *dslots;        /* max_batch x dslot_doubles: per-image BatchNorm partials */
+    double *dslots;        /* (max_batch + 2 + 2 num_threads) x dslot_doubles: per-image
+                              BatchNorm partials, totals, per-thread temporaries */
     size_t dslot_doubles;
     float *channel;        /* 4 x max channels: per-channel coefficients */
 } ae_scratch;
 
-/* scratch.c. Threads to use now: the caller's OpenMP setting, capped by the
- * scratch buffers made. */
+/* scratch.c. Threads to use now: the thread count setting
+ * (ae_set_num_threads), capped by the scratch buffers made. */
 int ae_scratch_threads(const ae_scratch *s);
+
+/* Below these sizes a pass runs on the calling thread alone: handing work to
+ * the pool (pool.c) and waiting for it costs a few microseconds, ~0.1 ms when
+ * a worker has gone to sleep. 2M multiply-adds is ~30 us of one core;
+ * element-wise passes count values (64K). */
+#define AE_PARALLEL_VALUES ((size_t)1 << 16)
+#define AE_PARALLEL_MACS 2e6
+/* ae_scratch_threads(s), or 1 for a convolution of fewer multiply-adds than
+ * the threshold (AE_PARALLEL_MACS). */
+int ae_threads_for(const ae_scratch *s, double macs);
+/* The element-wise threshold (AE_PARALLEL_VALUES). */
+size_t ae_parallel_values(void);
+/* For tests: other thresholds (0, 0 makes every pass parallel). */
+void ae_set_parallel_thresholds(double macs, size_t values);
 /* dst[j] = sum over images i = 0..n-1, in that order, of slots[i*stride + j]. */
 void ae_reduce_slots(float *dst, const float *slots, size_t stride, int n, size_t count,
-                     int threads);
+                     ae_scratch *s);
+/* fn(ctx, begin, end) over [0, count) in chunks of `chunk`, on the scratch's
+ * pool when work (in values) reaches AE_PARALLEL_VALUES. fn must give the same
+ * result whatever the split (element-wise work). */
+typedef void (*ae_chunk_fn)(void *ctx, size_t begin, size_t end);
+void ae_parallel_chunks(ae_scratch *s, size_t count, size_t chunk, size_t work, ae_chunk_fn fn,
+                        void *ctx);
 
 /* db[o] = sum over pixels of dy[p][o] (one image), in pixel order. */
 void ae_bias_grad(float *db, const float *dy, size_t pixels, int c);
@@ -57,20 +82,32 @@ void ae_im2col(const float *img, const ae_conv_geom *g, float *col);
 /* Adds col back into img (which the caller zeroes or pre-fills). */
 void ae_col2im_add(const float *col, const ae_conv_geom *g, float *img);
 
+/* A per-channel transform the convolutions apply to their input x as they
+ * read it: x' = scale[c] * leaky(x) + shift[c], leaky(x) = x > 0 ? x : slope x.
+ * It is a BatchNorm (and the LeakyReLU before it) whose output is never
+ * stored. NULL means x as is. */
+typedef struct {
+    const float *scale, *shift;
+    float slope;
+} ae_input_tf;
+
 /* conv2d.c: x (n, big_h, big_w, in) -> y (n, small_h, small_w, out);
  * w (3,3,in,out), b (out). Forward overwrites y. Backward OVERWRITES dw, db
- * and (when dx is not NULL) dx. */
-void ae_conv2d_forward(float *y, const float *x, const float *w, const float *b, int n,
-                       const ae_conv_geom *g, int out_c, ae_scratch *s);
+ * and (when dx is not NULL) dx, the gradient with respect to the transformed
+ * input x'. tf may be NULL. */
+void ae_conv2d_forward(float *y, const float *x, const ae_input_tf *tf, const float *w,
+                       const float *b, int n, const ae_conv_geom *g, int out_c, ae_scratch *s);
 void ae_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                        const float *w, int n, const ae_conv_geom *g, int out_c, ae_scratch *s);
+                        const ae_input_tf *tf, const float *w, int n, const ae_conv_geom *g,
+                        int out_c, ae_scratch *s);
 
 /* conv2d_transpose.c: x (n, small_h, small_w, in) -> y (n, big_h, big_w, big_c);
- * w (3,3,big_c,in) as Keras stores it, b (big_c). Same overwrite rules. */
-void ae_deconv2d_forward(float *y, const float *x, const float *w, const float *b, int n,
-                         const ae_conv_geom *g, int in_c, ae_scratch *s);
+ * w (3,3,big_c,in) as Keras stores it, b (big_c). Same rules. */
+void ae_deconv2d_forward(float *y, const float *x, const ae_input_tf *tf, const float *w,
+                         const float *b, int n, const ae_conv_geom *g, int in_c, ae_scratch *s);
 void ae_deconv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                          const float *w, int n, const ae_conv_geom *g, int in_c, ae_scratch *s);
+                          const ae_input_tf *tf, const float *w, int n, const ae_conv_geom *g,
+                          int in_c, ae_scratch *s);
 
 /* dense.c: x (n, in) -> y (n, out); w (in, out), b (out). Backward overwrites
  * dw, db, dx (dx may be NULL). One single-threaded GEMM over the batch. */
@@ -79,21 +116,31 @@ void ae_dense_forward(float *y, const float *x, const float *w, const float *b, 
 void ae_dense_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                        const float *w, int n, int in, int out);
 
-/* batchnorm.c over x (n, pixels, c), per channel. Training: batch statistics
- * (biased variance) normalize, and saved_mean/saved_invstd (c each) keep them
- * for the backward; moving_mean/moving_var (c each) move towards the batch
- * statistics (unbiased variance) with the momentum. Inference: the moving
- * statistics. Backward overwrites dx (may alias dy), dgamma, dbeta. */
-void ae_batchnorm_forward_train(float *y, const float *x, const float *gamma, const float *beta,
-                                float *moving_mean, float *moving_var, float *saved_mean,
-                                float *saved_invstd, int n, size_t pixels, int c, float momentum,
-                                float epsilon, ae_scratch *s);
-void ae_batchnorm_forward_infer(float *y, const float *x, const float *gamma, const float *beta,
-                                const float *moving_mean, const float *moving_var, int n,
-                                size_t pixels, int c, float epsilon, ae_scratch *s);
-void ae_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
-                           const float *x, const float *gamma, const float *saved_mean,
-                           const float *saved_invstd, int n, size_t pixels, int c, ae_scratch *s);
+/* batchnorm.c: BatchNorm of a = leaky(z) over z (n, pixels, c), per channel,
+ * the LeakyReLU before it folded in (slope 1: none). Training: batch
+ * statistics (biased variance) normalize, mean/invstd keep them for the
+ * backward; moving_mean/moving_var move towards the batch statistics
+ * (unbiased variance) with the momentum. Inference: the moving statistics.
+ * Both write scale and shift (y = scale * a + shift) and, when y is not
+ * NULL, y. Backward: dz (may alias dy), dgamma, dbeta are overwritten; dz is
+ * the gradient with respect to z (through the LeakyReLU). */
+typedef struct {
+    const float *gamma, *beta;
+    float *moving_mean, *moving_var;
+    float *mean, *invstd; /* c each: the batch statistics, for the backward */
+    float *scale, *shift; /* c each: written by both forwards */
+    float momentum, epsilon, slope;
+} ae_bn_params;
+
+void ae_batchnorm_forward_train(float *y, const float *z, const ae_bn_params *bn, int n,
+                                size_t pixels, int c, ae_scratch *s);
+void ae_batchnorm_forward_infer(float *y, const float *z, const ae_bn_params *bn, int n,
+                                size_t pixels, int c, ae_scratch *s);
+void ae_batchnorm_backward(float *dz, float *dgamma, float *dbeta, const float *dy,
+                           const float *z, const ae_bn_params *bn, int n, size_t pixels, int c,
+                           ae_scratch *s);
+/* y = tf(z) over pixels x c values. */
+void ae_bn_apply(float *y, const float *z, const ae_input_tf *tf, size_t pixels, int c);
 
 /* activation.c, over count values. dx may alias dy. */
 void ae_leaky_forward(float *y, const float *x, size_t count, float slope);
@@ -106,6 +153,8 @@ void ae_sigmoid_backward(float *dx, const float *dy, const float *y, size_t coun
  * The gradient of the batch mean: dy = 2 (y - x) / (n d). */
 double ae_mse_forward(const float *y, const float *x, int n, size_t d, float *per_image);
 void ae_mse_backward(float *dy, const float *y, const float *x, int n, size_t d);
+/* dy = scale (y - x) over count values: ae_mse_backward's loop, scale = 2 / (n d). */
+void ae_scaled_diff(float *dy, const float *y, const float *x, size_t count, float scale);
 
 /* adam.c: one Keras Adam update of count parameters at step t = iterations + 1
  * with learning rate lr_t. With commit 0 nothing is written: it only counts

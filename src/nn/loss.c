@@ -19,11 +19,14 @@ double ae_mse_forward(const float *y, const float *x, int n, size_t d, float *pe
     return n > 0 ? total / ((double)n * (double)d) : 0.0;
 }
 
+void ae_scaled_diff(float *dy, const float *y, const float *x, size_t count, float scale)
+{
+    for (size_t i = 0; i < count; i++)
+        dy[i] = scale * (y[i] - x[i]);
+}
+
 void ae_mse_backward(float *dy, const float *y, const float *x, int n, size_t d)
 {
     const size_t count = (size_t)n * d;
-    const float scale = (float)(2.0 / (double)count);
-#pragma omp parallel for simd schedule(static) if (count > 65536)
-    for (size_t i = 0; i < count; i++)
-        dy[i] = scale * (y[i] - x[i]);
+    ae_scaled_diff(dy, y, x, count, (float)(2.0 / (double)count));
 }

@@ -25,7 +25,7 @@ ae_status ae_model_create(const ae_config *cfg, int max_batch, ae_model **out, a
         free(m);
         return st;
     }
-    /* BLAS runs inside our OpenMP loops over images: one thread each. */
+    /* BLAS runs inside the pool's loops over images: one thread each. */
     openblas_set_num_threads(1);
     m->cfg = *cfg;
     m->max_batch = max_batch;
@@ -40,7 +40,8 @@ ae_status ae_model_create(const ae_config *cfg, int max_batch, ae_model **out, a
     s->dslot_doubles = p->dslot_doubles;
     s->col = calloc((size_t)p->threads, sizeof *s->col);
     s->pad = calloc((size_t)p->threads, sizeof *s->pad);
-    s->dslots = calloc((p->dslot_doubles ? p->dslot_doubles : 1) * ((size_t)max_batch + 2),
+    s->dslots = calloc((p->dslot_doubles ? p->dslot_doubles : 1) *
+                           ((size_t)max_batch + 2 + 2 * (size_t)p->threads),
                        sizeof(double));
     int ok = s->col && s->pad && s->dslots && alloc_floats(&s->wt, p->wt_floats) && alloc_floats(&m->params, p->num_params) &&
              alloc_floats(&m->grads, p->num_params) && alloc_floats(&m->adam_m, p->num_params) &&
@@ -53,6 +54,10 @@ ae_status ae_model_create(const ae_config *cfg, int max_batch, ae_model **out, a
              alloc_floats(&s->channel, p->channel_floats);
     for (int t = 0; ok && t < p->threads; t++)
         ok = alloc_floats(&s->col[t], p->col_floats) && alloc_floats(&s->pad[t], p->pad_floats);
+    if (ok && p->threads > 1 && !(s->pool = ae_pool_create(p->threads))) {
+        ae_model_free(m);
+        return ae_fail(err, AE_ERR_NOMEM, "model: could not start %d threads", p->threads);
+    }
     if (!ok) {
         ae_model_free(m);
         return ae_fail(err, AE_ERR_NOMEM, "model: out of memory allocating %.1f MiB",
@@ -73,6 +78,7 @@ void ae_model_free(ae_model *m)
         if (m->scratch.pad)
             free(m->scratch.pad[t]);
     }
+    ae_pool_free(m->scratch.pool);
     free(m->scratch.col);
     free(m->scratch.pad);
     free(m->scratch.wt);
@@ -89,6 +95,7 @@ void ae_model_free(ae_model *m)
     free(m->acts);
     free(m->grad_a);
     free(m->grad_b);
+    free(m->view);
     free(m);
 }
 
@@ -171,6 +178,8 @@ const float *ae_model_layer_output(const ae_model *m, int i, size_t *count_per_i
         return NULL;
     if (count_per_image)
         *count_per_image = m->plan.layers[i].out_count;
+    if (!m->plan.layers[i].stored) /* the model is not const: its view buffer is written */
+        return ae_model_view((ae_model *)m, i);
     return m->acts + m->plan.layers[i].act;
 }
 

@@ -28,6 +28,7 @@ typedef struct {
     size_t moving_mean, moving_var; /* state offsets (BN) */
     size_t saved;               /* BN: offset of the batch mean, then invstd (c each) */
     size_t act;                 /* offset of the output in the activation buffer */
+    int stored;                 /* 0: LEAKY and most BN, recomputed from the conv's z */
 } ae_layer;
 
 /* Everything a config implies, computed with overflow checks before anything
@@ -39,7 +40,8 @@ typedef struct {
     ae_layer layers[AE_MAX_LAYERS];
     ae_tensor_info tensors[AE_MAX_TENSORS];
     size_t num_params, num_state, num_saved;
-    size_t act_floats;  /* all layer outputs for max_batch images */
+    size_t act_floats;  /* the stored layer outputs for max_batch images */
+    size_t view_floats; /* the largest recomputed output (ae_model_layer_output) */
     size_t grad_floats; /* one activation-gradient buffer for max_batch images */
     size_t col_floats, slot_floats, dslot_doubles, channel_floats;
     size_t pad_floats, wt_floats; /* direct kernels (isa != portable) */
@@ -54,10 +56,16 @@ struct ae_model {
     float *params, *grads, *adam_m, *adam_v;
     float *state, *state_backup, *saved;
     float *acts, *grad_a, *grad_b;
+    float *view;      /* made on demand for ae_model_layer_output of a recomputed layer */
+    int last_n;       /* images in the last forward */
     ae_scratch scratch;
     int64_t iterations;
     double forward_s[AE_MAX_LAYERS], backward_s[AE_MAX_LAYERS]; /* per-layer time */
 };
+
+/* model_run.c: layer i's output when it is recomputed rather than stored
+ * (into m->view, made on first use; NULL if that allocation fails). */
+const float *ae_model_view(ae_model *m, int i);
 
 ae_status ae_plan_make(ae_plan *plan, const ae_config *cfg, int max_batch, int threads,
                        ae_error *err);

@@ -170,8 +170,8 @@ static void add_leaky_bn(ae_plan *p, const char *prefix, int h, int w, int c)
     bn->bias = off[1];
     bn->moving_mean = off[2];
     bn->moving_var = off[3];
-    bn->saved = p->num_saved;
-    p->num_saved += 2 * (size_t)c;
+    bn->saved = p->num_saved; /* mean, invstd, scale, shift */
+    p->num_saved += 4 * (size_t)c;
 }
 
 static void build_layers(ae_plan *p, const ae_config *cfg)
@@ -231,11 +231,12 @@ ae_status ae_plan_make(ae_plan *p, const ae_config *cfg, int max_batch, int thre
             int other_c = l->kind == AE_LAYER_CONV ? l->out_c : l->in_c;
             if (p->isa == AE_ISA_PORTABLE)
                 p->col_floats = max_size(p->col_floats, small * taps);
-            else
-                p->pad_floats = max_size(
-                    p->pad_floats,
-                    ae_direct_padded_floats(l->geom.big_h, l->geom.big_w, l->geom.big_c) +
-                        ae_direct_padded_floats(l->geom.small_h, l->geom.small_w, other_c));
+            /* the transformed or padded input, a padded gradient and a row (direct.h) */
+            p->pad_floats =
+                max_size(p->pad_floats,
+                         ae_direct_padded_floats(l->geom.big_h, l->geom.big_w, l->geom.big_c) +
+                             ae_direct_padded_floats(l->geom.small_h, l->geom.small_w, other_c) +
+                             (size_t)l->geom.small_w * other_c);
             p->wt_floats = max_size(p->wt_floats, taps * other_c);
             /* one image's kernel gradient, then its bias gradient */
             p->slot_floats = max_size(p->slot_floats, taps * other_c + (size_t)l->out_c);
@@ -248,9 +249,17 @@ ae_status ae_plan_make(ae_plan *p, const ae_config *cfg, int max_batch, int thre
         size_t batch_count;
         if (!ae_mul_size(l->out_count, (size_t)max_batch, &batch_count))
             goto overflow;
+        /* A LeakyReLU and the BatchNorm after it are recomputed from the
+         * convolution's output z wherever they are read; only a BatchNorm
+         * that feeds the dense layer (a GEMM input) is kept. */
+        l->stored = !(l->kind == AE_LAYER_LEAKY ||
+                      (l->kind == AE_LAYER_BN &&
+                       (i + 1 == p->num_layers || p->layers[i + 1].kind != AE_LAYER_DENSE)));
         l->act = act;
-        if (!add_size(&act, batch_count))
+        if (l->stored && !add_size(&act, batch_count))
             goto overflow;
+        if (!l->stored && batch_count > p->view_floats)
+            p->view_floats = batch_count;
         if (batch_count > p->grad_floats)
             p->grad_floats = batch_count;
     }
@@ -271,7 +280,7 @@ ae_status ae_plan_make(ae_plan *p, const ae_config *cfg, int max_batch, int thre
         !ae_mul_size(p->pad_floats, (size_t)p->threads, &part) || !add_size(&floats, part) ||
         !add_size(&floats, p->wt_floats) ||
         !ae_mul_size(floats, sizeof(float), &bytes) ||
-        !ae_mul_size(p->dslot_doubles, (size_t)max_batch + 2, &part) ||
+        !ae_mul_size(p->dslot_doubles, (size_t)max_batch + 2 + 2 * (size_t)p->threads, &part) ||
         !ae_mul_size(part, sizeof(double), &part) || !add_size(&bytes, part))
         goto overflow;
     p->memory_bytes = bytes;

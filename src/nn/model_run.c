@@ -1,55 +1,118 @@
 /* Running the model: forward (whole, encoder or decoder), loss, backward, Adam,
  * the checked training step, and the one scoring path. Nothing here allocates. */
+#include "nn/direct.h"
 #include "nn/model.h"
 
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 static float *layer_out(ae_model *m, int i) { return m->acts + m->plan.layers[i].act; }
 
+/* BatchNorm layer i's parameters and saved statistics (see layers.h). Its
+ * input is the LeakyReLU before it, folded in through the slope. */
+static ae_bn_params bn_params(ae_model *m, int i)
+{
+    const ae_layer *l = &m->plan.layers[i];
+    float *saved = m->saved + l->saved;
+    const size_t c = (size_t)l->out_c;
+    ae_bn_params bn = {m->params + l->kernel, m->params + l->bias,
+                       m->state + l->moving_mean, m->state + l->moving_var,
+                       saved, saved + c, saved + 2 * c, saved + 3 * c,
+                       m->cfg.bn_momentum, m->cfg.bn_epsilon, 1.0f};
+    if (i > 0 && m->plan.layers[i - 1].kind == AE_LAYER_LEAKY)
+        bn.slope = m->cfg.leaky_slope;
+    return bn;
+}
+
+/* The stored tensor under layer i's input: the LeakyReLU before a BatchNorm
+ * is skipped (the BatchNorm applies it). */
+static const float *bn_source(ae_model *m, int i)
+{
+    return layer_out(m, m->plan.layers[i - 1].kind == AE_LAYER_LEAKY ? i - 2 : i - 1);
+}
+
+/* Layer i's input, in a run that starts at layer `from` with `in`. When the
+ * layer before is a BatchNorm that is not stored, the input is the
+ * convolution output under it and *tf (returned) is that BatchNorm. */
+static const float *layer_input(ae_model *m, int i, int from, const float *in, ae_input_tf *tf,
+                                const ae_input_tf **use)
+{
+    *use = NULL;
+    if (i == from)
+        return in;
+    const ae_layer *prev = &m->plan.layers[i - 1];
+    if (prev->stored)
+        return layer_out(m, i - 1);
+    ae_bn_params bn = bn_params(m, i - 1);
+    tf->scale = bn.scale;
+    tf->shift = bn.shift;
+    tf->slope = bn.slope;
+    *use = tf;
+    return bn_source(m, i - 1);
+}
+
 /* Layers [from, to) on n images; layer from reads `in`, the others their predecessor. */
 static void run_layers(ae_model *m, int from, int to, const float *in, int n, ae_mode mode)
 {
-    const ae_config *cfg = &m->cfg;
+    m->last_n = n;
     for (int i = from; i < to; i++) {
         double start = omp_get_wtime();
         const ae_layer *l = &m->plan.layers[i];
-        const float *x = i == from ? in : layer_out(m, i - 1);
-        float *y = layer_out(m, i);
+        ae_input_tf tf;
+        const ae_input_tf *use = NULL;
+        const float *x = NULL;
+        if (l->kind != AE_LAYER_LEAKY && l->kind != AE_LAYER_BN)
+            x = layer_input(m, i, from, in, &tf, &use);
+        float *y = l->stored ? layer_out(m, i) : NULL;
         const float *w = m->params + l->kernel, *b = m->params + l->bias;
         size_t count = (size_t)n * l->out_count;
         switch (l->kind) {
         case AE_LAYER_CONV:
-            ae_conv2d_forward(y, x, w, b, n, &l->geom, l->out_c, &m->scratch);
+            ae_conv2d_forward(y, x, use, w, b, n, &l->geom, l->out_c, &m->scratch);
             break;
         case AE_LAYER_DECONV:
-            ae_deconv2d_forward(y, x, w, b, n, &l->geom, l->in_c, &m->scratch);
+            ae_deconv2d_forward(y, x, use, w, b, n, &l->geom, l->in_c, &m->scratch);
             break;
         case AE_LAYER_DENSE:
             ae_dense_forward(y, x, w, b, n, (int)l->in_count, (int)l->out_count);
             break;
-        case AE_LAYER_LEAKY:
-            ae_leaky_forward(y, x, count, cfg->leaky_slope);
+        case AE_LAYER_LEAKY: /* applied by the BatchNorm after it */
             break;
         case AE_LAYER_SIGMOID:
-            ae_sigmoid_forward(y, x, count);
+            ae_sigmoid_forward_with(ae_direct_ops_for(m->scratch.isa), &m->scratch, y, x, count);
             break;
         case AE_LAYER_BN: {
             size_t pixels = (size_t)l->out_h * l->out_w;
-            float *mm = m->state + l->moving_mean, *mv = m->state + l->moving_var;
+            ae_bn_params bn = bn_params(m, i);
+            const float *z = i == from ? in : bn_source(m, i);
             if (mode == AE_MODE_TRAIN)
-                ae_batchnorm_forward_train(y, x, w, b, mm, mv, m->saved + l->saved,
-                                           m->saved + l->saved + l->out_c, n, pixels, l->out_c,
-                                           cfg->bn_momentum, cfg->bn_epsilon, &m->scratch);
+                ae_batchnorm_forward_train(y, z, &bn, n, pixels, l->out_c, &m->scratch);
             else
-                ae_batchnorm_forward_infer(y, x, w, b, mm, mv, n, pixels, l->out_c,
-                                           cfg->bn_epsilon, &m->scratch);
+                ae_batchnorm_forward_infer(y, z, &bn, n, pixels, l->out_c, &m->scratch);
             break;
         }
         }
         m->forward_s[i] += omp_get_wtime() - start;
     }
+}
+
+/* A recomputed layer's output (a LeakyReLU or a BatchNorm) for inspection. */
+const float *ae_model_view(ae_model *m, int i)
+{
+    const ae_layer *l = &m->plan.layers[i];
+    if (!m->view && !(m->view = malloc(m->plan.view_floats * sizeof(float))))
+        return NULL;
+    size_t pixels = (size_t)m->last_n * l->out_h * l->out_w;
+    if (l->kind == AE_LAYER_LEAKY) {
+        ae_leaky_forward(m->view, layer_out(m, i - 1), pixels * l->out_c, m->cfg.leaky_slope);
+    } else {
+        ae_bn_params bn = bn_params(m, i);
+        ae_input_tf tf = {bn.scale, bn.shift, bn.slope};
+        ae_bn_apply(m->view, bn_source(m, i), &tf, pixels, l->out_c);
+    }
+    return m->view;
 }
 
 static ae_status check_batch(const ae_model *m, int n, const char *what, ae_error *err)
@@ -74,50 +137,90 @@ float ae_model_loss(const ae_model *m, const float *x, int n, float *per_image)
     return (float)ae_mse_forward(ae_model_output(m), x, n, d, per_image);
 }
 
+/* The element-wise passes of the backward and of Adam, in chunks on the pool. */
+typedef struct {
+    float *out;
+    const float *a, *b;
+    float scale;
+} elementwise_job;
+
+static void mse_chunk(void *arg, size_t begin, size_t end)
+{
+    const elementwise_job *j = arg;
+    ae_scaled_diff(j->out + begin, j->a + begin, j->b + begin, end - begin, j->scale);
+}
+
+static void sigmoid_chunk(void *arg, size_t begin, size_t end)
+{
+    const elementwise_job *j = arg;
+    ae_sigmoid_backward(j->out + begin, j->out + begin, j->a + begin, end - begin);
+}
+
+/* dy = 2 (y - x) / count, as ae_mse_backward. */
+static void mse_grad(ae_model *m, float *dy, const float *y, const float *x, size_t count)
+{
+    elementwise_job j = {dy, y, x, (float)(2.0 / (double)count)};
+    ae_parallel_chunks(&m->scratch, count, 1 << 16, count, mse_chunk, &j);
+}
+
+/* dy = dy y (1 - y), in place. */
+static void sigmoid_grad(ae_model *m, float *dy, const float *y, size_t count)
+{
+    elementwise_job j = {dy, y, NULL, 0};
+    ae_parallel_chunks(&m->scratch, count, 1 << 16, count, sigmoid_chunk, &j);
+}
+
 void ae_model_backward(ae_model *m, const float *x, int n)
 {
     const ae_plan *p = &m->plan;
     const ae_layer *last = &p->layers[p->num_layers - 1];
     float *dy = m->grad_a, *spare = m->grad_b;
     double start = omp_get_wtime();
-    ae_mse_backward(dy, layer_out(m, p->num_layers - 1), x, n, last->out_count);
+    mse_grad(m, dy, layer_out(m, p->num_layers - 1), x, (size_t)n * last->out_count);
     for (int i = p->num_layers - 1; i >= 0; i--) {
         if (i < p->num_layers - 1)
             start = omp_get_wtime();
         const ae_layer *l = &p->layers[i];
-        const float *in = i > 0 ? layer_out(m, i - 1) : x;
+        ae_input_tf tf;
+        const ae_input_tf *use = NULL;
+        const float *in = NULL;
+        if (l->kind != AE_LAYER_LEAKY && l->kind != AE_LAYER_BN && l->kind != AE_LAYER_SIGMOID)
+            in = layer_input(m, i, 0, x, &tf, &use);
         const float *w = m->params + l->kernel;
         float *dw = m->grads + l->kernel, *db = m->grads + l->bias;
         float *dx = i > 0 ? spare : NULL; /* nothing needs the images' gradient */
         size_t count = (size_t)n * l->out_count;
+        int swap = 1;
         switch (l->kind) {
         case AE_LAYER_SIGMOID: /* element-wise layers run in place */
-            ae_sigmoid_backward(dy, dy, layer_out(m, i), count);
-            m->backward_s[i] += omp_get_wtime() - start;
-            continue;
-        case AE_LAYER_LEAKY:
-            ae_leaky_backward(dy, dy, in, count, m->cfg.leaky_slope);
-            m->backward_s[i] += omp_get_wtime() - start;
-            continue;
-        case AE_LAYER_BN:
-            ae_batchnorm_backward(dy, dw, db, dy, in, w, m->saved + l->saved,
-                                  m->saved + l->saved + l->out_c, n,
+            sigmoid_grad(m, dy, layer_out(m, i), count);
+            swap = 0;
+            break;
+        case AE_LAYER_LEAKY: /* folded into the BatchNorm's backward */
+            swap = 0;
+            break;
+        case AE_LAYER_BN: {
+            ae_bn_params bn = bn_params(m, i);
+            ae_batchnorm_backward(dy, dw, db, dy, bn_source(m, i), &bn, n,
                                   (size_t)l->out_h * l->out_w, l->out_c, &m->scratch);
-            m->backward_s[i] += omp_get_wtime() - start;
-            continue;
+            swap = 0;
+            break;
+        }
         case AE_LAYER_CONV:
-            ae_conv2d_backward(dx, dw, db, dy, in, w, n, &l->geom, l->out_c, &m->scratch);
+            ae_conv2d_backward(dx, dw, db, dy, in, use, w, n, &l->geom, l->out_c, &m->scratch);
             break;
         case AE_LAYER_DECONV:
-            ae_deconv2d_backward(dx, dw, db, dy, in, w, n, &l->geom, l->in_c, &m->scratch);
+            ae_deconv2d_backward(dx, dw, db, dy, in, use, w, n, &l->geom, l->in_c, &m->scratch);
             break;
         case AE_LAYER_DENSE:
             ae_dense_backward(dx, dw, db, dy, in, w, n, (int)l->in_count, (int)l->out_count);
             break;
         }
         m->backward_s[i] += omp_get_wtime() - start;
-        spare = dy;
-        dy = dx;
+        if (swap) {
+            spare = dy;
+            dy = dx;
+        }
     }
 }
 
@@ -130,13 +233,33 @@ void ae_adam_config_init(ae_adam_config *cfg, float learning_rate, int decay_epo
     cfg->decay = decay_epochs > 0 ? learning_rate / (float)decay_epochs : 0.0f;
 }
 
+typedef struct {
+    ae_model *m;
+    const ae_adam_config *cfg;
+    double lr_t;
+    int commit;
+    size_t bad; /* summed with atomics: an integer, so the order does not matter */
+} adam_job;
+
+static void adam_chunk(void *arg, size_t begin, size_t end)
+{
+    adam_job *j = arg;
+    ae_model *m = j->m;
+    size_t bad = ae_adam_update(m->params + begin, m->adam_m + begin, m->adam_v + begin,
+                                m->grads + begin, end - begin, j->lr_t, j->cfg->beta1,
+                                j->cfg->beta2, j->cfg->epsilon, (long long)m->iterations + 1,
+                                j->commit);
+    __atomic_fetch_add(&j->bad, bad, __ATOMIC_RELAXED);
+}
+
 /* Keras' legacy time decay, with the iteration count before this step. */
 static size_t adam(ae_model *m, const ae_adam_config *cfg, int commit)
 {
-    double lr_t = cfg->learning_rate / (1.0 + (double)cfg->decay * (double)m->iterations);
-    return ae_adam_update(m->params, m->adam_m, m->adam_v, m->grads, m->plan.num_params, lr_t,
-                          cfg->beta1, cfg->beta2, cfg->epsilon, (long long)m->iterations + 1,
-                          commit);
+    adam_job j = {m, cfg, cfg->learning_rate / (1.0 + (double)cfg->decay * (double)m->iterations),
+                  commit, 0};
+    ae_parallel_chunks(&m->scratch, m->plan.num_params, 1 << 16, m->plan.num_params, adam_chunk,
+                       &j);
+    return j.bad;
 }
 
 void ae_model_adam_step(ae_model *m, const ae_adam_config *cfg)

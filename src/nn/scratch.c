@@ -3,6 +3,7 @@
 #include "nn/layers.h"
 
 #include <omp.h>
+#include <stddef.h>
 
 int ae_scratch_threads(const ae_scratch *s)
 {
@@ -10,17 +11,79 @@ int ae_scratch_threads(const ae_scratch *s)
     return t < s->num_threads ? t : s->num_threads;
 }
 
-void ae_reduce_slots(float *dst, const float *slots, size_t stride, int n, size_t count,
-                     int threads)
+static double parallel_macs = AE_PARALLEL_MACS;
+static size_t parallel_values = AE_PARALLEL_VALUES;
+
+void ae_set_parallel_thresholds(double macs, size_t values)
 {
-    /* Each element's sum runs over the images in order, whoever computes it. */
-#pragma omp parallel for num_threads(threads) schedule(static) if (count > 4096)
-    for (size_t j = 0; j < count; j++) {
-        double sum = 0;
-        for (int i = 0; i < n; i++)
-            sum += slots[(size_t)i * stride + j];
-        dst[j] = (float)sum;
+    parallel_macs = macs;
+    parallel_values = values;
+}
+
+size_t ae_parallel_values(void) { return parallel_values; }
+
+int ae_threads_for(const ae_scratch *s, double macs)
+{
+    return macs >= parallel_macs ? ae_scratch_threads(s) : 1;
+}
+
+typedef struct {
+    ae_chunk_fn fn;
+    void *ctx;
+    size_t count, chunk;
+} chunk_job;
+
+static void run_chunk(void *arg, int item, int thread)
+{
+    (void)thread;
+    const chunk_job *j = arg;
+    size_t begin = (size_t)item * j->chunk;
+    j->fn(j->ctx, begin, j->count - begin < j->chunk ? j->count : begin + j->chunk);
+}
+
+void ae_parallel_chunks(ae_scratch *s, size_t count, size_t chunk, size_t work, ae_chunk_fn fn,
+                        void *ctx)
+{
+    chunk_job j = {fn, ctx, count, chunk};
+    const size_t items = (count + chunk - 1) / chunk;
+    const int threads = work >= parallel_values ? ae_scratch_threads(s) : 1;
+    ae_pool_run(s->pool, threads, (int)items, run_chunk, &j);
+}
+
+typedef struct {
+    float *dst;
+    const float *slots;
+    size_t stride;
+    int n;
+} reduce_job;
+
+/* Elements [j0, j1): each element's sum runs over the images in order, whoever
+ * computes it; a block at a time, so that every image's slot is read
+ * contiguously. */
+static void reduce_block(void *arg, size_t j0, size_t j1)
+{
+    enum { BLOCK = 512 };
+    const reduce_job *r = arg;
+    for (size_t b0 = j0; b0 < j1; b0 += BLOCK) {
+        double sum[BLOCK];
+        const size_t len = j1 - b0 < BLOCK ? j1 - b0 : BLOCK;
+        for (size_t j = 0; j < len; j++)
+            sum[j] = 0;
+        for (int i = 0; i < r->n; i++) {
+            const float *row = r->slots + (size_t)i * r->stride + b0;
+            for (size_t j = 0; j < len; j++)
+                sum[j] += row[j];
+        }
+        for (size_t j = 0; j < len; j++)
+            r->dst[b0 + j] = (float)sum[j];
     }
+}
+
+void ae_reduce_slots(float *dst, const float *slots, size_t stride, int n, size_t count,
+                     ae_scratch *s)
+{
+    reduce_job r = {dst, slots, stride, n};
+    ae_parallel_chunks(s, count, 4096, count * (size_t)n / 4, reduce_block, &r);
 }
 
 void ae_bias_grad(float *db, const float *dy, size_t pixels, int c)

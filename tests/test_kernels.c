@@ -1,0 +1,444 @@
+/* The direct convolution kernels (src/nn/direct*.c), on every vector ISA this
+ * CPU supports, against the portable im2col + BLAS path (itself checked
+ * against naive loops and finite differences in test_layers.c and against
+ * PyTorch in test_torch_reference.c), through the layer functions the model
+ * calls: Conv2D and Conv2DTranspose, forward and backward, with and without
+ * the input transform (a BatchNorm and LeakyReLU applied as the input is read).
+ *
+ * Shapes: odd and even sizes, 1x1 images, batch 1, stride 1 and 2, and
+ * channel counts on both sides of the vector widths (1, 3, 5, 8, 16, 17, 33,
+ * 64), so that masked tails, single-pixel tails and two-vector groups all run.
+ * Tolerance: max |fast - portable| <= 1e-5 x max |portable| (+1e-6): both sum
+ * the same float32 products in different orders; with at most ~10^3 terms of
+ * either sign the rounding differences stay near sqrt(terms) x 6e-8 relative
+ * to the largest output (~2e-6), while a wrong index or a missing tap gives
+ * errors of the size of the outputs themselves. */
+#include "support.h"
+
+#include "aedet/common.h"
+#include "nn/direct.h"
+#include "nn/isa.h"
+#include "nn/layers.h"
+#include "nn/pool.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static ae_rng rng;
+
+static float *random_floats(size_t n)
+{
+    float *v = malloc((n ? n : 1) * sizeof *v);
+    assert_non_null(v);
+    for (size_t i = 0; i < n; i++)
+        v[i] = (float)(2.0 * ae_rng_uniform(&rng) - 1.0);
+    return v;
+}
+
+static float *filled_floats(size_t n, float value)
+{
+    float *v = malloc((n ? n : 1) * sizeof *v);
+    assert_non_null(v);
+    for (size_t i = 0; i < n; i++)
+        v[i] = value;
+    return v;
+}
+
+/* Scratch for one layer shape on one ISA, as ae_model_create would size it. */
+static void scratch_make(ae_scratch *s, int isa, int n, const ae_conv_geom *g, int small_c)
+{
+    memset(s, 0, sizeof *s);
+    s->isa = isa;
+    s->num_threads = omp_get_max_threads();
+    size_t small_px = (size_t)g->small_h * g->small_w, kernel = 9 * (size_t)g->big_c * small_c;
+    s->col_floats = small_px * 9 * g->big_c;
+    s->pad_floats = ae_direct_padded_floats(g->big_h, g->big_w, g->big_c) +
+                    ae_direct_padded_floats(g->small_h, g->small_w, small_c) +
+                    (size_t)g->small_w * small_c;
+    s->wt_floats = kernel;
+    s->slot_floats = kernel + (size_t)(g->big_c > small_c ? g->big_c : small_c);
+    s->pool = ae_pool_create(s->num_threads);
+    assert_non_null(s->pool);
+    s->col = calloc((size_t)s->num_threads, sizeof *s->col);
+    s->pad = calloc((size_t)s->num_threads, sizeof *s->pad);
+    assert_non_null(s->col);
+    assert_non_null(s->pad);
+    for (int t = 0; t < s->num_threads; t++) {
+        s->col[t] = filled_floats(s->col_floats, NAN);
+        s->pad[t] = filled_floats(s->pad_floats, NAN); /* garbage: the kernels must not read it */
+    }
+    s->wt = filled_floats(s->wt_floats, NAN);
+    s->slots = filled_floats(s->slot_floats * (size_t)n, NAN);
+}
+
+static void scratch_free(ae_scratch *s)
+{
+    for (int t = 0; t < s->num_threads; t++) {
+        free(s->col[t]);
+        free(s->pad[t]);
+    }
+    free(s->col), free(s->pad), free(s->wt), free(s->slots);
+    ae_pool_free(s->pool);
+}
+
+static void expect_close(const char *what, const char *isa, const float *got, const float *want,
+                         size_t count, const char *shape)
+{
+    double worst = 0, scale = 0;
+    for (size_t i = 0; i < count; i++)
+        scale = fmax(scale, fabs(want[i]));
+    for (size_t i = 0; i < count; i++) {
+        double d = fabs((double)got[i] - want[i]);
+        if (!(d <= worst)) /* NaN counts as the worst */
+            worst = isnan(d) ? INFINITY : d;
+    }
+    if (!(worst <= 1e-5 * scale + 1e-6))
+        fail_msg("%s on %s, shape %s: max error %.3g against max |value| %.3g", what, isa, shape,
+                 worst, scale);
+}
+
+typedef struct {
+    int n, h, w, cin, cout, stride;
+} shape;
+
+/* Conv2D from h x w x cin to cout channels, and Conv2DTranspose from h x w x
+ * cin to (h stride) x (w stride) x cout, on isa against the portable path. */
+static void check_shape(int isa, const shape *sh, int with_tf)
+{
+    char name[64];
+    snprintf(name, sizeof name, "n%d %dx%dx%d->%d s%d%s", sh->n, sh->h, sh->w, sh->cin, sh->cout,
+             sh->stride, with_tf ? " tf" : "");
+    float *scale = random_floats((size_t)sh->cin), *shift = random_floats((size_t)sh->cin);
+    ae_input_tf tf = {scale, shift, 0.3f};
+    const ae_input_tf *use = with_tf ? &tf : NULL;
+    const char *isa_name = ae_isa_name(isa);
+    for (int deconv = 0; deconv <= 1; deconv++) {
+        ae_conv_geom g;
+        int small_c;
+        if (!deconv) {
+            ae_conv_geom_init(&g, sh->h, sh->w, sh->cin, sh->stride);
+            small_c = sh->cout;
+        } else {
+            ae_conv_geom_init(&g, sh->h * sh->stride, sh->w * sh->stride, sh->cout, sh->stride);
+            small_c = sh->cin;
+        }
+        size_t big = (size_t)sh->n * g.big_h * g.big_w * g.big_c;
+        size_t small = (size_t)sh->n * g.small_h * g.small_w * small_c;
+        size_t nx = deconv ? small : big, ny = deconv ? big : small;
+        size_t nw = 9 * (size_t)g.big_c * small_c;
+        float *x = random_floats(nx), *w = random_floats(nw), *b = random_floats((size_t)sh->cout);
+        float *dy = random_floats(ny);
+        float *y[2], *dx[2], *dw[2], *db[2];
+        for (int path = 0; path < 2; path++) {
+            ae_scratch s;
+            scratch_make(&s, path ? isa : AE_ISA_PORTABLE, sh->n, &g, small_c);
+            y[path] = filled_floats(ny, NAN);
+            dx[path] = filled_floats(nx, NAN);
+            dw[path] = filled_floats(nw, NAN);
+            db[path] = filled_floats((size_t)sh->cout, NAN);
+            if (!deconv) {
+                ae_conv2d_forward(y[path], x, use, w, b, sh->n, &g, sh->cout, &s);
+                ae_conv2d_backward(dx[path], dw[path], db[path], dy, x, use, w, sh->n, &g,
+                                   sh->cout, &s);
+            } else {
+                ae_deconv2d_forward(y[path], x, use, w, b, sh->n, &g, sh->cin, &s);
+                ae_deconv2d_backward(dx[path], dw[path], db[path], dy, x, use, w, sh->n, &g,
+                                     sh->cin, &s);
+            }
+            scratch_free(&s);
+        }
+        const char *layer = deconv ? "deconv" : "conv";
+        char what[32];
+        snprintf(what, sizeof what, "%s forward", layer);
+        expect_close(what, isa_name, y[1], y[0], ny, name);
+        snprintf(what, sizeof what, "%s dx", layer);
+        expect_close(what, isa_name, dx[1], dx[0], nx, name);
+        snprintf(what, sizeof what, "%s dw", layer);
+        expect_close(what, isa_name, dw[1], dw[0], nw, name);
+        snprintf(what, sizeof what, "%s db", layer);
+        expect_close(what, isa_name, db[1], db[0], (size_t)sh->cout, name);
+        for (int path = 0; path < 2; path++)
+            free(y[path]), free(dx[path]), free(dw[path]), free(db[path]);
+        free(x), free(w), free(b), free(dy);
+    }
+    free(scale), free(shift);
+}
+
+static const shape shapes[] = {
+    {2, 8, 8, 3, 16, 2},   /* the tutorial's first layer, small */
+    {1, 7, 5, 5, 17, 2},   /* odd sizes, batch 1, masked tail after a full vector */
+    {3, 9, 11, 16, 33, 2}, /* two-vector group plus a 1-channel group */
+    {1, 6, 20, 17, 8, 1},  /* stride 1, rows wider than one pixel block */
+    {2, 5, 3, 33, 3, 1},   /* three output channels (the output layer) */
+    {1, 1, 1, 4, 5, 2},    /* one pixel */
+    {1, 4, 36, 64, 64, 2}, /* the widest layer's channels, rows of 2 blocks + tail */
+    {2, 3, 7, 1, 1, 1},    /* one channel each side */
+    {1, 3, 20, 16, 3, 1},  /* the output layer: a whole vector of pixels, then a tail */
+    {1, 2, 70, 5, 3, 1},   /* rows of 4 and 2 vectors of pixels */
+    {1, 2, 37, 4, 2, 1},   /* 2 output channels */
+    {2, 5, 21, 32, 16, 2}, /* stride-2 transpose to one vector of channels: pairs of pixels */
+    {1, 6, 10, 8, 5, 2},   /* the same for 5 and 8 channels, both layers */
+};
+
+static int isa_available(int isa)
+{
+    if (ae_isa_supported(isa) && ae_direct_ops_for(isa))
+        return 1;
+    print_message("skipped: this CPU has no %s\n", ae_isa_name(isa));
+    return 0;
+}
+
+static void run_isa(int isa)
+{
+    ae_rng_seed(&rng, 42 + (uint64_t)isa);
+    if (!isa_available(isa))
+        return;
+    /* The images go through in bands of rows: bands of 1, 2 and 3 rows (and
+     * the automatic size, which covers these small images at once). */
+    for (int band = 1; band <= 3; band++) {
+        ae_direct_set_band(band);
+        for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++)
+            check_shape(isa, &shapes[k], (int)((k + (size_t)band) % 2));
+    }
+    ae_direct_set_band(0);
+    for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++)
+        check_shape(isa, &shapes[k], (int)(k % 2));
+    /* Random shapes on top of the chosen ones. */
+    for (int k = 0; k < 12; k++) {
+        shape sh;
+        sh.n = 1 + (int)(ae_rng_uniform(&rng) * 3);
+        sh.h = 1 + (int)(ae_rng_uniform(&rng) * 13);
+        sh.w = 1 + (int)(ae_rng_uniform(&rng) * 21);
+        sh.cin = 1 + (int)(ae_rng_uniform(&rng) * 40);
+        sh.cout = 1 + (int)(ae_rng_uniform(&rng) * 40);
+        sh.stride = 1 + (ae_rng_uniform(&rng) < 0.6);
+        ae_direct_set_band(k % 4); /* 0: automatic */
+        check_shape(isa, &sh, k % 3 == 0);
+        ae_direct_set_band(0);
+    }
+}
+
+static void test_avx2_matches_portable(void **state)
+{
+    (void)state;
+    run_isa(AE_ISA_AVX2);
+}
+
+static void test_avx512_matches_portable(void **state)
+{
+    (void)state;
+    run_isa(AE_ISA_AVX512);
+}
+
+/* Per-image work and fixed-order sums: the same bits for 1 and 2 threads. */
+static void test_direct_kernels_do_not_depend_on_threads(void **state)
+{
+    (void)state;
+    int isa = ae_isa_best();
+    if (isa == AE_ISA_PORTABLE) {
+        print_message("skipped: no vector ISA\n");
+        return;
+    }
+    const int n = 5, saved = omp_get_max_threads();
+    ae_set_parallel_thresholds(0, 0); /* a small layer, parallel all the same */
+    ae_conv_geom g;
+    ae_conv_geom_init(&g, 12, 10, 16, 2);
+    size_t nx = (size_t)n * g.small_h * g.small_w * 32, ny = (size_t)n * 12 * 10 * 16,
+           nw = 9 * 16 * 32;
+    ae_rng_seed(&rng, 5);
+    float *x = random_floats(nx), *w = random_floats(nw), *dy = random_floats(ny);
+    float *out[2][3];
+    for (int run = 0; run < 2; run++) {
+        omp_set_num_threads(run == 0 ? 1 : 3);
+        ae_scratch s;
+        scratch_make(&s, isa, n, &g, 32);
+        out[run][0] = filled_floats(nx, NAN);
+        out[run][1] = filled_floats(nw, NAN);
+        out[run][2] = filled_floats(16, NAN);
+        ae_deconv2d_backward(out[run][0], out[run][1], out[run][2], dy, x, NULL, w, n, &g, 32,
+                             &s);
+        scratch_free(&s);
+    }
+    omp_set_num_threads(saved);
+    ae_set_parallel_thresholds(AE_PARALLEL_MACS, AE_PARALLEL_VALUES);
+    assert_memory_equal(out[0][0], out[1][0], nx * sizeof(float));
+    assert_memory_equal(out[0][1], out[1][1], nw * sizeof(float));
+    assert_memory_equal(out[0][2], out[1][2], 16 * sizeof(float));
+    for (int run = 0; run < 2; run++)
+        free(out[run][0]), free(out[run][1]), free(out[run][2]);
+    free(x), free(w), free(dy);
+}
+
+/* The padded, transformed input copy (each path) and the kernel transpose, by hand. */
+static void test_pad_and_transpose(void **state)
+{
+    (void)state;
+    const float img[2 * 3 * 2] = {1, -2, 3, 4, -5, 6, 7, 8, 9, -10, 11, 12};
+    const float scale[2] = {2, 3}, shift[2] = {1, -1};
+    const ae_input_tf tf = {scale, shift, 0.5f};
+    float pad[4 * 5 * 2 + 1], plain[2 * 3 * 2];
+    for (int isa = 0; isa < AE_ISA_COUNT; isa++) {
+        const ae_direct_ops *ops = ae_direct_ops_for(isa);
+        if (isa != AE_ISA_PORTABLE && !ops)
+            continue;
+        for (int with_tf = 0; with_tf <= 1; with_tf++) {
+            pad[4 * 5 * 2] = 77; /* must stay */
+            for (int i = 0; i < 4 * 5 * 2; i++)
+                pad[i] = NAN;
+            ae_conv_input(ops, pad, img, with_tf ? &tf : NULL, 2, 3, 2, 1);
+            ae_conv_input(ops, plain, img, with_tf ? &tf : NULL, 2, 3, 2, 0);
+            for (int y = 0; y < 4; y++)
+                for (int x = 0; x < 5; x++)
+                    for (int c = 0; c < 2; c++) {
+                        float want = 0.0f;
+                        if (y >= 1 && y <= 2 && x >= 1 && x <= 3) {
+                            want = img[((y - 1) * 3 + (x - 1)) * 2 + c];
+                            if (with_tf)
+                                want = (want > 0 ? want : 0.5f * want) * scale[c] + shift[c];
+                            assert_true(plain[((y - 1) * 3 + (x - 1)) * 2 + c] == want);
+                        }
+                        assert_true(pad[(y * 5 + x) * 2 + c] == want);
+                    }
+            assert_true(pad[4 * 5 * 2] == 77);
+        }
+    }
+    float w[9 * 2 * 3], wt[9 * 3 * 2];
+    for (int i = 0; i < 9 * 2 * 3; i++)
+        w[i] = (float)i;
+    ae_direct_transpose_kernel(wt, w, 2, 3);
+    for (int t = 0; t < 9; t++)
+        for (int c = 0; c < 2; c++)
+            for (int o = 0; o < 3; o++)
+                assert_true(wt[(t * 3 + o) * 2 + c] == w[(t * 2 + c) * 3 + o]);
+}
+
+/* BatchNorm (with its LeakyReLU folded in) forward and backward on each ISA:
+ * the same sums in the same order as the portable loops, so the same bits;
+ * and the vectorized sigmoid within 4 ulp-ish (2e-7 relative) of expf's. */
+static void test_elementwise_passes_match_portable(void **state)
+{
+    (void)state;
+    const int cs[] = {1, 3, 16, 17, 40, 64};
+    ae_rng_seed(&rng, 9);
+    for (int isa = AE_ISA_AVX2; isa < AE_ISA_COUNT; isa++) {
+        if (!isa_available(isa))
+            continue;
+        for (size_t k = 0; k < sizeof cs / sizeof *cs; k++) {
+            const int c = cs[k], n = 3;
+            const size_t pixels = 70 + k, count = (size_t)n * pixels * c;
+            float *z = random_floats(count), *dy = random_floats(count);
+            float *gamma = random_floats((size_t)c), *beta = random_floats((size_t)c);
+            float *out[2][9];
+            for (int path = 0; path < 2; path++) {
+                ae_scratch s;
+                memset(&s, 0, sizeof s);
+                s.isa = path ? isa : AE_ISA_PORTABLE;
+                s.num_threads = 1;
+                s.dslot_doubles = 2 * (size_t)c;
+                s.dslots = calloc(s.dslot_doubles * (n + 4), sizeof(double));
+                s.channel = filled_floats(4 * (size_t)c, 0);
+                assert_non_null(s.dslots);
+                for (int j = 0; j < 9; j++)
+                    out[path][j] = filled_floats(j < 2 ? count : (size_t)c, j == 2 ? 0.0f : 1.0f);
+                ae_bn_params bn = {gamma, beta, out[path][2], out[path][3], out[path][4],
+                                   out[path][5], out[path][6], out[path][7], 0.9f, 1e-3f, 0.3f};
+                ae_batchnorm_forward_train(out[path][0], z, &bn, n, pixels, c, &s);
+                memcpy(out[path][1], dy, count * sizeof *dy);
+                ae_batchnorm_backward(out[path][1], out[path][8], out[path][2], out[path][1], z,
+                                      &bn, n, pixels, c, &s);
+                free(s.dslots), free(s.channel);
+            }
+            for (int j = 0; j < 9; j++)
+                if (memcmp(out[0][j], out[1][j], (j < 2 ? count : (size_t)c) * sizeof(float)))
+                    fail_msg("batchnorm output %d differs on %s, %d channels", j,
+                             ae_isa_name(isa), c);
+            for (int path = 0; path < 2; path++)
+                for (int j = 0; j < 9; j++)
+                    free(out[path][j]);
+            free(z), free(dy), free(gamma), free(beta);
+        }
+        /* The sigmoid over the range that matters and past it; NaN stays NaN. */
+        const size_t count = 4099;
+        float *x = random_floats(count), *want = filled_floats(count, 0), *got = filled_floats(count, 0);
+        for (size_t i = 0; i < count; i++)
+            x[i] *= (i % 3 == 0) ? 100.0f : 12.0f;
+        x[5] = NAN;
+        x[6] = INFINITY;
+        x[7] = -INFINITY;
+        ae_sigmoid_forward(want, x, count);
+        ae_sigmoid_forward_with(ae_direct_ops_for(isa), NULL, got, x, count);
+        assert_true(isnan(got[5]));
+        for (size_t i = 0; i < count; i++) {
+            if (i == 5)
+                continue;
+            double err = fabs((double)got[i] - want[i]);
+            if (!(err <= 2.5e-7 * fabs(want[i]) + 1e-37))
+                fail_msg("sigmoid(%g) on %s: %.9g, expected %.9g", (double)x[i], ae_isa_name(isa),
+                         (double)got[i], (double)want[i]);
+        }
+        free(x), free(want), free(got);
+    }
+}
+
+/* The pool runs every item exactly once, on threads within range, job after
+ * job; with one thread or no pool, in order on the caller. */
+typedef struct {
+    int *hits, *order, threads;
+    int calls;
+} pool_probe;
+
+static void probe_item(void *arg, int item, int thread)
+{
+    pool_probe *p = arg;
+    __atomic_fetch_add(&p->hits[item], 1, __ATOMIC_RELAXED);
+    if (thread < 0 || thread >= p->threads)
+        __atomic_fetch_add(&p->hits[item], 1000, __ATOMIC_RELAXED);
+    if (p->order)
+        p->order[p->calls++] = item;
+}
+
+static void test_pool_runs_every_item_once(void **state)
+{
+    (void)state;
+    enum { ITEMS = 257 };
+    int hits[ITEMS], order[ITEMS];
+    ae_pool *pool = ae_pool_create(3);
+    assert_non_null(pool);
+    assert_int_equal(ae_pool_threads(pool), 3);
+    for (int job = 0; job < 200; job++) {
+        int items = 1 + job % ITEMS, threads = 1 + job % 4; /* 4 > the pool: capped */
+        pool_probe p = {hits, NULL, 3, 0};
+        memset(hits, 0, sizeof hits);
+        ae_pool_run(pool, threads, items, probe_item, &p);
+        for (int i = 0; i < ITEMS; i++)
+            if (hits[i] != (i < items))
+                fail_msg("job %d: item %d ran %d times (of %d items)", job, i, hits[i], items);
+    }
+    ae_pool_free(pool);
+    for (int with_pool = 0; with_pool <= 1; with_pool++) {
+        pool_probe p = {hits, order, 1, 0};
+        pool = with_pool ? ae_pool_create(2) : NULL;
+        memset(hits, 0, sizeof hits);
+        ae_pool_run(pool, with_pool ? 1 : 4, ITEMS, probe_item, &p);
+        assert_int_equal(p.calls, ITEMS);
+        for (int i = 0; i < ITEMS; i++)
+            assert_int_equal(order[i], i);
+        ae_pool_free(pool);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_pad_and_transpose),
+        cmocka_unit_test(test_pool_runs_every_item_once),
+        cmocka_unit_test(test_avx2_matches_portable),
+        cmocka_unit_test(test_avx512_matches_portable),
+        cmocka_unit_test(test_direct_kernels_do_not_depend_on_threads),
+        cmocka_unit_test(test_elementwise_passes_match_portable),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
