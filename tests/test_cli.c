@@ -225,11 +225,55 @@ static void test_train_score_encode_reconstruct(void **state)
 
 /* LESSONS 4: every path gives the same score for the same image, bit for bit
  * (all print %.9g of a float, which round-trips exactly). */
+/* Reads column col (0-based) of every data row of a CSV as floats. */
+static int read_column(const char *path, int col, float *out, int max)
+{
+    ae_csv csv;
+    ae_error err;
+    assert_int_equal(ae_csv_read(path, &csv, &err), AE_OK);
+    int n = 0;
+    for (size_t r = 0; r < csv.num_rows && n < max; r++)
+        out[n++] = strtof(csv.rows[r][col], NULL);
+    ae_csv_free(&csv);
+    return n;
+}
+
+static int compare_floats(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* Uses the model and outputs of test_train_score_encode_reconstruct. */
 static void test_every_path_scores_alike(void **state)
 {
     (void)state;
     TMP_PATH(model, "model.aedet");
     char line[1024], name[512], score_text[64];
+
+    /* The errors stored in the model at training (batch 8) are the scores
+     * `score --split train` gives at another batch size, bit for bit. */
+    TMP_PATH(train_scores, "train_scores.csv");
+    assert_int_equal(run("score %s %s --layout classes --split train --batch 3 -o %s", model, test_path("classes"),
+                         train_scores), 0);
+    float scored[64], stored_copy[64];
+    int n = read_column(train_scores, 3, scored, 64);
+    ae_model *m;
+    ae_meta *meta;
+    ae_error err;
+    assert_int_equal(ae_model_load(model, 1, &m, &meta, NULL, &err), AE_OK);
+    size_t num_stored;
+    const float *stored = ae_meta_get_floats(meta, AE_KEY_TRAIN_ERRORS, &num_stored);
+    assert_non_null(stored);
+    assert_int_equal(n, (int)num_stored);
+    assert_int_equal(n, 35); /* 44 - round(0.2 x 44) */
+    memcpy(stored_copy, stored, num_stored * sizeof *stored);
+    qsort(scored, (size_t)n, sizeof *scored, compare_floats);
+    qsort(stored_copy, num_stored, sizeof *stored_copy, compare_floats);
+    assert_memory_equal(scored, stored_copy, num_stored * sizeof *stored);
+    ae_meta_free(meta);
+    ae_model_free(m);
+
     FILE *f = fopen(test_path("latents.csv"), "r");
     assert_non_null(f);
     assert_non_null(fgets(line, sizeof line, f));
@@ -246,6 +290,7 @@ static void test_every_path_scores_alike(void **state)
         char idx[512];
         snprintf(idx, sizeof idx, "%s/index.csv", test_path("recon"));
         FILE *g = fopen(idx, "r");
+        assert_non_null(g);
         char l2[1024];
         int found = 0;
         while (fgets(l2, sizeof l2, g))
@@ -255,6 +300,7 @@ static void test_every_path_scores_alike(void **state)
         /* score's CSV: rank,image,label,score,... */
         snprintf(needle, sizeof needle, ",%s,", score_text);
         g = fopen(test_path("scores.csv"), "r");
+        assert_non_null(g);
         found = 0;
         while (fgets(l2, sizeof l2, g))
             found |= strstr(l2, name) && strstr(l2, needle);
@@ -264,7 +310,6 @@ static void test_every_path_scores_alike(void **state)
     }
     fclose(f);
     assert_int_equal(checked, NUM_NORMAL + NUM_ODD);
-    (void)model;
 }
 
 static void load_params(const char *path, float **params, size_t *n)

@@ -141,6 +141,23 @@ int cmd_demo(int argc, char **argv);
 
 #endif
 
+/* ---- a model over data: score, report, encode, reconstruct ---- */
+typedef struct {
+    ae_model *model;
+    ae_meta *meta;
+    ae_dataset ds;
+    size_t *items, n_items; /* the chosen images (dataset indices) */
+    ae_loader *loader;      /* at the model's size; ae_loader_count may skip bad files */
+} cli_session;
+
+/* Loads MODEL for batches of d->batch, opens DATA with the data flags (the
+ * recipe drawn with the model's seed), keeps split ("all", or the model's
+ * "train" or "validation" split), and makes the loader. 0, or the exit code
+ * after printing the error (nothing left to close). */
+int cli_session_open(const cli_command *cmd, const cli_data_args *d, const char *model_path,
+                     const char *data_path, const char *split, cli_session *s);
+void cli_session_close(cli_session *s);
+
 /* ---- training, shared by `train` and `demo` ---- */
 typedef struct {
     cli_data_args data;
@@ -178,11 +195,17 @@ void cli_score_defaults(cli_score_args *a);
  * validation errors stored in meta (may be NULL). */
 int cli_choose_threshold(const cli_command *cmd, const cli_score_args *a, const float *scores, const int *labels,
                          size_t n, const ae_meta *meta, ae_threshold *t);
-/* Pixel-level ROC AUC of the per-pixel squared error against the masks of
- * the scored items (MVTec ground_truth/); leaves *auc alone when no item has
- * a mask. items[i] is the dataset index of the loader's i-th image. */
-int cli_pixel_auc(ae_model *model, ae_loader *loader, int batch, const ae_dataset *ds, const size_t *items,
-                  size_t n, double *auc);
+/* Pixel-level ROC AUC of the per-pixel squared error against ground-truth
+ * masks (MVTec ground_truth/). cli_pixel_maps_begin returns NULL (nothing to
+ * do) when no chosen image has a mask or the maps would be too large; else
+ * cli_pixel_maps_visit, passed to ae_score_loader, keeps each image's map,
+ * and cli_pixel_maps_finish computes the AUROC into *auc and frees. */
+typedef struct cli_pixel_maps cli_pixel_maps;
+cli_pixel_maps *cli_pixel_maps_begin(const cli_session *s);
+ae_status cli_pixel_maps_visit(void *maps, const ae_batch *b, const float *input, const float *recon,
+                               const float *errors, ae_error *err);
+int cli_pixel_maps_finish(cli_pixel_maps *maps, const cli_session *s, const size_t *scored, double *auc);
+void cli_pixel_maps_free(cli_pixel_maps *maps);
 /* AUROC of the normal classes against each other class present, into m,
  * when there are two or more such classes. */
 int cli_per_class_auc(const float *scores, const int *classes, size_t n, const int *normal, int num_normal,

@@ -115,56 +115,33 @@ typedef struct {
 static int walk(const cli_command *cmd, const char *model_path, const char *data_path, walk_args *a,
                 visit_ctx *c, ae_batch_visitor visit, int (*begin)(visit_ctx *, const walk_args *))
 {
+    cli_session se;
+    int rc = cli_session_open(cmd, &a->data, model_path, data_path, "all", &se);
+    if (rc)
+        return rc;
     ae_error err = {0};
-    ae_model *model = NULL;
-    ae_meta *meta = NULL;
-    ae_dataset ds = {0};
-    ae_loader *loader = NULL;
-    size_t *items = NULL, n_items = 0, *scored = NULL;
-    float *scores = NULL;
-    int rc;
-    ae_set_num_threads(a->data.threads);
-    if (a->data.batch < 1)
-        return cli_usage_error(cmd, "--batch must be at least 1");
-    if (ae_model_load(model_path, a->data.batch, &model, &meta, NULL, &err) != AE_OK)
-        return cli_report_error(&err);
-    /* The model's seed: with --anomaly-class, the same sample as train and score. */
-    int64_t seed = 0;
-    ae_meta_get_int(meta, AE_KEY_SEED, &seed);
-    if ((rc = cli_open_data(cmd, &a->data, data_path, (uint64_t)seed, 0, &ds, &items, &n_items)) ||
-        (rc = cli_make_loader(&a->data, &ds, items, n_items, ae_model_config(model), &loader)))
-        goto done;
-    const ae_config *cfg = ae_model_config(model);
-    size_t n = ae_loader_count(loader);
-    scores = malloc((n ? n : 1) * sizeof *scores);
-    scored = malloc((n ? n : 1) * sizeof *scored);
-    c->model = model;
-    c->ds = &ds;
+    const ae_config *cfg = ae_model_config(se.model);
+    size_t n = ae_loader_count(se.loader);
+    float *scores = malloc((n ? n : 1) * sizeof *scores);
+    c->model = se.model;
+    c->ds = &se.ds;
     c->pixels = malloc((size_t)cfg->height * (size_t)cfg->width * (size_t)cfg->channels);
-    if (!scores || !scored || !c->pixels) {
+    if (!scores || !c->pixels) {
         ae_fail(&err, AE_ERR_NOMEM, "out of memory for %zu images", n);
         rc = cli_report_error(&err);
-        goto done;
+    } else if (!(rc = begin(c, a))) {
+        ae_status s = ae_score_loader(se.model, se.loader, a->data.batch, scores, NULL, visit, c, &err);
+        if (s != AE_OK) {
+            ae_atomic_commit(&c->out, 0, NULL); /* nothing half-written replaces anything */
+            rc = cli_report_error(&err);
+        } else if (ae_atomic_commit(&c->out, 1, &err) != AE_OK)
+            rc = cli_report_error(&err);
+        else if (!cli_out.quiet)
+            fprintf(stderr, "wrote %zu images' results to %s\n", n, a->output);
     }
-    if ((rc = begin(c, a)))
-        goto done;
-    ae_status s = ae_score_loader(model, loader, a->data.batch, scores, scored, visit, c, &err);
-    if (s != AE_OK) {
-        ae_atomic_commit(&c->out, 0, NULL); /* nothing half-written replaces anything */
-        rc = cli_report_error(&err);
-    } else if (ae_atomic_commit(&c->out, 1, &err) != AE_OK)
-        rc = cli_report_error(&err);
-    else if (!rc && !cli_out.quiet)
-        fprintf(stderr, "wrote %zu images' results to %s\n", n, a->output);
-done:
     free(c->pixels);
     free(scores);
-    free(scored);
-    ae_loader_free(loader);
-    free(items);
-    ae_dataset_free(&ds);
-    ae_meta_free(meta);
-    ae_model_free(model);
+    cli_session_close(&se);
     return rc;
 }
 

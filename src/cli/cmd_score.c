@@ -75,59 +75,17 @@ static int write_scores_csv(const char *path, const ae_dataset *ds, const size_t
     return ae_atomic_commit(&af, 1, &err) == AE_OK ? 0 : cli_report_error(&err);
 }
 
-/* Narrows the selection to the model's training or validation split: the
- * same recipe, seed and fraction as `train`, checked by the fingerprint. */
-static int keep_split(const cli_command *cmd, const cli_score_args *a, const ae_meta *meta, const ae_dataset *ds,
-                      size_t **items, size_t *n)
-{
-    int64_t seed = 0, fingerprint = 0;
-    double fraction;
-    if (!ae_meta_get_float(meta, "train.val_fraction", &fraction) || !ae_meta_get_int(meta, AE_KEY_SEED, &seed) ||
-        !ae_meta_get_int(meta, "train.data_fingerprint", &fingerprint))
-        return cli_usage_error(cmd, "%s does not record its split", a->model_path);
-    if (cli_selection_fingerprint(ds, *items, *n) != fingerprint)
-        return cli_usage_error(cmd, "--split needs the data and data flags %s was trained with", a->model_path);
-    size_t *train = NULL, *val = NULL, n_train = 0, n_val = 0;
-    ae_error err = {0};
-    if (ae_split(*items, *n, fraction, (uint64_t)seed, &train, &n_train, &val, &n_val, &err) != AE_OK)
-        return cli_report_error(&err);
-    free(*items);
-    int want_train = !strcmp(a->split, "train");
-    *items = want_train ? train : val;
-    *n = want_train ? n_train : n_val;
-    free(want_train ? val : train);
-    return 0;
-}
-
 int cli_score_run(const cli_command *cmd, cli_score_args *a)
 {
-    int rc = 0;
+    cli_session se;
+    int rc = cli_session_open(cmd, &a->data, a->model_path, a->data_path, a->split, &se);
+    if (rc)
+        return rc;
     ae_error err = {0};
-    ae_model *model = NULL;
-    ae_meta *meta = NULL;
-    ae_dataset ds = {0};
-    ae_loader *loader = NULL;
-    size_t *items = NULL, n_items = 0, *scored = NULL, *order = NULL;
+    size_t n = ae_loader_count(se.loader), *scored = NULL, *order = NULL;
     float *scores = NULL;
     int *labels = NULL, *classes = NULL;
-
-    ae_set_num_threads(a->data.threads);
-    if (a->data.batch < 1)
-        return cli_usage_error(cmd, "--batch must be at least 1");
-    if (strcmp(a->split, "all") && strcmp(a->split, "train") && strcmp(a->split, "validation"))
-        return cli_usage_error(cmd, "--split wants all, train or validation, not '%s'", a->split);
-    if (ae_model_load(a->model_path, a->data.batch, &model, &meta, NULL, &err) != AE_OK)
-        return cli_report_error(&err);
-    int64_t seed = 0;
-    ae_meta_get_int(meta, AE_KEY_SEED, &seed);
-    int whole = !strcmp(a->split, "all");
-    if ((rc = cli_open_data(cmd, &a->data, a->data_path, (uint64_t)seed, !whole, &ds, &items, &n_items)))
-        goto done;
-    if (!whole && (rc = keep_split(cmd, a, meta, &ds, &items, &n_items)))
-        goto done;
-    if ((rc = cli_make_loader(&a->data, &ds, items, n_items, ae_model_config(model), &loader)))
-        goto done;
-    size_t n = ae_loader_count(loader);
+    cli_pixel_maps *maps = NULL;
     scores = malloc((n ? n : 1) * sizeof *scores);
     scored = malloc((n ? n : 1) * sizeof *scored);
     order = malloc((n ? n : 1) * sizeof *order);
@@ -138,8 +96,10 @@ int cli_score_run(const cli_command *cmd, cli_score_args *a)
         rc = cli_report_error(&err);
         goto done;
     }
+    maps = cli_pixel_maps_begin(&se);
     double started = cli_now();
-    if (ae_score_loader(model, loader, a->data.batch, scores, scored, NULL, NULL, &err) != AE_OK) {
+    if (ae_score_loader(se.model, se.loader, a->data.batch, scores, scored, maps ? cli_pixel_maps_visit : NULL,
+                        maps, &err) != AE_OK) {
         rc = cli_report_error(&err);
         goto done;
     }
@@ -154,19 +114,19 @@ int cli_score_run(const cli_command *cmd, cli_score_args *a)
     if ((rc = cli_list_ints(cmd, "normal-class", &a->data.normal, normal, 32, &nn)))
         goto done;
     char first_class[32];
-    int have_labels = ds.num_classes > 0 &&
-                      (nn > 0 || !strcmp(ae_class_name(&ds, 0, first_class, sizeof first_class), "good"));
+    int have_labels = se.ds.num_classes > 0 &&
+                      (nn > 0 || !strcmp(ae_class_name(&se.ds, 0, first_class, sizeof first_class), "good"));
     if (have_labels && nn == 0)
         normal[nn++] = 0;
     for (size_t i = 0; i < n && have_labels; i++) {
-        classes[i] = ds.items[scored[i]].label;
+        classes[i] = se.ds.items[scored[i]].label;
         labels[i] = 1;
         for (int k = 0; k < nn; k++)
             if (classes[i] == normal[k])
                 labels[i] = 0;
     }
     ae_threshold t;
-    if ((rc = cli_choose_threshold(cmd, a, scores, have_labels ? labels : NULL, n, meta, &t)))
+    if ((rc = cli_choose_threshold(cmd, a, scores, have_labels ? labels : NULL, n, se.meta, &t)))
         goto done;
     ae_metrics_summary m;
     if (ae_metrics_summarize(scores, have_labels ? labels : NULL, n, &t, &m, &err) != AE_OK) {
@@ -175,40 +135,39 @@ int cli_score_run(const cli_command *cmd, cli_score_args *a)
     }
     if (have_labels && (rc = cli_per_class_auc(scores, classes, n, normal, nn, &m)))
         goto done;
-    if ((rc = cli_pixel_auc(model, loader, a->data.batch, &ds, scored, n, &m.pixel_auc)))
+    rc = cli_pixel_maps_finish(maps, &se, scored, &m.pixel_auc);
+    maps = NULL;
+    if (rc)
         goto done;
     /* Most anomalous first; ties in data order, the same as the report's. */
     if (ae_rank_by_score(scores, n, order, &err) != AE_OK) {
         rc = cli_report_error(&err);
         goto done;
     }
-    print_summary(a, &m, &ds, scored, scores, order, n);
+    print_summary(a, &m, &se.ds, scored, scores, order, n);
     fflush(stdout);
-    if (a->output && (rc = write_scores_csv(a->output, &ds, scored, scores, order, n, t.value)))
+    if (a->output && (rc = write_scores_csv(a->output, &se.ds, scored, scores, order, n, t.value)))
         goto done;
     if (a->metrics && ae_metrics_write_json(a->metrics, &m, &err) != AE_OK) {
         rc = cli_report_error(&err);
         goto done;
     }
     if (a->report) {
-        if ((rc = cli_write_report(a->report, model, meta, &ds, scored, scores, n, have_labels ? labels : NULL, &m,
-                                   a->gallery, NULL)))
+        if ((rc = cli_write_report(a->report, se.model, se.meta, &se.ds, scored, scores, n,
+                                   have_labels ? labels : NULL, &m, a->gallery, NULL)))
             goto done;
         if (!cli_out.quiet && !cli_out.json)
             fprintf(stderr, "wrote the report to %s\n", a->report);
     }
 
 done:
+    cli_pixel_maps_free(maps);
     free(scores);
     free(scored);
     free(order);
     free(labels);
     free(classes);
-    ae_loader_free(loader);
-    free(items);
-    ae_dataset_free(&ds);
-    ae_meta_free(meta);
-    ae_model_free(model);
+    cli_session_close(&se);
     return rc;
 }
 

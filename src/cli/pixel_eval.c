@@ -1,5 +1,6 @@
 /* Pixel-level ROC AUC for data sets with ground-truth masks (MVTec AD): every
- * pixel's error, against the mask resized to the model's size. */
+ * pixel's error, against the mask resized to the model's size. The maps are
+ * gathered during the one scoring pass. */
 #include "cli.h"
 
 #include <stdlib.h>
@@ -8,18 +9,40 @@
 /* Above this many pixels the maps would take gigabytes: skip with a note. */
 #define MAX_PIXEL_EVAL ((size_t)1 << 28)
 
-typedef struct {
+struct cli_pixel_maps {
     const ae_config *cfg;
-    float *maps;     /* n x H x W: per-pixel squared error, mean over channels */
+    size_t count;  /* images */
+    float *maps;   /* count x H x W: per-pixel squared error, mean over channels */
     size_t done;
-} map_ctx;
+};
 
-static ae_status collect_maps(void *user, const ae_batch *b, const float *input, const float *recon,
-                              const float *errors, ae_error *err)
+cli_pixel_maps *cli_pixel_maps_begin(const cli_session *s)
+{
+    int has_masks = 0;
+    for (size_t i = 0; i < s->n_items; i++)
+        has_masks |= s->ds.items[s->items[i]].mask_path != NULL;
+    if (!has_masks)
+        return NULL;
+    const ae_config *cfg = ae_model_config(s->model);
+    size_t n = ae_loader_count(s->loader), hw = (size_t)cfg->height * (size_t)cfg->width, total;
+    cli_pixel_maps *p = calloc(1, sizeof *p);
+    if (!ae_mul_size(hw, n, &total) || total > MAX_PIXEL_EVAL || !p || !(p->maps = malloc(total * sizeof(float)))) {
+        fprintf(stderr, "aedet: note: no pixel-level AUROC: %zu maps of %dx%d pixels do not fit in memory\n", n,
+                cfg->height, cfg->width);
+        free(p);
+        return NULL;
+    }
+    p->cfg = cfg;
+    p->count = n;
+    return p;
+}
+
+ae_status cli_pixel_maps_visit(void *maps, const ae_batch *b, const float *input, const float *recon,
+                               const float *errors, ae_error *err)
 {
     (void)errors;
     (void)err;
-    map_ctx *c = user;
+    cli_pixel_maps *c = maps;
     size_t hw = (size_t)c->cfg->height * (size_t)c->cfg->width, ch = (size_t)c->cfg->channels;
     for (int i = 0; i < b->count; i++, c->done++) {
         const float *x = input + (size_t)i * hw * ch, *r = recon + (size_t)i * hw * ch;
@@ -36,8 +59,8 @@ static ae_status collect_maps(void *user, const ae_batch *b, const float *input,
     return AE_OK;
 }
 
-/* The mask of item, at the model's size: nonzero where the mask is >= 128
- * after resizing; all zero when the item has no mask (a good image). */
+/* The mask of item, at the model's size: 1 where the mask is >= 128 after
+ * resizing; all 0 when the item has no mask (a good image). */
 static ae_status load_mask(const ae_item *item, const ae_config *cfg, uint8_t *mask, ae_error *err)
 {
     size_t hw = (size_t)cfg->height * (size_t)cfg->width;
@@ -54,48 +77,39 @@ static ae_status load_mask(const ae_item *item, const ae_config *cfg, uint8_t *m
     return s;
 }
 
-int cli_pixel_auc(ae_model *model, ae_loader *loader, int batch, const ae_dataset *ds, const size_t *items,
-                  size_t n, double *auc)
+int cli_pixel_maps_finish(cli_pixel_maps *c, const cli_session *s, const size_t *scored, double *auc)
 {
-    int has_masks = 0;
-    for (size_t i = 0; i < n; i++)
-        has_masks |= ds->items[items[i]].mask_path != NULL;
-    if (!has_masks)
+    if (!c)
         return 0;
-    const ae_config *cfg = ae_model_config(model);
-    size_t hw = (size_t)cfg->height * (size_t)cfg->width, total;
-    if (!ae_mul_size(hw, n, &total) || total > MAX_PIXEL_EVAL) {
-        fprintf(stderr, "aedet: note: %zu images of %zux%d pixels are too many for the pixel-level AUROC\n", n,
-                (size_t)cfg->height, cfg->width);
-        return 0;
-    }
+    size_t n = c->count, hw = (size_t)c->cfg->height * (size_t)c->cfg->width;
     ae_error err = {0};
-    map_ctx c = {cfg, malloc(total * sizeof(float)), 0};
-    uint8_t *masks = malloc(total);
+    uint8_t *masks = malloc(n * hw);
     const float **map_ptr = malloc(n * sizeof *map_ptr);
     const uint8_t **mask_ptr = malloc(n * sizeof *mask_ptr);
     size_t *pixels = malloc(n * sizeof *pixels);
-    float *scores = malloc(n * sizeof *scores);
-    ae_status s = AE_ERR_NOMEM;
-    if (c.maps && masks && map_ptr && mask_ptr && pixels && scores) {
-        /* The same scoring path, looking at each batch's reconstruction. */
-        s = ae_score_loader(model, loader, batch, scores, NULL, collect_maps, &c, &err);
-        for (size_t i = 0; s == AE_OK && i < n; i++) {
-            map_ptr[i] = c.maps + i * hw;
-            mask_ptr[i] = masks + i * hw;
-            pixels[i] = hw;
-            s = load_mask(&ds->items[items[i]], cfg, masks + i * hw, &err);
-        }
-        ae_pixel_auc result;
-        if (s == AE_OK && (s = ae_pixel_roc_auc(map_ptr, mask_ptr, pixels, n, 0, &result, &err)) == AE_OK)
-            *auc = result.auc;
-    } else
-        ae_fail(&err, AE_ERR_NOMEM, "out of memory for %zu error maps", n);
-    free(c.maps);
+    ae_status st = masks && map_ptr && mask_ptr && pixels
+                       ? AE_OK
+                       : ae_fail(&err, AE_ERR_NOMEM, "out of memory for %zu masks", n);
+    for (size_t i = 0; st == AE_OK && i < n; i++) {
+        map_ptr[i] = c->maps + i * hw;
+        mask_ptr[i] = masks + i * hw;
+        pixels[i] = hw;
+        st = load_mask(&s->ds.items[scored[i]], c->cfg, masks + i * hw, &err);
+    }
+    ae_pixel_auc result;
+    if (st == AE_OK && (st = ae_pixel_roc_auc(map_ptr, mask_ptr, pixels, n, 0, &result, &err)) == AE_OK)
+        *auc = result.auc;
     free(masks);
     free(map_ptr);
     free(mask_ptr);
     free(pixels);
-    free(scores);
-    return s == AE_OK ? 0 : cli_report_error(&err);
+    cli_pixel_maps_free(c);
+    return st == AE_OK ? 0 : cli_report_error(&err);
+}
+
+void cli_pixel_maps_free(cli_pixel_maps *maps)
+{
+    if (maps)
+        free(maps->maps);
+    free(maps);
 }

@@ -1,0 +1,65 @@
+/* What score, report, encode and reconstruct share: a model, the data set,
+ * the chosen images and a loader at the model's size. */
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Narrows the selection to the model's training or validation split: the
+ * same recipe, seed and fraction as `train`, checked by the fingerprint. */
+static int keep_split(const cli_command *cmd, const char *model_path, const char *split, cli_session *s)
+{
+    int64_t seed = 0, fingerprint = 0;
+    double fraction;
+    if (!ae_meta_get_float(s->meta, "train.val_fraction", &fraction) ||
+        !ae_meta_get_int(s->meta, AE_KEY_SEED, &seed) ||
+        !ae_meta_get_int(s->meta, "train.data_fingerprint", &fingerprint))
+        return cli_usage_error(cmd, "%s does not record its split", model_path);
+    if (cli_selection_fingerprint(&s->ds, s->items, s->n_items) != fingerprint)
+        return cli_usage_error(cmd, "--split needs the data and data flags %s was trained with", model_path);
+    size_t *train = NULL, *val = NULL, n_train = 0, n_val = 0;
+    ae_error err = {0};
+    if (ae_split(s->items, s->n_items, fraction, (uint64_t)seed, &train, &n_train, &val, &n_val, &err) != AE_OK)
+        return cli_report_error(&err);
+    free(s->items);
+    int want_train = !strcmp(split, "train");
+    s->items = want_train ? train : val;
+    s->n_items = want_train ? n_train : n_val;
+    free(want_train ? val : train);
+    return 0;
+}
+
+int cli_session_open(const cli_command *cmd, const cli_data_args *d, const char *model_path,
+                     const char *data_path, const char *split, cli_session *s)
+{
+    *s = (cli_session){0};
+    ae_error err = {0};
+    ae_set_num_threads(d->threads);
+    if (d->batch < 1)
+        return cli_usage_error(cmd, "--batch must be at least 1");
+    if (strcmp(split, "all") && strcmp(split, "train") && strcmp(split, "validation"))
+        return cli_usage_error(cmd, "--split wants all, train or validation, not '%s'", split);
+    if (ae_model_load(model_path, d->batch, &s->model, &s->meta, NULL, &err) != AE_OK)
+        return cli_report_error(&err);
+    /* The model's seed: with --anomaly-class, the same sample as `train` took. */
+    int64_t seed = 0;
+    ae_meta_get_int(s->meta, AE_KEY_SEED, &seed);
+    int whole = !strcmp(split, "all"), rc;
+    if ((rc = cli_open_data(cmd, d, data_path, (uint64_t)seed, !whole, &s->ds, &s->items, &s->n_items)) ||
+        (!whole && (rc = keep_split(cmd, model_path, split, s))) ||
+        (rc = cli_make_loader(d, &s->ds, s->items, s->n_items, ae_model_config(s->model), &s->loader))) {
+        cli_session_close(s);
+        return rc;
+    }
+    return 0;
+}
+
+void cli_session_close(cli_session *s)
+{
+    ae_loader_free(s->loader);
+    free(s->items);
+    ae_dataset_free(&s->ds);
+    ae_meta_free(s->meta);
+    ae_model_free(s->model);
+    *s = (cli_session){0};
+}
