@@ -383,6 +383,143 @@ static void test_elementwise_passes_match_portable(void **state)
     }
 }
 
+/* A BatchNorm's backward left to the transposed convolution under it
+ * (ae_batchnorm_backward_sums + ae_deconv2d_backward_through, dz made band by
+ * band) gives the bits of the two passes run apart (ae_batchnorm_backward,
+ * then ae_deconv2d_backward on the stored dz): dx, dw, db, dgamma and dbeta,
+ * on every ISA, bands of 1-3 rows and automatic, every pass parallel. */
+static void check_fused_bn_deconv(int isa, const shape *sh, int with_tf)
+{
+    ae_conv_geom g;
+    ae_conv_geom_init(&g, sh->h * sh->stride, sh->w * sh->stride, sh->cout, sh->stride);
+    const int c = sh->cout, n = sh->n;
+    const size_t pixels = (size_t)g.big_h * g.big_w, ny = (size_t)n * pixels * c;
+    const size_t nx = (size_t)n * g.small_h * g.small_w * sh->cin, nw = 9 * (size_t)c * sh->cin;
+    float *x = random_floats(nx), *w = random_floats(nw), *z = random_floats(ny);
+    float *dy = random_floats(ny), *gamma = random_floats((size_t)c);
+    float *beta = random_floats((size_t)c), *scale = random_floats((size_t)sh->cin);
+    float *shift = random_floats((size_t)sh->cin);
+    ae_input_tf tf = {scale, shift, 0.3f};
+    float *out[2][5]; /* dx, dw, db, dgamma, dbeta */
+    const size_t sizes[5] = {nx, nw, (size_t)c, (size_t)c, (size_t)c};
+    for (int fused = 0; fused < 2; fused++) {
+        ae_scratch s;
+        scratch_make(&s, isa, n, &g, sh->cin);
+        s.dslot_doubles = 2 * (size_t)c;
+        s.dslots = calloc(s.dslot_doubles * (size_t)(n + 4 + 2 * s.num_threads), sizeof(double));
+        s.channel = filled_floats(4 * (size_t)c, NAN);
+        assert_non_null(s.dslots);
+        float stats[6][64];
+        assert_true(c <= 64);
+        ae_bn_params bn = {gamma, beta, stats[0], stats[1], stats[2], stats[3], stats[4],
+                           stats[5], 0.9f, 1e-3f, 0.2f};
+        for (int k = 0; k < c; k++)
+            stats[0][k] = 0.0f, stats[1][k] = 1.0f;
+        for (int j = 0; j < 5; j++)
+            out[fused][j] = filled_floats(sizes[j], NAN);
+        ae_batchnorm_forward_train(NULL, z, &bn, n, pixels, c, &s);
+        if (fused) {
+            ae_grad_tf gtf;
+            ae_batchnorm_backward_sums(out[1][3], out[1][4], dy, z, &bn, n, pixels, c, &s, &gtf);
+            ae_deconv2d_backward_through(out[1][0], out[1][1], out[1][2], dy, &gtf, x,
+                                         with_tf ? &tf : NULL, w, n, &g, sh->cin, &s);
+        } else {
+            float *dz = filled_floats(ny, NAN);
+            ae_batchnorm_backward(dz, out[0][3], out[0][4], dy, z, &bn, n, pixels, c, &s);
+            ae_deconv2d_backward(out[0][0], out[0][1], out[0][2], dz, x, with_tf ? &tf : NULL, w,
+                                 n, &g, sh->cin, &s);
+            free(dz);
+        }
+        free(s.dslots), free(s.channel);
+        scratch_free(&s);
+    }
+    static const char *names[5] = {"dx", "dw", "db", "dgamma", "dbeta"};
+    for (int j = 0; j < 5; j++)
+        if (memcmp(out[0][j], out[1][j], sizes[j] * sizeof(float)))
+            fail_msg("fused BatchNorm + deconv backward: %s differs on %s, n%d %dx%dx%d->%d s%d",
+                     names[j], ae_isa_name(isa), n, sh->h, sh->w, sh->cin, sh->cout, sh->stride);
+    for (int fused = 0; fused < 2; fused++)
+        for (int j = 0; j < 5; j++)
+            free(out[fused][j]);
+    free(x), free(w), free(z), free(dy), free(gamma), free(beta), free(scale), free(shift);
+}
+
+static void test_fused_batchnorm_backward_matches_two_passes(void **state)
+{
+    (void)state;
+    ae_rng_seed(&rng, 77);
+    ae_set_parallel_thresholds(0, 0);
+    for (int isa = AE_ISA_AVX2; isa < AE_ISA_COUNT; isa++) {
+        if (!isa_available(isa))
+            continue;
+        for (int band = 0; band <= 3; band++) {
+            ae_direct_set_band(band);
+            for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++)
+                check_fused_bn_deconv(isa, &shapes[k], (int)((k + (size_t)band) % 2));
+        }
+        ae_direct_set_band(0);
+    }
+    ae_set_parallel_thresholds(AE_PARALLEL_MACS, AE_PARALLEL_VALUES);
+}
+
+/* The vectorized dense forward (ops->dense_forward through ae_dense_forward)
+ * on every ISA: within rounding of double-precision sums, each image's bits
+ * the same alone as in the batch, and the same on the pool (every pass
+ * parallel, split by images or by outputs) as on the caller. Shapes with
+ * image tails, masked output tails, several input chunks, and both splits. */
+static void test_dense_forward_on_each_isa(void **state)
+{
+    (void)state;
+    const int dims[][3] = {{19, 1100, 37}, {8, 2049, 16}, {9, 33, 2100}, {3, 7, 5},
+                           {1, 1, 1}, {32, 64, 65}};
+    ae_rng_seed(&rng, 5);
+    for (int isa = AE_ISA_AVX2; isa < AE_ISA_COUNT; isa++) {
+        if (!isa_available(isa))
+            continue;
+        ae_scratch s;
+        memset(&s, 0, sizeof s);
+        s.isa = isa;
+        s.num_threads = omp_get_max_threads() > 2 ? omp_get_max_threads() : 2;
+        s.pool = ae_pool_create(s.num_threads);
+        assert_non_null(s.pool);
+        for (size_t k = 0; k < sizeof dims / sizeof *dims; k++) {
+            const int n = dims[k][0], in = dims[k][1], out = dims[k][2];
+            const size_t ny = (size_t)n * out;
+            float *x = random_floats((size_t)n * in), *w = random_floats((size_t)in * out);
+            float *b = random_floats((size_t)out), *y = filled_floats(ny, NAN);
+            float *pooled = filled_floats(ny, NAN), *alone = filled_floats((size_t)out, NAN);
+            ae_set_parallel_thresholds(AE_PARALLEL_MACS, (size_t)1 << 40); /* on the caller */
+            ae_dense_forward(y, x, w, b, n, in, out, &s);
+            ae_set_parallel_thresholds(0, 0);
+            ae_dense_forward(pooled, x, w, b, n, in, out, &s);
+            ae_set_parallel_thresholds(AE_PARALLEL_MACS, AE_PARALLEL_VALUES);
+            if (memcmp(pooled, y, ny * sizeof *y))
+                fail_msg("dense on %s, %dx%d->%d: the pool changes the result", ae_isa_name(isa),
+                         n, in, out);
+            for (int i = 0; i < n; i++) {
+                for (int o = 0; o < out; o++) {
+                    double acc = b[o], mag = fabs(b[o]);
+                    for (int j = 0; j < in; j++) {
+                        double t = (double)x[(size_t)i * in + j] * w[(size_t)j * out + o];
+                        acc += t;
+                        mag += fabs(t);
+                    }
+                    if (!(fabs(y[(size_t)i * out + o] - acc) <= 1e-6 * mag + 1e-6))
+                        fail_msg("dense on %s, %dx%d->%d: y[%d][%d] = %.9g, expected %.9g",
+                                 ae_isa_name(isa), n, in, out, i, o,
+                                 (double)y[(size_t)i * out + o], acc);
+                }
+                ae_dense_forward(alone, x + (size_t)i * in, w, b, 1, in, out, &s);
+                if (memcmp(alone, y + (size_t)i * out, (size_t)out * sizeof *alone))
+                    fail_msg("dense on %s, %dx%d->%d: image %d alone differs", ae_isa_name(isa),
+                             n, in, out, i);
+            }
+            free(x), free(w), free(b), free(y), free(pooled), free(alone);
+        }
+        ae_pool_free(s.pool);
+    }
+}
+
 /* The pool runs every item exactly once, on threads within range, job after
  * job; with one thread or no pool, in order on the caller. */
 typedef struct {
@@ -439,6 +576,8 @@ int main(void)
         cmocka_unit_test(test_avx512_matches_portable),
         cmocka_unit_test(test_direct_kernels_do_not_depend_on_threads),
         cmocka_unit_test(test_elementwise_passes_match_portable),
+        cmocka_unit_test(test_fused_batchnorm_backward_matches_two_passes),
+        cmocka_unit_test(test_dense_forward_on_each_isa),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -110,7 +110,9 @@ static void run_forward(layer_case *c)
     case DECONV:
         ae_deconv2d_forward(c->y, c->x, NULL, c->w, c->b, c->n, &c->g, c->in_c, &scratch);
         break;
-    case DENSE: ae_dense_forward(c->y, c->x, c->w, c->b, c->n, c->in_dim, c->out_dim); break;
+    case DENSE:
+        ae_dense_forward(c->y, c->x, c->w, c->b, c->n, c->in_dim, c->out_dim, NULL);
+        break;
     case BN: {
         ae_bn_params bn = case_bn(c);
         ae_batchnorm_forward_train(c->y, c->x, &bn, c->n, c->pixels, c->out_c, &scratch);
@@ -376,6 +378,42 @@ static void test_deconv2d_gradients(void **state)
 
 /* ---- Dense ---- */
 
+/* The blocked forward (8 images x 16 outputs, chunks of 1024 inputs, tails
+ * one value at a time) against double-precision sums, and each image's
+ * result bit for bit the same when it is computed alone, and on the pool
+ * with every pass parallel: shapes with image and output tails, more than
+ * one input chunk, and more output blocks than threads. */
+static void test_dense_forward_blocks_do_not_change_an_image(void **state)
+{
+    (void)state;
+    const int shapes[][3] = {{19, 1100, 37}, {8, 2049, 16}, {9, 33, 2100}, {3, 7, 5}};
+    for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) {
+        const int n = shapes[k][0], in = shapes[k][1], out = shapes[k][2];
+        float *x = random_floats((size_t)n * in, -1, 1);
+        float *w = random_floats((size_t)in * out, -1, 1);
+        float *b = random_floats((size_t)out, -1, 1), *y = zero_floats((size_t)n * out);
+        float *alone = zero_floats((size_t)out), *pooled = zero_floats((size_t)n * out);
+        ae_dense_forward(y, x, w, b, n, in, out, NULL);
+        ae_set_parallel_thresholds(0, 0);
+        ae_dense_forward(pooled, x, w, b, n, in, out, &scratch);
+        ae_set_parallel_thresholds(AE_PARALLEL_MACS, AE_PARALLEL_VALUES);
+        assert_memory_equal(pooled, y, (size_t)n * out * sizeof *y);
+        for (int i = 0; i < n; i++) {
+            for (int o = 0; o < out; o++) {
+                double acc = b[o], mag = fabs(b[o]);
+                for (int j = 0; j < in; j++) {
+                    acc += (double)x[(size_t)i * in + j] * w[(size_t)j * out + o];
+                    mag += fabs((double)x[(size_t)i * in + j] * w[(size_t)j * out + o]);
+                }
+                assert_float_equal(y[(size_t)i * out + o], acc, 1e-6 * mag + 1e-6);
+            }
+            ae_dense_forward(alone, x + (size_t)i * in, w, b, 1, in, out, NULL);
+            assert_memory_equal(alone, y + (size_t)i * out, (size_t)out * sizeof *alone);
+        }
+        free(x), free(w), free(b), free(y), free(alone), free(pooled);
+    }
+}
+
 static void test_dense_forward_and_gradients(void **state)
 {
     (void)state;
@@ -626,6 +664,7 @@ int main(void)
         cmocka_unit_test(test_conv2d_gradients),
         cmocka_unit_test(test_deconv2d_gradients),
         cmocka_unit_test(test_dense_forward_and_gradients),
+        cmocka_unit_test(test_dense_forward_blocks_do_not_change_an_image),
         cmocka_unit_test(test_batchnorm_statistics),
         cmocka_unit_test(test_batchnorm_gradients),
         cmocka_unit_test(test_activation_gradients),

@@ -258,19 +258,18 @@ static void image_grad_apply(void *arg, int i, int t)
     }
 }
 
-void ae_batchnorm_backward(float *dz, float *dgamma, float *dbeta, const float *dy,
-                           const float *z, const ae_bn_params *bn, int n, size_t pixels, int c,
-                           ae_scratch *s)
+void ae_batchnorm_backward_sums(float *dgamma, float *dbeta, const float *dy, const float *z,
+                                const ae_bn_params *bn, int n, size_t pixels, int c,
+                                ae_scratch *s, ae_grad_tf *gtf)
 {
     const size_t stride = s->dslot_doubles;
     const int threads = pass_threads(s, n * pixels * c);
     const double count = (double)n * (double)pixels;
     double *total = s->dslots + (size_t)n * stride;
     float *k_dy = s->channel, *k_mean = k_dy + c, *k_xhat = k_dy + 2 * c;
-    grad_job j = {.dz = dz, .dy = dy, .z = z, .mean = bn->mean, .invstd = bn->invstd,
-                  .k_dy = k_dy, .k_mean = k_mean, .k_xhat = k_xhat, .part = s->dslots,
-                  .stride = stride, .pixels = pixels, .c = c, .slope = bn->slope,
-                  .ops = ae_direct_ops_for(s->isa)};
+    grad_job j = {.dy = dy, .z = z, .mean = bn->mean, .invstd = bn->invstd,
+                  .part = s->dslots, .stride = stride, .pixels = pixels, .c = c,
+                  .slope = bn->slope, .ops = ae_direct_ops_for(s->isa)};
     ae_pool_run(s->pool, threads, n, image_grad_sums, &j);
     sum_slots(total, s->dslots, stride, n, 2 * c);
     for (int ch = 0; ch < c; ch++) {
@@ -280,5 +279,18 @@ void ae_batchnorm_backward(float *dz, float *dgamma, float *dbeta, const float *
         k_mean[ch] = (float)(total[ch] / count);
         k_xhat[ch] = (float)(total[c + ch] / count);
     }
-    ae_pool_run(s->pool, threads, n, image_grad_apply, &j);
+    *gtf = (ae_grad_tf){z, bn->mean, bn->invstd, k_dy, k_mean, k_xhat, bn->slope};
+}
+
+void ae_batchnorm_backward(float *dz, float *dgamma, float *dbeta, const float *dy,
+                           const float *z, const ae_bn_params *bn, int n, size_t pixels, int c,
+                           ae_scratch *s)
+{
+    ae_grad_tf gtf;
+    ae_batchnorm_backward_sums(dgamma, dbeta, dy, z, bn, n, pixels, c, s, &gtf);
+    grad_job j = {.dz = dz, .dy = dy, .z = z, .mean = bn->mean, .invstd = bn->invstd,
+                  .k_dy = gtf.k_dy, .k_mean = gtf.k_mean, .k_xhat = gtf.k_xhat,
+                  .pixels = pixels, .c = c, .slope = bn->slope,
+                  .ops = ae_direct_ops_for(s->isa)};
+    ae_pool_run(s->pool, pass_threads(s, n * pixels * c), n, image_grad_apply, &j);
 }

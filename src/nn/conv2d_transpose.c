@@ -23,6 +23,7 @@ typedef struct {
     float *y, *dx, *dw, *db;
     const float *x, *dy, *w, *b;
     const ae_input_tf *tf;
+    const ae_grad_tf *gtf; /* backward: dy is above a BatchNorm (see layers.h) */
     const ae_conv_geom *g;
     int in_c, narrow;
     ae_scratch *s;
@@ -92,7 +93,12 @@ static void backward_image(void *arg, int i, int t)
     float *dw_i = s->slots + (size_t)i * s->slot_floats, *db_i = dw_i + kernel;
     const float *dy_i = j->dy + (size_t)i * big_pixels * out_c, *xi = j->x + (size_t)i * in_size;
     float *dx_i = j->dx ? j->dx + (size_t)i * in_size : NULL;
-    if (ops)
+    /* With gtf, dz = gtf(dy) is made band by band and its bias sums with it. */
+    const float *z_i = j->gtf ? j->gtf->z + (size_t)i * big_pixels * out_c : NULL;
+    int summed = 0; /* image rows of dz added to db_i */
+    if (j->gtf)
+        memset(db_i, 0, (size_t)out_c * sizeof *db_i);
+    else if (ops)
         ops->bias_grad(db_i, dy_i, big_pixels, out_c);
     else
         ae_bias_grad(db_i, dy_i, big_pixels, out_c);
@@ -104,7 +110,11 @@ static void backward_image(void *arg, int i, int t)
         for (int first = 0; first < g->small_h; first += band) {
             int end = first + band < g->small_h ? first + band : g->small_h, lo, hi;
             ae_direct_rows_needed(g, 1, first, end, &lo, &hi);
-            ae_conv_input_rows(ops, pad_dy, dy_i, NULL, g->big_h, g->big_w, out_c, lo, hi);
+            if (j->gtf)
+                ae_conv_grad_rows(ops, pad_dy, dy_i, z_i, j->gtf, g->big_h, g->big_w, out_c, lo,
+                                  hi, db_i, &summed);
+            else
+                ae_conv_input_rows(ops, pad_dy, dy_i, NULL, g->big_h, g->big_w, out_c, lo, hi);
             const float *x_rows = xi;
             int x_row0 = 0;
             if (j->tf) {
@@ -117,6 +127,10 @@ static void backward_image(void *arg, int i, int t)
             if (dx_i)
                 ops->big_to_small(pad_dy, lo, g, in_c, j->w, NULL, dx_i, first, end);
         }
+        /* Rows no band read (none in TF's geometry) still count for the bias. */
+        while (j->gtf && summed < g->big_h)
+            ae_conv_grad_rows(ops, pad_dy, dy_i, z_i, j->gtf, g->big_h, g->big_w, out_c,
+                              summed + 1, summed + 2, db_i, &summed);
         return;
     }
     if (j->tf) {
@@ -136,11 +150,19 @@ void ae_deconv2d_backward(float *dx, float *dw, float *db, const float *dy, cons
                           const ae_input_tf *tf, const float *w, int n, const ae_conv_geom *g,
                           int in_c, ae_scratch *s)
 {
+    ae_deconv2d_backward_through(dx, dw, db, dy, NULL, x, tf, w, n, g, in_c, s);
+}
+
+void ae_deconv2d_backward_through(float *dx, float *dw, float *db, const float *dy,
+                                  const ae_grad_tf *gtf, const float *x, const ae_input_tf *tf,
+                                  const float *w, int n, const ae_conv_geom *g, int in_c,
+                                  ae_scratch *s)
+{
     const double macs = 2.0 * n * g->small_h * g->small_w * 9 * g->big_c * in_c;
     const size_t kernel = 9 * (size_t)g->big_c * in_c;
     const int threads = ae_threads_for(s, macs);
-    deconv_job j = {.dx = dx, .dy = dy, .x = x, .w = w, .tf = tf, .g = g, .in_c = in_c, .s = s,
-                    .ops = ae_direct_ops_for(s->isa)};
+    deconv_job j = {.dx = dx, .dy = dy, .x = x, .w = w, .tf = tf, .gtf = gtf, .g = g,
+                    .in_c = in_c, .s = s, .ops = ae_direct_ops_for(s->isa)};
     ae_pool_run(s->pool, threads, n, backward_image, &j);
     ae_reduce_slots(dw, s->slots, s->slot_floats, n, kernel, s);
     ae_reduce_slots(db, s->slots + kernel, s->slot_floats, n, (size_t)g->big_c, s);

@@ -54,6 +54,14 @@ typedef struct {
     void (*apply_tf)(float *dst, const float *x, size_t pixels, int c, const float *scale,
                      const float *shift, float slope);
     void (*bias_grad)(float *db, const float *dy, size_t pixels, int c);
+    /* bias_grad continued: db[o] += the sum over pixels, in pixel order
+     * (row after row, it gives bias_grad's bits over the whole image). */
+    void (*bias_grad_add)(float *db, const float *dy, size_t pixels, int c);
+    /* Dense forward, outputs [o_begin, o_end) (o_begin a multiple of 2 VW
+     * floats, o_end = out or one): fused multiply-adds in input order, an
+     * image's bits independent of the batch (dense.c). */
+    void (*dense_forward)(float *y, const float *x, const float *w, const float *b, int n,
+                          int in, int out, int o_begin, int o_end);
     void (*planar_row)(float *rows, const float *src, int w, int c, size_t pw);
     void (*sigmoid)(float *y, const float *x, size_t count);
 } ae_direct_ops;
@@ -70,6 +78,13 @@ void ae_conv_input_rows(const ae_direct_ops *ops, float *dst, const float *x,
 void ae_conv_input_planar_rows(const ae_direct_ops *ops, float *dst, const float *x,
                                const ae_input_tf *tf, int h, int w, int c, int lo, int hi,
                                float *tmp /* w x c floats, used when tf is set */);
+/* ae_conv_input_rows for an output gradient under a BatchNorm: padded rows
+ * [lo, hi) of dz = gtf(dy) (one image; z its part of gtf->z). Each image
+ * row not yet added (rows *summed, *summed + 1, ... in order) is added to
+ * db by ops->bias_grad_add, and *summed moves past it. */
+void ae_conv_grad_rows(const ae_direct_ops *ops, float *dst, const float *dy, const float *z,
+                       const ae_grad_tf *gtf, int h, int w, int c, int lo, int hi, float *db,
+                       int *summed);
 /* The padded input rows [*lo, *hi) that output rows [first, end) read:
  * big_to_small and weight_grad (output = small rows) when to_small is set,
  * small_to_big (output = big rows) otherwise. */

@@ -673,6 +673,73 @@ static TARGET void FN(bias_grad)(float *db, const float *dy, size_t pixels, int 
     }
 }
 
+static TARGET void FN(bias_grad_add)(float *db, const float *dy, size_t pixels, int c)
+{
+    for (int c0 = 0; c0 < c; c0 += VW) {
+        vmask m = mask_first(c - c0 < VW ? c - c0 : VW);
+        vec acc = V_LOADM(db + c0, m);
+        for (size_t p = 0; p < pixels; p++)
+            acc = V_ADD(acc, V_LOADM(dy + p * c + c0, m));
+        V_STOREM(db + c0, m, acc);
+    }
+}
+
+/* ---- Dense forward (dense.c) ----
+ * R images x two vectors of outputs in registers, over inputs [k0, k1):
+ * acc = (k0 == 0 ? b : y), then acc = x[i][k] w[k][o] + acc (one FMA) for k
+ * in order. R = 8 or 1 and masked output tails do the same per-lane FMAs,
+ * so an image gets the same bits in any block. */
+static TARGET ALWAYS_INLINE void FN(dense_block)(const int R, float *y, const float *x,
+                                                 const float *w, const float *b, int i0, int o0,
+                                                 int k0, int k1, int in, int out)
+{
+    const int left = out - o0;
+    const vmask m0 = mask_first(left < VW ? left : VW);
+    const vmask m1 = mask_first(left - VW < VW ? (left - VW > 0 ? left - VW : 0) : VW);
+    vec acc[8][2];
+    UNROLL
+    for (int r = 0; r < R; r++) {
+        const float *from = k0 == 0 ? b + o0 : y + (size_t)(i0 + r) * out + o0;
+        acc[r][0] = V_LOADM(from, m0);
+        acc[r][1] = V_LOADM(from + VW, m1);
+    }
+    for (int k = k0; k < k1; k++) {
+        const float *wk = w + (size_t)k * out + o0;
+        const vec w0 = V_LOADM(wk, m0), w1 = V_LOADM(wk + VW, m1);
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            const vec xv = V_SET1(x[(size_t)(i0 + r) * in + k]);
+            acc[r][0] = V_FMA(xv, w0, acc[r][0]);
+            acc[r][1] = V_FMA(xv, w1, acc[r][1]);
+        }
+    }
+    UNROLL
+    for (int r = 0; r < R; r++) {
+        float *to = y + (size_t)(i0 + r) * out + o0;
+        V_STOREM(to, m0, acc[r][0]);
+        V_STOREM(to + VW, m1, acc[r][1]);
+    }
+}
+
+/* Outputs [o_begin, o_end) of n images (o_begin a multiple of 2 VW, o_end
+ * out or one), in chunks of 1024 inputs so that a chunk of the weights stays
+ * in cache for every block of images. */
+static TARGET void FN(dense_forward)(float *y, const float *x, const float *w, const float *b,
+                                     int n, int in, int out, int o_begin, int o_end)
+{
+    enum { K_CHUNK = 1024 };
+    const int full_i = n - n % 8;
+    for (int k0 = 0; k0 < in; k0 += K_CHUNK) {
+        const int k1 = in - k0 < K_CHUNK ? in : k0 + K_CHUNK;
+        for (int o0 = o_begin; o0 < o_end; o0 += 2 * VW) {
+            for (int i0 = 0; i0 < full_i; i0 += 8)
+                FN(dense_block)(8, y, x, w, b, i0, o0, k0, k1, in, out);
+            for (int i = full_i; i < n; i++)
+                FN(dense_block)(1, y, x, w, b, i, o0, k0, k1, in, out);
+        }
+    }
+}
+
 /* y = 1 / (1 + exp(-x)) with exp of -|x| only (no overflow): exp(r) for
  * r = -|x| = n ln2 + f, |f| <= ln2 / 2, by Cephes' expf polynomial (about
  * 2 ulp), scaled by 2^n. */
@@ -708,6 +775,8 @@ const ae_direct_ops FN(ae_direct) = {
     .bn_grad_apply = FN(bn_grad_apply),
     .apply_tf = FN(apply_tf),
     .bias_grad = FN(bias_grad),
+    .bias_grad_add = FN(bias_grad_add),
+    .dense_forward = FN(dense_forward),
     .planar_row = FN(planar_row),
     .sigmoid = FN(sigmoid),
 };

@@ -108,6 +108,29 @@ void ae_conv_input_rows(const ae_direct_ops *ops, float *dst, const float *x,
     }
 }
 
+void ae_conv_grad_rows(const ae_direct_ops *ops, float *dst, const float *dy, const float *z,
+                       const ae_grad_tf *gtf, int h, int w, int c, int lo, int hi, float *db,
+                       int *summed)
+{
+    const size_t inner = (size_t)w * c, row = inner + 2 * (size_t)c;
+    for (int r = lo; r < hi; r++) {
+        float *d = dst + (size_t)(r - lo) * row;
+        if (r == 0 || r == h + 1) {
+            memset(d, 0, row * sizeof *d);
+            continue;
+        }
+        const size_t at = (size_t)(r - 1) * inner;
+        memset(d, 0, (size_t)c * sizeof *d);
+        ops->bn_grad_apply(d + c, dy + at, z + at, (size_t)w, c, gtf->slope, gtf->mean,
+                           gtf->invstd, gtf->k_dy, gtf->k_mean, gtf->k_xhat);
+        memset(d + c + inner, 0, (size_t)c * sizeof *d);
+        if (r - 1 == *summed) {
+            ops->bias_grad_add(db, d + c, (size_t)w, c);
+            (*summed)++;
+        }
+    }
+}
+
 void ae_conv_input(const ae_direct_ops *ops, float *dst, const float *x, const ae_input_tf *tf,
                    int h, int w, int c, int pad)
 {

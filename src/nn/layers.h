@@ -91,6 +91,16 @@ typedef struct {
     float slope;
 } ae_input_tf;
 
+/* The gradient a BatchNorm (with the LeakyReLU before it) passes down,
+ * computed where the layer under it reads it instead of being stored:
+ *   dz = leaky'(z) k_dy (dy - k_mean - xhat k_xhat), xhat = (leaky(z) - mean) invstd
+ * per channel: the second pass of ae_batchnorm_backward, the same values to
+ * the bit. z is the BatchNorm's input for the whole batch, laid out as dy. */
+typedef struct {
+    const float *z, *mean, *invstd, *k_dy, *k_mean, *k_xhat;
+    float slope;
+} ae_grad_tf;
+
 /* conv2d.c: x (n, big_h, big_w, in) -> y (n, small_h, small_w, out);
  * w (3,3,in,out), b (out). Forward overwrites y. Backward OVERWRITES dw, db
  * and (when dx is not NULL) dx, the gradient with respect to the transformed
@@ -108,11 +118,21 @@ void ae_deconv2d_forward(float *y, const float *x, const ae_input_tf *tf, const 
 void ae_deconv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                           const ae_input_tf *tf, const float *w, int n, const ae_conv_geom *g,
                           int in_c, ae_scratch *s);
+/* The same backward, with dy given as the gradient above a BatchNorm and the
+ * BatchNorm's transform (gtf, may be NULL): the layer's output gradient is
+ * dz = gtf(dy), made band by band as the kernels read it (it is never
+ * stored). gtf needs the direct kernels (ae_direct_ops_for(s->isa) not NULL). */
+void ae_deconv2d_backward_through(float *dx, float *dw, float *db, const float *dy,
+                                  const ae_grad_tf *gtf, const float *x, const ae_input_tf *tf,
+                                  const float *w, int n, const ae_conv_geom *g, int in_c,
+                                  ae_scratch *s);
 
-/* dense.c: x (n, in) -> y (n, out); w (in, out), b (out). Backward overwrites
+/* dense.c: x (n, in) -> y (n, out); w (in, out), b (out). The forward sums
+ * each image's values in a fixed order (the same bits for any batch and any
+ * thread count), on s's pool (s NULL: on the caller). Backward overwrites
  * dw, db, dx (dx may be NULL). One single-threaded GEMM over the batch. */
 void ae_dense_forward(float *y, const float *x, const float *w, const float *b, int n, int in,
-                      int out);
+                      int out, ae_scratch *s);
 void ae_dense_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                        const float *w, int n, int in, int out);
 
@@ -139,6 +159,12 @@ void ae_batchnorm_forward_infer(float *y, const float *z, const ae_bn_params *bn
 void ae_batchnorm_backward(float *dz, float *dgamma, float *dbeta, const float *dy,
                            const float *z, const ae_bn_params *bn, int n, size_t pixels, int c,
                            ae_scratch *s);
+/* ae_batchnorm_backward without its second pass: dgamma and dbeta, and in
+ * *gtf the transform that gives dz from dy (ae_grad_tf; its coefficients live
+ * in s->channel until the next BatchNorm backward). */
+void ae_batchnorm_backward_sums(float *dgamma, float *dbeta, const float *dy, const float *z,
+                                const ae_bn_params *bn, int n, size_t pixels, int c,
+                                ae_scratch *s, ae_grad_tf *gtf);
 /* y = tf(z) over pixels x c values. */
 void ae_bn_apply(float *y, const float *z, const ae_input_tf *tf, size_t pixels, int c);
 

@@ -76,7 +76,8 @@ static void run_layers(ae_model *m, int from, int to, const float *in, int n, ae
             ae_deconv2d_forward(y, x, use, w, b, n, &l->geom, l->in_c, &m->scratch);
             break;
         case AE_LAYER_DENSE:
-            ae_dense_forward(y, x, w, b, n, (int)l->in_count, (int)l->out_count);
+            ae_dense_forward(y, x, w, b, n, (int)l->in_count, (int)l->out_count,
+                             &m->scratch);
             break;
         case AE_LAYER_LEAKY: /* applied by the BatchNorm after it */
             break;
@@ -175,6 +176,11 @@ void ae_model_backward(ae_model *m, const float *x, int n)
     const ae_plan *p = &m->plan;
     const ae_layer *last = &p->layers[p->num_layers - 1];
     float *dy = m->grad_a, *spare = m->grad_b;
+    /* A BatchNorm over a transposed convolution leaves its second pass to the
+     * convolution's backward (ae_deconv2d_backward_through): dz is never stored. */
+    const int fuse = ae_direct_ops_for(m->scratch.isa) != NULL;
+    ae_grad_tf gtf;
+    const ae_grad_tf *pending = NULL;
     double start = omp_get_wtime();
     mse_grad(m, dy, layer_out(m, p->num_layers - 1), x, (size_t)n * last->out_count);
     for (int i = p->num_layers - 1; i >= 0; i--) {
@@ -201,8 +207,16 @@ void ae_model_backward(ae_model *m, const float *x, int n)
             break;
         case AE_LAYER_BN: {
             ae_bn_params bn = bn_params(m, i);
-            ae_batchnorm_backward(dy, dw, db, dy, bn_source(m, i), &bn, n,
-                                  (size_t)l->out_h * l->out_w, l->out_c, &m->scratch);
+            const size_t pixels = (size_t)l->out_h * l->out_w;
+            const int under = p->layers[i - 1].kind == AE_LAYER_LEAKY ? i - 2 : i - 1;
+            if (fuse && p->layers[under].kind == AE_LAYER_DECONV) {
+                ae_batchnorm_backward_sums(dw, db, dy, bn_source(m, i), &bn, n, pixels,
+                                           l->out_c, &m->scratch, &gtf);
+                pending = &gtf;
+            } else {
+                ae_batchnorm_backward(dy, dw, db, dy, bn_source(m, i), &bn, n, pixels, l->out_c,
+                                      &m->scratch);
+            }
             swap = 0;
             break;
         }
@@ -210,7 +224,9 @@ void ae_model_backward(ae_model *m, const float *x, int n)
             ae_conv2d_backward(dx, dw, db, dy, in, use, w, n, &l->geom, l->out_c, &m->scratch);
             break;
         case AE_LAYER_DECONV:
-            ae_deconv2d_backward(dx, dw, db, dy, in, use, w, n, &l->geom, l->in_c, &m->scratch);
+            ae_deconv2d_backward_through(dx, dw, db, dy, pending, in, use, w, n, &l->geom,
+                                         l->in_c, &m->scratch);
+            pending = NULL;
             break;
         case AE_LAYER_DENSE:
             ae_dense_backward(dx, dw, db, dy, in, w, n, (int)l->in_count, (int)l->out_count);
