@@ -120,9 +120,11 @@ int cli_open_data(const cli_command *cmd, const cli_data_args *d, const char *ro
 /* A fingerprint of the selected images (their names, in order): a resumed
  * run, or a score of the training split, must see the same images. */
 int64_t cli_selection_fingerprint(const ae_dataset *ds, const size_t *items, size_t n);
-/* A loader for items at the model's size, honouring budget, threads, policy. */
+/* A loader for items at the model's size, honouring threads and the bad-file
+ * policy; images are kept decoded in memory when they fit memory_budget
+ * bytes, else streamed. */
 int cli_make_loader(const cli_data_args *d, const ae_dataset *ds, const size_t *items, size_t count,
-                    const ae_config *cfg, ae_loader **loader);
+                    size_t memory_budget, const ae_config *cfg, ae_loader **loader);
 /* After a loader is made: print how many bad files were skipped, and which. */
 void cli_print_bad_files(const ae_loader *l);
 

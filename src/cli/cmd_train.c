@@ -140,13 +140,13 @@ static int resolve_config(const cli_command *cmd, const cli_train_args *a, const
 
 static void print_config(const cli_train_args *a, const ae_dataset *ds, const ae_config *cfg,
                          int orig_h, int orig_w, size_t n_train, size_t n_val, const ae_loader *train,
-                         const ae_model *m)
+                         const ae_loader *val, const ae_model *m)
 {
     char filters[64] = "";
     for (int i = 0; i < cfg->num_filters; i++)
         snprintf(filters + strlen(filters), sizeof filters - strlen(filters), "%s%d", i ? "," : "",
                  cfg->filters[i]);
-    size_t mem = ae_model_memory_bytes(m) + ae_loader_peak_bytes(train);
+    size_t mem = ae_model_memory_bytes(m) + ae_loader_peak_bytes(train) + (val ? ae_loader_peak_bytes(val) : 0);
     if (cli_out.json) {
         printf("{\"event\":\"config\",\"data\":");
         cli_json_string(stdout, ds->description ? ds->description : a->data_path);
@@ -174,7 +174,9 @@ static void print_config(const cli_train_args *a, const ae_dataset *ds, const ae
             (unsigned long long)a->seed, orig_h, orig_w, cfg->height, cfg->width, cfg->channels, filters,
             cfg->latent_dim, cfg->leaky_slope, ae_model_num_params(m), a->epochs, a->data.batch,
             a->learning_rate, a->decay, (unsigned long long)a->seed, ae_get_num_threads(),
-            ae_loader_is_streaming(train) ? "streaming from disk" : "images decoded in memory",
+            ae_loader_is_streaming(train) || (val && ae_loader_is_streaming(val))
+                ? "images streamed from disk (more than --memory-budget)"
+                : "images decoded in memory",
             (double)mem / (1024.0 * 1024.0));
 }
 
@@ -347,8 +349,13 @@ int cli_train_run(const cli_command *cmd, cli_train_args *a)
         orig_h = cfg.height, orig_w = cfg.width;
     } else if ((rc = resolve_config(cmd, a, &ds, train_items[0], &cfg, &orig_h, &orig_w)))
         goto done;
-    if ((rc = cli_make_loader(&a->data, &ds, train_items, n_train, &cfg, &train)) ||
-        (n_val && (rc = cli_make_loader(&a->data, &ds, val_items, n_val, &cfg, &val))))
+    /* One budget for both sets, shared in proportion to their sizes: a
+     * validation set that fits alone must not push the run past it. */
+    size_t budget = a->data.memory_budget ? a->data.memory_budget : 1; /* 0 keeps nothing in memory */
+    size_t train_budget = (size_t)((double)budget * (double)n_train / (double)(n_train + n_val));
+    size_t val_budget = budget - train_budget;
+    if ((rc = cli_make_loader(&a->data, &ds, train_items, n_train, train_budget ? train_budget : 1, &cfg, &train)) ||
+        (n_val && (rc = cli_make_loader(&a->data, &ds, val_items, n_val, val_budget ? val_budget : 1, &cfg, &val))))
         goto done;
 
     if (a->resume) {
@@ -369,7 +376,7 @@ int cli_train_run(const cli_command *cmd, cli_train_args *a)
         rc = cli_report_error(&err);
         goto done;
     }
-    print_config(a, &ds, &cfg, orig_h, orig_w, n_train, n_val, train, model);
+    print_config(a, &ds, &cfg, orig_h, orig_w, n_train, n_val, train, val, model);
     if (a->resume && !cli_out.quiet && !cli_out.json)
         fprintf(stderr, "  resuming      from %s at epoch %d, batch %d\n", a->resume, st.epoch + 1, st.batch);
 

@@ -167,10 +167,10 @@ int cli_open_data(const cli_command *cmd, const cli_data_args *d, const char *ro
 }
 
 int cli_make_loader(const cli_data_args *d, const ae_dataset *ds, const size_t *items, size_t count,
-                    const ae_config *cfg, ae_loader **loader)
+                    size_t memory_budget, const ae_config *cfg, ae_loader **loader)
 {
     ae_loader_config lc = {.height = cfg->height, .width = cfg->width, .channels = cfg->channels,
-                           .memory_budget = d->memory_budget, .threads = d->threads,
+                           .memory_budget = memory_budget, .threads = d->threads,
                            .bad_policy = strcmp(d->bad_files, "skip") ? AE_BAD_STOP : AE_BAD_SKIP};
     ae_error err = {0};
     ae_status s = ae_loader_create(ds, items, count, &lc, loader, &err);

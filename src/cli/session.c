@@ -47,7 +47,9 @@ int cli_session_open(const cli_command *cmd, const cli_data_args *d, const char 
     int whole = !strcmp(split, "all"), rc;
     if ((rc = cli_open_data(cmd, d, data_path, (uint64_t)seed, !whole, &s->ds, &s->items, &s->n_items)) ||
         (!whole && (rc = keep_split(cmd, model_path, split, s))) ||
-        (rc = cli_make_loader(d, &s->ds, s->items, s->n_items, ae_model_config(s->model), &s->loader))) {
+        (rc = cli_make_loader(d, &s->ds, s->items, s->n_items, d->memory_budget ? d->memory_budget : 1,
+                              ae_model_config(s->model),
+                              &s->loader))) {
         cli_session_close(s);
         return rc;
     }
