@@ -462,6 +462,104 @@ static void test_fused_batchnorm_backward_matches_two_passes(void **state)
     ae_set_parallel_thresholds(AE_PARALLEL_MACS, AE_PARALLEL_VALUES);
 }
 
+/* A BatchNorm's statistics added by the convolution under it, band by band
+ * (ae_conv2d_forward_stats / ae_deconv2d_forward_stats, then
+ * ae_batchnorm_finish_train), give the bits of the BatchNorm's own pass over
+ * the stored output (ae_batchnorm_forward_train): mean, invstd, scale,
+ * shift and the moving statistics, and the same output; on every path
+ * (portable included), bands of 1-3 rows and automatic, every pass parallel,
+ * with images of several statistics chunks whose ends fall inside bands. */
+static void check_fused_bn_stats(int isa, const shape *sh, int deconv)
+{
+    ae_conv_geom g;
+    int small_c, out_c = sh->cout;
+    if (!deconv) {
+        ae_conv_geom_init(&g, sh->h, sh->w, sh->cin, sh->stride);
+        small_c = sh->cout;
+    } else {
+        ae_conv_geom_init(&g, sh->h * sh->stride, sh->w * sh->stride, sh->cout, sh->stride);
+        small_c = sh->cin;
+    }
+    const int n = sh->n, c = out_c;
+    const size_t pixels = deconv ? (size_t)g.big_h * g.big_w : (size_t)g.small_h * g.small_w;
+    const size_t ny = (size_t)n * pixels * c;
+    const size_t nx = deconv ? (size_t)n * g.small_h * g.small_w * sh->cin
+                             : (size_t)n * g.big_h * g.big_w * sh->cin;
+    float *x = random_floats(nx), *w = random_floats(9 * (size_t)sh->cin * sh->cout);
+    float *b = random_floats((size_t)c), *gamma = random_floats((size_t)c);
+    float *beta = random_floats((size_t)c), *scale = random_floats((size_t)sh->cin);
+    float *shift = random_floats((size_t)sh->cin);
+    ae_input_tf tf = {scale, shift, 0.3f};
+    float *y[2], *stats[2][6];
+    for (int fused = 0; fused < 2; fused++) {
+        ae_scratch s;
+        scratch_make(&s, isa, n, &g, small_c);
+        s.dslot_doubles = 2 * (size_t)c;
+        s.dslots = calloc(s.dslot_doubles * (size_t)(n + 2 + 2 * s.num_threads), sizeof(double));
+        assert_non_null(s.dslots);
+        y[fused] = filled_floats(ny, NAN);
+        for (int k = 0; k < 6; k++)
+            stats[fused][k] = filled_floats((size_t)c, k == 1 ? 1.0f : 0.0f);
+        ae_bn_params bn = {gamma, beta, stats[fused][0], stats[fused][1], stats[fused][2],
+                           stats[fused][3], stats[fused][4], stats[fused][5], 0.9f, 1e-3f, 0.2f};
+        ae_bn_stats st;
+        ae_bn_stats_init(&st, &s, n, pixels, c, bn.slope);
+        const ae_bn_stats *add = fused ? &st : NULL;
+        if (deconv)
+            ae_deconv2d_forward_stats(y[fused], x, &tf, w, b, n, &g, sh->cin, &s, add);
+        else
+            ae_conv2d_forward_stats(y[fused], x, &tf, w, b, n, &g, c, &s, add);
+        if (fused)
+            ae_batchnorm_finish_train(NULL, y[fused], &bn, n, pixels, c, &s);
+        else
+            ae_batchnorm_forward_train(NULL, y[fused], &bn, n, pixels, c, &s);
+        free(s.dslots);
+        scratch_free(&s);
+    }
+    if (memcmp(y[0], y[1], ny * sizeof(float)))
+        fail_msg("%s forward with statistics: the output differs on %s",
+                 deconv ? "deconv" : "conv", ae_isa_name(isa));
+    static const char *names[6] = {"moving mean", "moving var", "mean", "invstd", "scale",
+                                   "shift"};
+    for (int k = 0; k < 6; k++)
+        if (memcmp(stats[0][k], stats[1][k], (size_t)c * sizeof(float)))
+            fail_msg("%s forward with statistics: %s differs on %s, n%d %dx%dx%d->%d s%d",
+                     deconv ? "deconv" : "conv", names[k], ae_isa_name(isa), n, sh->h, sh->w,
+                     sh->cin, sh->cout, sh->stride);
+    for (int fused = 0; fused < 2; fused++) {
+        free(y[fused]);
+        for (int k = 0; k < 6; k++)
+            free(stats[fused][k]);
+    }
+    free(x), free(w), free(b), free(gamma), free(beta), free(scale), free(shift);
+}
+
+static void test_fused_batchnorm_statistics_match_own_pass(void **state)
+{
+    (void)state;
+    /* Statistics chunks are 2^15 values: 512 pixels of 64 channels, 819 of 40. */
+    static const shape big[] = {
+        {2, 40, 60, 3, 64, 2}, /* conv: 600 pixels of 64, 2 chunks; deconv: 9600, 19 */
+        {1, 23, 37, 5, 40, 1}, /* 851 pixels of 40: 2 chunks, the last of 32 pixels */
+    };
+    ae_rng_seed(&rng, 78);
+    ae_set_parallel_thresholds(0, 0);
+    for (int isa = AE_ISA_PORTABLE; isa < AE_ISA_COUNT; isa++) {
+        if (isa != AE_ISA_PORTABLE && !isa_available(isa))
+            continue;
+        for (int band = 0; band <= 3; band++) {
+            ae_direct_set_band(band);
+            for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++)
+                check_fused_bn_stats(isa, &shapes[k], (int)((k + (size_t)band) % 2));
+            for (size_t k = 0; k < sizeof big / sizeof *big; k++)
+                for (int deconv = 0; deconv <= 1; deconv++)
+                    check_fused_bn_stats(isa, &big[k], deconv);
+        }
+        ae_direct_set_band(0);
+    }
+    ae_set_parallel_thresholds(AE_PARALLEL_MACS, AE_PARALLEL_VALUES);
+}
+
 /* The vectorized dense forward (ops->dense_forward through ae_dense_forward)
  * on every ISA: within rounding of double-precision sums, each image's bits
  * the same alone as in the batch, and the same on the pool (every pass
@@ -577,6 +675,7 @@ int main(void)
         cmocka_unit_test(test_direct_kernels_do_not_depend_on_threads),
         cmocka_unit_test(test_elementwise_passes_match_portable),
         cmocka_unit_test(test_fused_batchnorm_backward_matches_two_passes),
+        cmocka_unit_test(test_fused_batchnorm_statistics_match_own_pass),
         cmocka_unit_test(test_dense_forward_on_each_isa),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -106,6 +106,8 @@ const char *ae_meta_type_name(ae_meta_type t);
 #define AE_KEY_LEARNING_RATE "train.learning_rate" /* float */
 #define AE_KEY_DECAY "train.decay"               /* float */
 #define AE_KEY_THREADS "train.threads"           /* int */
+#define AE_KEY_VAL_FRACTION "train.val_fraction" /* float: validation share of the split */
+#define AE_KEY_DATA_FINGERPRINT "train.data_fingerprint" /* int: hash of the chosen images */
 #define AE_KEY_LOSS_SUM "train.loss_sum"         /* float: running sum in the current epoch */
 #define AE_KEY_LOSS_COUNT "train.loss_count"     /* int */
 #define AE_KEY_TRAIN_LOSSES "train.losses"       /* float64 array, per epoch */

@@ -213,7 +213,7 @@ static int resume_settings(const cli_command *cmd, cli_train_args *a, const ae_m
         a->learning_rate = f;
     if (ae_meta_get_float(meta, AE_KEY_DECAY, &f))
         a->decay = f;
-    if (ae_meta_get_float(meta, "train.val_fraction", &f))
+    if (ae_meta_get_float(meta, AE_KEY_VAL_FRACTION, &f))
         a->val_fraction = f;
     return 0;
 }
@@ -257,9 +257,9 @@ static ae_status base_meta(const cli_train_args *a, const ae_dataset *ds, int64_
         (s = ae_meta_set_int(m, AE_KEY_BATCH_SIZE, a->data.batch, err)) ||
         (s = ae_meta_set_float(m, AE_KEY_LEARNING_RATE, a->learning_rate, err)) ||
         (s = ae_meta_set_float(m, AE_KEY_DECAY, a->decay, err)) ||
-        (s = ae_meta_set_float(m, "train.val_fraction", a->val_fraction, err)) ||
+        (s = ae_meta_set_float(m, AE_KEY_VAL_FRACTION, a->val_fraction, err)) ||
         (s = ae_meta_set_int(m, AE_KEY_THREADS, ae_get_num_threads(), err)) ||
-        (s = ae_meta_set_int(m, "train.data_fingerprint", fingerprint, err)))
+        (s = ae_meta_set_int(m, AE_KEY_DATA_FINGERPRINT, fingerprint, err)))
         return s;
     return AE_OK;
 }
@@ -323,7 +323,7 @@ int cli_train_run(const cli_command *cmd, cli_train_args *a)
     int64_t fingerprint = cli_selection_fingerprint(&ds, items, n_items);
     if (resume_meta) {
         int64_t old = 0;
-        ae_meta_get_int(resume_meta, "train.data_fingerprint", &old);
+        ae_meta_get_int(resume_meta, AE_KEY_DATA_FINGERPRINT, &old);
         if (old != fingerprint) {
             rc = cli_usage_error(cmd, "%s was trained on other images: give the same DATA and data "
                                       "flags to --resume", a->resume);

@@ -11,9 +11,9 @@ static int keep_split(const cli_command *cmd, const char *model_path, const char
 {
     int64_t seed = 0, fingerprint = 0;
     double fraction;
-    if (!ae_meta_get_float(s->meta, "train.val_fraction", &fraction) ||
+    if (!ae_meta_get_float(s->meta, AE_KEY_VAL_FRACTION, &fraction) ||
         !ae_meta_get_int(s->meta, AE_KEY_SEED, &seed) ||
-        !ae_meta_get_int(s->meta, "train.data_fingerprint", &fingerprint))
+        !ae_meta_get_int(s->meta, AE_KEY_DATA_FINGERPRINT, &fingerprint))
         return cli_usage_error(cmd, "%s does not record its split", model_path);
     if (cli_selection_fingerprint(&s->ds, s->items, s->n_items) != fingerprint)
         return cli_usage_error(cmd, "--split needs the data and data flags %s was trained with", model_path);

@@ -85,37 +85,35 @@ static void image_sums(double *acc, const float *z, size_t pixels, int c, float 
     }
 }
 
-typedef struct {
-    const float *z;
-    double *part, *temp;
-    size_t stride, pixels;
-    int c;
-    float slope;
-    void (*sums)(double *, const float *, size_t, int, float, const double *);
-} stats_job;
-
 /* Image i's sum of leaky(z) (first c of its slot) and sum of squared
  * deviations from its own mean (next c). In chunks of pixels small enough to
  * stay in L2 between the chunk's two passes (sum, then squared deviations
  * from the chunk's mean), merged in order by Chan et al.'s formula: one read
- * of the image from memory. */
-static void image_stats(void *arg, int i, int t)
+ * of the image from memory. The chunks whose pixels are all below `done`
+ * (all of them when done = pixels) are added, from *next on; a convolution
+ * calls this after each band of its output, while the band is in cache. */
+void ae_bn_stats_image(const ae_bn_stats *st, const float *zi, int i, int t, size_t done,
+                       size_t *next)
 {
     enum { CHUNK_VALUES = 1 << 15 };
-    const stats_job *j = arg;
-    const int c = j->c;
+    const int c = st->c;
     const size_t chunk = CHUNK_VALUES / (size_t)c > 0 ? CHUNK_VALUES / (size_t)c : 1;
-    double *sum = j->part + (size_t)i * j->stride, *m2 = sum + c;
-    double *chunk_sum = j->temp + (size_t)t * 2 * j->stride, *chunk_m2 = chunk_sum + c;
+    double *sum = st->part + (size_t)i * st->stride, *m2 = sum + c;
+    double *chunk_sum = st->temp + (size_t)t * 2 * st->stride, *chunk_m2 = chunk_sum + c;
     double *chunk_mean = chunk_sum + 2 * c;
-    const float *zi = j->z + (size_t)i * j->pixels * c;
-    for (size_t p0 = 0; p0 < j->pixels; p0 += chunk) {
-        const size_t len = j->pixels - p0 < chunk ? j->pixels - p0 : chunk;
+    void (*sums)(double *, const float *, size_t, int, float, const double *) =
+        st->ops ? st->ops->bn_sums : image_sums;
+    for (size_t p0 = *next; p0 < st->pixels; p0 += chunk) {
+        const size_t len = st->pixels - p0 < chunk ? st->pixels - p0 : chunk;
+        if (p0 + len > done) {
+            *next = p0;
+            return;
+        }
         double *into_sum = p0 == 0 ? sum : chunk_sum, *into_m2 = p0 == 0 ? m2 : chunk_m2;
-        j->sums(into_sum, zi + p0 * c, len, c, j->slope, NULL);
+        sums(into_sum, zi + p0 * c, len, c, st->slope, NULL);
         for (int ch = 0; ch < c; ch++)
             chunk_mean[ch] = into_sum[ch] / (double)len;
-        j->sums(into_m2, zi + p0 * c, len, c, j->slope, chunk_mean);
+        sums(into_m2, zi + p0 * c, len, c, st->slope, chunk_mean);
         if (p0 == 0)
             continue;
         const double na = (double)p0, nb = (double)len, n = na + nb;
@@ -125,6 +123,29 @@ static void image_stats(void *arg, int i, int t)
             sum[ch] += chunk_sum[ch];
         }
     }
+    *next = st->pixels;
+}
+
+void ae_bn_stats_init(ae_bn_stats *st, ae_scratch *s, int n, size_t pixels, int c, float slope)
+{
+    const size_t stride = s->dslot_doubles;
+    /* slot i per image, then the total (2 slots), then 2 slots per thread */
+    *st = (ae_bn_stats){.part = s->dslots, .temp = s->dslots + ((size_t)n + 2) * stride,
+                        .stride = stride, .pixels = pixels, .c = c, .slope = slope,
+                        .ops = ae_direct_ops_for(s->isa)};
+}
+
+typedef struct {
+    const ae_bn_stats *st;
+    const float *z;
+} stats_job;
+
+static void image_stats(void *arg, int i, int t)
+{
+    const stats_job *j = arg;
+    size_t next = 0;
+    ae_bn_stats_image(j->st, j->z + (size_t)i * j->st->pixels * j->st->c, i, t, j->st->pixels,
+                      &next);
 }
 
 /* Threads for a pass over `values` values. */
@@ -136,19 +157,22 @@ static int pass_threads(const ae_scratch *s, size_t values)
 void ae_batchnorm_forward_train(float *y, const float *z, const ae_bn_params *bn, int n,
                                 size_t pixels, int c, ae_scratch *s)
 {
-    const size_t per_image = pixels * c, stride = s->dslot_doubles;
-    const int threads = pass_threads(s, n * per_image);
-    const double count = (double)n * (double)pixels;
-    double *part = s->dslots, *total = s->dslots + (size_t)n * stride, *temp = total + 2 * stride;
-    /* temp: 2 slots (4c doubles) per thread */
-    double *mean = total + c;
-    const ae_direct_ops *ops = ae_direct_ops_for(s->isa);
-
     /* One read of each image from memory: its sum, then (from cache) its sum of
      * squared deviations from its own mean. Slot i: sum (c), then that (c). */
-    stats_job j = {.z = z, .part = part, .temp = temp, .stride = stride, .pixels = pixels,
-                   .c = c, .slope = bn->slope, .sums = ops ? ops->bn_sums : image_sums};
-    ae_pool_run(s->pool, threads, n, image_stats, &j);
+    ae_bn_stats st;
+    ae_bn_stats_init(&st, s, n, pixels, c, bn->slope);
+    stats_job j = {&st, z};
+    ae_pool_run(s->pool, pass_threads(s, n * pixels * c), n, image_stats, &j);
+    ae_batchnorm_finish_train(y, z, bn, n, pixels, c, s);
+}
+
+void ae_batchnorm_finish_train(float *y, const float *z, const ae_bn_params *bn, int n,
+                               size_t pixels, int c, ae_scratch *s)
+{
+    const size_t stride = s->dslot_doubles;
+    const double count = (double)n * (double)pixels;
+    double *part = s->dslots, *total = s->dslots + (size_t)n * stride;
+    double *mean = total + c;
     /* Chan et al.'s pairwise combination, in image order: the batch's sum of
      * squared deviations is sum_i [M2_i + pixels (mean_i - mean)^2]. */
     for (int ch = 0; ch < c; ch++)

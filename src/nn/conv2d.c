@@ -22,6 +22,7 @@ typedef struct {
     float *y, *dx, *dw, *db;
     const float *x, *dy, *w, *b;
     const ae_input_tf *tf;
+    const ae_bn_stats *stats; /* forward: the BatchNorm statistics of y, or NULL */
     const ae_conv_geom *g;
     int out_c;
     ae_scratch *s;
@@ -37,6 +38,7 @@ static void forward_image(void *arg, int i, int t)
     const int pixels = g->small_h * g->small_w, k = 9 * g->big_c, out_c = j->out_c;
     const float *xi = j->x + (size_t)i * in_size;
     float *yi = j->y + (size_t)i * pixels * out_c;
+    size_t next = 0; /* the first pixel of yi not yet in the statistics */
     if (j->ops) { /* in bands of output rows, each band's input padded just before */
         const int band = ae_direct_band(g, 1, g->big_c);
         for (int first = 0; first < g->small_h; first += band) {
@@ -45,6 +47,8 @@ static void forward_image(void *arg, int i, int t)
             ae_conv_input_rows(j->ops, s->pad[t], xi, j->tf, g->big_h, g->big_w, g->big_c, lo,
                                hi);
             j->ops->big_to_small(s->pad[t], lo, g, out_c, j->w, j->b, yi, first, end);
+            if (j->stats)
+                ae_bn_stats_image(j->stats, yi, i, t, (size_t)end * g->small_w, &next);
         }
         return;
     }
@@ -58,15 +62,24 @@ static void forward_image(void *arg, int i, int t)
         memcpy(yi + (size_t)p * out_c, j->b, (size_t)out_c * sizeof *j->b);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, pixels, out_c, k, 1.0f, col, k, j->w,
                 out_c, 1.0f, yi, out_c);
+    if (j->stats)
+        ae_bn_stats_image(j->stats, yi, i, t, (size_t)pixels, &next);
+}
+
+void ae_conv2d_forward_stats(float *y, const float *x, const ae_input_tf *tf, const float *w,
+                             const float *b, int n, const ae_conv_geom *g, int out_c,
+                             ae_scratch *s, const ae_bn_stats *stats)
+{
+    const double macs = (double)n * g->small_h * g->small_w * 9 * g->big_c * out_c;
+    conv_job j = {.y = y, .x = x, .w = w, .b = b, .tf = tf, .stats = stats, .g = g,
+                  .out_c = out_c, .s = s, .ops = ae_direct_ops_for(s->isa)};
+    ae_pool_run(s->pool, ae_threads_for(s, macs), n, forward_image, &j);
 }
 
 void ae_conv2d_forward(float *y, const float *x, const ae_input_tf *tf, const float *w,
                        const float *b, int n, const ae_conv_geom *g, int out_c, ae_scratch *s)
 {
-    const double macs = (double)n * g->small_h * g->small_w * 9 * g->big_c * out_c;
-    conv_job j = {.y = y, .x = x, .w = w, .b = b, .tf = tf, .g = g, .out_c = out_c, .s = s,
-                  .ops = ae_direct_ops_for(s->isa)};
-    ae_pool_run(s->pool, ae_threads_for(s, macs), n, forward_image, &j);
+    ae_conv2d_forward_stats(y, x, tf, w, b, n, g, out_c, s, NULL);
 }
 
 static void backward_image(void *arg, int i, int t)

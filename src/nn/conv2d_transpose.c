@@ -24,6 +24,7 @@ typedef struct {
     const float *x, *dy, *w, *b;
     const ae_input_tf *tf;
     const ae_grad_tf *gtf; /* backward: dy is above a BatchNorm (see layers.h) */
+    const ae_bn_stats *stats; /* forward: the BatchNorm statistics of y, or NULL */
     const ae_conv_geom *g;
     int in_c, narrow;
     ae_scratch *s;
@@ -39,6 +40,7 @@ static void forward_image(void *arg, int i, int t)
     const size_t big_pixels = (size_t)g->big_h * g->big_w;
     const float *xi = j->x + (size_t)i * pixels * in_c;
     float *yi = j->y + (size_t)i * big_pixels * out_c;
+    size_t next = 0; /* the first pixel of yi not yet in the statistics */
     if (j->ops) { /* in bands of output rows, each band's input padded just before */
         const int band = ae_direct_band(g, 0, in_c);
         float *tmp = s->pad[t] + ae_direct_padded_floats(g->small_h, g->small_w, in_c);
@@ -54,6 +56,8 @@ static void forward_image(void *arg, int i, int t)
                                    lo, hi);
                 j->ops->small_to_big(s->pad[t], lo, g, in_c, s->wt, j->b, yi, first, end);
             }
+            if (j->stats)
+                ae_bn_stats_image(j->stats, yi, i, t, (size_t)end * g->big_w, &next);
         }
         return;
     }
@@ -67,14 +71,23 @@ static void forward_image(void *arg, int i, int t)
     for (size_t p = 0; p < big_pixels; p++)
         memcpy(yi + p * out_c, j->b, (size_t)out_c * sizeof *j->b);
     ae_col2im_add(col, g, yi);
+    if (j->stats)
+        ae_bn_stats_image(j->stats, yi, i, t, big_pixels, &next);
 }
 
 void ae_deconv2d_forward(float *y, const float *x, const ae_input_tf *tf, const float *w,
                          const float *b, int n, const ae_conv_geom *g, int in_c, ae_scratch *s)
 {
+    ae_deconv2d_forward_stats(y, x, tf, w, b, n, g, in_c, s, NULL);
+}
+
+void ae_deconv2d_forward_stats(float *y, const float *x, const ae_input_tf *tf, const float *w,
+                               const float *b, int n, const ae_conv_geom *g, int in_c,
+                               ae_scratch *s, const ae_bn_stats *stats)
+{
     const double macs = (double)n * g->small_h * g->small_w * 9 * g->big_c * in_c;
-    deconv_job j = {.y = y, .x = x, .w = w, .b = b, .tf = tf, .g = g, .in_c = in_c, .s = s,
-                    .ops = ae_direct_ops_for(s->isa)};
+    deconv_job j = {.y = y, .x = x, .w = w, .b = b, .tf = tf, .stats = stats, .g = g,
+                    .in_c = in_c, .s = s, .ops = ae_direct_ops_for(s->isa)};
     j.narrow = j.ops && AE_NARROW(g);
     if (j.ops && !j.narrow)
         ae_direct_transpose_kernel(s->wt, w, g->big_c, in_c);

@@ -26,7 +26,7 @@
  * (ae_direct_rows_needed says which), so that a band of the input, made just
  * before, is still in cache. weight_grad ADDS its band's sums to dw and reads
  * small rows from `small`, whose first row is srow0. */
-typedef struct {
+typedef struct ae_direct_ops_s {
     const char *name;
     void (*big_to_small)(const float *big_padded, int row0, const ae_conv_geom *g, int cs,
                          const float *w, const float *init, float *small, int first, int end);

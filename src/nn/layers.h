@@ -165,6 +165,33 @@ void ae_batchnorm_backward(float *dz, float *dgamma, float *dbeta, const float *
 void ae_batchnorm_backward_sums(float *dgamma, float *dbeta, const float *dy, const float *z,
                                 const ae_bn_params *bn, int n, size_t pixels, int c,
                                 ae_scratch *s, ae_grad_tf *gtf);
+/* ae_batchnorm_forward_train in two steps, so that a convolution can add
+ * each image's statistics while its output is in cache: ae_bn_stats_init
+ * (the per-image slots in s->dslots), ae_bn_stats_image for every image
+ * (done: the image's pixels computed so far; *next, from 0: the first pixel
+ * not yet added; i the image, t the calling pool thread), then
+ * ae_batchnorm_finish_train (the same bits as ae_batchnorm_forward_train). */
+typedef struct {
+    double *part, *temp;
+    size_t stride, pixels;
+    int c;
+    float slope;
+    const struct ae_direct_ops_s *ops;
+} ae_bn_stats;
+void ae_bn_stats_init(ae_bn_stats *st, ae_scratch *s, int n, size_t pixels, int c, float slope);
+void ae_bn_stats_image(const ae_bn_stats *st, const float *zi, int i, int t, size_t done,
+                       size_t *next);
+void ae_batchnorm_finish_train(float *y, const float *z, const ae_bn_params *bn, int n,
+                               size_t pixels, int c, ae_scratch *s);
+/* ae_conv2d_forward / ae_deconv2d_forward that also add each image's
+ * BatchNorm statistics of y (stats from ae_bn_stats_init, for y's pixels
+ * and channels; NULL: none) band by band, as its rows are computed. */
+void ae_conv2d_forward_stats(float *y, const float *x, const ae_input_tf *tf, const float *w,
+                             const float *b, int n, const ae_conv_geom *g, int out_c,
+                             ae_scratch *s, const ae_bn_stats *stats);
+void ae_deconv2d_forward_stats(float *y, const float *x, const ae_input_tf *tf, const float *w,
+                               const float *b, int n, const ae_conv_geom *g, int in_c,
+                               ae_scratch *s, const ae_bn_stats *stats);
 /* y = tf(z) over pixels x c values. */
 void ae_bn_apply(float *y, const float *z, const ae_input_tf *tf, size_t pixels, int c);
 

@@ -53,10 +53,24 @@ static const float *layer_input(ae_model *m, int i, int from, const float *in, a
     return bn_source(m, i - 1);
 }
 
-/* Layers [from, to) on n images; layer from reads `in`, the others their predecessor. */
+/* The BatchNorm whose input is layer i's output (through a LeakyReLU or
+ * not), below `to`; -1 if none. */
+static int bn_above(const ae_model *m, int i, int to)
+{
+    const ae_layer *l = m->plan.layers;
+    int k = i + 1 < to && l[i + 1].kind == AE_LAYER_LEAKY ? i + 2 : i + 1;
+    return k < to && l[k].kind == AE_LAYER_BN ? k : -1;
+}
+
+/* Layers [from, to) on n images; layer from reads `in`, the others their
+ * predecessor. In training, a convolution under a BatchNorm adds the
+ * BatchNorm's per-image statistics as it computes its output bands (one
+ * read of its output fewer); the BatchNorm then only merges them. */
 static void run_layers(ae_model *m, int from, int to, const float *in, int n, ae_mode mode)
 {
     m->last_n = n;
+    int stats_ready = -1; /* the BatchNorm whose per-image statistics are in the slots */
+    ae_bn_stats stats;
     for (int i = from; i < to; i++) {
         double start = omp_get_wtime();
         const ae_layer *l = &m->plan.layers[i];
@@ -68,12 +82,24 @@ static void run_layers(ae_model *m, int from, int to, const float *in, int n, ae
         float *y = l->stored ? layer_out(m, i) : NULL;
         const float *w = m->params + l->kernel, *b = m->params + l->bias;
         size_t count = (size_t)n * l->out_count;
+        const ae_bn_stats *add_stats = NULL;
+        if ((l->kind == AE_LAYER_CONV || l->kind == AE_LAYER_DECONV) && mode == AE_MODE_TRAIN) {
+            int k = bn_above(m, i, to);
+            if (k >= 0) {
+                ae_bn_stats_init(&stats, &m->scratch, n, (size_t)l->out_h * l->out_w, l->out_c,
+                                 bn_params(m, k).slope);
+                add_stats = &stats;
+                stats_ready = k;
+            }
+        }
         switch (l->kind) {
         case AE_LAYER_CONV:
-            ae_conv2d_forward(y, x, use, w, b, n, &l->geom, l->out_c, &m->scratch);
+            ae_conv2d_forward_stats(y, x, use, w, b, n, &l->geom, l->out_c, &m->scratch,
+                                    add_stats);
             break;
         case AE_LAYER_DECONV:
-            ae_deconv2d_forward(y, x, use, w, b, n, &l->geom, l->in_c, &m->scratch);
+            ae_deconv2d_forward_stats(y, x, use, w, b, n, &l->geom, l->in_c, &m->scratch,
+                                      add_stats);
             break;
         case AE_LAYER_DENSE:
             ae_dense_forward(y, x, w, b, n, (int)l->in_count, (int)l->out_count,
@@ -88,7 +114,9 @@ static void run_layers(ae_model *m, int from, int to, const float *in, int n, ae
             size_t pixels = (size_t)l->out_h * l->out_w;
             ae_bn_params bn = bn_params(m, i);
             const float *z = i == from ? in : bn_source(m, i);
-            if (mode == AE_MODE_TRAIN)
+            if (mode == AE_MODE_TRAIN && stats_ready == i)
+                ae_batchnorm_finish_train(y, z, &bn, n, pixels, l->out_c, &m->scratch);
+            else if (mode == AE_MODE_TRAIN)
                 ae_batchnorm_forward_train(y, z, &bn, n, pixels, l->out_c, &m->scratch);
             else
                 ae_batchnorm_forward_infer(y, z, &bn, n, pixels, l->out_c, &m->scratch);
