@@ -176,6 +176,19 @@ typedef struct {
     uint64_t seed;
 } cli_train_args;
 
+/* The model and training flags, shared by `train` and `demo`. */
+#define CLI_TRAINING_OPTIONS(t)                                                                                  \
+    {"size", OPT_SIZE, &(t).size, "N|HxW", "model input size [first image's, rounded to 2^filters; demo: 32]"}, \
+    {"channels", OPT_INT, &(t).channels, "N", "1 (gray) or 3 (RGB) [first image's]"},                          \
+    {"filters", OPT_LIST, &(t).filters, "LIST", "convolution filters per level [16,32,64]"},                  \
+    {"latent", OPT_INT, &(t).latent, "N", "latent dimension [32]"},                                           \
+    {"slope", OPT_DOUBLE, &(t).slope, "F", "LeakyReLU slope [0.3]"},                                          \
+    {"epochs", OPT_INT, &(t).epochs, "N", "epochs [30]"},                                                     \
+    {"lr", OPT_DOUBLE, &(t).learning_rate, "F", "Adam learning rate [0.001]"},                                \
+    {"decay", OPT_DOUBLE, &(t).decay, "F", "time decay: lr / (1 + decay * step) [2e-05 = lr/50]"},            \
+    {"val-fraction", OPT_DOUBLE, &(t).val_fraction, "F", "held-out validation share [0.2]"},                  \
+    {"seed", OPT_U64, &(t).seed, "N", "seed for weights, selection, split and shuffling [0]"}
+
 void cli_train_defaults(cli_train_args *a);
 /* Runs a whole training; fills the selection it used when the pointers are not NULL. */
 int cli_train_run(const cli_command *cmd, cli_train_args *a);
@@ -190,6 +203,16 @@ typedef struct {
     int top;                    /* rows printed */
     int gallery;                /* report: images per gallery set */
 } cli_score_args;
+
+/* The threshold flags, shared by `score`, `report` and `eval`; --best-f1
+ * sets the int best_f1 (the caller turns it into quantile -1). */
+#define CLI_THRESHOLD_OPTIONS(a, best_f1)                                                                        \
+    {"quantile", OPT_DOUBLE, &(a).quantile, "Q", "flag scores >= this quantile [0.95]"},                       \
+    {"threshold", OPT_DOUBLE, &(a).threshold, "X", "flag scores >= X (overrides --quantile)"},                  \
+    {"mean-sd", OPT_DOUBLE, &(a).sd_k, "K", "threshold = mean + K sd of the values (ddof 0)"},                \
+    {"best-f1", OPT_FLAG, &(best_f1), NULL, "threshold with the best F1 on the labels"},                       \
+    {"threshold-from", OPT_STRING, &(a).threshold_from, "SET", "scored, train or validation [scored]"},        \
+    {"metrics", OPT_STRING, &(a).metrics, "FILE", "write metrics.json (threshold rule, counts, metrics)"}
 
 void cli_score_defaults(cli_score_args *a);
 /* The threshold the flags ask for: --threshold, --mean-sd, --best-f1 or

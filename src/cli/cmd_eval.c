@@ -36,13 +36,8 @@ int cmd_eval(int argc, char **argv)
         {"normal-class", OPT_LIST, &a.data.normal, "N", "labels of normal images (repeatable) [0 when labels are 0/1]"},
         {"score-column", OPT_STRING, &score_column, "NAME", "column with the scores [score]"},
         {"label-column", OPT_STRING, &label_column, "NAME", "column with the labels [label]"},
-        {"quantile", OPT_DOUBLE, &a.quantile, "Q", "flag scores >= this quantile [0.95]"},
-        {"threshold", OPT_DOUBLE, &a.threshold, "X", "flag scores >= X (overrides --quantile)"},
-        {"mean-sd", OPT_DOUBLE, &a.sd_k, "K", "threshold = mean + K sd of the values (ddof 0)"},
-        {"best-f1", OPT_FLAG, &best_f1, NULL, "threshold with the best F1 on the labels"},
-        {"threshold-from", OPT_STRING, &a.threshold_from, "SET", "scored, train or validation [scored]"},
+        CLI_THRESHOLD_OPTIONS(a, best_f1),
         {"model", OPT_STRING, &a.model_path, "MODEL", "model whose stored errors --threshold-from uses"},
-        {"metrics", OPT_STRING, &a.metrics, "FILE", "write metrics.json"},
         {0},
     };
     const char *pos[1];

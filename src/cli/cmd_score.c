@@ -203,12 +203,7 @@ static int run_score(const cli_command *cmd, int argc, char **argv, int as_repor
     const cli_option opts[] = {
         {"output", OPT_STRING, &a.output, "FILE", as_report ? "HTML report to write (also -o)" : "scores CSV to write (also -o)"},
         {"csv", OPT_STRING, &a.csv, "FILE", "also write the scores CSV (report)"},
-        {"metrics", OPT_STRING, &a.metrics, "FILE", "write metrics.json (threshold rule, counts, metrics)"},
-        {"quantile", OPT_DOUBLE, &a.quantile, "Q", "flag errors >= this quantile [0.95]"},
-        {"threshold", OPT_DOUBLE, &a.threshold, "X", "flag errors >= X (overrides --quantile)"},
-        {"mean-sd", OPT_DOUBLE, &a.sd_k, "K", "threshold = mean + K sd of the errors (ddof 0)"},
-        {"best-f1", OPT_FLAG, &best_f1, NULL, "threshold with the best F1 on the labels"},
-        {"threshold-from", OPT_STRING, &a.threshold_from, "SET", "scored, train or validation [scored]"},
+        CLI_THRESHOLD_OPTIONS(a, best_f1),
         {"split", OPT_STRING, &a.split, "SET", "score all of DATA, or the model's train or validation split [all]"},
         {"top", OPT_INT, &a.top, "N", "most anomalous images to print [10]"},
         {"report", OPT_STRING, &a.report, "FILE", "write a self-contained HTML report"},

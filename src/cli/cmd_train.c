@@ -467,16 +467,7 @@ int cmd_train(int argc, char **argv)
     cli_train_defaults(&a);
     const cli_option opts[] = {
         {"output", OPT_STRING, &a.output, "MODEL", "model file to write (required; also -o)"},
-        {"size", OPT_SIZE, &a.size, "N|HxW", "model input size [first image's, rounded to 2^filters]"},
-        {"channels", OPT_INT, &a.channels, "N", "1 (gray) or 3 (RGB) [first image's]"},
-        {"filters", OPT_LIST, &a.filters, "LIST", "convolution filters per level [16,32,64]"},
-        {"latent", OPT_INT, &a.latent, "N", "latent dimension [32]"},
-        {"slope", OPT_DOUBLE, &a.slope, "F", "LeakyReLU slope [0.3]"},
-        {"epochs", OPT_INT, &a.epochs, "N", "epochs [30]"},
-        {"lr", OPT_DOUBLE, &a.learning_rate, "F", "Adam learning rate [0.001]"},
-        {"decay", OPT_DOUBLE, &a.decay, "F", "time decay: lr / (1 + decay * step) [2e-05 = lr/50]"},
-        {"val-fraction", OPT_DOUBLE, &a.val_fraction, "F", "held-out validation share [0.2]"},
-        {"seed", OPT_U64, &a.seed, "N", "seed for weights, selection, split and shuffling [0]"},
+        CLI_TRAINING_OPTIONS(a),
         {"resume", OPT_STRING, &a.resume, "CKPT", "continue from a checkpoint"},
         {"checkpoint", OPT_STRING, &a.checkpoint, "FILE", "checkpoint file [MODEL.ckpt]"},
         CLI_DATA_OPTIONS(a.data),
