@@ -181,6 +181,7 @@ static const shape shapes[] = {
     {1, 2, 37, 4, 2, 1},   /* 2 output channels */
     {2, 5, 21, 32, 16, 2}, /* stride-2 transpose to one vector of channels: pairs of pixels */
     {1, 6, 10, 8, 5, 2},   /* the same for 5 and 8 channels, both layers */
+    {10, 4, 4, 8, 16, 2},  /* small images sharing weight-gradient slots: 8, then 2 */
 };
 
 static int isa_available(int isa)
@@ -242,34 +243,43 @@ static void test_direct_kernels_do_not_depend_on_threads(void **state)
         print_message("skipped: no vector ISA\n");
         return;
     }
-    const int n = 5, saved = omp_get_max_threads();
+    /* 19 small images: weight-gradient slots of 8, 8 and 3 images (ae_grad_group) */
+    const int n = 19, saved = omp_get_max_threads();
     ae_set_parallel_thresholds(0, 0); /* a small layer, parallel all the same */
     ae_conv_geom g;
     ae_conv_geom_init(&g, 12, 10, 16, 2);
-    size_t nx = (size_t)n * g.small_h * g.small_w * 32, ny = (size_t)n * 12 * 10 * 16,
+    size_t small = (size_t)n * g.small_h * g.small_w * 32, big = (size_t)n * 12 * 10 * 16,
            nw = 9 * 16 * 32;
+    assert_int_equal(ae_grad_group(2.0 * g.small_h * g.small_w * nw, nw), 8);
     ae_rng_seed(&rng, 5);
-    float *x = random_floats(nx), *w = random_floats(nw), *dy = random_floats(ny);
-    float *out[2][3];
-    for (int run = 0; run < 2; run++) {
-        omp_set_num_threads(run == 0 ? 1 : 3);
-        ae_scratch s;
-        scratch_make(&s, isa, n, &g, 32);
-        out[run][0] = filled_floats(nx, NAN);
-        out[run][1] = filled_floats(nw, NAN);
-        out[run][2] = filled_floats(16, NAN);
-        ae_deconv2d_backward(out[run][0], out[run][1], out[run][2], dy, x, NULL, w, n, &g, 32,
-                             &s);
-        scratch_free(&s);
+    float *smalls = random_floats(small), *w = random_floats(nw), *bigs = random_floats(big);
+    for (int deconv = 0; deconv <= 1; deconv++) {
+        const size_t nx = deconv ? small : big, nb = deconv ? 16 : 32;
+        float *out[2][3];
+        for (int run = 0; run < 2; run++) {
+            omp_set_num_threads(run == 0 ? 1 : 3);
+            ae_scratch s;
+            scratch_make(&s, isa, n, &g, 32);
+            out[run][0] = filled_floats(nx, NAN);
+            out[run][1] = filled_floats(nw, NAN);
+            out[run][2] = filled_floats(nb, NAN);
+            if (deconv)
+                ae_deconv2d_backward(out[run][0], out[run][1], out[run][2], bigs, smalls, NULL,
+                                     w, n, &g, 32, &s);
+            else
+                ae_conv2d_backward(out[run][0], out[run][1], out[run][2], smalls, bigs, NULL, w,
+                                   n, &g, 32, &s);
+            scratch_free(&s);
+        }
+        assert_memory_equal(out[0][0], out[1][0], nx * sizeof(float));
+        assert_memory_equal(out[0][1], out[1][1], nw * sizeof(float));
+        assert_memory_equal(out[0][2], out[1][2], nb * sizeof(float));
+        for (int run = 0; run < 2; run++)
+            free(out[run][0]), free(out[run][1]), free(out[run][2]);
     }
     omp_set_num_threads(saved);
     ae_set_parallel_thresholds(AE_PARALLEL_MACS, AE_PARALLEL_VALUES);
-    assert_memory_equal(out[0][0], out[1][0], nx * sizeof(float));
-    assert_memory_equal(out[0][1], out[1][1], nw * sizeof(float));
-    assert_memory_equal(out[0][2], out[1][2], 16 * sizeof(float));
-    for (int run = 0; run < 2; run++)
-        free(out[run][0]), free(out[run][1]), free(out[run][2]);
-    free(x), free(w), free(dy);
+    free(smalls), free(w), free(bigs);
 }
 
 /* The padded, transformed input copy (each path) and the kernel transpose, by hand. */
@@ -422,7 +432,7 @@ static void check_fused_bn_deconv(int isa, const shape *sh, int with_tf)
             ae_grad_tf gtf;
             ae_batchnorm_backward_sums(out[1][3], out[1][4], dy, z, &bn, n, pixels, c, &s, &gtf);
             ae_deconv2d_backward_through(out[1][0], out[1][1], out[1][2], dy, &gtf, x,
-                                         with_tf ? &tf : NULL, w, n, &g, sh->cin, &s);
+                                         with_tf ? &tf : NULL, w, n, &g, sh->cin, &s, NULL);
         } else {
             float *dz = filled_floats(ny, NAN);
             ae_batchnorm_backward(dz, out[0][3], out[0][4], dy, z, &bn, n, pixels, c, &s);
@@ -560,6 +570,103 @@ static void test_fused_batchnorm_statistics_match_own_pass(void **state)
     ae_set_parallel_thresholds(AE_PARALLEL_MACS, AE_PARALLEL_VALUES);
 }
 
+/* A BatchNorm's gradient sums added by the convolution above it, band by
+ * band as it computes its input gradient (ae_conv2d_backward_sums /
+ * ae_deconv2d_backward_through with sums, then ae_batchnorm_backward_finish),
+ * give the bits of the BatchNorm's own pass over the stored gradient
+ * (ae_batchnorm_backward_sums): dgamma, dbeta and the coefficients of dz; and
+ * the convolution's dx, dw and db are those of its plain backward. On every
+ * path (portable included), bands of 1-3 rows and automatic, every pass
+ * parallel. The convolution reads the BatchNorm's input z through the
+ * BatchNorm's transform, as in the model. */
+static void check_fused_bn_grad_sums(int isa, const shape *sh, int deconv)
+{
+    ae_conv_geom g;
+    int small_c;
+    if (!deconv) {
+        ae_conv_geom_init(&g, sh->h, sh->w, sh->cin, sh->stride);
+        small_c = sh->cout;
+    } else {
+        ae_conv_geom_init(&g, sh->h * sh->stride, sh->w * sh->stride, sh->cout, sh->stride);
+        small_c = sh->cin;
+    }
+    const int n = sh->n, c = sh->cin; /* the BatchNorm is on the layer's input */
+    const size_t big = (size_t)g.big_h * g.big_w, small = (size_t)g.small_h * g.small_w;
+    const size_t pixels = deconv ? small : big, nz = (size_t)n * pixels * c;
+    const size_t ny = (size_t)n * (deconv ? big : small) * sh->cout;
+    const size_t nw = 9 * (size_t)g.big_c * small_c;
+    float *z = random_floats(nz), *w = random_floats(nw), *dy = random_floats(ny);
+    float *gamma = random_floats((size_t)c), *beta = random_floats((size_t)c);
+    float *out[2][7]; /* dx, dw, db, dgamma, dbeta, k_mean, k_xhat */
+    const size_t sizes[7] = {nz, nw, (size_t)sh->cout, (size_t)c, (size_t)c, (size_t)c,
+                             (size_t)c};
+    assert_true(c <= 64);
+    for (int fused = 0; fused < 2; fused++) {
+        ae_scratch s;
+        scratch_make(&s, isa, n, &g, small_c);
+        s.dslot_doubles = 2 * (size_t)c;
+        s.dslots = calloc(s.dslot_doubles * (size_t)(n + 4 + 2 * s.num_threads), sizeof(double));
+        s.channel = filled_floats(4 * (size_t)c, NAN);
+        assert_non_null(s.dslots);
+        float stats[6][64];
+        ae_bn_params bn = {gamma, beta, stats[0], stats[1], stats[2], stats[3], stats[4],
+                           stats[5], 0.9f, 1e-3f, 0.2f};
+        for (int k = 0; k < c; k++)
+            stats[0][k] = 0.0f, stats[1][k] = 1.0f;
+        for (int j = 0; j < 7; j++)
+            out[fused][j] = filled_floats(sizes[j], NAN);
+        ae_batchnorm_forward_train(NULL, z, &bn, n, pixels, c, &s);
+        ae_input_tf tf = {bn.scale, bn.shift, bn.slope};
+        ae_bn_grad_sums sums;
+        ae_bn_grad_sums_init(&sums, &s, &bn, z, pixels, c);
+        const ae_bn_grad_sums *add = fused ? &sums : NULL;
+        if (deconv)
+            ae_deconv2d_backward_through(out[fused][0], out[fused][1], out[fused][2], dy, NULL,
+                                         z, &tf, w, n, &g, sh->cin, &s, add);
+        else
+            ae_conv2d_backward_sums(out[fused][0], out[fused][1], out[fused][2], dy, z, &tf, w,
+                                    n, &g, sh->cout, &s, add);
+        ae_grad_tf gtf;
+        if (fused)
+            ae_batchnorm_backward_finish(out[1][3], out[1][4], &bn, z, n, pixels, c, &s, &gtf);
+        else
+            ae_batchnorm_backward_sums(out[0][3], out[0][4], out[0][0], z, &bn, n, pixels, c,
+                                       &s, &gtf);
+        memcpy(out[fused][5], gtf.k_mean, (size_t)c * sizeof(float));
+        memcpy(out[fused][6], gtf.k_xhat, (size_t)c * sizeof(float));
+        free(s.dslots), free(s.channel);
+        scratch_free(&s);
+    }
+    static const char *names[7] = {"dx", "dw", "db", "dgamma", "dbeta", "k_mean", "k_xhat"};
+    for (int j = 0; j < 7; j++)
+        if (memcmp(out[0][j], out[1][j], sizes[j] * sizeof(float)))
+            fail_msg("BatchNorm sums in the %s backward: %s differs on %s, n%d %dx%dx%d->%d s%d",
+                     deconv ? "deconv" : "conv", names[j], ae_isa_name(isa), n, sh->h, sh->w,
+                     sh->cin, sh->cout, sh->stride);
+    for (int fused = 0; fused < 2; fused++)
+        for (int j = 0; j < 7; j++)
+            free(out[fused][j]);
+    free(z), free(w), free(dy), free(gamma), free(beta);
+}
+
+static void test_fused_batchnorm_grad_sums_match_own_pass(void **state)
+{
+    (void)state;
+    ae_rng_seed(&rng, 79);
+    ae_set_parallel_thresholds(0, 0);
+    for (int isa = AE_ISA_PORTABLE; isa < AE_ISA_COUNT; isa++) {
+        if (isa != AE_ISA_PORTABLE && !isa_available(isa))
+            continue;
+        for (int band = 0; band <= 3; band++) {
+            ae_direct_set_band(band);
+            for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++)
+                check_fused_bn_grad_sums(isa, &shapes[k], (int)((k + (size_t)band) % 2));
+        }
+        ae_direct_set_band(0);
+    }
+    ae_set_parallel_thresholds(AE_PARALLEL_MACS, AE_PARALLEL_VALUES);
+}
+
 /* The vectorized dense forward (ops->dense_forward through ae_dense_forward)
  * on every ISA: within rounding of double-precision sums, each image's bits
  * the same alone as in the batch, and the same on the pool (every pass
@@ -665,6 +772,110 @@ static void test_pool_runs_every_item_once(void **state)
     }
 }
 
+/* Small images (the 32x32 model's 2x2 to 8x8 layers) and one-channel sides:
+ * the multi-row tiles, the one-channel kernels (gray input, gray output
+ * layer) and their remainders, on every ISA against the portable path. */
+static const shape small_shapes[] = {
+    {1, 4, 4, 64, 64, 2},  /* 4x4 -> 2x2 conv; 4x4 -> 8x8 deconv (the decoder's first) */
+    {2, 8, 8, 32, 64, 2},  /* 8x8 -> 4x4 conv (the encoder's last): tiles of 2 rows of 4 */
+    {1, 8, 8, 16, 16, 2},  /* 4x4 rows with one vector of channels */
+    {3, 4, 4, 8, 8, 2},    /* 2x2 outputs, one vector */
+    {1, 4, 4, 8, 5, 1},    /* stride 1 on 4x4: input gradient in tiles of rows of 4 */
+    {2, 2, 2, 20, 24, 1},  /* 2x2, two-vector groups */
+    {1, 5, 5, 8, 8, 2},    /* odd size: padding on top, phases of 3 and 2 pixels */
+    {1, 2, 2, 64, 64, 2},  /* 2x2 -> 4x4 deconv with 64 channels */
+    {2, 8, 8, 1, 16, 2},   /* one input channel, stride 2 (the first layer) */
+    {1, 16, 16, 1, 16, 2}, /* the same, rows of a whole pixel block */
+    {1, 6, 11, 3, 16, 2},  /* three input channels */
+    {1, 32, 32, 16, 1, 1}, /* the gray output layer */
+    {1, 13, 37, 5, 1, 1},  /* the same, row and column remainders */
+    {2, 3, 9, 20, 1, 1},   /* one output channel from two vectors of channels */
+    {1, 8, 8, 16, 3, 1},   /* the RGB output layer */
+};
+
+static void test_small_images_match_portable(void **state)
+{
+    (void)state;
+    for (int isa = AE_ISA_AVX2; isa < AE_ISA_COUNT; isa++) {
+        ae_rng_seed(&rng, 77 + (uint64_t)isa);
+        if (!isa_available(isa))
+            continue;
+        for (int band = 0; band <= 3; band++) {
+            ae_direct_set_band(band);
+            for (size_t k = 0; k < sizeof small_shapes / sizeof *small_shapes; k++)
+                check_shape(isa, &small_shapes[k], (int)((k + (size_t)band) % 2));
+        }
+        ae_direct_set_band(0);
+    }
+}
+
+/* A forward product and an input gradient sum each output in one order
+ * whatever tile (rows of a band, remainder, single pixels) it lands in: the
+ * bits must not change with the band size, nor with the image's place in
+ * the batch. */
+static void test_tiles_do_not_change_bits(void **state)
+{
+    (void)state;
+    for (int isa = AE_ISA_AVX2; isa < AE_ISA_COUNT; isa++) {
+        if (!isa_available(isa))
+            continue;
+        ae_rng_seed(&rng, 91);
+        for (size_t k = 0; k < sizeof small_shapes / sizeof *small_shapes; k++) {
+            const shape *sh = &small_shapes[k];
+            const int n = 3;
+            for (int deconv = 0; deconv <= 1; deconv++) {
+                ae_conv_geom g;
+                int small_c = deconv ? sh->cin : sh->cout;
+                if (!deconv)
+                    ae_conv_geom_init(&g, sh->h, sh->w, sh->cin, sh->stride);
+                else
+                    ae_conv_geom_init(&g, sh->h * sh->stride, sh->w * sh->stride, sh->cout,
+                                      sh->stride);
+                size_t big = (size_t)g.big_h * g.big_w * g.big_c;
+                size_t small = (size_t)g.small_h * g.small_w * small_c;
+                size_t nx = deconv ? small : big, ny = deconv ? big : small;
+                size_t nw = 9 * (size_t)g.big_c * small_c;
+                float *x = random_floats(n * nx), *w = random_floats(nw);
+                float *b = random_floats((size_t)sh->cout), *dy = random_floats(n * ny);
+                float *y[5], *dx[5], *dw = filled_floats(nw, NAN), *db = filled_floats(nw, NAN);
+                /* runs 0-3: the batch with bands 0 (automatic), 1, 2, 3; run 4: image 1 alone */
+                for (int run = 0; run < 5; run++) {
+                    const int m = run < 4 ? n : 1;
+                    const float *xr = run < 4 ? x : x + nx, *dyr = run < 4 ? dy : dy + ny;
+                    ae_scratch s;
+                    ae_direct_set_band(run < 4 ? run : 0);
+                    scratch_make(&s, isa, m, &g, small_c);
+                    y[run] = filled_floats(m * ny, NAN);
+                    dx[run] = filled_floats(m * nx, NAN);
+                    if (!deconv) {
+                        ae_conv2d_forward(y[run], xr, NULL, w, b, m, &g, sh->cout, &s);
+                        ae_conv2d_backward(dx[run], dw, db, dyr, xr, NULL, w, m, &g, sh->cout,
+                                           &s);
+                    } else {
+                        ae_deconv2d_forward(y[run], xr, NULL, w, b, m, &g, sh->cin, &s);
+                        ae_deconv2d_backward(dx[run], dw, db, dyr, xr, NULL, w, m, &g, sh->cin,
+                                             &s);
+                    }
+                    scratch_free(&s);
+                }
+                ae_direct_set_band(0);
+                for (int run = 1; run < 5; run++) {
+                    const size_t off_y = run < 4 ? 0 : ny, off_x = run < 4 ? 0 : nx;
+                    const size_t len_y = run < 4 ? n * ny : ny, len_x = run < 4 ? n * nx : nx;
+                    if (memcmp(y[run], y[0] + off_y, len_y * sizeof(float)) ||
+                        memcmp(dx[run], dx[0] + off_x, len_x * sizeof(float)))
+                        fail_msg("%s %s on %s, n%d %dx%dx%d->%d s%d: run %d changes the bits",
+                                 deconv ? "deconv" : "conv", "forward/dx", ae_isa_name(isa), n,
+                                 sh->h, sh->w, sh->cin, sh->cout, sh->stride, run);
+                }
+                for (int run = 0; run < 5; run++)
+                    free(y[run]), free(dx[run]);
+                free(x), free(w), free(b), free(dy), free(dw), free(db);
+            }
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -676,7 +887,10 @@ int main(void)
         cmocka_unit_test(test_elementwise_passes_match_portable),
         cmocka_unit_test(test_fused_batchnorm_backward_matches_two_passes),
         cmocka_unit_test(test_fused_batchnorm_statistics_match_own_pass),
+        cmocka_unit_test(test_fused_batchnorm_grad_sums_match_own_pass),
         cmocka_unit_test(test_dense_forward_on_each_isa),
+        cmocka_unit_test(test_small_images_match_portable),
+        cmocka_unit_test(test_tiles_do_not_change_bits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -372,6 +372,11 @@ static void test_score_encode_decode_agree(void **state)
     float loss = ae_model_loss(m, x, n, per_image);
     assert_memory_equal(errors, per_image, sizeof errors);
     assert_float_equal(loss, (per_image[0] + per_image[1] + per_image[2]) / 3, 1e-6);
+    /* The model's loss (per-image sums on the pool) is the layer function's, to the bit. */
+    float reference[3];
+    double batch = ae_mse_forward(ae_model_output(m), x, n, image_floats, reference);
+    assert_memory_equal(per_image, reference, sizeof reference);
+    assert_true(loss == (float)batch);
     assert_memory_equal(recon, ae_model_output(m), n * image_floats * sizeof(float));
     /* Scoring one image alone gives the same bits as inside a batch. */
     float alone;

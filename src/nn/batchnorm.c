@@ -65,7 +65,7 @@ void ae_bn_apply(float *y, const float *z, const ae_input_tf *tf, size_t pixels,
     }
 }
 
-/* Image i's sum of a (first c doubles of its slot), or with mean given, of (a - mean)^2. */
+/* acc[ch] = sum over the pixels of a or, with mean given, of (a - mean)^2. */
 static void image_sums(double *acc, const float *z, size_t pixels, int c, float slope,
                        const double *mean)
 {
@@ -224,77 +224,69 @@ void ae_batchnorm_forward_infer(float *y, const float *z, const ae_bn_params *bn
     }
 }
 
-typedef struct {
-    float *dz;
-    const float *dy, *z, *mean, *invstd, *k_dy, *k_mean, *k_xhat;
-    double *part;
-    size_t stride, pixels;
-    int c;
-    float slope;
-    const ae_direct_ops *ops;
-} grad_job;
+/* acc[ch] += sum of dy, acc[c + ch] += sum of dy xhat over pixels, in pixel
+ * order: a range split into consecutive pieces gives the bits of one call. */
+static void grad_sums_add(double *acc, const float *dy, const float *z, size_t pixels, int c,
+                          float slope, const float *mean, const float *invstd)
+{
+    double *sum_dy = acc, *sum_dy_xhat = acc + c;
+    for (size_t p = 0; p < pixels; p++) {
+        const float *dyp = dy + p * c, *zp = z + p * c;
+        for (int ch = 0; ch < c; ch++) {
+            float xhat = (leaky(zp[ch], slope) - mean[ch]) * invstd[ch];
+            sum_dy[ch] += dyp[ch];
+            sum_dy_xhat[ch] += (double)dyp[ch] * xhat;
+        }
+    }
+}
 
-/* Image i's sum of dy (first c of its slot) and of dy * xhat (next c). */
+void ae_bn_grad_sums_init(ae_bn_grad_sums *st, ae_scratch *s, const ae_bn_params *bn,
+                          const float *z, size_t pixels, int c)
+{
+    *st = (ae_bn_grad_sums){.part = s->dslots, .stride = s->dslot_doubles, .pixels = pixels,
+                            .c = c, .slope = bn->slope, .z = z, .mean = bn->mean,
+                            .invstd = bn->invstd, .ops = ae_direct_ops_for(s->isa)};
+}
+
+void ae_bn_grad_sums_image(const ae_bn_grad_sums *st, const float *dy_i, int i, size_t done,
+                           size_t *next)
+{
+    const int c = st->c;
+    double *acc = st->part + (size_t)i * st->stride;
+    if (*next == 0)
+        for (int ch = 0; ch < 2 * c; ch++)
+            acc[ch] = 0;
+    if (done <= *next)
+        return;
+    const size_t at = *next * c;
+    const float *z_i = st->z + (size_t)i * st->pixels * c;
+    (st->ops ? st->ops->bn_grad_sums : grad_sums_add)(acc, dy_i + at, z_i + at, done - *next, c,
+                                                      st->slope, st->mean, st->invstd);
+    *next = done;
+}
+
+typedef struct {
+    const ae_bn_grad_sums *st;
+    const float *dy;
+} grad_sums_job;
+
 static void image_grad_sums(void *arg, int i, int t)
 {
     (void)t;
-    const grad_job *j = arg;
-    const int c = j->c;
-    const size_t at = (size_t)i * j->pixels * c;
-    double *sum_dy = j->part + (size_t)i * j->stride, *sum_dy_xhat = sum_dy + c;
-    if (j->ops) {
-        j->ops->bn_grad_sums(sum_dy, j->dy + at, j->z + at, j->pixels, c, j->slope, j->mean,
-                             j->invstd);
-        return;
-    }
-    for (int ch = 0; ch < 2 * c; ch++)
-        sum_dy[ch] = 0;
-    for (size_t p = 0; p < j->pixels; p++) {
-        const float *dy = j->dy + at + p * c, *z = j->z + at + p * c;
-        for (int ch = 0; ch < c; ch++) {
-            float xhat = (leaky(z[ch], j->slope) - j->mean[ch]) * j->invstd[ch];
-            sum_dy[ch] += dy[ch];
-            sum_dy_xhat[ch] += (double)dy[ch] * xhat;
-        }
-    }
+    const grad_sums_job *j = arg;
+    size_t next = 0;
+    ae_bn_grad_sums_image(j->st, j->dy + (size_t)i * j->st->pixels * j->st->c, i,
+                          j->st->pixels, &next);
 }
 
-static void image_grad_apply(void *arg, int i, int t)
-{
-    (void)t;
-    const grad_job *j = arg;
-    const int c = j->c;
-    const size_t at = (size_t)i * j->pixels * c;
-    if (j->ops) {
-        j->ops->bn_grad_apply(j->dz + at, j->dy + at, j->z + at, j->pixels, c, j->slope,
-                              j->mean, j->invstd, j->k_dy, j->k_mean, j->k_xhat);
-        return;
-    }
-    for (size_t p = 0; p < j->pixels; p++) {
-        const float *dy = j->dy + at + p * c, *z = j->z + at + p * c;
-        float *dz = j->dz + at + p * c;
-        for (int ch = 0; ch < c; ch++) {
-            float zi = z[ch];
-            float xhat = (leaky(zi, j->slope) - j->mean[ch]) * j->invstd[ch];
-            float da = j->k_dy[ch] * (dy[ch] - j->k_mean[ch] - xhat * j->k_xhat[ch]);
-            dz[ch] = zi > 0.0f ? da : j->slope * da;
-        }
-    }
-}
-
-void ae_batchnorm_backward_sums(float *dgamma, float *dbeta, const float *dy, const float *z,
-                                const ae_bn_params *bn, int n, size_t pixels, int c,
-                                ae_scratch *s, ae_grad_tf *gtf)
+void ae_batchnorm_backward_finish(float *dgamma, float *dbeta, const ae_bn_params *bn,
+                                  const float *z, int n, size_t pixels, int c, ae_scratch *s,
+                                  ae_grad_tf *gtf)
 {
     const size_t stride = s->dslot_doubles;
-    const int threads = pass_threads(s, n * pixels * c);
     const double count = (double)n * (double)pixels;
     double *total = s->dslots + (size_t)n * stride;
     float *k_dy = s->channel, *k_mean = k_dy + c, *k_xhat = k_dy + 2 * c;
-    grad_job j = {.dy = dy, .z = z, .mean = bn->mean, .invstd = bn->invstd,
-                  .part = s->dslots, .stride = stride, .pixels = pixels, .c = c,
-                  .slope = bn->slope, .ops = ae_direct_ops_for(s->isa)};
-    ae_pool_run(s->pool, threads, n, image_grad_sums, &j);
     sum_slots(total, s->dslots, stride, n, 2 * c);
     for (int ch = 0; ch < c; ch++) {
         dbeta[ch] = (float)total[ch];
@@ -306,15 +298,62 @@ void ae_batchnorm_backward_sums(float *dgamma, float *dbeta, const float *dy, co
     *gtf = (ae_grad_tf){z, bn->mean, bn->invstd, k_dy, k_mean, k_xhat, bn->slope};
 }
 
+void ae_batchnorm_backward_sums(float *dgamma, float *dbeta, const float *dy, const float *z,
+                                const ae_bn_params *bn, int n, size_t pixels, int c,
+                                ae_scratch *s, ae_grad_tf *gtf)
+{
+    ae_bn_grad_sums st;
+    ae_bn_grad_sums_init(&st, s, bn, z, pixels, c);
+    grad_sums_job j = {&st, dy};
+    ae_pool_run(s->pool, pass_threads(s, n * pixels * c), n, image_grad_sums, &j);
+    ae_batchnorm_backward_finish(dgamma, dbeta, bn, z, n, pixels, c, s, gtf);
+}
+
+typedef struct {
+    float *dz;
+    const float *dy;
+    const ae_grad_tf *gtf;
+    size_t pixels;
+    int c;
+    const ae_direct_ops *ops;
+} apply_grad_job;
+
+static void image_grad_apply(void *arg, int i, int t)
+{
+    (void)t;
+    const apply_grad_job *j = arg;
+    const ae_grad_tf *g = j->gtf;
+    const int c = j->c;
+    const size_t at = (size_t)i * j->pixels * c;
+    if (j->ops) {
+        j->ops->bn_grad_apply(j->dz + at, j->dy + at, g->z + at, j->pixels, c, g->slope, g->mean,
+                              g->invstd, g->k_dy, g->k_mean, g->k_xhat);
+        return;
+    }
+    for (size_t p = 0; p < j->pixels; p++) {
+        const float *dy = j->dy + at + p * c, *z = g->z + at + p * c;
+        float *dz = j->dz + at + p * c;
+        for (int ch = 0; ch < c; ch++) {
+            float zi = z[ch];
+            float xhat = (leaky(zi, g->slope) - g->mean[ch]) * g->invstd[ch];
+            float da = g->k_dy[ch] * (dy[ch] - g->k_mean[ch] - xhat * g->k_xhat[ch]);
+            dz[ch] = zi > 0.0f ? da : g->slope * da;
+        }
+    }
+}
+
+void ae_batchnorm_backward_apply(float *dz, const float *dy, const ae_grad_tf *gtf, int n,
+                                 size_t pixels, int c, ae_scratch *s)
+{
+    apply_grad_job j = {dz, dy, gtf, pixels, c, ae_direct_ops_for(s->isa)};
+    ae_pool_run(s->pool, pass_threads(s, n * pixels * c), n, image_grad_apply, &j);
+}
+
 void ae_batchnorm_backward(float *dz, float *dgamma, float *dbeta, const float *dy,
                            const float *z, const ae_bn_params *bn, int n, size_t pixels, int c,
                            ae_scratch *s)
 {
     ae_grad_tf gtf;
     ae_batchnorm_backward_sums(dgamma, dbeta, dy, z, bn, n, pixels, c, s, &gtf);
-    grad_job j = {.dz = dz, .dy = dy, .z = z, .mean = bn->mean, .invstd = bn->invstd,
-                  .k_dy = gtf.k_dy, .k_mean = gtf.k_mean, .k_xhat = gtf.k_xhat,
-                  .pixels = pixels, .c = c, .slope = bn->slope,
-                  .ops = ae_direct_ops_for(s->isa)};
-    ae_pool_run(s->pool, pass_threads(s, n * pixels * c), n, image_grad_apply, &j);
+    ae_batchnorm_backward_apply(dz, dy, &gtf, n, pixels, c, s);
 }

@@ -23,8 +23,9 @@ typedef struct {
     const float *x, *dy, *w, *b;
     const ae_input_tf *tf;
     const ae_bn_stats *stats; /* forward: the BatchNorm statistics of y, or NULL */
+    const ae_bn_grad_sums *sums; /* backward: the BatchNorm sums of dx, or NULL */
     const ae_conv_geom *g;
-    int out_c;
+    int out_c, n, group; /* backward: n images, group of them per slot */
     ae_scratch *s;
     const ae_direct_ops *ops;
 } conv_job;
@@ -82,22 +83,24 @@ void ae_conv2d_forward(float *y, const float *x, const ae_input_tf *tf, const fl
     ae_conv2d_forward_stats(y, x, tf, w, b, n, g, out_c, s, NULL);
 }
 
-static void backward_image(void *arg, int i, int t)
+/* Image i's gradients, its dw and db added to dw_i, db_i (overwritten when overwrite is set). */
+static void backward_image(const conv_job *j, int i, int t, float *dw_i, int overwrite)
 {
-    const conv_job *j = arg;
     const ae_conv_geom *g = j->g;
     ae_scratch *s = j->s;
     const ae_direct_ops *ops = j->ops;
     const size_t in_size = (size_t)g->big_h * g->big_w * g->big_c;
     const int pixels = g->small_h * g->small_w, k = 9 * g->big_c, out_c = j->out_c;
     const size_t kernel = (size_t)k * out_c;
-    float *dw_i = s->slots + (size_t)i * s->slot_floats, *db_i = dw_i + kernel;
+    float *db_i = dw_i + kernel;
     const float *dy_i = j->dy + (size_t)i * pixels * out_c, *xi = j->x + (size_t)i * in_size;
     float *dx_i = j->dx ? j->dx + (size_t)i * in_size : NULL;
+    size_t next = 0; /* the first pixel of dx_i not yet in the BatchNorm sums */
     if (ops) { /* in bands of rows, each band's input padded just before */
         float *pad = s->pad[t];
-        ops->bias_grad(db_i, dy_i, (size_t)pixels, out_c);
-        memset(dw_i, 0, kernel * sizeof *dw_i);
+        (overwrite ? ops->bias_grad : ops->bias_grad_add)(db_i, dy_i, (size_t)pixels, out_c);
+        if (overwrite)
+            memset(dw_i, 0, kernel * sizeof *dw_i);
         int band = ae_direct_band(g, 1, g->big_c), lo, hi;
         for (int first = 0; first < g->small_h; first += band) {
             int end = first + band < g->small_h ? first + band : g->small_h;
@@ -108,15 +111,19 @@ static void backward_image(void *arg, int i, int t)
         if (!dx_i)
             return;
         band = ae_direct_band(g, 0, out_c);
+        if (j->sums) /* dx and z of a band stay in cache for the sums */
+            band = ae_direct_band_fit(band, 2 * (size_t)g->big_w * g->big_c);
         for (int first = 0; first < g->big_h; first += band) {
             int end = first + band < g->big_h ? first + band : g->big_h;
             ae_direct_rows_needed(g, 0, first, end, &lo, &hi);
             ae_conv_input_rows(ops, pad, dy_i, NULL, g->small_h, g->small_w, out_c, lo, hi);
             ops->small_to_big(pad, lo, g, out_c, s->wt, NULL, dx_i, first, end);
+            if (j->sums)
+                ae_bn_grad_sums_image(j->sums, dx_i, i, (size_t)end * g->big_w, &next);
         }
         return;
     }
-    ae_bias_grad(db_i, dy_i, (size_t)pixels, out_c);
+    (overwrite ? ae_bias_grad : ae_bias_grad_add)(db_i, dy_i, (size_t)pixels, out_c);
     if (j->tf) {
         ae_conv_input(NULL, s->pad[t], xi, j->tf, g->big_h, g->big_w, g->big_c, 0);
         xi = s->pad[t];
@@ -124,27 +131,49 @@ static void backward_image(void *arg, int i, int t)
     float *col = s->col[t];
     ae_im2col(xi, g, col);
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, out_c, pixels, 1.0f, col, k, dy_i,
-                out_c, 0.0f, dw_i, out_c);
+                out_c, overwrite ? 0.0f : 1.0f, dw_i, out_c);
     if (dx_i) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, pixels, k, out_c, 1.0f, dy_i, out_c,
                     j->w, out_c, 0.0f, col, k);
         memset(dx_i, 0, in_size * sizeof *dx_i);
         ae_col2im_add(col, g, dx_i);
+        if (j->sums)
+            ae_bn_grad_sums_image(j->sums, dx_i, i, (size_t)g->big_h * g->big_w, &next);
     }
+}
+
+/* The images of slot `item`, in order. */
+static void backward_group(void *arg, int item, int t)
+{
+    const conv_job *j = arg;
+    float *slot = j->s->slots + (size_t)item * j->s->slot_floats;
+    const int begin = item * j->group, end = begin + j->group < j->n ? begin + j->group : j->n;
+    for (int i = begin; i < end; i++)
+        backward_image(j, i, t, slot, i == begin);
 }
 
 void ae_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                         const ae_input_tf *tf, const float *w, int n, const ae_conv_geom *g,
                         int out_c, ae_scratch *s)
 {
+    ae_conv2d_backward_sums(dx, dw, db, dy, x, tf, w, n, g, out_c, s, NULL);
+}
+
+void ae_conv2d_backward_sums(float *dx, float *dw, float *db, const float *dy, const float *x,
+                             const ae_input_tf *tf, const float *w, int n,
+                             const ae_conv_geom *g, int out_c, ae_scratch *s,
+                             const ae_bn_grad_sums *sums)
+{
     const double macs = 2.0 * n * g->small_h * g->small_w * 9 * g->big_c * out_c;
     const size_t kernel = 9 * (size_t)g->big_c * out_c;
-    const int threads = ae_threads_for(s, macs);
-    conv_job j = {.dx = dx, .dy = dy, .x = x, .w = w, .tf = tf, .g = g, .out_c = out_c, .s = s,
+    const int threads = ae_threads_for(s, macs), group = ae_grad_group(macs / n, kernel);
+    const int slots = (n + group - 1) / group;
+    conv_job j = {.dx = dx, .dy = dy, .x = x, .w = w, .tf = tf, .sums = dx ? sums : NULL,
+                  .g = g, .out_c = out_c, .n = n, .group = group, .s = s,
                   .ops = ae_direct_ops_for(s->isa)};
     if (j.ops && dx)
         ae_direct_transpose_kernel(s->wt, w, g->big_c, out_c);
-    ae_pool_run(s->pool, threads, n, backward_image, &j);
-    ae_reduce_slots(dw, s->slots, s->slot_floats, n, kernel, s);
-    ae_reduce_slots(db, s->slots + kernel, s->slot_floats, n, (size_t)out_c, s);
+    ae_pool_run(s->pool, threads, slots, backward_group, &j);
+    ae_reduce_slots(dw, s->slots, s->slot_floats, slots, kernel, s);
+    ae_reduce_slots(db, s->slots + kernel, s->slot_floats, slots, (size_t)out_c, s);
 }

@@ -25,8 +25,9 @@ typedef struct {
     const ae_input_tf *tf;
     const ae_grad_tf *gtf; /* backward: dy is above a BatchNorm (see layers.h) */
     const ae_bn_stats *stats; /* forward: the BatchNorm statistics of y, or NULL */
+    const ae_bn_grad_sums *sums; /* backward: the BatchNorm sums of dx, or NULL */
     const ae_conv_geom *g;
-    int in_c, narrow;
+    int in_c, narrow, n, group; /* backward: n images, group of them per slot */
     ae_scratch *s;
     const ae_direct_ops *ops;
 } deconv_job;
@@ -94,32 +95,39 @@ void ae_deconv2d_forward_stats(float *y, const float *x, const ae_input_tf *tf, 
     ae_pool_run(s->pool, ae_threads_for(s, macs), n, forward_image, &j);
 }
 
-static void backward_image(void *arg, int i, int t)
+/* Image i's gradients, its dw and db added to dw_i, db_i (overwritten when overwrite is set). */
+static void backward_image(const deconv_job *j, int i, int t, float *dw_i, int overwrite)
 {
-    const deconv_job *j = arg;
     const ae_conv_geom *g = j->g;
     ae_scratch *s = j->s;
     const ae_direct_ops *ops = j->ops;
     const int out_c = g->big_c, pixels = g->small_h * g->small_w, k = 9 * out_c, in_c = j->in_c;
     const size_t in_size = (size_t)pixels * in_c, kernel = (size_t)k * in_c;
     const size_t big_pixels = (size_t)g->big_h * g->big_w;
-    float *dw_i = s->slots + (size_t)i * s->slot_floats, *db_i = dw_i + kernel;
+    float *db_i = dw_i + kernel;
     const float *dy_i = j->dy + (size_t)i * big_pixels * out_c, *xi = j->x + (size_t)i * in_size;
     float *dx_i = j->dx ? j->dx + (size_t)i * in_size : NULL;
     /* With gtf, dz = gtf(dy) is made band by band and its bias sums with it. */
     const float *z_i = j->gtf ? j->gtf->z + (size_t)i * big_pixels * out_c : NULL;
     int summed = 0; /* image rows of dz added to db_i */
-    if (j->gtf)
-        memset(db_i, 0, (size_t)out_c * sizeof *db_i);
-    else if (ops)
-        ops->bias_grad(db_i, dy_i, big_pixels, out_c);
-    else
-        ae_bias_grad(db_i, dy_i, big_pixels, out_c);
+    size_t next = 0; /* the first pixel of dx_i not yet in the BatchNorm sums */
+    if (j->gtf) {
+        if (overwrite)
+            memset(db_i, 0, (size_t)out_c * sizeof *db_i);
+    } else if (ops) {
+        (overwrite ? ops->bias_grad : ops->bias_grad_add)(db_i, dy_i, big_pixels, out_c);
+    } else {
+        (overwrite ? ae_bias_grad : ae_bias_grad_add)(db_i, dy_i, big_pixels, out_c);
+    }
     if (ops) { /* in bands of small rows: dy's padded rows, then x' of the same rows */
-        const int band = ae_direct_band(g, 1, out_c);
+        /* with the BatchNorm sums: dx, z and x' of a band stay in cache too */
+        const int band = j->sums ? ae_direct_band_fit(ae_direct_band(g, 1, out_c),
+                                                      3 * (size_t)g->small_w * in_c)
+                                 : ae_direct_band(g, 1, out_c);
         float *pad_dy = s->pad[t];
         float *xt = pad_dy + ae_direct_padded_floats(g->big_h, g->big_w, out_c);
-        memset(dw_i, 0, kernel * sizeof *dw_i);
+        if (overwrite)
+            memset(dw_i, 0, kernel * sizeof *dw_i);
         for (int first = 0; first < g->small_h; first += band) {
             int end = first + band < g->small_h ? first + band : g->small_h, lo, hi;
             ae_direct_rows_needed(g, 1, first, end, &lo, &hi);
@@ -139,6 +147,8 @@ static void backward_image(void *arg, int i, int t)
             ops->weight_grad(pad_dy, lo, x_rows, x_row0, g, in_c, dw_i, first, end);
             if (dx_i)
                 ops->big_to_small(pad_dy, lo, g, in_c, j->w, NULL, dx_i, first, end);
+            if (j->sums)
+                ae_bn_grad_sums_image(j->sums, dx_i, i, (size_t)end * g->small_w, &next);
         }
         /* Rows no band read (none in TF's geometry) still count for the bias. */
         while (j->gtf && summed < g->big_h)
@@ -153,30 +163,44 @@ static void backward_image(void *arg, int i, int t)
     float *col = s->col[t];
     ae_im2col(dy_i, g, col);
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, in_c, pixels, 1.0f, col, k, xi, in_c,
-                0.0f, dw_i, in_c);
+                overwrite ? 0.0f : 1.0f, dw_i, in_c);
     if (dx_i)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, pixels, in_c, k, 1.0f, col, k,
                     j->w, in_c, 0.0f, dx_i, in_c);
+    if (j->sums)
+        ae_bn_grad_sums_image(j->sums, dx_i, i, (size_t)pixels, &next);
+}
+
+/* The images of slot `item`, in order. */
+static void backward_group(void *arg, int item, int t)
+{
+    const deconv_job *j = arg;
+    float *slot = j->s->slots + (size_t)item * j->s->slot_floats;
+    const int begin = item * j->group, end = begin + j->group < j->n ? begin + j->group : j->n;
+    for (int i = begin; i < end; i++)
+        backward_image(j, i, t, slot, i == begin);
 }
 
 void ae_deconv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                           const ae_input_tf *tf, const float *w, int n, const ae_conv_geom *g,
                           int in_c, ae_scratch *s)
 {
-    ae_deconv2d_backward_through(dx, dw, db, dy, NULL, x, tf, w, n, g, in_c, s);
+    ae_deconv2d_backward_through(dx, dw, db, dy, NULL, x, tf, w, n, g, in_c, s, NULL);
 }
 
 void ae_deconv2d_backward_through(float *dx, float *dw, float *db, const float *dy,
                                   const ae_grad_tf *gtf, const float *x, const ae_input_tf *tf,
                                   const float *w, int n, const ae_conv_geom *g, int in_c,
-                                  ae_scratch *s)
+                                  ae_scratch *s, const ae_bn_grad_sums *sums)
 {
     const double macs = 2.0 * n * g->small_h * g->small_w * 9 * g->big_c * in_c;
     const size_t kernel = 9 * (size_t)g->big_c * in_c;
-    const int threads = ae_threads_for(s, macs);
-    deconv_job j = {.dx = dx, .dy = dy, .x = x, .w = w, .tf = tf, .gtf = gtf, .g = g,
-                    .in_c = in_c, .s = s, .ops = ae_direct_ops_for(s->isa)};
-    ae_pool_run(s->pool, threads, n, backward_image, &j);
-    ae_reduce_slots(dw, s->slots, s->slot_floats, n, kernel, s);
-    ae_reduce_slots(db, s->slots + kernel, s->slot_floats, n, (size_t)g->big_c, s);
+    const int threads = ae_threads_for(s, macs), group = ae_grad_group(macs / n, kernel);
+    const int slots = (n + group - 1) / group;
+    deconv_job j = {.dx = dx, .dy = dy, .x = x, .w = w, .tf = tf, .gtf = gtf,
+                    .sums = dx ? sums : NULL, .g = g, .in_c = in_c, .n = n, .group = group,
+                    .s = s, .ops = ae_direct_ops_for(s->isa)};
+    ae_pool_run(s->pool, threads, slots, backward_group, &j);
+    ae_reduce_slots(dw, s->slots, s->slot_floats, slots, kernel, s);
+    ae_reduce_slots(db, s->slots + kernel, s->slot_floats, slots, (size_t)g->big_c, s);
 }

@@ -43,7 +43,8 @@ typedef struct ae_direct_ops_s {
     /* The element-wise passes of batchnorm.c, im2col.c (ae_conv_input),
      * scratch.c (ae_bias_grad) and activation.c, vectorized over channels;
      * the sums match the portable loops bit for bit, the sigmoid within a
-     * few ulp (its own exp). Arguments as in those files' portable loops. */
+     * few ulp (its own exp). Arguments as in those files' portable loops;
+     * bn_grad_sums ADDS to acc. */
     void (*bn_sums)(double *acc, const float *z, size_t pixels, int c, float slope,
                     const double *mean);
     void (*bn_grad_sums)(double *acc, const float *dy, const float *z, size_t pixels, int c,
@@ -92,6 +93,9 @@ void ae_direct_rows_needed(const ae_conv_geom *g, int to_small, int first, int e
                            int *hi);
 /* Output rows per band: about 64K floats of input. */
 int ae_direct_band(const ae_conv_geom *g, int to_small, int in_c);
+/* band, or fewer rows when a row of output brings floats_per_row more floats
+ * of other arrays (the output, the inputs of an epilogue) into cache. */
+int ae_direct_band_fit(int band, size_t floats_per_row);
 /* For tests: bands of `rows` output rows (0: the size above). */
 void ae_direct_set_band(int rows);
 

@@ -47,6 +47,17 @@ typedef __m256d vecd;
 #define RMAX2 6
 #define CBMAX1 4
 #define CBMAX2 2
+/* Pixels per block of big_to_small from one channel (nine tap vectors held). */
+#define ONE_CHANNEL_R 4
+/* Output rows per block of the narrow transpose to one channel. */
+#define NARROW_ROWS 4
+/* Multi-row tiles for short rows (direct_body.h): rows x pixels per row. */
+#define TILE_ROWS_1_4 3
+#define TILE_PX_1_4 12
+#define TILE_ROWS_1_2 6
+#define TILE_PX_1_2 12
+#define TILE_ROWS_2_2 3
+#define TILE_PX_2_2 6
 #define FN(name) name##_avx2
 #define FN_NAME "avx2"
 

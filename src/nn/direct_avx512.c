@@ -48,6 +48,19 @@ typedef __m512d vecd;
 #define RMAX2 8
 #define CBMAX1 8
 #define CBMAX2 4
+/* Pixels per block of big_to_small from one channel (nine tap vectors held). */
+#define ONE_CHANNEL_R 16
+/* Output rows per block of the narrow transpose to one channel. */
+#define NARROW_ROWS 8
+/* Multi-row tiles for short rows (direct_body.h): rows x pixels per row. */
+#define TILE_ROWS_1_4 4
+#define TILE_PX_1_4 16
+#define TILE_ROWS_1_2 8
+#define TILE_PX_1_2 16
+#define TILE_ROWS_2_4 2
+#define TILE_PX_2_4 8
+#define TILE_ROWS_2_2 4
+#define TILE_PX_2_2 8
 #define FN(name) name##_avx512
 #define FN_NAME "avx512"
 

@@ -23,15 +23,29 @@
 #include <string.h>
 
 #define ALWAYS_INLINE inline __attribute__((always_inline))
-/* Unrolled before scalar replacement, so that gcc keeps acc[][] in registers. */
+/* Unrolled before scalar replacement, so that gcc keeps acc[][] in registers
+ * (clang: fully, whatever the count, as its own pragma says). */
+#ifdef __clang__
+#define AE_DIRECT_CLANG 1
+#define UNROLL _Pragma("unroll")
+#define UNROLL_ALL _Pragma("unroll")
+#else
+#define AE_DIRECT_CLANG 0
 #define UNROLL _Pragma("GCC unroll 16")
+#define UNROLL_ALL _Pragma("GCC unroll 64")
+#endif
 
-/* acc[r][v] = sum over ntaps taps, k channels: src[t][r rstride + c] wt[t][c ldw + v VW];
- * then dst[r dstride + v VW] = acc + init (channels past the mask are not written). */
-static TARGET ALWAYS_INLINE void FN(block)(const int R, const int V, const float *const *src,
-                                           int ntaps, int rstride, int k,
-                                           const float *const *wt, int ldw, float *dst,
-                                           int dstride, vmask last, const float *init)
+/* acc[r][v] = sum over ntaps taps, k channels: src[t][pos(r) + c] wt[t][c ldw + v VW],
+ * pos(r) = (r / COLS) srow + (r % COLS) rstride: R pixels as R / COLS rows of
+ * COLS (one row when COLS = R; a tile of several rows when rows are short);
+ * then dst[(r / COLS) drow + (r % COLS) dstride + v VW] = acc + init (channels
+ * past the mask are not written). Each output sums taps, then channels, in
+ * the same order whatever tile it is in: the tile shape never changes bits. */
+static TARGET ALWAYS_INLINE void FN(block)(const int R, const int V, const int COLS,
+                                           const float *const *src, int ntaps, int rstride,
+                                           size_t srow, int k, const float *const *wt, int ldw,
+                                           float *dst, int dstride, size_t drow, vmask last,
+                                           const float *init)
 {
     vec acc[RMAX1][2];
     UNROLL
@@ -48,7 +62,7 @@ static TARGET ALWAYS_INLINE void FN(block)(const int R, const int V, const float
                 wv[1] = V_LOADM(w + VW, last);
             UNROLL
             for (int r = 0; r < R; r++) {
-                vec b = V_SET1(s[(size_t)r * rstride + c]);
+                vec b = V_SET1(s[(size_t)(r / COLS) * srow + (size_t)(r % COLS) * rstride + c]);
                 UNROLL
                 for (int v = 0; v < V; v++)
                     acc[r][v] = V_FMA(b, wv[v], acc[r][v]);
@@ -63,7 +77,7 @@ static TARGET ALWAYS_INLINE void FN(block)(const int R, const int V, const float
     }
     UNROLL
     for (int r = 0; r < R; r++) {
-        float *d = dst + (size_t)r * dstride;
+        float *d = dst + (size_t)(r / COLS) * drow + (size_t)(r % COLS) * dstride;
         if (V == 1) {
             V_STOREM(d, last, V_ADD(acc[r][0], bias[0]));
         } else {
@@ -73,46 +87,105 @@ static TARGET ALWAYS_INLINE void FN(block)(const int R, const int V, const float
     }
 }
 
-#define BLOCK_VARIANT(V, R)                                                                     \
-    static TARGET void FN(block_##V##_##R)(const float *const *src, int ntaps, int rstride,     \
-                                           int k, const float *const *wt, int ldw, float *dst,  \
-                                           int dstride, vmask last, const float *init)          \
-    {                                                                                           \
-        FN(block)(R, V, src, ntaps, rstride, k, wt, ldw, dst, dstride, last, init);             \
-    }
-BLOCK_VARIANT(1, RMAX1)
-BLOCK_VARIANT(1, 4)
-BLOCK_VARIANT(1, 1)
-BLOCK_VARIANT(2, RMAX2)
-BLOCK_VARIANT(2, 4)
-BLOCK_VARIANT(2, 1)
+typedef void (*FN(block_fn))(const float *const *, int, int, size_t, int, const float *const *,
+                             int, float *, int, size_t, vmask, const float *);
 
-/* n pixels, rstride floats apart in every src[t] and dstride apart in dst, in
- * blocks of the widest variant, then of 4 (small images), then one by one. */
-static TARGET void FN(blocks)(int V, int n, const float **src, int ntaps, int rstride, int k,
-                              const float *const *wt, int ldw, float *dst, int dstride,
-                              vmask last, const float *init)
+#define BLOCK_VARIANT(V, R, COLS)                                                               \
+    static TARGET void FN(block_##V##_##R##_##COLS)(const float *const *src, int ntaps,         \
+                                                    int rstride, size_t srow, int k,           \
+                                                    const float *const *wt, int ldw,           \
+                                                    float *dst, int dstride, size_t drow,      \
+                                                    vmask last, const float *init)             \
+    {                                                                                           \
+        FN(block)(R, V, COLS, src, ntaps, rstride, srow, k, wt, ldw, dst, dstride, drow, last,  \
+                  init);                                                                        \
+    }
+BLOCK_VARIANT(1, RMAX1, RMAX1)
+BLOCK_VARIANT(1, 4, 4)
+BLOCK_VARIANT(1, 1, 1)
+BLOCK_VARIANT(2, RMAX2, RMAX2)
+BLOCK_VARIANT(2, 4, 4)
+BLOCK_VARIANT(2, 1, 1)
+/* Tiles of several short rows (TILE_ROWS_<V>_<COLS> rows of COLS pixels, set
+ * by the ISA file for the row widths where one row gives too few chains). */
+#ifdef TILE_ROWS_1_4
+BLOCK_VARIANT(1, TILE_PX_1_4, 4)
+#endif
+#ifdef TILE_ROWS_1_2
+BLOCK_VARIANT(1, TILE_PX_1_2, 2)
+#endif
+#ifdef TILE_ROWS_2_4
+BLOCK_VARIANT(2, TILE_PX_2_4, 4)
+#endif
+#ifdef TILE_ROWS_2_2
+BLOCK_VARIANT(2, TILE_PX_2_2, 2)
+#endif
+
+/* The multi-row tile for rows of n pixels and V vectors (NULL: none), and its rows. */
+static TARGET FN(block_fn) FN(row_tile)(int V, int n, int *rows)
+{
+    *rows = 1;
+#ifdef TILE_ROWS_1_4
+    if (V == 1 && n == 4)
+        return *rows = TILE_ROWS_1_4, FN(block_1_TILE_PX_1_4_4);
+#endif
+#ifdef TILE_ROWS_1_2
+    if (V == 1 && n == 2)
+        return *rows = TILE_ROWS_1_2, FN(block_1_TILE_PX_1_2_2);
+#endif
+#ifdef TILE_ROWS_2_4
+    if (V == 2 && n == 4)
+        return *rows = TILE_ROWS_2_4, FN(block_2_TILE_PX_2_4_4);
+#endif
+#ifdef TILE_ROWS_2_2
+    if (V == 2 && n == 2)
+        return *rows = TILE_ROWS_2_2, FN(block_2_TILE_PX_2_2_2);
+#endif
+    (void)V, (void)n;
+    return NULL;
+}
+
+/* nrows rows of n pixels: pixels rstride floats apart in every src[t] (rows
+ * srow apart) and dstride apart in dst (rows drow apart). Short rows go in
+ * multi-row tiles while enough rows are left; otherwise a row goes in blocks
+ * of the widest variant, then of 4, then one by one. */
+static TARGET void FN(blocks)(int V, int n, int nrows, const float *const *src0, int ntaps,
+                              int rstride, size_t srow, int k, const float *const *wt, int ldw,
+                              float *dst0, int dstride, size_t drow, vmask last,
+                              const float *init)
 {
     const int rmax = V == 1 ? RMAX1 : RMAX2;
-    int done = 0;
-    while (done < n) {
-        int r = n - done >= rmax ? rmax : n - done >= 4 ? 4 : 1;
-        if (V == 1 && r == rmax)
-            FN(block_1_RMAX1)(src, ntaps, rstride, k, wt, ldw, dst, dstride, last, init);
-        else if (V == 1 && r == 4)
-            FN(block_1_4)(src, ntaps, rstride, k, wt, ldw, dst, dstride, last, init);
-        else if (V == 1)
-            FN(block_1_1)(src, ntaps, rstride, k, wt, ldw, dst, dstride, last, init);
-        else if (r == rmax)
-            FN(block_2_RMAX2)(src, ntaps, rstride, k, wt, ldw, dst, dstride, last, init);
-        else if (r == 4)
-            FN(block_2_4)(src, ntaps, rstride, k, wt, ldw, dst, dstride, last, init);
-        else
-            FN(block_2_1)(src, ntaps, rstride, k, wt, ldw, dst, dstride, last, init);
+    const float *src[9];
+    int tile_rows;
+    FN(block_fn) tile = FN(row_tile)(V, n, &tile_rows);
+    int row = 0;
+    if (tile)
+        for (; row + tile_rows <= nrows; row += tile_rows) {
+            for (int t = 0; t < ntaps; t++)
+                src[t] = src0[t] + (size_t)row * srow;
+            tile(src, ntaps, rstride, srow, k, wt, ldw, dst0 + (size_t)row * drow, dstride,
+                 drow, last, init);
+        }
+    for (; row < nrows; row++) {
         for (int t = 0; t < ntaps; t++)
-            src[t] += (size_t)r * rstride;
-        dst += (size_t)r * dstride;
-        done += r;
+            src[t] = src0[t] + (size_t)row * srow;
+        float *dst = dst0 + (size_t)row * drow;
+        int done = 0;
+        while (done < n) {
+            int r = n - done >= rmax ? rmax : n - done >= 4 ? 4 : 1;
+            FN(block_fn) f;
+            if (V == 1)
+                f = r == rmax ? FN(block_1_RMAX1_RMAX1) : r == 4 ? FN(block_1_4_4)
+                                                                 : FN(block_1_1_1);
+            else
+                f = r == rmax ? FN(block_2_RMAX2_RMAX2) : r == 4 ? FN(block_2_4_4)
+                                                                 : FN(block_2_1_1);
+            f(src, ntaps, rstride, 0, k, wt, ldw, dst, dstride, 0, last, init);
+            for (int t = 0; t < ntaps; t++)
+                src[t] += (size_t)r * rstride;
+            dst += (size_t)r * dstride;
+            done += r;
+        }
     }
 }
 
@@ -126,12 +199,102 @@ static TARGET int group_vectors(int remaining, vmask *last)
     return v;
 }
 
+/* big_to_small from ONE big channel (cb = 1: Conv2D on a gray image, the
+ * output layer's input gradient), one vector of small channels, stride S:
+ * the nine tap vectors stay in registers and each input value is broadcast
+ * once for the up to three pixels of the row that it reaches (instead of
+ * once per pixel and tap). row points at kernel row 0, column kw = 0 of the
+ * first pixel; per output the taps still add in order kh, kw, as in block. */
+static TARGET ALWAYS_INLINE void FN(one_channel)(const int R, const int S, const float *row,
+                                                 size_t pw, const float *w, int ldt, float *dst,
+                                                 int dstride, vmask last, const float *init)
+{
+    vec wv[9], acc[RMAX1];
+    UNROLL
+    for (int t = 0; t < 9; t++)
+        wv[t] = V_LOADM(w + (size_t)t * ldt, last);
+    UNROLL
+    for (int r = 0; r < R; r++)
+        acc[r] = V_ZERO();
+    UNROLL
+    for (int kh = 0; kh < 3; kh++, row += pw)
+        UNROLL_ALL
+        for (int j = 0; j < (R - 1) * S + 3; j++) {
+            vec b = V_SET1(row[j]);
+            UNROLL_ALL
+            for (int r = 0; r < R; r++)
+                if (j - r * S >= 0 && j - r * S < 3)
+                    acc[r] = V_FMA(b, wv[kh * 3 + j - r * S], acc[r]);
+        }
+    vec bias = init ? V_LOADM(init, last) : V_ZERO();
+    UNROLL
+    for (int r = 0; r < R; r++)
+        V_STOREM(dst + (size_t)r * dstride, last, V_ADD(acc[r], bias));
+}
+
+#define ONE_CHANNEL_VARIANT(R, S)                                                               \
+    static TARGET void FN(one_channel_##R##_##S)(const float *row, size_t pw, const float *w,   \
+                                                 int ldt, float *dst, int dstride, vmask last,  \
+                                                 const float *init)                             \
+    {                                                                                           \
+        FN(one_channel)(R, S, row, pw, w, ldt, dst, dstride, last, init);                       \
+    }
+ONE_CHANNEL_VARIANT(ONE_CHANNEL_R, 1)
+ONE_CHANNEL_VARIANT(4, 1)
+ONE_CHANNEL_VARIANT(1, 1)
+ONE_CHANNEL_VARIANT(ONE_CHANNEL_R, 2)
+ONE_CHANNEL_VARIANT(4, 2)
+ONE_CHANNEL_VARIANT(1, 2)
+
+static TARGET void FN(big_to_small_one_channel)(const float *pad, int row0,
+                                                const ae_conv_geom *g, int cs, const float *w,
+                                                const float *init, float *small, int oy0,
+                                                int oy1)
+{
+    typedef void (*one_fn)(const float *, size_t, const float *, int, float *, int, vmask,
+                           const float *);
+    const int s = g->stride, pw = g->big_w + 2;
+    for (int oy = oy0; oy < oy1; oy++) {
+        const float *row = pad + (size_t)(oy * s - g->pad_top + 1 - row0) * pw + 1 - g->pad_left;
+        for (int o0 = 0; o0 < cs; o0 += VW) {
+            const vmask last = mask_first(cs - o0);
+            float *dst = small + (size_t)oy * g->small_w * cs + o0;
+            for (int x = 0; x < g->small_w;) {
+                int r = g->small_w - x >= ONE_CHANNEL_R ? ONE_CHANNEL_R
+                        : g->small_w - x >= 4           ? 4
+                                                        : 1;
+                one_fn f = r == ONE_CHANNEL_R ? (s == 1 ? FN(one_channel_ONE_CHANNEL_R_1)
+                                                        : FN(one_channel_ONE_CHANNEL_R_2))
+                           : r == 4 ? (s == 1 ? FN(one_channel_4_1) : FN(one_channel_4_2))
+                                    : (s == 1 ? FN(one_channel_1_1) : FN(one_channel_1_2));
+                f(row + (size_t)x * s, (size_t)pw, w + o0, cs, dst + (size_t)x * cs, cs, last,
+                  init ? init + o0 : NULL);
+                x += r;
+            }
+        }
+    }
+}
+
 static TARGET void FN(big_to_small)(const float *pad, int row0, const ae_conv_geom *g, int cs,
                                     const float *w, const float *init, float *small, int oy0,
                                     int oy1)
 {
     const int cb = g->big_c, s = g->stride, pw = g->big_w + 2;
-    for (int oy = oy0; oy < oy1; oy++) {
+    /* clang leaves one_channel's conditional taps in memory: blocks are faster there */
+    if (cb == 1 && (s == 1 || s == 2) && !AE_DIRECT_CLANG) {
+        FN(big_to_small_one_channel)(pad, row0, g, cs, w, init, small, oy0, oy1);
+        return;
+    }
+    /* rows per pass: a multi-row tile's when small rows are short */
+    int step = 1;
+    for (int o0 = 0; o0 < cs; o0 += 2 * VW) {
+        vmask unused;
+        int rows;
+        if (FN(row_tile)(group_vectors(cs - o0, &unused), g->small_w, &rows) && rows > step)
+            step = rows;
+    }
+    for (int oy = oy0; oy < oy1; oy += step) {
+        const int nrows = oy1 - oy < step ? oy1 - oy : step;
         for (int o0 = 0; o0 < cs; o0 += 2 * VW) {
             vmask last;
             int v = group_vectors(cs - o0, &last);
@@ -142,9 +305,9 @@ static TARGET void FN(big_to_small)(const float *pad, int row0, const ae_conv_ge
                     src[kh * 3 + kw] = pad + ((size_t)py * pw + px) * cb;
                     wt[kh * 3 + kw] = w + (size_t)(kh * 3 + kw) * cb * cs + o0;
                 }
-            FN(blocks)(v, g->small_w, src, 9, s * cb, cb, wt, cs,
-                       small + (size_t)oy * g->small_w * cs + o0, cs, last,
-                       init ? init + o0 : NULL);
+            FN(blocks)(v, g->small_w, nrows, src, 9, s * cb, (size_t)s * pw * cb, cb, wt, cs,
+                       small + (size_t)oy * g->small_w * cs + o0, cs, (size_t)g->small_w * cs,
+                       last, init ? init + o0 : NULL);
         }
     }
 }
@@ -241,38 +404,50 @@ static TARGET void FN(small_to_big)(const float *pad, int row0, const ae_conv_ge
         FN(small_to_big_pairs)(pad, row0, g, cs, wt, init, big, y0, y1);
         return;
     }
-    for (int y = y0; y < y1; y++) {
-        int kh_list[3], oy_list[3], nkh = 0;
-        for (int kh = 0; kh < 3; kh++) {
-            int t = y + g->pad_top - kh;
-            if ((t + 2 * s) % s == 0) {
-                kh_list[nkh] = kh;
-                oy_list[nkh++] = t / s;
+    /* Rows y, y + s, y + 2 s, ... take the same taps from consecutive small
+     * rows: when a phase's rows are short, a multi-row tile takes several. */
+    int step = 1;
+    for (int phase = 0; phase < s && phase < g->big_w; phase++)
+        for (int c0 = 0; c0 < cb; c0 += 2 * VW) {
+            vmask unused;
+            int rows, n = (g->big_w - phase + s - 1) / s;
+            if (FN(row_tile)(group_vectors(cb - c0, &unused), n, &rows) && rows > step)
+                step = rows;
+        }
+    for (int yb = y0; yb < y1; yb += s * step)
+        for (int y = yb; y < yb + s && y < y1; y++) {
+            const int nrows = (y1 - y + s - 1) / s < step ? (y1 - y + s - 1) / s : step;
+            int kh_list[3], oy_list[3], nkh = 0;
+            for (int kh = 0; kh < 3; kh++) {
+                int t = y + g->pad_top - kh;
+                if ((t + 2 * s) % s == 0) {
+                    kh_list[nkh] = kh;
+                    oy_list[nkh++] = t / s;
+                }
+            }
+            for (int phase = 0; phase < s && phase < g->big_w; phase++) {
+                int n = (g->big_w - phase + s - 1) / s;
+                for (int c0 = 0; c0 < cb; c0 += 2 * VW) {
+                    vmask last;
+                    int v = group_vectors(cb - c0, &last);
+                    const float *src[9], *w[9];
+                    int ntaps = 0;
+                    for (int a = 0; a < nkh; a++)
+                        for (int kw = 0; kw < 3; kw++) {
+                            int t = phase + g->pad_left - kw;
+                            if ((t + 2 * s) % s != 0)
+                                continue;
+                            int ox = t / s;
+                            src[ntaps] =
+                                pad + ((size_t)(oy_list[a] + 1 - row0) * pw + (ox + 1)) * cs;
+                            w[ntaps++] = wt + (size_t)(kh_list[a] * 3 + kw) * cs * cb + c0;
+                        }
+                    float *dst = big + ((size_t)y * g->big_w + phase) * cb + c0;
+                    FN(blocks)(v, n, nrows, src, ntaps, cs, (size_t)pw * cs, cs, w, cb, dst,
+                               s * cb, (size_t)s * g->big_w * cb, last, init ? init + c0 : NULL);
+                }
             }
         }
-        for (int phase = 0; phase < s && phase < g->big_w; phase++) {
-            int n = (g->big_w - phase + s - 1) / s;
-            for (int c0 = 0; c0 < cb; c0 += 2 * VW) {
-                vmask last;
-                int v = group_vectors(cb - c0, &last);
-                const float *src[9], *w[9];
-                int ntaps = 0;
-                for (int a = 0; a < nkh; a++)
-                    for (int kw = 0; kw < 3; kw++) {
-                        int t = phase + g->pad_left - kw;
-                        if ((t + 2 * s) % s != 0)
-                            continue;
-                        int ox = t / s;
-                        src[ntaps] =
-                            pad + ((size_t)(oy_list[a] + 1 - row0) * pw + (ox + 1)) * cs;
-                        w[ntaps++] = wt + (size_t)(kh_list[a] * 3 + kw) * cs * cb + c0;
-                    }
-                float *dst = big + ((size_t)y * g->big_w + phase) * cb + c0;
-                FN(blocks)(v, n, src, ntaps, cs, cs, w, cb, dst, s * cb, last,
-                           init ? init + c0 : NULL);
-            }
-        }
-    }
 }
 
 /* dw[t][cb][v] += sum over rows x pixels of big[t cstep + cb] small[v], for
@@ -342,6 +517,36 @@ WGRAD_VARIANT(2, 1)
 typedef void (*FN(wgrad_fn))(const float *, size_t, int, int, const float *, size_t, int, int,
                              int, float *, size_t, int, vmask);
 
+/* wgrad for ONE big channel (cb = 1) and one vector of small channels: the
+ * nine taps at once (nine chains instead of three per kernel row); each
+ * tap's sum runs over the same pixels in the same order as wgrad's. */
+static TARGET void FN(wgrad_one_channel)(const float *big, size_t big_row, int big_px,
+                                         size_t prow, const float *small, size_t small_row,
+                                         int small_px, int rows, int cols, float *dw,
+                                         size_t tap_stride, vmask last)
+{
+    vec acc[9];
+    UNROLL
+    for (int t = 0; t < 9; t++)
+        acc[t] = V_ZERO();
+    for (int row = 0; row < rows; row++) {
+        const float *b = big + row * big_row, *sm = small + row * small_row;
+        for (int p = 0; p < cols; p++, b += big_px, sm += small_px) {
+            const vec sv = V_LOADM(sm, last);
+            UNROLL
+            for (int kh = 0; kh < 3; kh++)
+                UNROLL
+                for (int kw = 0; kw < 3; kw++)
+                    acc[kh * 3 + kw] = V_FMA(V_SET1(b[kh * prow + kw]), sv, acc[kh * 3 + kw]);
+        }
+    }
+    UNROLL
+    for (int t = 0; t < 9; t++) {
+        float *d = dw + t * tap_stride;
+        V_STOREM(d, last, V_ADD(V_LOADM(d, last), acc[t]));
+    }
+}
+
 /* Rows of the small image go in bands, so that a band's pixels stay in cache
  * while every tap row and channel block passes over them. */
 static TARGET void FN(weight_grad)(const float *pad, int row0, const float *small, int srow0,
@@ -353,6 +558,16 @@ static TARGET void FN(weight_grad)(const float *pad, int row0, const float *smal
     const size_t tap_stride = (size_t)cb * cs;
     for (int oy0 = first; oy0 < last_row; oy0 += BAND) {
         int rows = last_row - oy0 < BAND ? last_row - oy0 : BAND;
+        if (cb == 1) {
+            const float *brow = pad + (size_t)(oy0 * s - g->pad_top + 1 - row0) * pw +
+                                1 - g->pad_left;
+            for (int o0 = 0; o0 < cs; o0 += VW)
+                FN(wgrad_one_channel)(brow, (size_t)s * pw, s, (size_t)pw,
+                                      small + (size_t)(oy0 - srow0) * g->small_w * cs + o0,
+                                      (size_t)g->small_w * cs, cs, rows, g->small_w, dw + o0,
+                                      tap_stride, mask_first(cs - o0));
+            continue;
+        }
         for (int o0 = 0; o0 < cs; o0 += 2 * VW) {
             vmask last;
             int v = group_vectors(cs - o0, &last);
@@ -465,6 +680,108 @@ NARROW_VARIANT(4, 1)
 
 typedef void (*FN(narrow_fn))(const float *, int, int, const float *, int, int, vmask, float *);
 
+/* The same to ONE channel (cb = 1, a gray image's output layer): YR output
+ * rows x XV vectors of pixels, so that each loaded input vector serves the up
+ * to three output rows that read it (narrow_block loads it once per row).
+ * Per output the terms add in the order o, kw, kh = 2, 1, 0 whatever YR is. */
+static TARGET ALWAYS_INLINE void FN(narrow_rows)(const int YR, const int XV, const float *pad,
+                                                 int cs, int pw, const float *w, vmask last,
+                                                 float *dst, int width, const float *init)
+{
+    vec acc[NARROW_ROWS][2];
+    UNROLL
+    for (int y = 0; y < YR; y++)
+        UNROLL
+        for (int v = 0; v < XV; v++)
+            acc[y][v] = V_ZERO();
+    for (int o = 0; o < cs; o++) {
+        const float *in = pad + (size_t)o * pw;
+        UNROLL
+        for (int kw = 0; kw < 3; kw++) {
+            vec wk[3];
+            UNROLL
+            for (int kh = 0; kh < 3; kh++)
+                wk[kh] = V_SET1(w[(size_t)(kh * 3 + kw) * cs + o]);
+            UNROLL
+            for (int r = 0; r < YR + 2; r++) {
+                vec xv[2];
+                UNROLL
+                for (int v = 0; v < XV; v++) {
+                    const float *p = in + (size_t)r * cs * pw + 2 - kw + v * VW;
+                    xv[v] = v == XV - 1 ? V_LOADM(p, last) : V_LOAD(p);
+                }
+                UNROLL
+                for (int y = 0; y < YR; y++)
+                    if (y + 2 - r >= 0 && y + 2 - r < 3)
+                        UNROLL
+                        for (int v = 0; v < XV; v++)
+                            acc[y][v] = V_FMA(wk[y + 2 - r], xv[v], acc[y][v]);
+            }
+        }
+    }
+    const vec bias = init ? V_SET1(init[0]) : V_ZERO();
+    UNROLL
+    for (int y = 0; y < YR; y++)
+        UNROLL
+        for (int v = 0; v < XV; v++) {
+            float *d = dst + (size_t)y * width + v * VW;
+            if (v == XV - 1)
+                V_STOREM(d, last, V_ADD(acc[y][v], bias));
+            else
+                V_STORE(d, V_ADD(acc[y][v], bias));
+        }
+}
+
+#define NARROW_ROWS_VARIANT(YR, XV)                                                             \
+    static TARGET void FN(narrow_rows_##YR##_##XV)(const float *pad, int cs, int pw,           \
+                                                   const float *w, vmask last, float *dst,     \
+                                                   int width, const float *init)               \
+    {                                                                                           \
+        FN(narrow_rows)(YR, XV, pad, cs, pw, w, last, dst, width, init);                        \
+    }
+NARROW_ROWS_VARIANT(NARROW_ROWS, 2)
+NARROW_ROWS_VARIANT(NARROW_ROWS, 1)
+NARROW_ROWS_VARIANT(4, 2)
+NARROW_ROWS_VARIANT(4, 1)
+NARROW_ROWS_VARIANT(2, 2)
+NARROW_ROWS_VARIANT(2, 1)
+NARROW_ROWS_VARIANT(1, 2)
+NARROW_ROWS_VARIANT(1, 1)
+
+static TARGET void FN(small_to_big_narrow_one)(const float *pad, int row0, const ae_conv_geom *g,
+                                               int cs, const float *w, const float *init,
+                                               float *big, int y0, int y1)
+{
+    typedef void (*rows_fn)(const float *, int, int, const float *, vmask, float *, int,
+                            const float *);
+    static const rows_fn two[4] = {FN(narrow_rows_NARROW_ROWS_2), FN(narrow_rows_4_2),
+                                   FN(narrow_rows_2_2), FN(narrow_rows_1_2)};
+    static const rows_fn one[4] = {FN(narrow_rows_NARROW_ROWS_1), FN(narrow_rows_4_1),
+                                   FN(narrow_rows_2_1), FN(narrow_rows_1_1)};
+    static const int heights[4] = {NARROW_ROWS, 4, 2, 1};
+    const int pw = g->small_w + 2, width = g->big_w;
+    for (int y = y0; y < y1;) {
+        int k = 0;
+        while (heights[k] > y1 - y)
+            k++;
+        const float *band = pad + (size_t)(y - row0) * cs * pw;
+        for (int x0 = 0; x0 < width;) {
+            int left = width - x0;
+            if (left > VW) {
+                int n = left < 2 * VW ? left : 2 * VW;
+                two[k](band + x0, cs, pw, w, mask_first(n - VW), big + (size_t)y * width + x0,
+                       width, init);
+                x0 += n;
+            } else {
+                one[k](band + x0, cs, pw, w, mask_first(left), big + (size_t)y * width + x0,
+                       width, init);
+                x0 += left;
+            }
+        }
+        y += heights[k];
+    }
+}
+
 static TARGET void FN(small_to_big_narrow)(const float *pad, int row0, const ae_conv_geom *g,
                                            int cs, const float *w, const float *init, float *big,
                                            int y0, int y1)
@@ -477,6 +794,10 @@ static TARGET void FN(small_to_big_narrow)(const float *pad, int row0, const ae_
                                          FN(narrow_4_1)};
     const int cb = g->big_c, pw = g->small_w + 2, width = g->big_w;
     float out[4 * 4 * VW];
+    if (cb == 1) {
+        FN(small_to_big_narrow_one)(pad, row0, g, cs, w, init, big, y0, y1);
+        return;
+    }
     for (int y = y0; y < y1; y++) {
         for (int x0 = 0; x0 < width;) {
             int left = width - x0;
@@ -557,13 +878,12 @@ static TARGET void FN(bn_sums)(double *acc, const float *z, size_t pixels, int c
     }
 }
 
-/* acc[ch] = sum of dy, acc[c + ch] = sum of dy * xhat, xhat = (leaky(z) - mean) invstd. */
+/* acc[ch] += sum of dy, acc[c + ch] += sum of dy * xhat, xhat = (leaky(z) - mean) invstd,
+ * in pixel order per channel (so pixels split into consecutive ranges give the same bits). */
 static TARGET void FN(bn_grad_sums)(double *acc, const float *dy, const float *z, size_t pixels,
                                     int c, float slope, const float *mean, const float *invstd)
 {
     const vec vslope = V_SET1(slope);
-    for (int ch = 0; ch < 2 * c; ch++)
-        acc[ch] = 0;
     for (size_t p0 = 0; p0 < pixels; p0 += CHUNK) {
         size_t p1 = pixels - p0 < CHUNK ? pixels : p0 + CHUNK;
         for (int c0 = 0; c0 < c; c0 += VW) {

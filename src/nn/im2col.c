@@ -206,3 +206,12 @@ int ae_direct_band(const ae_conv_geom *g, int to_small, int in_c)
     int band = (int)(65536 / ((size_t)in_w * in_c * in_rows_per_out + 1));
     return band < 1 ? 1 : band;
 }
+
+int ae_direct_band_fit(int band, size_t floats_per_row)
+{
+    if (band_override > 0)
+        return band_override;
+    int fit = (int)(65536 / (floats_per_row + 1));
+    fit = fit < 1 ? 1 : fit;
+    return band < fit ? band : fit;
+}

@@ -74,8 +74,18 @@ typedef void (*ae_chunk_fn)(void *ctx, size_t begin, size_t end);
 void ae_parallel_chunks(ae_scratch *s, size_t count, size_t chunk, size_t work, ae_chunk_fn fn,
                         void *ctx);
 
-/* db[o] = sum over pixels of dy[p][o] (one image), in pixel order. */
+/* db[o] = sum over pixels of dy[p][o] (one image), in pixel order; _add adds it. */
 void ae_bias_grad(float *db, const float *dy, size_t pixels, int c);
+void ae_bias_grad_add(float *db, const float *dy, size_t pixels, int c);
+
+/* Images per weight-gradient slot in a convolution's backward: images
+ * [k G, k G + G) add their gradients into slot k, in index order (so the
+ * result does not depend on the thread count), and the slots are summed in
+ * order. Small images share slots (G = AE_GRAD_GROUP_MAX) to save zeroing and
+ * summing one kernel-sized slot per image; big ones get one each (G = 1),
+ * which spreads the work evenly over the threads. */
+enum { AE_GRAD_GROUP_MAX = 8 };
+int ae_grad_group(double macs_per_image, size_t kernel_floats);
 
 /* im2col.c. col is (small_h*small_w) x (9*big_c), row (kh*3+kw)*big_c + c. */
 void ae_im2col(const float *img, const ae_conv_geom *g, float *col);
@@ -118,15 +128,6 @@ void ae_deconv2d_forward(float *y, const float *x, const ae_input_tf *tf, const 
 void ae_deconv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                           const ae_input_tf *tf, const float *w, int n, const ae_conv_geom *g,
                           int in_c, ae_scratch *s);
-/* The same backward, with dy given as the gradient above a BatchNorm and the
- * BatchNorm's transform (gtf, may be NULL): the layer's output gradient is
- * dz = gtf(dy), made band by band as the kernels read it (it is never
- * stored). gtf needs the direct kernels (ae_direct_ops_for(s->isa) not NULL). */
-void ae_deconv2d_backward_through(float *dx, float *dw, float *db, const float *dy,
-                                  const ae_grad_tf *gtf, const float *x, const ae_input_tf *tf,
-                                  const float *w, int n, const ae_conv_geom *g, int in_c,
-                                  ae_scratch *s);
-
 /* dense.c: x (n, in) -> y (n, out); w (in, out), b (out). The forward sums
  * each image's values in a fixed order (the same bits for any batch and any
  * thread count), on s's pool (s NULL: on the caller). Backward overwrites
@@ -165,6 +166,47 @@ void ae_batchnorm_backward(float *dz, float *dgamma, float *dbeta, const float *
 void ae_batchnorm_backward_sums(float *dgamma, float *dbeta, const float *dy, const float *z,
                                 const ae_bn_params *bn, int n, size_t pixels, int c,
                                 ae_scratch *s, ae_grad_tf *gtf);
+/* ae_batchnorm_backward_sums in two steps, so that the layer above can add
+ * each image's sums while its input gradient (the BatchNorm's dy) is in
+ * cache: ae_bn_grad_sums_init (the per-image slots in s->dslots; z the
+ * BatchNorm's input for the whole batch), ae_bn_grad_sums_image for every
+ * image as ae_bn_stats_image (dy_i the image's dy, done its pixels computed
+ * so far, *next from 0), then ae_batchnorm_backward_finish (the same bits as
+ * ae_batchnorm_backward_sums). ae_batchnorm_backward_apply is the second
+ * pass (dz may alias dy). */
+typedef struct {
+    double *part;
+    size_t stride, pixels;
+    int c;
+    float slope;
+    const float *z, *mean, *invstd;
+    const struct ae_direct_ops_s *ops;
+} ae_bn_grad_sums;
+void ae_bn_grad_sums_init(ae_bn_grad_sums *st, ae_scratch *s, const ae_bn_params *bn,
+                          const float *z, size_t pixels, int c);
+void ae_bn_grad_sums_image(const ae_bn_grad_sums *st, const float *dy_i, int i, size_t done,
+                           size_t *next);
+void ae_batchnorm_backward_finish(float *dgamma, float *dbeta, const ae_bn_params *bn,
+                                  const float *z, int n, size_t pixels, int c, ae_scratch *s,
+                                  ae_grad_tf *gtf);
+void ae_batchnorm_backward_apply(float *dz, const float *dy, const ae_grad_tf *gtf, int n,
+                                 size_t pixels, int c, ae_scratch *s);
+/* The convolutions' backward with two BatchNorm passes folded in (both may
+ * be NULL):
+ *  - gtf (transposed convolution only): dy is the gradient above a BatchNorm
+ *    and gtf its transform; the layer's output gradient dz = gtf(dy) is made
+ *    band by band as the kernels read it (it is never stored). gtf needs the
+ *    direct kernels (ae_direct_ops_for(s->isa) not NULL);
+ *  - sums: x is a BatchNorm's input and dx that BatchNorm's dy; each image's
+ *    sums are added (ae_bn_grad_sums_image) as dx's bands are computed. */
+void ae_conv2d_backward_sums(float *dx, float *dw, float *db, const float *dy, const float *x,
+                             const ae_input_tf *tf, const float *w, int n,
+                             const ae_conv_geom *g, int out_c, ae_scratch *s,
+                             const ae_bn_grad_sums *sums);
+void ae_deconv2d_backward_through(float *dx, float *dw, float *db, const float *dy,
+                                  const ae_grad_tf *gtf, const float *x, const ae_input_tf *tf,
+                                  const float *w, int n, const ae_conv_geom *g, int in_c,
+                                  ae_scratch *s, const ae_bn_grad_sums *sums);
 /* ae_batchnorm_forward_train in two steps, so that a convolution can add
  * each image's statistics while its output is in cache: ae_bn_stats_init
  * (the per-image slots in s->dslots), ae_bn_stats_image for every image
@@ -205,6 +247,8 @@ void ae_sigmoid_backward(float *dx, const float *dy, const float *y, size_t coun
  * per_image (may be NULL) gets each image's mean; returns the batch mean.
  * The gradient of the batch mean: dy = 2 (y - x) / (n d). */
 double ae_mse_forward(const float *y, const float *x, int n, size_t d, float *per_image);
+/* One image's sum of (y - x)^2 over d values, the sum ae_mse_forward takes. */
+double ae_sum_squared_diff(const float *y, const float *x, size_t d);
 void ae_mse_backward(float *dy, const float *y, const float *x, int n, size_t d);
 /* dy = scale (y - x) over count values: ae_mse_backward's loop, scale = 2 / (n d). */
 void ae_scaled_diff(float *dy, const float *y, const float *x, size_t count, float scale);

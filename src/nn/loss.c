@@ -2,16 +2,35 @@
  * same loop (per-image sums of squares in double), so they cannot disagree. */
 #include "nn/layers.h"
 
+/* One image's sum of squared differences in double, as 16 interleaved
+ * partial sums (element j goes to lane j % 16) added in lane order at the
+ * end: independent chains the compiler can put in vectors without reordering
+ * any addition, so every build and machine gives the same bits. */
+double ae_sum_squared_diff(const float *y, const float *x, size_t d)
+{
+    enum { LANES = 16 };
+    double lane[LANES] = {0};
+    size_t j = 0;
+    for (; j + LANES <= d; j += LANES)
+        for (int k = 0; k < LANES; k++) {
+            double diff = (double)y[j + k] - x[j + k];
+            lane[k] += diff * diff;
+        }
+    for (int k = 0; j < d; j++, k++) {
+        double diff = (double)y[j] - x[j];
+        lane[k] += diff * diff;
+    }
+    double sum = 0;
+    for (int k = 0; k < LANES; k++)
+        sum += lane[k];
+    return sum;
+}
+
 double ae_mse_forward(const float *y, const float *x, int n, size_t d, float *per_image)
 {
     double total = 0;
     for (int i = 0; i < n; i++) {
-        const float *yi = y + (size_t)i * d, *xi = x + (size_t)i * d;
-        double sum = 0;
-        for (size_t j = 0; j < d; j++) {
-            double diff = (double)yi[j] - xi[j];
-            sum += diff * diff;
-        }
+        double sum = ae_sum_squared_diff(y + (size_t)i * d, x + (size_t)i * d, d);
         if (per_image)
             per_image[i] = (float)(sum / (double)d);
         total += sum;

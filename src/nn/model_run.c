@@ -160,10 +160,35 @@ ae_status ae_model_forward(ae_model *m, const float *x, int n, ae_mode mode, ae_
     return st;
 }
 
+typedef struct {
+    const float *y, *x;
+    size_t d;
+    double *sums;
+} loss_job;
+
+static void image_loss(void *arg, int i, int t)
+{
+    (void)t;
+    const loss_job *j = arg;
+    j->sums[i] = ae_sum_squared_diff(j->y + (size_t)i * j->d, j->x + (size_t)i * j->d, j->d);
+}
+
+/* ae_mse_forward with the images' sums on the pool (in the BatchNorm slots,
+ * free between passes), added in image order: the same bits. */
 float ae_model_loss(const ae_model *m, const float *x, int n, float *per_image)
 {
-    size_t d = m->plan.layers[m->plan.num_layers - 1].out_count;
-    return (float)ae_mse_forward(ae_model_output(m), x, n, d, per_image);
+    const size_t d = m->plan.layers[m->plan.num_layers - 1].out_count;
+    const ae_scratch *s = &m->scratch;
+    loss_job j = {ae_model_output(m), x, d, s->dslots};
+    const int threads = (size_t)n * d >= ae_parallel_values() ? ae_scratch_threads(s) : 1;
+    ae_pool_run(s->pool, threads, n, image_loss, &j);
+    double total = 0;
+    for (int i = 0; i < n; i++) {
+        if (per_image)
+            per_image[i] = (float)(j.sums[i] / (double)d);
+        total += j.sums[i];
+    }
+    return n > 0 ? (float)(total / ((double)n * (double)d)) : 0.0f;
 }
 
 /* The element-wise passes of the backward and of Adam, in chunks on the pool. */
@@ -179,24 +204,42 @@ static void mse_chunk(void *arg, size_t begin, size_t end)
     ae_scaled_diff(j->out + begin, j->a + begin, j->b + begin, end - begin, j->scale);
 }
 
-static void sigmoid_chunk(void *arg, size_t begin, size_t end)
+/* ae_scaled_diff, then ae_sigmoid_backward in place, in one pass (the same
+ * float operations in the same order). */
+static void mse_sigmoid_chunk(void *arg, size_t begin, size_t end)
 {
     const elementwise_job *j = arg;
-    ae_sigmoid_backward(j->out + begin, j->out + begin, j->a + begin, end - begin);
+    for (size_t k = begin; k < end; k++) {
+        float y = j->a[k], dy = j->scale * (y - j->b[k]);
+        j->out[k] = dy * y * (1.0f - y);
+    }
 }
 
-/* dy = 2 (y - x) / count, as ae_mse_backward. */
-static void mse_grad(ae_model *m, float *dy, const float *y, const float *x, size_t count)
+/* dy = 2 (y - x) / count, as ae_mse_backward; with `sigmoid` (y a sigmoid's
+ * output), also that sigmoid's backward: dy y (1 - y). */
+static void mse_grad(ae_model *m, float *dy, const float *y, const float *x, size_t count,
+                     int sigmoid)
 {
     elementwise_job j = {dy, y, x, (float)(2.0 / (double)count)};
-    ae_parallel_chunks(&m->scratch, count, 1 << 16, count, mse_chunk, &j);
+    ae_parallel_chunks(&m->scratch, count, 1 << 16, count,
+                       sigmoid ? mse_sigmoid_chunk : mse_chunk, &j);
 }
 
-/* dy = dy y (1 - y), in place. */
-static void sigmoid_grad(ae_model *m, float *dy, const float *y, size_t count)
+/* For the backward of convolution i: the gradient sums of the BatchNorm
+ * that gives its input (use: that BatchNorm's transform), to be added as dx
+ * is computed; NULL when there is none. */
+static const ae_bn_grad_sums *bn_sums_below(ae_model *m, int i, const ae_input_tf *use,
+                                            const float *dx, ae_bn_grad_sums *sums,
+                                            int *sums_ready)
 {
-    elementwise_job j = {dy, y, NULL, 0};
-    ae_parallel_chunks(&m->scratch, count, 1 << 16, count, sigmoid_chunk, &j);
+    if (!use || !dx)
+        return NULL;
+    const ae_layer *bn_layer = &m->plan.layers[i - 1];
+    ae_bn_params bn = bn_params(m, i - 1);
+    ae_bn_grad_sums_init(sums, &m->scratch, &bn, bn_source(m, i - 1),
+                         (size_t)bn_layer->out_h * bn_layer->out_w, bn_layer->out_c);
+    *sums_ready = i - 1;
+    return sums;
 }
 
 void ae_model_backward(ae_model *m, const float *x, int n)
@@ -209,8 +252,14 @@ void ae_model_backward(ae_model *m, const float *x, int n)
     const int fuse = ae_direct_ops_for(m->scratch.isa) != NULL;
     ae_grad_tf gtf;
     const ae_grad_tf *pending = NULL;
+    /* A convolution over a BatchNorm adds that BatchNorm's gradient sums as it
+     * computes its input gradient (one read of it fewer): the BatchNorm then
+     * only merges them. */
+    ae_bn_grad_sums sums;
+    int sums_ready = -1; /* the BatchNorm whose per-image sums are in the slots */
     double start = omp_get_wtime();
-    mse_grad(m, dy, layer_out(m, p->num_layers - 1), x, (size_t)n * last->out_count);
+    mse_grad(m, dy, layer_out(m, p->num_layers - 1), x, (size_t)n * last->out_count,
+             last->kind == AE_LAYER_SIGMOID);
     for (int i = p->num_layers - 1; i >= 0; i--) {
         if (i < p->num_layers - 1)
             start = omp_get_wtime();
@@ -223,11 +272,9 @@ void ae_model_backward(ae_model *m, const float *x, int n)
         const float *w = m->params + l->kernel;
         float *dw = m->grads + l->kernel, *db = m->grads + l->bias;
         float *dx = i > 0 ? spare : NULL; /* nothing needs the images' gradient */
-        size_t count = (size_t)n * l->out_count;
         int swap = 1;
         switch (l->kind) {
-        case AE_LAYER_SIGMOID: /* element-wise layers run in place */
-            sigmoid_grad(m, dy, layer_out(m, i), count);
+        case AE_LAYER_SIGMOID: /* the last layer: done with the loss's gradient */
             swap = 0;
             break;
         case AE_LAYER_LEAKY: /* folded into the BatchNorm's backward */
@@ -237,23 +284,28 @@ void ae_model_backward(ae_model *m, const float *x, int n)
             ae_bn_params bn = bn_params(m, i);
             const size_t pixels = (size_t)l->out_h * l->out_w;
             const int under = p->layers[i - 1].kind == AE_LAYER_LEAKY ? i - 2 : i - 1;
-            if (fuse && p->layers[under].kind == AE_LAYER_DECONV) {
-                ae_batchnorm_backward_sums(dw, db, dy, bn_source(m, i), &bn, n, pixels,
-                                           l->out_c, &m->scratch, &gtf);
+            const float *z = bn_source(m, i);
+            if (sums_ready == i)
+                ae_batchnorm_backward_finish(dw, db, &bn, z, n, pixels, l->out_c, &m->scratch,
+                                             &gtf);
+            else
+                ae_batchnorm_backward_sums(dw, db, dy, z, &bn, n, pixels, l->out_c,
+                                           &m->scratch, &gtf);
+            if (fuse && p->layers[under].kind == AE_LAYER_DECONV)
                 pending = &gtf;
-            } else {
-                ae_batchnorm_backward(dy, dw, db, dy, bn_source(m, i), &bn, n, pixels, l->out_c,
-                                      &m->scratch);
-            }
+            else
+                ae_batchnorm_backward_apply(dy, dy, &gtf, n, pixels, l->out_c, &m->scratch);
             swap = 0;
             break;
         }
         case AE_LAYER_CONV:
-            ae_conv2d_backward(dx, dw, db, dy, in, use, w, n, &l->geom, l->out_c, &m->scratch);
+            ae_conv2d_backward_sums(dx, dw, db, dy, in, use, w, n, &l->geom, l->out_c,
+                                    &m->scratch, bn_sums_below(m, i, use, dx, &sums, &sums_ready));
             break;
         case AE_LAYER_DECONV:
             ae_deconv2d_backward_through(dx, dw, db, dy, pending, in, use, w, n, &l->geom,
-                                         l->in_c, &m->scratch);
+                                         l->in_c, &m->scratch,
+                                         bn_sums_below(m, i, use, dx, &sums, &sums_ready));
             pending = NULL;
             break;
         case AE_LAYER_DENSE:

@@ -86,10 +86,22 @@ void ae_reduce_slots(float *dst, const float *slots, size_t stride, int n, size_
     ae_parallel_chunks(s, count, 4096, count * (size_t)n / 4, reduce_block, &r);
 }
 
+int ae_grad_group(double macs_per_image, size_t kernel_floats)
+{
+    /* Zeroing a slot and adding it into the total costs about 4 kernel_floats
+     * multiply-adds' time: worth sharing below 1/64 of the image's work. */
+    return macs_per_image < 256.0 * (double)kernel_floats ? AE_GRAD_GROUP_MAX : 1;
+}
+
 void ae_bias_grad(float *db, const float *dy, size_t pixels, int c)
 {
     for (int o = 0; o < c; o++)
         db[o] = 0.0f;
+    ae_bias_grad_add(db, dy, pixels, c);
+}
+
+void ae_bias_grad_add(float *db, const float *dy, size_t pixels, int c)
+{
     for (size_t p = 0; p < pixels; p++) {
         const float *row = dy + p * c;
         for (int o = 0; o < c; o++)
