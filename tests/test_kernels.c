@@ -725,6 +725,59 @@ static void test_dense_forward_on_each_isa(void **state)
     }
 }
 
+/* The dense backward on the pool (every pass parallel, fixed chunks of the
+ * weights' longer side and of the images) gives the caller's bits, and the
+ * GEMMs' values within rounding of double-precision sums. */
+static void check_dense_backward_pool(int n, int in, int out)
+{
+    ae_rng_seed(&rng, 6);
+    float *x = random_floats((size_t)n * in), *w = random_floats((size_t)in * out);
+    float *dy = random_floats((size_t)n * out);
+    float *got[2][3];
+    ae_scratch s;
+    memset(&s, 0, sizeof s);
+    s.num_threads = 3;
+    s.pool = ae_pool_create(s.num_threads);
+    assert_non_null(s.pool);
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(3);
+    ae_set_parallel_thresholds(0, 0);
+    for (int pooled = 0; pooled < 2; pooled++) {
+        got[pooled][0] = filled_floats((size_t)n * in, NAN);
+        got[pooled][1] = filled_floats((size_t)in * out, NAN);
+        got[pooled][2] = filled_floats((size_t)out, NAN);
+        ae_dense_backward(got[pooled][0], got[pooled][1], got[pooled][2], dy, x, w, n, in, out,
+                          pooled ? &s : NULL);
+    }
+    ae_set_parallel_thresholds(AE_PARALLEL_MACS, AE_PARALLEL_VALUES);
+    omp_set_num_threads(saved);
+    assert_memory_equal(got[0][0], got[1][0], (size_t)n * in * sizeof(float));
+    assert_memory_equal(got[0][1], got[1][1], (size_t)in * out * sizeof(float));
+    assert_memory_equal(got[0][2], got[1][2], (size_t)out * sizeof(float));
+    for (int k = 0; k < in; k += in > 100 ? 499 : 7) /* across the chunks */
+        for (int o = 0; o < out; o += out > 100 ? 499 : 1) {
+            double dw = 0, dx = 0;
+            for (int i = 0; i < n; i++)
+                dw += (double)x[(size_t)i * in + k] * dy[(size_t)i * out + o];
+            for (int q = 0; q < out; q++)
+                dx += (double)dy[(size_t)(o % n) * out + q] * w[(size_t)k * out + q];
+            assert_float_equal(got[1][1][(size_t)k * out + o], dw, 1e-5);
+            assert_float_equal(got[1][0][(size_t)(o % n) * in + k], dx, 1e-4);
+        }
+    for (int pooled = 0; pooled < 2; pooled++)
+        free(got[pooled][0]), free(got[pooled][1]), free(got[pooled][2]);
+    ae_pool_free(s.pool);
+    free(x), free(w), free(dy);
+}
+
+static void test_dense_backward_on_the_pool(void **state)
+{
+    (void)state;
+    /* many inputs (the encoder's dense), then many outputs (the decoder's) */
+    check_dense_backward_pool(19, 2500, 33);
+    check_dense_backward_pool(19, 33, 2500);
+}
+
 /* The pool runs every item exactly once, on threads within range, job after
  * job; with one thread or no pool, in order on the caller. */
 typedef struct {
@@ -889,6 +942,7 @@ int main(void)
         cmocka_unit_test(test_fused_batchnorm_statistics_match_own_pass),
         cmocka_unit_test(test_fused_batchnorm_grad_sums_match_own_pass),
         cmocka_unit_test(test_dense_forward_on_each_isa),
+        cmocka_unit_test(test_dense_backward_on_the_pool),
         cmocka_unit_test(test_small_images_match_portable),
         cmocka_unit_test(test_tiles_do_not_change_bits),
     };

@@ -440,7 +440,7 @@ static void test_dense_forward_and_gradients(void **state)
             }
         float *r = random_floats(ny, -1, 1);
         float *dx = zero_floats(nx), *dw = zero_floats(nw), *db = zero_floats((size_t)c.out_dim);
-        ae_dense_backward(dx, dw, db, r, c.x, c.w, c.n, c.in_dim, c.out_dim);
+        ae_dense_backward(dx, dw, db, r, c.x, c.w, c.n, c.in_dim, c.out_dim, NULL);
         check_slopes("dense dx", &c, c.x, nx, dx, r, ny, 0);
         check_slopes("dense dw", &c, c.w, nw, dw, r, ny, 0);
         check_slopes("dense db", &c, c.b, (size_t)c.out_dim, db, r, ny, 0);

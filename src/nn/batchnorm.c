@@ -65,23 +65,21 @@ void ae_bn_apply(float *y, const float *z, const ae_input_tf *tf, size_t pixels,
     }
 }
 
-/* acc[ch] = sum over the pixels of a or, with mean given, of (a - mean)^2. */
+/* acc[ch] = sum over the pixels of a or, with mean given, of (a - mean)^2:
+ * the pixels at even and at odd offsets summed apart, in order, then added
+ * (two independent chains, as the vector kernels do). */
 static void image_sums(double *acc, const float *z, size_t pixels, int c, float slope,
                        const double *mean)
 {
-    for (int ch = 0; ch < c; ch++)
-        acc[ch] = 0;
-    for (size_t p = 0; p < pixels; p++) {
-        const float *zp = z + p * c;
-        if (!mean) {
-            for (int ch = 0; ch < c; ch++)
-                acc[ch] += leaky(zp[ch], slope);
-        } else {
-            for (int ch = 0; ch < c; ch++) {
-                double d = leaky(zp[ch], slope) - mean[ch];
-                acc[ch] += d * d;
-            }
+    for (int ch = 0; ch < c; ch++) {
+        double sum[2] = {0, 0};
+        for (size_t p = 0; p < pixels; p++) {
+            double d = leaky(z[p * c + ch], slope);
+            if (mean)
+                d = (d - mean[ch]) * (d - mean[ch]);
+            sum[p % 2] += d;
         }
+        acc[ch] = sum[0] + sum[1];
     }
 }
 
@@ -224,19 +222,21 @@ void ae_batchnorm_forward_infer(float *y, const float *z, const ae_bn_params *bn
     }
 }
 
-/* acc[ch] += sum of dy, acc[c + ch] += sum of dy xhat over pixels, in pixel
- * order: a range split into consecutive pieces gives the bits of one call. */
+/* acc[ch] += sum of dy, acc[c + ch] += sum of dy xhat over the pixels, each
+ * as image_sums sums (even and odd offsets apart). */
 static void grad_sums_add(double *acc, const float *dy, const float *z, size_t pixels, int c,
                           float slope, const float *mean, const float *invstd)
 {
-    double *sum_dy = acc, *sum_dy_xhat = acc + c;
-    for (size_t p = 0; p < pixels; p++) {
-        const float *dyp = dy + p * c, *zp = z + p * c;
-        for (int ch = 0; ch < c; ch++) {
-            float xhat = (leaky(zp[ch], slope) - mean[ch]) * invstd[ch];
-            sum_dy[ch] += dyp[ch];
-            sum_dy_xhat[ch] += (double)dyp[ch] * xhat;
+    for (int ch = 0; ch < c; ch++) {
+        double sum_dy[2] = {0, 0}, sum_dy_xhat[2] = {0, 0};
+        for (size_t p = 0; p < pixels; p++) {
+            float g = dy[p * c + ch];
+            float xhat = (leaky(z[p * c + ch], slope) - mean[ch]) * invstd[ch];
+            sum_dy[p % 2] += g;
+            sum_dy_xhat[p % 2] += (double)g * xhat;
         }
+        acc[ch] += sum_dy[0] + sum_dy[1];
+        acc[c + ch] += sum_dy_xhat[0] + sum_dy_xhat[1];
     }
 }
 
@@ -248,21 +248,29 @@ void ae_bn_grad_sums_init(ae_bn_grad_sums *st, ae_scratch *s, const ae_bn_params
                             .invstd = bn->invstd, .ops = ae_direct_ops_for(s->isa)};
 }
 
+/* The sums go over fixed chunks of each image, whatever bands the caller
+ * computes, so that every way of calling gives the same bits. */
 void ae_bn_grad_sums_image(const ae_bn_grad_sums *st, const float *dy_i, int i, size_t done,
                            size_t *next)
 {
+    enum { CHUNK_VALUES = 1 << 15 };
     const int c = st->c;
+    const size_t chunk = CHUNK_VALUES / (size_t)c > 0 ? CHUNK_VALUES / (size_t)c : 1;
     double *acc = st->part + (size_t)i * st->stride;
+    const float *z_i = st->z + (size_t)i * st->pixels * c;
     if (*next == 0)
         for (int ch = 0; ch < 2 * c; ch++)
             acc[ch] = 0;
-    if (done <= *next)
-        return;
-    const size_t at = *next * c;
-    const float *z_i = st->z + (size_t)i * st->pixels * c;
-    (st->ops ? st->ops->bn_grad_sums : grad_sums_add)(acc, dy_i + at, z_i + at, done - *next, c,
-                                                      st->slope, st->mean, st->invstd);
-    *next = done;
+    for (size_t p0 = *next; p0 < st->pixels; p0 += chunk) {
+        const size_t len = st->pixels - p0 < chunk ? st->pixels - p0 : chunk;
+        if (p0 + len > done) {
+            *next = p0;
+            return;
+        }
+        (st->ops ? st->ops->bn_grad_sums : grad_sums_add)(acc, dy_i + p0 * c, z_i + p0 * c, len,
+                                                          c, st->slope, st->mean, st->invstd);
+    }
+    *next = st->pixels;
 }
 
 typedef struct {

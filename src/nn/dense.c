@@ -8,8 +8,9 @@
  * every image block (one GEMV per image read the 8 MB enc.dense kernel of a
  * 256x256 model 32 times a step); the image and output tails run the same
  * operations per value. Results depend on the kernels (ISA) in use. The
- * backward is one GEMM over the batch (single-threaded BLAS, so the result
- * does not depend on the thread count).
+ * backward is GEMMs over the batch in fixed chunks of the weights (and of
+ * the images for a short dx), single-threaded BLAS on the pool's threads, so
+ * the result does not depend on the thread count.
  *
  *   x (n, in), w (in, out) as Keras stores it, b (out), y (n, out) = x @ w + b
  *   backward: dw = x^T @ dy, db = sum over images of dy, dx = dy @ w^T (overwritten) */
@@ -147,11 +148,60 @@ void ae_dense_forward(float *y, const float *x, const float *w, const float *b, 
     ae_parallel_chunks(s, blocks, chunk, (size_t)n * in * out / 32, dense_chunk, &j);
 }
 
-void ae_dense_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                       const float *w, int n, int in, int out)
+typedef struct {
+    float *dx, *dw;
+    const float *dy, *x, *w;
+    int n, in, out;
+} dense_grad_job;
+
+/* dw's rows [k0, k1) (inputs), each value from one GEMM over the batch. */
+static void dw_rows(void *arg, size_t k0, size_t k1)
 {
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, in, out, n, 1.0f, x, in, dy, out, 0.0f,
-                dw, out);
+    const dense_grad_job *j = arg;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(k1 - k0), j->out, j->n, 1.0f,
+                j->x + k0, j->in, j->dy, j->out, 0.0f, j->dw + k0 * j->out, j->out);
+}
+
+/* dw's columns [o0, o1) (outputs). */
+static void dw_columns(void *arg, size_t o0, size_t o1)
+{
+    const dense_grad_job *j = arg;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, j->in, (int)(o1 - o0), j->n, 1.0f,
+                j->x, j->in, j->dy + o0, j->out, 0.0f, j->dw + o0, j->out);
+}
+
+/* dx's columns [k0, k1) (inputs), each value a sum over all outputs. */
+static void dx_columns(void *arg, size_t k0, size_t k1)
+{
+    const dense_grad_job *j = arg;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, (int)(k1 - k0), j->out, 1.0f,
+                j->dy, j->out, j->w + k0 * j->out, j->out, 0.0f, j->dx + k0, j->in);
+}
+
+/* dx's rows [i0, i1) (images). */
+static void dx_rows(void *arg, size_t i0, size_t i1)
+{
+    const dense_grad_job *j = arg;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(i1 - i0), j->in, j->out, 1.0f,
+                j->dy + i0 * j->out, j->out, j->w, j->out, 0.0f, j->dx + i0 * j->in, j->in);
+}
+
+/* fn over [0, count) in fixed chunks (whatever the thread count), on s's pool
+ * or, without s, on the caller. */
+static void chunks(ae_scratch *s, size_t count, size_t chunk, size_t work, ae_chunk_fn fn,
+                   dense_grad_job *j)
+{
+    if (s) {
+        ae_parallel_chunks(s, count, chunk, work, fn, j);
+        return;
+    }
+    for (size_t b = 0; b < count; b += chunk)
+        fn(j, b, count - b < chunk ? count : b + chunk);
+}
+
+void ae_dense_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+                       const float *w, int n, int in, int out, ae_scratch *s)
+{
     for (int o = 0; o < out; o++)
         db[o] = 0.0f;
     for (int i = 0; i < n; i++) {
@@ -159,7 +209,18 @@ void ae_dense_backward(float *dx, float *dw, float *db, const float *dy, const f
         for (int o = 0; o < out; o++)
             db[o] += row[o];
     }
-    if (dx)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, in, out, 1.0f, dy, out, w, out,
-                    0.0f, dx, in);
+    /* The GEMMs in fixed chunks of the longer side: every value comes from
+     * one call over the same sum, whoever runs it. */
+    dense_grad_job j = {dx, dw, dy, x, w, n, in, out};
+    const size_t work = (size_t)n * in * out / 16; /* in values, as element-wise passes */
+    if (in >= out)
+        chunks(s, (size_t)in, K_CHUNK, work, dw_rows, &j);
+    else
+        chunks(s, (size_t)out, K_CHUNK, work, dw_columns, &j);
+    if (!dx)
+        return;
+    if (in >= K_CHUNK)
+        chunks(s, (size_t)in, K_CHUNK, work, dx_columns, &j);
+    else
+        chunks(s, (size_t)n, IMAGE_BLOCK, work, dx_rows, &j);
 }

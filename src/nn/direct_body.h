@@ -839,81 +839,105 @@ static TARGET ALWAYS_INLINE vec FN(leaky)(vec v, vec slope)
     return V_SELECT_POS(v, v, V_MUL(v, slope));
 }
 
-/* acc[ch] = sum over pixels of leaky(z) or, with mean, of (leaky(z) - mean)^2. */
+/* Channels [c0, c0 + VW) of one of bn_sums' terms: leaky(z), or with mean,
+ * (leaky(z) - mean)^2, as doubles (lo, hi halves). */
+static TARGET ALWAYS_INLINE void FN(bn_term)(vecd *lo, vecd *hi, const float *zp, vmask m,
+                                             vec slope, int squares, vecd m0, vecd m1)
+{
+    vec v = FN(leaky)(V_LOADM(zp, m), slope);
+    vecd d0 = VD_LO(v), d1 = VD_HI(v);
+    if (squares) {
+        d0 = VD_SUB(d0, m0);
+        d1 = VD_SUB(d1, m1);
+        d0 = VD_MUL(d0, d0);
+        d1 = VD_MUL(d1, d1);
+    }
+    *lo = d0;
+    *hi = d1;
+}
+
+/* acc[ch] = sum over pixels of leaky(z) or, with mean, of (leaky(z) - mean)^2:
+ * the pixels at even and at odd offsets summed apart (two independent
+ * chains), then added, as the portable loop does. */
 static TARGET void FN(bn_sums)(double *acc, const float *z, size_t pixels, int c, float slope,
                                const double *mean)
 {
     const vec vslope = V_SET1(slope);
-    for (int ch = 0; ch < c; ch++)
-        acc[ch] = 0;
-    for (size_t p0 = 0; p0 < pixels; p0 += CHUNK) {
-        size_t p1 = pixels - p0 < CHUNK ? pixels : p0 + CHUNK;
-        for (int c0 = 0; c0 < c; c0 += VW) {
-            int width = c - c0 < VW ? c - c0 : VW;
-            vmask m = mask_first(width);
-            double a[VW], mu[VW];
-            for (int j = 0; j < VW; j++) {
-                a[j] = j < width ? acc[c0 + j] : 0;
-                mu[j] = mean && j < width ? mean[c0 + j] : 0;
-            }
-            vecd a0 = VD_LOAD(a), a1 = VD_LOAD(a + VW / 2);
-            vecd m0 = VD_LOAD(mu), m1 = VD_LOAD(mu + VW / 2);
-            for (size_t p = p0; p < p1; p++) {
-                vec v = FN(leaky)(V_LOADM(z + p * c + c0, m), vslope);
-                vecd d0 = VD_LO(v), d1 = VD_HI(v);
-                if (mean) {
-                    d0 = VD_SUB(d0, m0);
-                    d1 = VD_SUB(d1, m1);
-                    d0 = VD_MUL(d0, d0);
-                    d1 = VD_MUL(d1, d1);
-                }
-                a0 = VD_ADD(a0, d0);
-                a1 = VD_ADD(a1, d1);
-            }
-            VD_STORE(a, a0);
-            VD_STORE(a + VW / 2, a1);
-            for (int j = 0; j < width; j++)
-                acc[c0 + j] = a[j];
+    for (int c0 = 0; c0 < c; c0 += VW) {
+        const int width = c - c0 < VW ? c - c0 : VW;
+        const vmask m = mask_first(width);
+        double mu[VW], a[VW];
+        for (int j = 0; j < VW; j++)
+            mu[j] = mean && j < width ? mean[c0 + j] : 0;
+        const vecd m0 = VD_LOAD(mu), m1 = VD_LOAD(mu + VW / 2);
+        vecd e0 = VD_SUB(m0, m0), e1 = e0, o0 = e0, o1 = e0, lo, hi;
+        const float *zp = z + c0;
+        size_t p = 0;
+        for (; p + 1 < pixels; p += 2, zp += 2 * (size_t)c) {
+            FN(bn_term)(&lo, &hi, zp, m, vslope, mean != NULL, m0, m1);
+            e0 = VD_ADD(e0, lo);
+            e1 = VD_ADD(e1, hi);
+            FN(bn_term)(&lo, &hi, zp + c, m, vslope, mean != NULL, m0, m1);
+            o0 = VD_ADD(o0, lo);
+            o1 = VD_ADD(o1, hi);
         }
+        if (p < pixels) {
+            FN(bn_term)(&lo, &hi, zp, m, vslope, mean != NULL, m0, m1);
+            e0 = VD_ADD(e0, lo);
+            e1 = VD_ADD(e1, hi);
+        }
+        VD_STORE(a, VD_ADD(e0, o0));
+        VD_STORE(a + VW / 2, VD_ADD(e1, o1));
+        for (int j = 0; j < width; j++)
+            acc[c0 + j] = a[j];
     }
 }
 
-/* acc[ch] += sum of dy, acc[c + ch] += sum of dy * xhat, xhat = (leaky(z) - mean) invstd,
- * in pixel order per channel (so pixels split into consecutive ranges give the same bits). */
+/* bn_grad_sums' terms for channels [c0, c0 + VW): dy and dy xhat as doubles. */
+static TARGET ALWAYS_INLINE void FN(bn_grad_term)(vecd t[4], const float *dyp, const float *zp,
+                                                  vmask m, vec slope, vec mu, vec is)
+{
+    vec g = V_LOADM(dyp, m);
+    vec xhat = V_MUL(V_SUB(FN(leaky)(V_LOADM(zp, m), slope), mu), is);
+    t[0] = VD_LO(g);
+    t[1] = VD_HI(g);
+    t[2] = VD_MUL(t[0], VD_LO(xhat));
+    t[3] = VD_MUL(t[1], VD_HI(xhat));
+}
+
+/* acc[ch] += sum of dy, acc[c + ch] += sum of dy * xhat, xhat = (leaky(z) - mean) invstd;
+ * each sum as bn_sums takes it (even and odd offsets apart, then added). */
 static TARGET void FN(bn_grad_sums)(double *acc, const float *dy, const float *z, size_t pixels,
                                     int c, float slope, const float *mean, const float *invstd)
 {
     const vec vslope = V_SET1(slope);
-    for (size_t p0 = 0; p0 < pixels; p0 += CHUNK) {
-        size_t p1 = pixels - p0 < CHUNK ? pixels : p0 + CHUNK;
-        for (int c0 = 0; c0 < c; c0 += VW) {
-            int width = c - c0 < VW ? c - c0 : VW;
-            vmask m = mask_first(width);
-            double a[VW], b[VW];
-            for (int j = 0; j < VW; j++) {
-                a[j] = j < width ? acc[c0 + j] : 0;
-                b[j] = j < width ? acc[c + c0 + j] : 0;
-            }
-            vecd a0 = VD_LOAD(a), a1 = VD_LOAD(a + VW / 2);
-            vecd b0 = VD_LOAD(b), b1 = VD_LOAD(b + VW / 2);
-            vec mu = V_LOADM(mean + c0, m), is = V_LOADM(invstd + c0, m);
-            for (size_t p = p0; p < p1; p++) {
-                vec g = V_LOADM(dy + p * c + c0, m);
-                vec xhat = V_MUL(V_SUB(FN(leaky)(V_LOADM(z + p * c + c0, m), vslope), mu), is);
-                vecd g0 = VD_LO(g), g1 = VD_HI(g);
-                a0 = VD_ADD(a0, g0);
-                a1 = VD_ADD(a1, g1);
-                b0 = VD_ADD(b0, VD_MUL(g0, VD_LO(xhat)));
-                b1 = VD_ADD(b1, VD_MUL(g1, VD_HI(xhat)));
-            }
-            VD_STORE(a, a0);
-            VD_STORE(a + VW / 2, a1);
-            VD_STORE(b, b0);
-            VD_STORE(b + VW / 2, b1);
-            for (int j = 0; j < width; j++) {
-                acc[c0 + j] = a[j];
-                acc[c + c0 + j] = b[j];
-            }
+    for (int c0 = 0; c0 < c; c0 += VW) {
+        const int width = c - c0 < VW ? c - c0 : VW;
+        const vmask m = mask_first(width);
+        const vec mu = V_LOADM(mean + c0, m), is = V_LOADM(invstd + c0, m);
+        vecd e[4], o[4], t[4];
+        e[0] = VD_SUB(VD_LO(mu), VD_LO(mu)); /* zero */
+        e[1] = e[2] = e[3] = o[0] = o[1] = o[2] = o[3] = e[0];
+        size_t p = 0;
+        for (; p + 1 < pixels; p += 2) {
+            FN(bn_grad_term)(t, dy + p * c + c0, z + p * c + c0, m, vslope, mu, is);
+            for (int k = 0; k < 4; k++)
+                e[k] = VD_ADD(e[k], t[k]);
+            FN(bn_grad_term)(t, dy + (p + 1) * c + c0, z + (p + 1) * c + c0, m, vslope, mu, is);
+            for (int k = 0; k < 4; k++)
+                o[k] = VD_ADD(o[k], t[k]);
+        }
+        if (p < pixels) {
+            FN(bn_grad_term)(t, dy + p * c + c0, z + p * c + c0, m, vslope, mu, is);
+            for (int k = 0; k < 4; k++)
+                e[k] = VD_ADD(e[k], t[k]);
+        }
+        double a[2 * VW];
+        for (int k = 0; k < 4; k++)
+            VD_STORE(a + k * (VW / 2), VD_ADD(e[k], o[k]));
+        for (int j = 0; j < width; j++) {
+            acc[c0 + j] += a[j];
+            acc[c + c0 + j] += a[VW + j];
         }
     }
 }

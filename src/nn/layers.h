@@ -131,11 +131,12 @@ void ae_deconv2d_backward(float *dx, float *dw, float *db, const float *dy, cons
 /* dense.c: x (n, in) -> y (n, out); w (in, out), b (out). The forward sums
  * each image's values in a fixed order (the same bits for any batch and any
  * thread count), on s's pool (s NULL: on the caller). Backward overwrites
- * dw, db, dx (dx may be NULL). One single-threaded GEMM over the batch. */
+ * dw, db, dx (dx may be NULL): GEMMs over the batch for fixed chunks of the
+ * inputs, on s's pool (s NULL: on the caller), the same bits either way. */
 void ae_dense_forward(float *y, const float *x, const float *w, const float *b, int n, int in,
                       int out, ae_scratch *s);
 void ae_dense_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                       const float *w, int n, int in, int out);
+                       const float *w, int n, int in, int out, ae_scratch *s);
 
 /* batchnorm.c: BatchNorm of a = leaky(z) over z (n, pixels, c), per channel,
  * the LeakyReLU before it folded in (slope 1: none). Training: batch

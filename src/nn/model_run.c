@@ -309,7 +309,8 @@ void ae_model_backward(ae_model *m, const float *x, int n)
             pending = NULL;
             break;
         case AE_LAYER_DENSE:
-            ae_dense_backward(dx, dw, db, dy, in, w, n, (int)l->in_count, (int)l->out_count);
+            ae_dense_backward(dx, dw, db, dy, in, w, n, (int)l->in_count, (int)l->out_count,
+                              &m->scratch);
             break;
         }
         m->backward_s[i] += omp_get_wtime() - start;
