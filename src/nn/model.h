@@ -57,6 +57,7 @@ struct ae_model {
     float *state, *state_backup, *saved;
     float *acts, *grad_a, *grad_b;
     float *view;      /* made on demand for ae_model_layer_output of a recomputed layer */
+    double *image_sums; /* max_batch: the loss's per-image sums */
     int last_n;       /* images in the last forward */
     ae_scratch scratch;
     int64_t iterations;

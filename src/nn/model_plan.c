@@ -281,6 +281,7 @@ ae_status ae_plan_make(ae_plan *p, const ae_config *cfg, int max_batch, int thre
         !add_size(&floats, p->wt_floats) ||
         !ae_mul_size(floats, sizeof(float), &bytes) ||
         !ae_mul_size(p->dslot_doubles, (size_t)max_batch + 2 + 2 * (size_t)p->threads, &part) ||
+        !add_size(&part, (size_t)max_batch) || /* the loss's per-image sums */
         !ae_mul_size(part, sizeof(double), &part) || !add_size(&bytes, part))
         goto overflow;
     p->memory_bytes = bytes;

@@ -173,13 +173,13 @@ static void image_loss(void *arg, int i, int t)
     j->sums[i] = ae_sum_squared_diff(j->y + (size_t)i * j->d, j->x + (size_t)i * j->d, j->d);
 }
 
-/* ae_mse_forward with the images' sums on the pool (in the BatchNorm slots,
- * free between passes), added in image order: the same bits. */
+/* ae_mse_forward with the images' sums on the pool, added in image order:
+ * the same bits. */
 float ae_model_loss(const ae_model *m, const float *x, int n, float *per_image)
 {
     const size_t d = m->plan.layers[m->plan.num_layers - 1].out_count;
     const ae_scratch *s = &m->scratch;
-    loss_job j = {ae_model_output(m), x, d, s->dslots};
+    loss_job j = {ae_model_output(m), x, d, m->image_sums};
     const int threads = (size_t)n * d >= ae_parallel_values() ? ae_scratch_threads(s) : 1;
     ae_pool_run(s->pool, threads, n, image_loss, &j);
     double total = 0;
