@@ -9,7 +9,8 @@
 # (tee'd above the ratios) has the per-layer time breakdown as # lines.
 # Environment: THREADS (default: all cores), SECONDS_PER_RUN (default 3),
 # SIZES (default "32x32x1 256x256x3"), BATCH (32), PYTHON (/usr/bin/python3),
-# BENCH_BIN. PyTorch runs with jemalloc preloaded (decay off) when installed.
+# BENCH_BIN. PyTorch runs with jemalloc preloaded (decay off, transparent huge
+# pages, as aedet asks for its own big buffers) when installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${BENCH_BIN:-build/release/bench/bench_model}
@@ -25,8 +26,8 @@ fi
 jemalloc=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
 peer_env=(OPENBLAS_NUM_THREADS=1)
 if [ -e "$jemalloc" ]; then
-    peer_env+=(LD_PRELOAD="$jemalloc" MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1)
-    allocator=jemalloc
+    peer_env+=(LD_PRELOAD="$jemalloc" MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1,thp:always)
+    allocator="jemalloc (decay off, thp:always)"
 else
     allocator="glibc malloc (libjemalloc2 not installed: apt-get install libjemalloc2)"
 fi

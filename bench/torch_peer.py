@@ -6,7 +6,8 @@
 Prints the same machine-readable lines as bench_model (`train 256x256x3 b32
 images_per_s 12.3`, ...), so bench/compare.sh can put them side by side. What
 "at its best" means here (bench/compare.sh sets the environment):
-  - jemalloc preloaded with decay disabled (MALLOC_CONF) when it is installed,
+  - jemalloc preloaded with decay disabled and transparent huge pages
+    (MALLOC_CONF) when it is installed,
     OPENBLAS_NUM_THREADS=1, torch.set_num_threads(N);
   - channels_last tensors (oneDNN's fast path for convolutions);
   - Conv2DTranspose computed as the input gradient of the regular convolution

@@ -65,21 +65,39 @@ void ae_bn_apply(float *y, const float *z, const ae_input_tf *tf, size_t pixels,
     }
 }
 
-/* acc[ch] = sum over the pixels of a or, with mean given, of (a - mean)^2:
- * the pixels at even and at odd offsets summed apart, in order, then added
- * (two independent chains, as the vector kernels do). */
+/* The BatchNorm sums, the same way in every kernel (direct_body.h): runs of
+ * BN_RUN pixels summed in float in four chains (pixel offset mod 4), added as
+ * (a0 + a1) + (a2 + a3), each run's sum added to a double. Floats keep the
+ * vectors full (half the work of summing every value in double); runs of 32
+ * keep their rounding far below the statistics' own spread. */
+enum { BN_RUN = 32 };
+
+/* One run's sum of its n <= BN_RUN terms. */
+static float run_sum(const float *t, size_t n)
+{
+    float a[4] = {0, 0, 0, 0};
+    for (size_t k = 0; k < n; k++)
+        a[k % 4] += t[k];
+    return (a[0] + a[1]) + (a[2] + a[3]);
+}
+
+/* acc[ch] = sum over the pixels of a or, with mean given, of (a - (float)mean)^2. */
 static void image_sums(double *acc, const float *z, size_t pixels, int c, float slope,
                        const double *mean)
 {
     for (int ch = 0; ch < c; ch++) {
-        double sum[2] = {0, 0};
-        for (size_t p = 0; p < pixels; p++) {
-            double d = leaky(z[p * c + ch], slope);
-            if (mean)
-                d = (d - mean[ch]) * (d - mean[ch]);
-            sum[p % 2] += d;
+        const float mu = mean ? (float)mean[ch] : 0.0f;
+        double total = 0;
+        for (size_t p0 = 0; p0 < pixels; p0 += BN_RUN) {
+            const size_t n = pixels - p0 < BN_RUN ? pixels - p0 : BN_RUN;
+            float t[BN_RUN];
+            for (size_t k = 0; k < n; k++) {
+                float a = leaky(z[(p0 + k) * c + ch], slope), d = a - mu;
+                t[k] = mean ? d * d : a;
+            }
+            total += (double)run_sum(t, n);
         }
-        acc[ch] = sum[0] + sum[1];
+        acc[ch] = total;
     }
 }
 
@@ -223,20 +241,26 @@ void ae_batchnorm_forward_infer(float *y, const float *z, const ae_bn_params *bn
 }
 
 /* acc[ch] += sum of dy, acc[c + ch] += sum of dy xhat over the pixels, each
- * as image_sums sums (even and odd offsets apart). */
+ * in runs as image_sums. */
 static void grad_sums_add(double *acc, const float *dy, const float *z, size_t pixels, int c,
                           float slope, const float *mean, const float *invstd)
 {
     for (int ch = 0; ch < c; ch++) {
-        double sum_dy[2] = {0, 0}, sum_dy_xhat[2] = {0, 0};
-        for (size_t p = 0; p < pixels; p++) {
-            float g = dy[p * c + ch];
-            float xhat = (leaky(z[p * c + ch], slope) - mean[ch]) * invstd[ch];
-            sum_dy[p % 2] += g;
-            sum_dy_xhat[p % 2] += (double)g * xhat;
+        double total_dy = 0, total_dy_xhat = 0;
+        for (size_t p0 = 0; p0 < pixels; p0 += BN_RUN) {
+            const size_t n = pixels - p0 < BN_RUN ? pixels - p0 : BN_RUN;
+            float g[BN_RUN], gx[BN_RUN];
+            for (size_t k = 0; k < n; k++) {
+                const size_t at = (p0 + k) * c + ch;
+                float xhat = (leaky(z[at], slope) - mean[ch]) * invstd[ch];
+                g[k] = dy[at];
+                gx[k] = dy[at] * xhat;
+            }
+            total_dy += (double)run_sum(g, n);
+            total_dy_xhat += (double)run_sum(gx, n);
         }
-        acc[ch] += sum_dy[0] + sum_dy[1];
-        acc[c + ch] += sum_dy_xhat[0] + sum_dy_xhat[1];
+        acc[ch] += total_dy;
+        acc[c + ch] += total_dy_xhat;
     }
 }
 

@@ -827,38 +827,34 @@ static TARGET void FN(small_to_big_narrow)(const float *pad, int row0, const ae_
 }
 
 /* ---- Element-wise passes over (pixels, c) tensors, channels in vectors ----
- * Each channel is summed in pixel order with the same double operations as
- * the portable loops (no fused multiply-adds), so the sums are bit-identical
- * to theirs; pixels go in chunks so that every channel group of a chunk is
- * read from L1. */
+ * The BatchNorm sums go as the portable loops do (batchnorm.c), so that their
+ * bits are the same: runs of BN_RUN pixels summed in float in four chains
+ * (pixel offset mod 4), added as (a0 + a1) + (a2 + a3), each run's sum added
+ * to a double; no fused multiply-adds. */
 
-enum { CHUNK = 64 };
+enum { CHUNK = 64, BN_RUN = 32 };
 
 static TARGET ALWAYS_INLINE vec FN(leaky)(vec v, vec slope)
 {
     return V_SELECT_POS(v, v, V_MUL(v, slope));
 }
 
-/* Channels [c0, c0 + VW) of one of bn_sums' terms: leaky(z), or with mean,
- * (leaky(z) - mean)^2, as doubles (lo, hi halves). */
-static TARGET ALWAYS_INLINE void FN(bn_term)(vecd *lo, vecd *hi, const float *zp, vmask m,
-                                             vec slope, int squares, vecd m0, vecd m1)
+/* One pixel's term of bn_sums: leaky(z) or, with squares, (leaky(z) - mu)^2. */
+static TARGET ALWAYS_INLINE vec FN(bn_term)(const float *zp, vmask m, vec slope, int squares,
+                                            vec mu)
 {
     vec v = FN(leaky)(V_LOADM(zp, m), slope);
-    vecd d0 = VD_LO(v), d1 = VD_HI(v);
     if (squares) {
-        d0 = VD_SUB(d0, m0);
-        d1 = VD_SUB(d1, m1);
-        d0 = VD_MUL(d0, d0);
-        d1 = VD_MUL(d1, d1);
+        v = V_SUB(v, mu);
+        v = V_MUL(v, v);
     }
-    *lo = d0;
-    *hi = d1;
+    return v;
 }
 
-/* acc[ch] = sum over pixels of leaky(z) or, with mean, of (leaky(z) - mean)^2:
- * the pixels at even and at odd offsets summed apart (two independent
- * chains), then added, as the portable loop does. */
+/* A run's sum of a float vector term, four chains, as described above. */
+#define BN_RUN_SUM(sum, p0, p1, term)                                                               do {                                                                                                vec a_[4] = {V_ZERO(), V_ZERO(), V_ZERO(), V_ZERO()};                                           size_t p = (p0);                                                                                for (; p + 4 <= (p1); p += 4)                                                                       for (int k_ = 0; k_ < 4; k_++)                                                                      a_[k_] = V_ADD(a_[k_], term(p + k_));                                                   for (int k_ = 0; p < (p1); p++, k_++)                                                               a_[k_] = V_ADD(a_[k_], term(p));                                                            (sum) = V_ADD(V_ADD(a_[0], a_[1]), V_ADD(a_[2], a_[3]));                                    } while (0)
+
+/* acc[ch] = sum over pixels of leaky(z) or, with mean, of (leaky(z) - (float)mean)^2. */
 static TARGET void FN(bn_sums)(double *acc, const float *z, size_t pixels, int c, float slope,
                                const double *mean)
 {
@@ -866,47 +862,35 @@ static TARGET void FN(bn_sums)(double *acc, const float *z, size_t pixels, int c
     for (int c0 = 0; c0 < c; c0 += VW) {
         const int width = c - c0 < VW ? c - c0 : VW;
         const vmask m = mask_first(width);
-        double mu[VW], a[VW];
+        float mu[VW];
         for (int j = 0; j < VW; j++)
-            mu[j] = mean && j < width ? mean[c0 + j] : 0;
-        const vecd m0 = VD_LOAD(mu), m1 = VD_LOAD(mu + VW / 2);
-        vecd e0 = VD_SUB(m0, m0), e1 = e0, o0 = e0, o1 = e0, lo, hi;
-        const float *zp = z + c0;
-        size_t p = 0;
-        for (; p + 1 < pixels; p += 2, zp += 2 * (size_t)c) {
-            FN(bn_term)(&lo, &hi, zp, m, vslope, mean != NULL, m0, m1);
-            e0 = VD_ADD(e0, lo);
-            e1 = VD_ADD(e1, hi);
-            FN(bn_term)(&lo, &hi, zp + c, m, vslope, mean != NULL, m0, m1);
-            o0 = VD_ADD(o0, lo);
-            o1 = VD_ADD(o1, hi);
+            mu[j] = mean && j < width ? (float)mean[c0 + j] : 0.0f;
+        const vec vmu = V_LOADM(mu, m);
+        vecd t0 = VD_LO(V_ZERO()), t1 = t0;
+        for (size_t p0 = 0; p0 < pixels; p0 += BN_RUN) {
+            const size_t p1 = pixels - p0 < BN_RUN ? pixels : p0 + BN_RUN;
+            vec sum;
+#define TERM(q) FN(bn_term)(z + (q) * c + c0, m, vslope, mean != NULL, vmu)
+            BN_RUN_SUM(sum, p0, p1, TERM);
+#undef TERM
+            t0 = VD_ADD(t0, VD_LO(sum));
+            t1 = VD_ADD(t1, VD_HI(sum));
         }
-        if (p < pixels) {
-            FN(bn_term)(&lo, &hi, zp, m, vslope, mean != NULL, m0, m1);
-            e0 = VD_ADD(e0, lo);
-            e1 = VD_ADD(e1, hi);
-        }
-        VD_STORE(a, VD_ADD(e0, o0));
-        VD_STORE(a + VW / 2, VD_ADD(e1, o1));
+        double a[VW];
+        VD_STORE(a, t0);
+        VD_STORE(a + VW / 2, t1);
         for (int j = 0; j < width; j++)
             acc[c0 + j] = a[j];
     }
 }
 
-/* bn_grad_sums' terms for channels [c0, c0 + VW): dy and dy xhat as doubles. */
-static TARGET ALWAYS_INLINE void FN(bn_grad_term)(vecd t[4], const float *dyp, const float *zp,
-                                                  vmask m, vec slope, vec mu, vec is)
+/* xhat = (leaky(z) - mean) invstd for one pixel. */
+static TARGET ALWAYS_INLINE vec FN(bn_xhat)(const float *zp, vmask m, vec slope, vec mu, vec is)
 {
-    vec g = V_LOADM(dyp, m);
-    vec xhat = V_MUL(V_SUB(FN(leaky)(V_LOADM(zp, m), slope), mu), is);
-    t[0] = VD_LO(g);
-    t[1] = VD_HI(g);
-    t[2] = VD_MUL(t[0], VD_LO(xhat));
-    t[3] = VD_MUL(t[1], VD_HI(xhat));
+    return V_MUL(V_SUB(FN(leaky)(V_LOADM(zp, m), slope), mu), is);
 }
 
-/* acc[ch] += sum of dy, acc[c + ch] += sum of dy * xhat, xhat = (leaky(z) - mean) invstd;
- * each sum as bn_sums takes it (even and odd offsets apart, then added). */
+/* acc[ch] += sum of dy, acc[c + ch] += sum of dy * xhat, xhat = (leaky(z) - mean) invstd. */
 static TARGET void FN(bn_grad_sums)(double *acc, const float *dy, const float *z, size_t pixels,
                                     int c, float slope, const float *mean, const float *invstd)
 {
@@ -915,26 +899,25 @@ static TARGET void FN(bn_grad_sums)(double *acc, const float *dy, const float *z
         const int width = c - c0 < VW ? c - c0 : VW;
         const vmask m = mask_first(width);
         const vec mu = V_LOADM(mean + c0, m), is = V_LOADM(invstd + c0, m);
-        vecd e[4], o[4], t[4];
-        e[0] = VD_SUB(VD_LO(mu), VD_LO(mu)); /* zero */
-        e[1] = e[2] = e[3] = o[0] = o[1] = o[2] = o[3] = e[0];
-        size_t p = 0;
-        for (; p + 1 < pixels; p += 2) {
-            FN(bn_grad_term)(t, dy + p * c + c0, z + p * c + c0, m, vslope, mu, is);
-            for (int k = 0; k < 4; k++)
-                e[k] = VD_ADD(e[k], t[k]);
-            FN(bn_grad_term)(t, dy + (p + 1) * c + c0, z + (p + 1) * c + c0, m, vslope, mu, is);
-            for (int k = 0; k < 4; k++)
-                o[k] = VD_ADD(o[k], t[k]);
-        }
-        if (p < pixels) {
-            FN(bn_grad_term)(t, dy + p * c + c0, z + p * c + c0, m, vslope, mu, is);
-            for (int k = 0; k < 4; k++)
-                e[k] = VD_ADD(e[k], t[k]);
+        vecd t[4];
+        t[0] = t[1] = t[2] = t[3] = VD_LO(V_ZERO());
+        for (size_t p0 = 0; p0 < pixels; p0 += BN_RUN) {
+            const size_t p1 = pixels - p0 < BN_RUN ? pixels : p0 + BN_RUN;
+            vec sum_dy, sum_dy_xhat;
+#define DY(q) V_LOADM(dy + (q) * c + c0, m)
+#define DY_XHAT(q) V_MUL(DY(q), FN(bn_xhat)(z + (q) * c + c0, m, vslope, mu, is))
+            BN_RUN_SUM(sum_dy, p0, p1, DY);
+            BN_RUN_SUM(sum_dy_xhat, p0, p1, DY_XHAT);
+#undef DY
+#undef DY_XHAT
+            t[0] = VD_ADD(t[0], VD_LO(sum_dy));
+            t[1] = VD_ADD(t[1], VD_HI(sum_dy));
+            t[2] = VD_ADD(t[2], VD_LO(sum_dy_xhat));
+            t[3] = VD_ADD(t[3], VD_HI(sum_dy_xhat));
         }
         double a[2 * VW];
         for (int k = 0; k < 4; k++)
-            VD_STORE(a + k * (VW / 2), VD_ADD(e[k], o[k]));
+            VD_STORE(a + k * (VW / 2), t[k]);
         for (int j = 0; j < width; j++) {
             acc[c0 + j] += a[j];
             acc[c + c0 + j] += a[VW + j];

@@ -1,6 +1,5 @@
 /* The model object: creation from a plan (every buffer allocated once), the
  * tensor table, Keras' initial values and the accessors. */
-#define _DEFAULT_SOURCE /* madvise */
 #include "nn/isa.h"
 #include "nn/model.h"
 
