@@ -726,8 +726,8 @@ static void test_dense_forward_on_each_isa(void **state)
 }
 
 /* The dense backward on the pool (every pass parallel, fixed chunks of the
- * weights' longer side and of the images) gives the caller's bits, and the
- * GEMMs' values within rounding of double-precision sums. */
+ * weights' longer side) gives the caller's bits, and the GEMMs' values within
+ * rounding of double-precision sums. */
 static void check_dense_backward_pool(int n, int in, int out)
 {
     ae_rng_seed(&rng, 6);

@@ -8,9 +8,9 @@
  * every image block (one GEMV per image read the 8 MB enc.dense kernel of a
  * 256x256 model 32 times a step); the image and output tails run the same
  * operations per value. Results depend on the kernels (ISA) in use. The
- * backward is GEMMs over the batch in fixed chunks of the weights (and of
- * the images for a short dx), single-threaded BLAS on the pool's threads, so
- * the result does not depend on the thread count.
+ * backward is GEMMs over the batch in fixed chunks of the weights' longer
+ * side (dx in one call when it is short), single-threaded BLAS on the pool's
+ * threads, so the result does not depend on the thread count.
  *
  *   x (n, in), w (in, out) as Keras stores it, b (out), y (n, out) = x @ w + b
  *   backward: dw = x^T @ dy, db = sum over images of dy, dx = dy @ w^T (overwritten) */
@@ -219,8 +219,8 @@ void ae_dense_backward(float *dx, float *dw, float *db, const float *dy, const f
         chunks(s, (size_t)out, K_CHUNK, work, dw_columns, &j);
     if (!dx)
         return;
-    if (in >= K_CHUNK)
+    if (in >= K_CHUNK) /* the columns in parallel */
         chunks(s, (size_t)in, K_CHUNK, work, dx_columns, &j);
-    else
-        chunks(s, (size_t)n, IMAGE_BLOCK, work, dx_rows, &j);
+    else /* one call: the weights (in x out, out large) are read once for all images */
+        dx_rows(&j, 0, (size_t)n);
 }
