@@ -6,6 +6,21 @@
 
 #include <math.h>
 
+/* One parameter's new weight and moments. */
+static inline void update(float w, float m, float v, float g, float alpha, float one_minus_b1,
+                          float one_minus_b2, float eps, float *w_new, float *m_new,
+                          float *v_new)
+{
+    float mi = m + (g - m) * one_minus_b1;
+    float vi = v + (g * g - v) * one_minus_b2;
+    *w_new = w - alpha * mi / (sqrtf(vi) + eps);
+    *m_new = mi;
+    *v_new = vi;
+}
+
+/* x - x == 0 exactly for finite x, NaN for NaN and Inf: a branch-free test. */
+static inline size_t not_finite(float w, float v) { return !(((w - w) == 0.0f) & ((v - v) == 0.0f)); }
+
 size_t ae_adam_update(float *w, float *m, float *v, const float *g, size_t count, double lr_t,
                       double beta1, double beta2, double epsilon, long long t, int commit)
 {
@@ -13,16 +28,19 @@ size_t ae_adam_update(float *w, float *m, float *v, const float *g, size_t count
     const float one_minus_b1 = (float)(1.0 - beta1), one_minus_b2 = (float)(1.0 - beta2);
     const float eps = (float)epsilon;
     size_t bad = 0;
-    for (size_t i = 0; i < count; i++) {
-        float mi = m[i] + (g[i] - m[i]) * one_minus_b1;
-        float vi = v[i] + (g[i] * g[i] - v[i]) * one_minus_b2;
-        float wi = w[i] - alpha * mi / (sqrtf(vi) + eps);
-        /* x - x == 0 exactly for finite x, NaN for NaN and Inf: a branch-free test. */
-        bad += !((wi - wi) == 0.0f && (vi - vi) == 0.0f);
-        if (commit) {
-            m[i] = mi;
-            v[i] = vi;
-            w[i] = wi;
+    /* Two loops without branches, so that they run in vectors (sqrtf inline:
+     * the build does not ask math functions for errno). */
+    if (commit) {
+        for (size_t i = 0; i < count; i++) {
+            update(w[i], m[i], v[i], g[i], alpha, one_minus_b1, one_minus_b2, eps, &w[i], &m[i],
+                   &v[i]);
+            bad += not_finite(w[i], v[i]);
+        }
+    } else {
+        for (size_t i = 0; i < count; i++) {
+            float wi, mi, vi;
+            update(w[i], m[i], v[i], g[i], alpha, one_minus_b1, one_minus_b2, eps, &wi, &mi, &vi);
+            bad += not_finite(wi, vi);
         }
     }
     return bad;
