@@ -211,7 +211,7 @@ static int bench_size(image_size s, int batch, double seconds)
     }
     ae_model_init_weights(m, 1);
     size_t n = (size_t)batch * s.height * s.width * s.channels;
-    float *x = malloc(n * sizeof(float));
+    float *x = ae_alloc_floats(n); /* as the library's training and scoring loops */
     if (!x) {
         fprintf(stderr, "bench_model: out of memory for %zu input values\n", n);
         ae_model_free(m);
@@ -246,7 +246,7 @@ static int bench_size(image_size s, int batch, double seconds)
     if (rc == 0)
         printf("mem %s peak_rss_mb %.1f\n", name, peak_rss_mb());
     fflush(stdout);
-    free(x);
+    ae_free_floats(x);
     ae_model_free(m);
     return rc;
 }

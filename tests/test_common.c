@@ -1,8 +1,9 @@
-/* Errors, the random number generator and overflow checks. */
+/* Errors, the random number generator, overflow checks and big buffers. */
 #include "support.h"
 
 #include "aedet/common.h"
 
+#include <stdint.h>
 #include <string.h>
 
 static void test_fail_records_code_and_message(void **state)
@@ -77,6 +78,27 @@ static void test_mul_size_detects_overflow(void **state)
     assert_int_equal(out, 1000000);
 }
 
+/* Big buffers: zeroed, writable, 2 MiB-aligned from 2 MiB on; an impossible
+ * size gives NULL instead of a wrapped-around small buffer. */
+static void test_alloc_floats(void **state)
+{
+    (void)state;
+    const size_t sizes[] = {0, 1, 1000, (size_t)1 << 19, ((size_t)1 << 20) + 3};
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+        float *p = ae_alloc_floats(sizes[k]);
+        assert_non_null(p);
+        size_t n = sizes[k] ? sizes[k] : 1;
+        for (size_t i = 0; i < n; i++)
+            assert_true(p[i] == 0.0f);
+        p[n - 1] = 1.0f;
+        if (n * sizeof(float) >= ((size_t)1 << 21))
+            assert_int_equal((uintptr_t)p % ((uintptr_t)1 << 21), 0);
+        ae_free_floats(p);
+    }
+    assert_null(ae_alloc_floats(SIZE_MAX / 2));
+    ae_free_floats(NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -84,6 +106,7 @@ int main(void)
         cmocka_unit_test(test_rng_is_seeded_and_uniform),
         cmocka_unit_test(test_shuffle_is_a_permutation),
         cmocka_unit_test(test_mul_size_detects_overflow),
+        cmocka_unit_test(test_alloc_floats),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -61,6 +61,12 @@ void ae_shuffle_sizes(ae_rng *rng, size_t *v, size_t n); /* Fisher-Yates */
 void ae_set_num_threads(int n);
 int ae_get_num_threads(void);
 
+/* count zeroed floats (NULL if out of memory), for buffers read every training
+ * or scoring step: from 2 MiB on, 2 MiB-aligned and on transparent huge pages
+ * where Linux offers them (fewer TLB misses). Free with ae_free_floats. */
+float *ae_alloc_floats(size_t count);
+void ae_free_floats(float *p);
+
 /* Overflow-checked size arithmetic: returns 0 and leaves *out alone on overflow. */
 int ae_mul_size(size_t a, size_t b, size_t *out);
 

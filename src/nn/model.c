@@ -7,31 +7,11 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
-/* Zeroed floats. Buffers of 2 MiB or more are 2 MiB-aligned and asked for
- * transparent huge pages (Linux, where THP is "madvise"): a step at 256x256
- * streams hundreds of MB through the activations, and 4 KiB pages cost
- * TLB misses all along (docs/PERFORMANCE.md: about 7% of an inference step). */
 static int alloc_floats(float **p, size_t count)
 {
-    enum { HUGE_PAGE = 1 << 21 };
-    const size_t bytes = (count ? count : 1) * sizeof(float);
-    if (bytes < HUGE_PAGE) {
-        *p = calloc(count ? count : 1, sizeof(float));
-        return *p != NULL;
-    }
-    void *q;
-    if (posix_memalign(&q, HUGE_PAGE, bytes) != 0) {
-        *p = NULL;
-        return 0;
-    }
-#ifdef MADV_HUGEPAGE
-    (void)madvise(q, bytes, MADV_HUGEPAGE); /* a hint: without it, 4 KiB pages */
-#endif
-    memset(q, 0, bytes);
-    *p = q;
-    return 1;
+    *p = ae_alloc_floats(count);
+    return *p != NULL;
 }
 
 ae_status ae_model_create(const ae_config *cfg, int max_batch, ae_model **out, ae_error *err)
@@ -95,28 +75,28 @@ void ae_model_free(ae_model *m)
         return;
     for (int t = 0; t < m->scratch.num_threads; t++) {
         if (m->scratch.col)
-            free(m->scratch.col[t]);
+            ae_free_floats(m->scratch.col[t]);
         if (m->scratch.pad)
-            free(m->scratch.pad[t]);
+            ae_free_floats(m->scratch.pad[t]);
     }
     ae_pool_free(m->scratch.pool);
     free(m->scratch.col);
     free(m->scratch.pad);
-    free(m->scratch.wt);
-    free(m->scratch.slots);
+    ae_free_floats(m->scratch.wt);
+    ae_free_floats(m->scratch.slots);
     free(m->scratch.dslots);
     free(m->image_sums);
-    free(m->scratch.channel);
-    free(m->params);
-    free(m->grads);
-    free(m->adam_m);
-    free(m->adam_v);
-    free(m->state);
-    free(m->state_backup);
-    free(m->saved);
-    free(m->acts);
-    free(m->grad_a);
-    free(m->grad_b);
+    ae_free_floats(m->scratch.channel);
+    ae_free_floats(m->params);
+    ae_free_floats(m->grads);
+    ae_free_floats(m->adam_m);
+    ae_free_floats(m->adam_v);
+    ae_free_floats(m->state);
+    ae_free_floats(m->state_backup);
+    ae_free_floats(m->saved);
+    ae_free_floats(m->acts);
+    ae_free_floats(m->grad_a);
+    ae_free_floats(m->grad_b);
     free(m->view);
     free(m);
 }

@@ -12,11 +12,11 @@ ae_status ae_score_loader(ae_model *m, ae_loader *l, int batch_size, float *erro
     if (batch_size < 1 || batch_size > ae_model_max_batch(m))
         batch_size = ae_model_max_batch(m);
     size_t per_image = (size_t)c->height * (size_t)c->width * (size_t)c->channels;
-    float *x = malloc((size_t)batch_size * per_image * sizeof *x);
-    float *recon = on_batch ? malloc((size_t)batch_size * per_image * sizeof *recon) : NULL;
+    float *x = ae_alloc_floats((size_t)batch_size * per_image);
+    float *recon = on_batch ? ae_alloc_floats((size_t)batch_size * per_image) : NULL;
     if (!x || (on_batch && !recon)) {
-        free(x);
-        free(recon);
+        ae_free_floats(x);
+        ae_free_floats(recon);
         return ae_fail(err, AE_ERR_NOMEM, "out of memory for a batch");
     }
     ae_status s = ae_loader_start(l, batch_size, 0, 0, err);
@@ -32,8 +32,8 @@ ae_status ae_score_loader(ae_model *m, ae_loader *l, int batch_size, float *erro
                 items[done + (size_t)i] = b.items[i];
         done += (size_t)b.count;
     }
-    free(x);
-    free(recon);
+    ae_free_floats(x);
+    ae_free_floats(recon);
     return s;
 }
 

@@ -93,7 +93,7 @@ ae_status ae_train(ae_model *m, ae_loader *train, ae_loader *val, const ae_train
                        ae_model_max_batch(m));
     if (ae_loader_count(train) == 0)
         return ae_fail(err, AE_ERR_DATA, "no training images");
-    float *x = malloc(batch_floats(m, opt->batch_size) * sizeof *x);
+    float *x = ae_alloc_floats(batch_floats(m, opt->batch_size));
     if (!x)
         return ae_fail(err, AE_ERR_NOMEM, "out of memory for a batch");
     ae_status s = AE_OK;
@@ -118,6 +118,6 @@ ae_status ae_train(ae_model *m, ae_loader *train, ae_loader *val, const ae_train
         if (opt->on_checkpoint && (s = opt->on_checkpoint(opt->user, err)) != AE_OK)
             break;
     }
-    free(x);
+    ae_free_floats(x);
     return s;
 }
