@@ -146,7 +146,12 @@ static void print_config(const cli_train_args *a, const ae_dataset *ds, const ae
     for (int i = 0; i < cfg->num_filters; i++)
         snprintf(filters + strlen(filters), sizeof filters - strlen(filters), "%s%d", i ? "," : "",
                  cfg->filters[i]);
-    size_t mem = ae_model_memory_bytes(m) + ae_loader_peak_bytes(train) + (val ? ae_loader_peak_bytes(val) : 0);
+    /* the model, the loaders, and the float batches of the training loop and
+     * of the validation scoring inside it */
+    const size_t batch_bytes = (size_t)a->data.batch * (size_t)cfg->height * (size_t)cfg->width *
+                               (size_t)cfg->channels * sizeof(float);
+    size_t mem = ae_model_memory_bytes(m) + ae_loader_peak_bytes(train) +
+                 (val ? ae_loader_peak_bytes(val) + batch_bytes : 0) + batch_bytes;
     if (cli_out.json) {
         printf("{\"event\":\"config\",\"data\":");
         cli_json_string(stdout, ds->description ? ds->description : a->data_path);
