@@ -25,7 +25,7 @@ typedef struct {
     const ae_bn_stats *stats; /* forward: the BatchNorm statistics of y, or NULL */
     const ae_bn_grad_sums *sums; /* backward: the BatchNorm sums of dx, or NULL */
     const ae_conv_geom *g;
-    int out_c, n, group; /* backward: n images, group of them per slot */
+    int out_c;
     ae_scratch *s;
     const ae_direct_ops *ops;
 } conv_job;
@@ -84,8 +84,9 @@ void ae_conv2d_forward(float *y, const float *x, const ae_input_tf *tf, const fl
 }
 
 /* Image i's gradients, its dw and db added to dw_i, db_i (overwritten when overwrite is set). */
-static void backward_image(const conv_job *j, int i, int t, float *dw_i, int overwrite)
+static void backward_image(const void *arg, int i, int t, float *dw_i, int overwrite)
 {
+    const conv_job *j = arg;
     const ae_conv_geom *g = j->g;
     ae_scratch *s = j->s;
     const ae_direct_ops *ops = j->ops;
@@ -142,16 +143,6 @@ static void backward_image(const conv_job *j, int i, int t, float *dw_i, int ove
     }
 }
 
-/* The images of slot `item`, in order. */
-static void backward_group(void *arg, int item, int t)
-{
-    const conv_job *j = arg;
-    float *slot = j->s->slots + (size_t)item * j->s->slot_floats;
-    const int begin = item * j->group, end = begin + j->group < j->n ? begin + j->group : j->n;
-    for (int i = begin; i < end; i++)
-        backward_image(j, i, t, slot, i == begin);
-}
-
 void ae_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                         const ae_input_tf *tf, const float *w, int n, const ae_conv_geom *g,
                         int out_c, ae_scratch *s)
@@ -165,15 +156,10 @@ void ae_conv2d_backward_sums(float *dx, float *dw, float *db, const float *dy, c
                              const ae_bn_grad_sums *sums)
 {
     const double macs = 2.0 * n * g->small_h * g->small_w * 9 * g->big_c * out_c;
-    const size_t kernel = 9 * (size_t)g->big_c * out_c;
-    const int threads = ae_threads_for(s, macs), group = ae_grad_group(macs / n, kernel);
-    const int slots = (n + group - 1) / group;
     conv_job j = {.dx = dx, .dy = dy, .x = x, .w = w, .tf = tf, .sums = dx ? sums : NULL,
-                  .g = g, .out_c = out_c, .n = n, .group = group, .s = s,
-                  .ops = ae_direct_ops_for(s->isa)};
+                  .g = g, .out_c = out_c, .s = s, .ops = ae_direct_ops_for(s->isa)};
     if (j.ops && dx)
         ae_direct_transpose_kernel(s->wt, w, g->big_c, out_c);
-    ae_pool_run(s->pool, threads, slots, backward_group, &j);
-    ae_reduce_slots(dw, s->slots, s->slot_floats, slots, kernel, s);
-    ae_reduce_slots(db, s->slots + kernel, s->slot_floats, slots, (size_t)out_c, s);
+    ae_grad_slots_run(s, n, macs, 9 * (size_t)g->big_c * out_c, (size_t)out_c, backward_image,
+                      &j, dw, db);
 }

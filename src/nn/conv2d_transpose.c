@@ -27,7 +27,7 @@ typedef struct {
     const ae_bn_stats *stats; /* forward: the BatchNorm statistics of y, or NULL */
     const ae_bn_grad_sums *sums; /* backward: the BatchNorm sums of dx, or NULL */
     const ae_conv_geom *g;
-    int in_c, narrow, n, group; /* backward: n images, group of them per slot */
+    int in_c, narrow;
     ae_scratch *s;
     const ae_direct_ops *ops;
 } deconv_job;
@@ -96,8 +96,9 @@ void ae_deconv2d_forward_stats(float *y, const float *x, const ae_input_tf *tf, 
 }
 
 /* Image i's gradients, its dw and db added to dw_i, db_i (overwritten when overwrite is set). */
-static void backward_image(const deconv_job *j, int i, int t, float *dw_i, int overwrite)
+static void backward_image(const void *arg, int i, int t, float *dw_i, int overwrite)
 {
+    const deconv_job *j = arg;
     const ae_conv_geom *g = j->g;
     ae_scratch *s = j->s;
     const ae_direct_ops *ops = j->ops;
@@ -171,16 +172,6 @@ static void backward_image(const deconv_job *j, int i, int t, float *dw_i, int o
         ae_bn_grad_sums_image(j->sums, dx_i, i, (size_t)pixels, &next);
 }
 
-/* The images of slot `item`, in order. */
-static void backward_group(void *arg, int item, int t)
-{
-    const deconv_job *j = arg;
-    float *slot = j->s->slots + (size_t)item * j->s->slot_floats;
-    const int begin = item * j->group, end = begin + j->group < j->n ? begin + j->group : j->n;
-    for (int i = begin; i < end; i++)
-        backward_image(j, i, t, slot, i == begin);
-}
-
 void ae_deconv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                           const ae_input_tf *tf, const float *w, int n, const ae_conv_geom *g,
                           int in_c, ae_scratch *s)
@@ -194,13 +185,9 @@ void ae_deconv2d_backward_through(float *dx, float *dw, float *db, const float *
                                   ae_scratch *s, const ae_bn_grad_sums *sums)
 {
     const double macs = 2.0 * n * g->small_h * g->small_w * 9 * g->big_c * in_c;
-    const size_t kernel = 9 * (size_t)g->big_c * in_c;
-    const int threads = ae_threads_for(s, macs), group = ae_grad_group(macs / n, kernel);
-    const int slots = (n + group - 1) / group;
     deconv_job j = {.dx = dx, .dy = dy, .x = x, .w = w, .tf = tf, .gtf = gtf,
-                    .sums = dx ? sums : NULL, .g = g, .in_c = in_c, .n = n, .group = group,
-                    .s = s, .ops = ae_direct_ops_for(s->isa)};
-    ae_pool_run(s->pool, threads, slots, backward_group, &j);
-    ae_reduce_slots(dw, s->slots, s->slot_floats, slots, kernel, s);
-    ae_reduce_slots(db, s->slots + kernel, s->slot_floats, slots, (size_t)g->big_c, s);
+                    .sums = dx ? sums : NULL, .g = g, .in_c = in_c, .s = s,
+                    .ops = ae_direct_ops_for(s->isa)};
+    ae_grad_slots_run(s, n, macs, 9 * (size_t)g->big_c * in_c, (size_t)g->big_c,
+                      backward_image, &j, dw, db);
 }

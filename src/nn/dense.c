@@ -186,19 +186,6 @@ static void dx_rows(void *arg, size_t i0, size_t i1)
                 j->dy + i0 * j->out, j->out, j->w, j->out, 0.0f, j->dx + i0 * j->in, j->in);
 }
 
-/* fn over [0, count) in fixed chunks (whatever the thread count), on s's pool
- * or, without s, on the caller. */
-static void chunks(ae_scratch *s, size_t count, size_t chunk, size_t work, ae_chunk_fn fn,
-                   dense_grad_job *j)
-{
-    if (s) {
-        ae_parallel_chunks(s, count, chunk, work, fn, j);
-        return;
-    }
-    for (size_t b = 0; b < count; b += chunk)
-        fn(j, b, count - b < chunk ? count : b + chunk);
-}
-
 void ae_dense_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                        const float *w, int n, int in, int out, ae_scratch *s)
 {
@@ -214,13 +201,13 @@ void ae_dense_backward(float *dx, float *dw, float *db, const float *dy, const f
     dense_grad_job j = {dx, dw, dy, x, w, n, in, out};
     const size_t work = (size_t)n * in * out / 16; /* in values, as element-wise passes */
     if (in >= out)
-        chunks(s, (size_t)in, K_CHUNK, work, dw_rows, &j);
+        ae_parallel_chunks(s, (size_t)in, K_CHUNK, work, dw_rows, &j);
     else
-        chunks(s, (size_t)out, K_CHUNK, work, dw_columns, &j);
+        ae_parallel_chunks(s, (size_t)out, K_CHUNK, work, dw_columns, &j);
     if (!dx)
         return;
     if (in >= K_CHUNK) /* the columns in parallel */
-        chunks(s, (size_t)in, K_CHUNK, work, dx_columns, &j);
+        ae_parallel_chunks(s, (size_t)in, K_CHUNK, work, dx_columns, &j);
     else /* one call: the weights (in x out, out large) are read once for all images */
         dx_rows(&j, 0, (size_t)n);
 }

@@ -68,8 +68,9 @@ void ae_set_parallel_thresholds(double macs, size_t values);
 void ae_reduce_slots(float *dst, const float *slots, size_t stride, int n, size_t count,
                      ae_scratch *s);
 /* fn(ctx, begin, end) over [0, count) in chunks of `chunk`, on the scratch's
- * pool when work (in values) reaches AE_PARALLEL_VALUES. fn must give the same
- * result whatever the split (element-wise work). */
+ * pool when work (in values) reaches AE_PARALLEL_VALUES (s NULL: on the
+ * caller). fn must give the same result whatever the split (element-wise
+ * work), or the chunks must be fixed by the caller's count and chunk alone. */
 typedef void (*ae_chunk_fn)(void *ctx, size_t begin, size_t end);
 void ae_parallel_chunks(ae_scratch *s, size_t count, size_t chunk, size_t work, ae_chunk_fn fn,
                         void *ctx);
@@ -86,6 +87,14 @@ void ae_bias_grad_add(float *db, const float *dy, size_t pixels, int c);
  * which spreads the work evenly over the threads. */
 enum { AE_GRAD_GROUP_MAX = 8 };
 int ae_grad_group(double macs_per_image, size_t kernel_floats);
+/* A convolution's backward over n images (macs multiply-adds in all) on the
+ * pool: image(ctx, i, t, slot, overwrite) adds image i's kernel gradient
+ * (kernel floats) and bias gradient (bias floats after it) into its slot,
+ * overwriting it when it is the slot's first image; then dw and db are the
+ * slots' sums, in order. */
+typedef void (*ae_image_grad_fn)(const void *ctx, int i, int t, float *slot, int overwrite);
+void ae_grad_slots_run(ae_scratch *s, int n, double macs, size_t kernel, size_t bias,
+                       ae_image_grad_fn image, const void *ctx, float *dw, float *db);
 
 /* im2col.c. col is (small_h*small_w) x (9*big_c), row (kh*3+kw)*big_c + c. */
 void ae_im2col(const float *img, const ae_conv_geom *g, float *col);

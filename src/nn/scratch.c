@@ -1,6 +1,7 @@
 /* Per-thread scratch and the fixed-order reduction of per-image partials that
  * makes gradients independent of the thread count. */
 #include "nn/layers.h"
+#include "nn/pool.h"
 
 #include <omp.h>
 #include <stddef.h>
@@ -46,8 +47,8 @@ void ae_parallel_chunks(ae_scratch *s, size_t count, size_t chunk, size_t work, 
 {
     chunk_job j = {fn, ctx, count, chunk};
     const size_t items = (count + chunk - 1) / chunk;
-    const int threads = work >= parallel_values ? ae_scratch_threads(s) : 1;
-    ae_pool_run(s->pool, threads, (int)items, run_chunk, &j);
+    const int threads = s && work >= parallel_values ? ae_scratch_threads(s) : 1;
+    ae_pool_run(s ? s->pool : NULL, threads, (int)items, run_chunk, &j);
 }
 
 typedef struct {
@@ -91,6 +92,33 @@ int ae_grad_group(double macs_per_image, size_t kernel_floats)
     /* Zeroing a slot and adding it into the total costs about 4 kernel_floats
      * multiply-adds' time: worth sharing below 1/64 of the image's work. */
     return macs_per_image < 256.0 * (double)kernel_floats ? AE_GRAD_GROUP_MAX : 1;
+}
+
+typedef struct {
+    ae_image_grad_fn image;
+    const void *ctx;
+    const ae_scratch *s;
+    int n, group;
+} slots_job;
+
+/* The images of slot `item`, in index order, the first overwriting it. */
+static void slot_images(void *arg, int item, int t)
+{
+    const slots_job *j = arg;
+    float *slot = j->s->slots + (size_t)item * j->s->slot_floats;
+    const int begin = item * j->group, end = begin + j->group < j->n ? begin + j->group : j->n;
+    for (int i = begin; i < end; i++)
+        j->image(j->ctx, i, t, slot, i == begin);
+}
+
+void ae_grad_slots_run(ae_scratch *s, int n, double macs, size_t kernel, size_t bias,
+                       ae_image_grad_fn image, const void *ctx, float *dw, float *db)
+{
+    const int group = ae_grad_group(macs / n, kernel), slots = (n + group - 1) / group;
+    slots_job j = {image, ctx, s, n, group};
+    ae_pool_run(s->pool, ae_threads_for(s, macs), slots, slot_images, &j);
+    ae_reduce_slots(dw, s->slots, s->slot_floats, slots, kernel, s);
+    ae_reduce_slots(db, s->slots + kernel, s->slot_floats, slots, bias, s);
 }
 
 void ae_bias_grad(float *db, const float *dy, size_t pixels, int c)
