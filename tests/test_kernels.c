@@ -104,6 +104,19 @@ typedef struct {
     int n, h, w, cin, cout, stride;
 } shape;
 
+/* The geometry of sh's Conv2D (h x w x cin to cout channels) or, with deconv,
+ * of its Conv2DTranspose (h x w x cin to (h stride) x (w stride) x cout);
+ * returns the small image's channels. */
+static int shape_geom(const shape *sh, int deconv, ae_conv_geom *g)
+{
+    if (!deconv) {
+        ae_conv_geom_init(g, sh->h, sh->w, sh->cin, sh->stride);
+        return sh->cout;
+    }
+    ae_conv_geom_init(g, sh->h * sh->stride, sh->w * sh->stride, sh->cout, sh->stride);
+    return sh->cin;
+}
+
 /* Conv2D from h x w x cin to cout channels, and Conv2DTranspose from h x w x
  * cin to (h stride) x (w stride) x cout, on isa against the portable path. */
 static void check_shape(int isa, const shape *sh, int with_tf)
@@ -117,14 +130,7 @@ static void check_shape(int isa, const shape *sh, int with_tf)
     const char *isa_name = ae_isa_name(isa);
     for (int deconv = 0; deconv <= 1; deconv++) {
         ae_conv_geom g;
-        int small_c;
-        if (!deconv) {
-            ae_conv_geom_init(&g, sh->h, sh->w, sh->cin, sh->stride);
-            small_c = sh->cout;
-        } else {
-            ae_conv_geom_init(&g, sh->h * sh->stride, sh->w * sh->stride, sh->cout, sh->stride);
-            small_c = sh->cin;
-        }
+        const int small_c = shape_geom(sh, deconv, &g);
         size_t big = (size_t)sh->n * g.big_h * g.big_w * g.big_c;
         size_t small = (size_t)sh->n * g.small_h * g.small_w * small_c;
         size_t nx = deconv ? small : big, ny = deconv ? big : small;
@@ -192,21 +198,25 @@ static int isa_available(int isa)
     return 0;
 }
 
+/* check_shape for each shape of the list, in bands of rows: the automatic
+ * size (which covers these small images at once) and bands of 1, 2 and 3
+ * rows, with and without the input transform in turn. */
+static void check_shapes_in_bands(int isa, const shape *list, size_t n)
+{
+    for (int band = 0; band <= 3; band++) {
+        ae_direct_set_band(band);
+        for (size_t k = 0; k < n; k++)
+            check_shape(isa, &list[k], (int)((k + (size_t)band) % 2));
+    }
+    ae_direct_set_band(0);
+}
+
 static void run_isa(int isa)
 {
     ae_rng_seed(&rng, 42 + (uint64_t)isa);
     if (!isa_available(isa))
         return;
-    /* The images go through in bands of rows: bands of 1, 2 and 3 rows (and
-     * the automatic size, which covers these small images at once). */
-    for (int band = 1; band <= 3; band++) {
-        ae_direct_set_band(band);
-        for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++)
-            check_shape(isa, &shapes[k], (int)((k + (size_t)band) % 2));
-    }
-    ae_direct_set_band(0);
-    for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++)
-        check_shape(isa, &shapes[k], (int)(k % 2));
+    check_shapes_in_bands(isa, shapes, sizeof shapes / sizeof *shapes);
     /* Random shapes on top of the chosen ones. */
     for (int k = 0; k < 12; k++) {
         shape sh;
@@ -482,15 +492,8 @@ static void test_fused_batchnorm_backward_matches_two_passes(void **state)
 static void check_fused_bn_stats(int isa, const shape *sh, int deconv)
 {
     ae_conv_geom g;
-    int small_c, out_c = sh->cout;
-    if (!deconv) {
-        ae_conv_geom_init(&g, sh->h, sh->w, sh->cin, sh->stride);
-        small_c = sh->cout;
-    } else {
-        ae_conv_geom_init(&g, sh->h * sh->stride, sh->w * sh->stride, sh->cout, sh->stride);
-        small_c = sh->cin;
-    }
-    const int n = sh->n, c = out_c;
+    const int small_c = shape_geom(sh, deconv, &g);
+    const int n = sh->n, c = sh->cout;
     const size_t pixels = deconv ? (size_t)g.big_h * g.big_w : (size_t)g.small_h * g.small_w;
     const size_t ny = (size_t)n * pixels * c;
     const size_t nx = deconv ? (size_t)n * g.small_h * g.small_w * sh->cin
@@ -594,14 +597,7 @@ static void test_fused_batchnorm_statistics_match_own_pass(void **state)
 static void check_fused_bn_grad_sums(int isa, const shape *sh, int deconv)
 {
     ae_conv_geom g;
-    int small_c;
-    if (!deconv) {
-        ae_conv_geom_init(&g, sh->h, sh->w, sh->cin, sh->stride);
-        small_c = sh->cout;
-    } else {
-        ae_conv_geom_init(&g, sh->h * sh->stride, sh->w * sh->stride, sh->cout, sh->stride);
-        small_c = sh->cin;
-    }
+    const int small_c = shape_geom(sh, deconv, &g);
     const int n = sh->n, c = sh->cin; /* the BatchNorm is on the layer's input */
     const size_t big = (size_t)g.big_h * g.big_w, small = (size_t)g.small_h * g.small_w;
     const size_t pixels = deconv ? small : big, nz = (size_t)n * pixels * c;
@@ -863,12 +859,7 @@ static void test_small_images_match_portable(void **state)
         ae_rng_seed(&rng, 77 + (uint64_t)isa);
         if (!isa_available(isa))
             continue;
-        for (int band = 0; band <= 3; band++) {
-            ae_direct_set_band(band);
-            for (size_t k = 0; k < sizeof small_shapes / sizeof *small_shapes; k++)
-                check_shape(isa, &small_shapes[k], (int)((k + (size_t)band) % 2));
-        }
-        ae_direct_set_band(0);
+        check_shapes_in_bands(isa, small_shapes, sizeof small_shapes / sizeof *small_shapes);
     }
 }
 
@@ -888,12 +879,7 @@ static void test_tiles_do_not_change_bits(void **state)
             const int n = 3;
             for (int deconv = 0; deconv <= 1; deconv++) {
                 ae_conv_geom g;
-                int small_c = deconv ? sh->cin : sh->cout;
-                if (!deconv)
-                    ae_conv_geom_init(&g, sh->h, sh->w, sh->cin, sh->stride);
-                else
-                    ae_conv_geom_init(&g, sh->h * sh->stride, sh->w * sh->stride, sh->cout,
-                                      sh->stride);
+                const int small_c = shape_geom(sh, deconv, &g);
                 size_t big = (size_t)g.big_h * g.big_w * g.big_c;
                 size_t small = (size_t)g.small_h * g.small_w * small_c;
                 size_t nx = deconv ? small : big, ny = deconv ? big : small;
