@@ -47,7 +47,8 @@ static float *filled_floats(size_t n, float value)
     return v;
 }
 
-/* Scratch for one layer shape on one ISA, as ae_model_create would size it. */
+/* Scratch for one layer shape on one ISA, as ae_model_create would size it
+ * (with the room a convolution's backward takes for its output gradient). */
 static void scratch_make(ae_scratch *s, int isa, int n, const ae_conv_geom *g, int small_c)
 {
     memset(s, 0, sizeof *s);
@@ -57,7 +58,7 @@ static void scratch_make(ae_scratch *s, int isa, int n, const ae_conv_geom *g, i
     s->col_floats = small_px * 9 * g->big_c;
     s->pad_floats = ae_direct_padded_floats(g->big_h, g->big_w, g->big_c) +
                     ae_direct_padded_floats(g->small_h, g->small_w, small_c) +
-                    (size_t)g->small_w * small_c;
+                    (size_t)g->small_w * small_c + small_px * small_c;
     s->wt_floats = kernel;
     s->slot_floats = kernel + (size_t)(g->big_c > small_c ? g->big_c : small_c);
     s->pool = ae_pool_create(s->num_threads);
@@ -183,6 +184,7 @@ static const shape shapes[] = {
     {1, 4, 36, 64, 64, 2}, /* the widest layer's channels, rows of 2 blocks + tail */
     {2, 3, 7, 1, 1, 1},    /* one channel each side */
     {1, 3, 20, 16, 3, 1},  /* the output layer: a whole vector of pixels, then a tail */
+    {1, 4, 36, 3, 16, 2},  /* the RGB first layer: a whole vector of pixels, then a tail */
     {1, 2, 70, 5, 3, 1},   /* rows of 4 and 2 vectors of pixels */
     {1, 2, 37, 4, 2, 1},   /* 2 output channels */
     {2, 5, 21, 32, 16, 2}, /* stride-2 transpose to one vector of channels: pairs of pixels */
@@ -403,83 +405,146 @@ static void test_elementwise_passes_match_portable(void **state)
     }
 }
 
-/* A BatchNorm's backward left to the transposed convolution under it
- * (ae_batchnorm_backward_sums + ae_deconv2d_backward_through, dz made band by
- * band) gives the bits of the two passes run apart (ae_batchnorm_backward,
- * then ae_deconv2d_backward on the stored dz): dx, dw, db, dgamma and dbeta,
- * on every ISA, bands of 1-3 rows and automatic, every pass parallel. */
-static void check_fused_bn_deconv(int isa, const shape *sh, int with_tf)
+/* check(isa, shape, variant) on every path (portable included), bands of 1-3
+ * rows and automatic, every pass parallel: the chosen shapes (variant 0 and
+ * 1 in turn) and `more` (both variants each). */
+typedef void (*shape_check)(int isa, const shape *sh, int variant);
+
+static void on_every_path_and_band(uint64_t seed, shape_check check, const shape *more,
+                                   size_t n_more)
 {
-    ae_conv_geom g;
-    ae_conv_geom_init(&g, sh->h * sh->stride, sh->w * sh->stride, sh->cout, sh->stride);
-    const int c = sh->cout, n = sh->n;
-    const size_t pixels = (size_t)g.big_h * g.big_w, ny = (size_t)n * pixels * c;
-    const size_t nx = (size_t)n * g.small_h * g.small_w * sh->cin, nw = 9 * (size_t)c * sh->cin;
-    float *x = random_floats(nx), *w = random_floats(nw), *z = random_floats(ny);
-    float *dy = random_floats(ny), *gamma = random_floats((size_t)c);
-    float *beta = random_floats((size_t)c), *scale = random_floats((size_t)sh->cin);
-    float *shift = random_floats((size_t)sh->cin);
-    ae_input_tf tf = {scale, shift, 0.3f};
-    float *out[2][5]; /* dx, dw, db, dgamma, dbeta */
-    const size_t sizes[5] = {nx, nw, (size_t)c, (size_t)c, (size_t)c};
-    for (int fused = 0; fused < 2; fused++) {
-        ae_scratch s;
-        scratch_make(&s, isa, n, &g, sh->cin);
-        s.dslot_doubles = 2 * (size_t)c;
-        s.dslots = calloc(s.dslot_doubles * (size_t)(n + 4 + 2 * s.num_threads), sizeof(double));
-        s.channel = filled_floats(4 * (size_t)c, NAN);
-        assert_non_null(s.dslots);
-        float stats[6][64];
-        assert_true(c <= 64);
-        ae_bn_params bn = {gamma, beta, stats[0], stats[1], stats[2], stats[3], stats[4],
-                           stats[5], 0.9f, 1e-3f, 0.2f};
-        for (int k = 0; k < c; k++)
-            stats[0][k] = 0.0f, stats[1][k] = 1.0f;
-        for (int j = 0; j < 5; j++)
-            out[fused][j] = filled_floats(sizes[j], NAN);
-        ae_batchnorm_forward_train(NULL, z, &bn, n, pixels, c, &s);
-        if (fused) {
-            ae_grad_tf gtf;
-            ae_batchnorm_backward_sums(out[1][3], out[1][4], dy, z, &bn, n, pixels, c, &s, &gtf);
-            ae_deconv2d_backward_through(out[1][0], out[1][1], out[1][2], dy, &gtf, x,
-                                         with_tf ? &tf : NULL, w, n, &g, sh->cin, &s, NULL);
-        } else {
-            float *dz = filled_floats(ny, NAN);
-            ae_batchnorm_backward(dz, out[0][3], out[0][4], dy, z, &bn, n, pixels, c, &s);
-            ae_deconv2d_backward(out[0][0], out[0][1], out[0][2], dz, x, with_tf ? &tf : NULL, w,
-                                 n, &g, sh->cin, &s);
-            free(dz);
+    ae_rng_seed(&rng, seed);
+    ae_set_parallel_thresholds(0, 0);
+    for (int isa = AE_ISA_PORTABLE; isa < AE_ISA_COUNT; isa++) {
+        if (isa != AE_ISA_PORTABLE && !isa_available(isa))
+            continue;
+        for (int band = 0; band <= 3; band++) {
+            ae_direct_set_band(band);
+            for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++)
+                check(isa, &shapes[k], (int)((k + (size_t)band) % 2));
+            for (size_t k = 0; k < n_more; k++)
+                for (int variant = 0; variant <= 1; variant++)
+                    check(isa, &more[k], variant);
         }
-        free(s.dslots), free(s.channel);
-        scratch_free(&s);
+        ae_direct_set_band(0);
     }
-    static const char *names[5] = {"dx", "dw", "db", "dgamma", "dbeta"};
-    for (int j = 0; j < 5; j++)
-        if (memcmp(out[0][j], out[1][j], sizes[j] * sizeof(float)))
-            fail_msg("fused BatchNorm + deconv backward: %s differs on %s, n%d %dx%dx%d->%d s%d",
-                     names[j], ae_isa_name(isa), n, sh->h, sh->w, sh->cin, sh->cout, sh->stride);
-    for (int fused = 0; fused < 2; fused++)
+    ae_set_parallel_thresholds(AE_PARALLEL_MACS, AE_PARALLEL_VALUES);
+}
+
+/* A BatchNorm's backward left to the convolution under it (ae_batchnorm_backward_sums,
+ * then ae_conv2d_backward_through / ae_deconv2d_backward_through with dz made
+ * from dy as the layer reads it) gives the bits of the two passes run apart
+ * (ae_batchnorm_backward, then the plain backward on the stored dz): dx, dw,
+ * db, dgamma and dbeta, for the convolution on every path and the transposed
+ * one on the direct kernels, bands of 1-3 rows and automatic, every pass
+ * parallel. */
+static void check_fused_bn_backward(int isa, const shape *sh, int with_tf)
+{
+    for (int deconv = 0; deconv <= 1; deconv++) {
+        if (deconv && isa == AE_ISA_PORTABLE)
+            continue; /* the transposed convolution's fold needs the direct kernels */
+        ae_conv_geom g;
+        const int small_c = shape_geom(sh, deconv, &g), n = sh->n;
+        const int c = deconv ? g.big_c : small_c, in_c = deconv ? small_c : g.big_c;
+        const size_t big = (size_t)g.big_h * g.big_w, small = (size_t)g.small_h * g.small_w;
+        const size_t pixels = deconv ? big : small, ny = (size_t)n * pixels * c;
+        const size_t nx = (size_t)n * (deconv ? small : big) * in_c;
+        const size_t nw = 9 * (size_t)g.big_c * small_c;
+        float *x = random_floats(nx), *w = random_floats(nw), *z = random_floats(ny);
+        float *dy = random_floats(ny), *gamma = random_floats((size_t)c);
+        float *beta = random_floats((size_t)c), *scale = random_floats((size_t)in_c);
+        float *shift = random_floats((size_t)in_c);
+        ae_input_tf tf = {scale, shift, 0.3f};
+        const ae_input_tf *use = with_tf ? &tf : NULL;
+        float *out[2][5]; /* dx, dw, db, dgamma, dbeta */
+        const size_t sizes[5] = {nx, nw, (size_t)c, (size_t)c, (size_t)c};
+        assert_true(c <= 64);
+        for (int fused = 0; fused < 2; fused++) {
+            ae_scratch s;
+            scratch_make(&s, isa, n, &g, small_c);
+            s.dslot_doubles = 2 * (size_t)c;
+            s.dslots = calloc(s.dslot_doubles * (size_t)(n + 4 + 2 * s.num_threads),
+                              sizeof(double));
+            s.channel = filled_floats(4 * (size_t)c, NAN);
+            assert_non_null(s.dslots);
+            float stats[6][64];
+            ae_bn_params bn = {gamma, beta, stats[0], stats[1], stats[2], stats[3], stats[4],
+                               stats[5], 0.9f, 1e-3f, 0.2f};
+            for (int k = 0; k < c; k++)
+                stats[0][k] = 0.0f, stats[1][k] = 1.0f;
+            for (int j = 0; j < 5; j++)
+                out[fused][j] = filled_floats(sizes[j], NAN);
+            ae_batchnorm_forward_train(NULL, z, &bn, n, pixels, c, &s);
+            ae_grad_tf gtf;
+            const ae_grad_tf *through = NULL;
+            const float *grad = dy;
+            float *dz = NULL;
+            if (fused) {
+                ae_batchnorm_backward_sums(out[1][3], out[1][4], dy, z, &bn, n, pixels, c, &s,
+                                           &gtf);
+                through = &gtf;
+            } else {
+                dz = filled_floats(ny, NAN);
+                ae_batchnorm_backward(dz, out[0][3], out[0][4], dy, z, &bn, n, pixels, c, &s);
+                grad = dz;
+            }
+            if (deconv)
+                ae_deconv2d_backward_through(out[fused][0], out[fused][1], out[fused][2], grad,
+                                             through, x, use, w, n, &g, in_c, &s, NULL);
+            else
+                ae_conv2d_backward_through(out[fused][0], out[fused][1], out[fused][2], grad,
+                                           through, x, use, w, n, &g, c, &s, NULL);
+            free(dz), free(s.dslots), free(s.channel);
+            scratch_free(&s);
+        }
+        static const char *names[5] = {"dx", "dw", "db", "dgamma", "dbeta"};
         for (int j = 0; j < 5; j++)
-            free(out[fused][j]);
-    free(x), free(w), free(z), free(dy), free(gamma), free(beta), free(scale), free(shift);
+            if (memcmp(out[0][j], out[1][j], sizes[j] * sizeof(float)))
+                fail_msg("fused BatchNorm + %s backward: %s differs on %s, n%d %dx%dx%d->%d s%d",
+                         deconv ? "deconv" : "conv", names[j], ae_isa_name(isa), n, sh->h,
+                         sh->w, sh->cin, sh->cout, sh->stride);
+        for (int fused = 0; fused < 2; fused++)
+            for (int j = 0; j < 5; j++)
+                free(out[fused][j]);
+        free(x), free(w), free(z), free(dy), free(gamma), free(beta), free(scale), free(shift);
+    }
 }
 
 static void test_fused_batchnorm_backward_matches_two_passes(void **state)
 {
     (void)state;
-    ae_rng_seed(&rng, 77);
-    ae_set_parallel_thresholds(0, 0);
-    for (int isa = AE_ISA_AVX2; isa < AE_ISA_COUNT; isa++) {
-        if (!isa_available(isa))
-            continue;
-        for (int band = 0; band <= 3; band++) {
-            ae_direct_set_band(band);
-            for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++)
-                check_fused_bn_deconv(isa, &shapes[k], (int)((k + (size_t)band) % 2));
-        }
-        ae_direct_set_band(0);
-    }
-    ae_set_parallel_thresholds(AE_PARALLEL_MACS, AE_PARALLEL_VALUES);
+    on_every_path_and_band(77, check_fused_bn_backward, NULL, 0);
+}
+
+/* The output layer with its sigmoid applied band by band
+ * (ae_deconv2d_forward_sigmoid) gives the bits of the two layers run apart
+ * (ae_deconv2d_forward, then ae_sigmoid_forward_with on the same ISA). */
+static void check_deconv_sigmoid(int isa, const shape *sh, int with_tf)
+{
+    ae_conv_geom g;
+    const int in_c = shape_geom(sh, 1, &g), n = sh->n;
+    const size_t nx = (size_t)n * g.small_h * g.small_w * in_c;
+    const size_t ny = (size_t)n * g.big_h * g.big_w * g.big_c, nw = 9 * (size_t)g.big_c * in_c;
+    float *x = random_floats(nx), *w = random_floats(nw), *b = random_floats((size_t)g.big_c);
+    float *scale = random_floats((size_t)in_c), *shift = random_floats((size_t)in_c);
+    ae_input_tf tf = {scale, shift, 0.3f};
+    float *y[2] = {filled_floats(ny, NAN), filled_floats(ny, NAN)};
+    ae_scratch s;
+    scratch_make(&s, isa, n, &g, in_c);
+    ae_deconv2d_forward(y[0], x, with_tf ? &tf : NULL, w, b, n, &g, in_c, &s);
+    ae_sigmoid_forward_with(ae_direct_ops_for(isa), &s, y[0], y[0], ny);
+    ae_deconv2d_forward_sigmoid(y[1], x, with_tf ? &tf : NULL, w, b, n, &g, in_c, &s);
+    scratch_free(&s);
+    if (memcmp(y[0], y[1], ny * sizeof(float)))
+        fail_msg("deconv with its sigmoid differs on %s, n%d %dx%dx%d->%d s%d", ae_isa_name(isa),
+                 n, sh->h, sh->w, sh->cin, sh->cout, sh->stride);
+    free(y[0]), free(y[1]), free(x), free(w), free(b), free(scale), free(shift);
+}
+
+static void test_deconv_with_sigmoid_matches_two_layers(void **state)
+{
+    (void)state;
+    on_every_path_and_band(80, check_deconv_sigmoid, NULL, 0);
 }
 
 /* A BatchNorm's statistics added by the convolution under it, band by band
@@ -547,32 +612,6 @@ static void check_fused_bn_stats(int isa, const shape *sh, int deconv)
     free(x), free(w), free(b), free(gamma), free(beta), free(scale), free(shift);
 }
 
-/* check(isa, shape, variant) on every path (portable included), bands of 1-3
- * rows and automatic, every pass parallel: the chosen shapes (variant 0 and
- * 1 in turn) and `more` (both variants each). */
-typedef void (*shape_check)(int isa, const shape *sh, int variant);
-
-static void on_every_path_and_band(uint64_t seed, shape_check check, const shape *more,
-                                   size_t n_more)
-{
-    ae_rng_seed(&rng, seed);
-    ae_set_parallel_thresholds(0, 0);
-    for (int isa = AE_ISA_PORTABLE; isa < AE_ISA_COUNT; isa++) {
-        if (isa != AE_ISA_PORTABLE && !isa_available(isa))
-            continue;
-        for (int band = 0; band <= 3; band++) {
-            ae_direct_set_band(band);
-            for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++)
-                check(isa, &shapes[k], (int)((k + (size_t)band) % 2));
-            for (size_t k = 0; k < n_more; k++)
-                for (int variant = 0; variant <= 1; variant++)
-                    check(isa, &more[k], variant);
-        }
-        ae_direct_set_band(0);
-    }
-    ae_set_parallel_thresholds(AE_PARALLEL_MACS, AE_PARALLEL_VALUES);
-}
-
 static void test_fused_batchnorm_statistics_match_own_pass(void **state)
 {
     (void)state;
@@ -632,8 +671,8 @@ static void check_fused_bn_grad_sums(int isa, const shape *sh, int deconv)
             ae_deconv2d_backward_through(out[fused][0], out[fused][1], out[fused][2], dy, NULL,
                                          z, &tf, w, n, &g, sh->cin, &s, add);
         else
-            ae_conv2d_backward_sums(out[fused][0], out[fused][1], out[fused][2], dy, z, &tf, w,
-                                    n, &g, sh->cout, &s, add);
+            ae_conv2d_backward_through(out[fused][0], out[fused][1], out[fused][2], dy, NULL, z,
+                                       &tf, w, n, &g, sh->cout, &s, add);
         ae_grad_tf gtf;
         if (fused)
             ae_batchnorm_backward_finish(out[1][3], out[1][4], &bn, z, n, pixels, c, &s, &gtf);
@@ -935,6 +974,7 @@ int main(void)
         cmocka_unit_test(test_direct_kernels_do_not_depend_on_threads),
         cmocka_unit_test(test_elementwise_passes_match_portable),
         cmocka_unit_test(test_fused_batchnorm_backward_matches_two_passes),
+        cmocka_unit_test(test_deconv_with_sigmoid_matches_two_layers),
         cmocka_unit_test(test_fused_batchnorm_statistics_match_own_pass),
         cmocka_unit_test(test_fused_batchnorm_grad_sums_match_own_pass),
         cmocka_unit_test(test_dense_forward_on_each_isa),

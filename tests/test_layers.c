@@ -597,6 +597,21 @@ static void test_mse_loss_and_gradient(void **state)
         y[j] = saved;
         assert_float_equal(dy[j], (l_up - l_down) / (up - down), 1e-5);
     }
+    /* The sum and the gradient in one pass (the model's training step): the
+     * same bits as ae_sum_squared_diff, ae_mse_backward and, through a
+     * sigmoid, ae_sigmoid_backward after it. */
+    float fused[3 * 37], through[3 * 37];
+    const float scale = (float)(2.0 / (double)(n * d));
+    for (int sigmoid = 0; sigmoid <= 1; sigmoid++)
+        for (int i = 0; i < n; i++) {
+            const size_t at = (size_t)i * d;
+            double sum = ae_sum_squared_diff_grad(y + at, x + at, d, fused + at, scale, sigmoid);
+            double alone = ae_sum_squared_diff(y + at, x + at, d);
+            assert_memory_equal(&sum, &alone, sizeof sum);
+            if (sigmoid)
+                ae_sigmoid_backward(through + at, dy + at, y + at, d);
+            assert_memory_equal(fused + at, (sigmoid ? through : dy) + at, d * sizeof(float));
+        }
     free(y), free(x);
 }
 

@@ -378,6 +378,18 @@ static void test_score_encode_decode_agree(void **state)
     assert_memory_equal(per_image, reference, sizeof reference);
     assert_true(loss == (float)batch);
     assert_memory_equal(recon, ae_model_output(m), n * image_floats * sizeof(float));
+    /* The output layer under the sigmoid is not stored: looked at, it is
+     * recomputed, and the sigmoid of it is the model's output. */
+    const int out = ae_model_num_layers(m) - 2;
+    size_t per_image_floats;
+    const float *pre = ae_model_layer_output(m, out, &per_image_floats);
+    assert_non_null(pre);
+    assert_int_equal(per_image_floats, image_floats);
+    for (size_t k = 0; k < n * image_floats; k++) {
+        float e = expf(-fabsf(pre[k]));
+        float want = pre[k] >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
+        assert_float_equal(recon[k], want, 1e-6);
+    }
     /* Scoring one image alone gives the same bits as inside a batch. */
     float alone;
     assert_int_equal(ae_model_score(m, x + image_floats, 1, &alone, NULL, &err), AE_OK);

@@ -350,28 +350,29 @@ typedef struct {
     const ae_direct_ops *ops;
 } apply_grad_job;
 
+void ae_bn_grad_apply(const struct ae_direct_ops_s *ops, float *dz, const float *dy,
+                      const float *z, const ae_grad_tf *g, size_t pixels, int c)
+{
+    if (ops) {
+        ops->bn_grad_apply(dz, dy, z, pixels, c, g->slope, g->mean, g->invstd, g->k_dy,
+                           g->k_mean, g->k_xhat);
+        return;
+    }
+    for (size_t p = 0; p < pixels * c; p += c)
+        for (int ch = 0; ch < c; ch++) {
+            float zi = z[p + ch];
+            float xhat = (leaky(zi, g->slope) - g->mean[ch]) * g->invstd[ch];
+            float da = g->k_dy[ch] * (dy[p + ch] - g->k_mean[ch] - xhat * g->k_xhat[ch]);
+            dz[p + ch] = zi > 0.0f ? da : g->slope * da;
+        }
+}
+
 static void image_grad_apply(void *arg, int i, int t)
 {
     (void)t;
     const apply_grad_job *j = arg;
-    const ae_grad_tf *g = j->gtf;
-    const int c = j->c;
-    const size_t at = (size_t)i * j->pixels * c;
-    if (j->ops) {
-        j->ops->bn_grad_apply(j->dz + at, j->dy + at, g->z + at, j->pixels, c, g->slope, g->mean,
-                              g->invstd, g->k_dy, g->k_mean, g->k_xhat);
-        return;
-    }
-    for (size_t p = 0; p < j->pixels; p++) {
-        const float *dy = j->dy + at + p * c, *z = g->z + at + p * c;
-        float *dz = j->dz + at + p * c;
-        for (int ch = 0; ch < c; ch++) {
-            float zi = z[ch];
-            float xhat = (leaky(zi, g->slope) - g->mean[ch]) * g->invstd[ch];
-            float da = g->k_dy[ch] * (dy[ch] - g->k_mean[ch] - xhat * g->k_xhat[ch]);
-            dz[ch] = zi > 0.0f ? da : g->slope * da;
-        }
-    }
+    const size_t at = (size_t)i * j->pixels * j->c;
+    ae_bn_grad_apply(j->ops, j->dz + at, j->dy + at, j->gtf->z + at, j->gtf, j->pixels, j->c);
 }
 
 void ae_batchnorm_backward_apply(float *dz, const float *dy, const ae_grad_tf *gtf, int n,

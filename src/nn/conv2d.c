@@ -24,6 +24,7 @@ typedef struct {
     const ae_input_tf *tf;
     const ae_bn_stats *stats; /* forward: the BatchNorm statistics of y, or NULL */
     const ae_bn_grad_sums *sums; /* backward: the BatchNorm sums of dx, or NULL */
+    const ae_grad_tf *gtf; /* backward: dy is above a BatchNorm (see layers.h) */
     const ae_conv_geom *g;
     int out_c;
     ae_scratch *s;
@@ -97,6 +98,14 @@ static void backward_image(const void *arg, int i, int t, float *dw_i, int overw
     const float *dy_i = j->dy + (size_t)i * pixels * out_c, *xi = j->x + (size_t)i * in_size;
     float *dx_i = j->dx ? j->dx + (size_t)i * in_size : NULL;
     size_t next = 0; /* the first pixel of dx_i not yet in the BatchNorm sums */
+    if (j->gtf) { /* dz = gtf(dy), after a padded input, a padded dz and a row (ae_plan_make) */
+        float *dz_i = s->pad[t] + ae_direct_padded_floats(g->big_h, g->big_w, g->big_c) +
+                      ae_direct_padded_floats(g->small_h, g->small_w, out_c) +
+                      (size_t)g->small_w * out_c;
+        ae_bn_grad_apply(ops, dz_i, dy_i, j->gtf->z + (size_t)i * pixels * out_c, j->gtf,
+                         (size_t)pixels, out_c);
+        dy_i = dz_i;
+    }
     if (ops) { /* in bands of rows, each band's input padded just before */
         float *pad = s->pad[t];
         (overwrite ? ops->bias_grad : ops->bias_grad_add)(db_i, dy_i, (size_t)pixels, out_c);
@@ -147,17 +156,18 @@ void ae_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const 
                         const ae_input_tf *tf, const float *w, int n, const ae_conv_geom *g,
                         int out_c, ae_scratch *s)
 {
-    ae_conv2d_backward_sums(dx, dw, db, dy, x, tf, w, n, g, out_c, s, NULL);
+    ae_conv2d_backward_through(dx, dw, db, dy, NULL, x, tf, w, n, g, out_c, s, NULL);
 }
 
-void ae_conv2d_backward_sums(float *dx, float *dw, float *db, const float *dy, const float *x,
-                             const ae_input_tf *tf, const float *w, int n,
-                             const ae_conv_geom *g, int out_c, ae_scratch *s,
-                             const ae_bn_grad_sums *sums)
+void ae_conv2d_backward_through(float *dx, float *dw, float *db, const float *dy,
+                                const ae_grad_tf *gtf, const float *x, const ae_input_tf *tf,
+                                const float *w, int n, const ae_conv_geom *g, int out_c,
+                                ae_scratch *s, const ae_bn_grad_sums *sums)
 {
     const double macs = 2.0 * n * g->small_h * g->small_w * 9 * g->big_c * out_c;
     conv_job j = {.dx = dx, .dy = dy, .x = x, .w = w, .tf = tf, .sums = dx ? sums : NULL,
-                  .g = g, .out_c = out_c, .s = s, .ops = ae_direct_ops_for(s->isa)};
+                  .gtf = gtf, .g = g, .out_c = out_c, .s = s,
+                  .ops = ae_direct_ops_for(s->isa)};
     if (j.ops && dx)
         ae_direct_transpose_kernel(s->wt, w, g->big_c, out_c);
     ae_grad_slots_run(s, n, macs, 9 * (size_t)g->big_c * out_c, (size_t)out_c, backward_image,

@@ -27,7 +27,7 @@ typedef struct {
     const ae_bn_stats *stats; /* forward: the BatchNorm statistics of y, or NULL */
     const ae_bn_grad_sums *sums; /* backward: the BatchNorm sums of dx, or NULL */
     const ae_conv_geom *g;
-    int in_c, narrow;
+    int in_c, narrow, sigmoid; /* forward: y = sigmoid(the layer's output) */
     ae_scratch *s;
     const ae_direct_ops *ops;
 } deconv_job;
@@ -57,6 +57,10 @@ static void forward_image(void *arg, int i, int t)
                                    lo, hi);
                 j->ops->small_to_big(s->pad[t], lo, g, in_c, s->wt, j->b, yi, first, end);
             }
+            if (j->sigmoid) { /* while the band is in cache */
+                const size_t at = (size_t)first * g->big_w * out_c;
+                j->ops->sigmoid(yi + at, yi + at, (size_t)(end - first) * g->big_w * out_c);
+            }
             if (j->stats)
                 ae_bn_stats_image(j->stats, yi, i, t, (size_t)end * g->big_w, &next);
         }
@@ -72,27 +76,43 @@ static void forward_image(void *arg, int i, int t)
     for (size_t p = 0; p < big_pixels; p++)
         memcpy(yi + p * out_c, j->b, (size_t)out_c * sizeof *j->b);
     ae_col2im_add(col, g, yi);
+    if (j->sigmoid)
+        ae_sigmoid_forward(yi, yi, big_pixels * out_c);
     if (j->stats)
         ae_bn_stats_image(j->stats, yi, i, t, big_pixels, &next);
+}
+
+static void forward(float *y, const float *x, const ae_input_tf *tf, const float *w,
+                    const float *b, int n, const ae_conv_geom *g, int in_c, ae_scratch *s,
+                    const ae_bn_stats *stats, int sigmoid)
+{
+    const double macs = (double)n * g->small_h * g->small_w * 9 * g->big_c * in_c;
+    deconv_job j = {.y = y, .x = x, .w = w, .b = b, .tf = tf, .stats = stats, .g = g,
+                    .in_c = in_c, .sigmoid = sigmoid, .s = s, .ops = ae_direct_ops_for(s->isa)};
+    j.narrow = j.ops && AE_NARROW(g);
+    if (j.ops && !j.narrow)
+        ae_direct_transpose_kernel(s->wt, w, g->big_c, in_c);
+    ae_pool_run(s->pool, ae_threads_for(s, macs), n, forward_image, &j);
 }
 
 void ae_deconv2d_forward(float *y, const float *x, const ae_input_tf *tf, const float *w,
                          const float *b, int n, const ae_conv_geom *g, int in_c, ae_scratch *s)
 {
-    ae_deconv2d_forward_stats(y, x, tf, w, b, n, g, in_c, s, NULL);
+    forward(y, x, tf, w, b, n, g, in_c, s, NULL, 0);
 }
 
 void ae_deconv2d_forward_stats(float *y, const float *x, const ae_input_tf *tf, const float *w,
                                const float *b, int n, const ae_conv_geom *g, int in_c,
                                ae_scratch *s, const ae_bn_stats *stats)
 {
-    const double macs = (double)n * g->small_h * g->small_w * 9 * g->big_c * in_c;
-    deconv_job j = {.y = y, .x = x, .w = w, .b = b, .tf = tf, .stats = stats, .g = g,
-                    .in_c = in_c, .s = s, .ops = ae_direct_ops_for(s->isa)};
-    j.narrow = j.ops && AE_NARROW(g);
-    if (j.ops && !j.narrow)
-        ae_direct_transpose_kernel(s->wt, w, g->big_c, in_c);
-    ae_pool_run(s->pool, ae_threads_for(s, macs), n, forward_image, &j);
+    forward(y, x, tf, w, b, n, g, in_c, s, stats, 0);
+}
+
+void ae_deconv2d_forward_sigmoid(float *y, const float *x, const ae_input_tf *tf, const float *w,
+                                 const float *b, int n, const ae_conv_geom *g, int in_c,
+                                 ae_scratch *s)
+{
+    forward(y, x, tf, w, b, n, g, in_c, s, NULL, 1);
 }
 
 /* Image i's gradients, its dw and db added to dw_i, db_i (overwritten when overwrite is set). */

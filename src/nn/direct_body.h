@@ -40,14 +40,18 @@
  * COLS (one row when COLS = R; a tile of several rows when rows are short);
  * then dst[(r / COLS) drow + (r % COLS) dstride + v VW] = acc + init (channels
  * past the mask are not written). Each output sums taps, then channels, in
- * the same order whatever tile it is in: the tile shape never changes bits. */
+ * the same order whatever tile it is in: the tile shape never changes bits.
+ * RS > 0 is rstride as a compile-time constant (the caller's rstride equals it). */
 static TARGET ALWAYS_INLINE void FN(block)(const int R, const int V, const int COLS,
-                                           const float *const *src, int ntaps, int rstride,
-                                           size_t srow, int k, const float *const *wt, int ldw,
-                                           float *dst, int dstride, size_t drow, vmask last,
+                                           const int RS, const float *const *src, int ntaps,
+                                           int rstride, size_t srow, int k,
+                                           const float *const *wt, int ldw, float *dst,
+                                           int dstride, size_t drow, vmask last,
                                            const float *init)
 {
     vec acc[RMAX1][2];
+    if (RS > 0)
+        rstride = RS;
     UNROLL
     for (int r = 0; r < R; r++)
         UNROLL
@@ -90,17 +94,21 @@ static TARGET ALWAYS_INLINE void FN(block)(const int R, const int V, const int C
 typedef void (*FN(block_fn))(const float *const *, int, int, size_t, int, const float *const *,
                              int, float *, int, size_t, vmask, const float *);
 
-#define BLOCK_VARIANT(V, R, COLS)                                                               \
-    static TARGET void FN(block_##V##_##R##_##COLS)(const float *const *src, int ntaps,         \
-                                                    int rstride, size_t srow, int k,           \
-                                                    const float *const *wt, int ldw,           \
-                                                    float *dst, int dstride, size_t drow,      \
-                                                    vmask last, const float *init)             \
+#define BLOCK_VARIANT_RS(NAME, V, R, COLS, RS)                                                  \
+    static TARGET void FN(NAME)(const float *const *src, int ntaps, int rstride, size_t srow,   \
+                                int k, const float *const *wt, int ldw, float *dst,            \
+                                int dstride, size_t drow, vmask last, const float *init)       \
     {                                                                                           \
-        FN(block)(R, V, COLS, src, ntaps, rstride, srow, k, wt, ldw, dst, dstride, drow, last,  \
-                  init);                                                                        \
+        FN(block)(R, V, COLS, RS, src, ntaps, rstride, srow, k, wt, ldw, dst, dstride, drow,    \
+                  last, init);                                                                  \
     }
+#define BLOCK_VARIANT(V, R, COLS) BLOCK_VARIANT_RS(block_##V##_##R##_##COLS, V, R, COLS, 0)
 BLOCK_VARIANT(1, RMAX1, RMAX1)
+/* With the pixel stride built in, the widest one-vector block addresses its
+ * pixels by constant offsets; at run time their RMAX1 offsets do not fit in
+ * the general registers. 3 and 6: an RGB image read at stride 1 and 2. */
+BLOCK_VARIANT_RS(block_1_RMAX1_RMAX1_rs3, 1, RMAX1, RMAX1, 3)
+BLOCK_VARIANT_RS(block_1_RMAX1_RMAX1_rs6, 1, RMAX1, RMAX1, 6)
 BLOCK_VARIANT(1, 4, 4)
 BLOCK_VARIANT(1, 1, 1)
 BLOCK_VARIANT(2, RMAX2, RMAX2)
@@ -120,6 +128,18 @@ BLOCK_VARIANT(2, TILE_PX_2_4, 4)
 #ifdef TILE_ROWS_2_2
 BLOCK_VARIANT(2, TILE_PX_2_2, 2)
 #endif
+
+static TARGET FN(block_fn) FN(widest_1)(int rstride)
+{
+    switch (rstride) {
+    case 3:
+        return FN(block_1_RMAX1_RMAX1_rs3);
+    case 6:
+        return FN(block_1_RMAX1_RMAX1_rs6);
+    default:
+        return FN(block_1_RMAX1_RMAX1);
+    }
+}
 
 /* The multi-row tile for rows of n pixels and V vectors (NULL: none), and its rows. */
 static TARGET FN(block_fn) FN(row_tile)(int V, int n, int *rows)
@@ -175,8 +195,8 @@ static TARGET void FN(blocks)(int V, int n, int nrows, const float *const *src0,
             int r = n - done >= rmax ? rmax : n - done >= 4 ? 4 : 1;
             FN(block_fn) f;
             if (V == 1)
-                f = r == rmax ? FN(block_1_RMAX1_RMAX1) : r == 4 ? FN(block_1_4_4)
-                                                                 : FN(block_1_1_1);
+                f = r == rmax ? FN(widest_1)(rstride) : r == 4 ? FN(block_1_4_4)
+                                                                : FN(block_1_1_1);
             else
                 f = r == rmax ? FN(block_2_RMAX2_RMAX2) : r == 4 ? FN(block_2_4_4)
                                                                  : FN(block_2_1_1);

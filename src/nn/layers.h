@@ -36,7 +36,8 @@ typedef struct {
     size_t col_floats;
     float **pad;           /* num_threads buffers of pad_floats each: one image's */
     size_t pad_floats;     /* transformed input, padded (direct) or not (portable), a
-                              padded output gradient (direct conv backward) and a row */
+                              padded output gradient (direct conv backward), a row, and
+                              a convolution's output gradient (under a BatchNorm) */
     float *wt;             /* direct path: a transposed kernel, wt_floats */
     size_t wt_floats;
     float *slots;          /* max_batch x slot_floats: per-image weight-gradient partials */
@@ -201,18 +202,24 @@ void ae_batchnorm_backward_finish(float *dgamma, float *dbeta, const ae_bn_param
                                   ae_grad_tf *gtf);
 void ae_batchnorm_backward_apply(float *dz, const float *dy, const ae_grad_tf *gtf, int n,
                                  size_t pixels, int c, ae_scratch *s);
+/* The same over pixels x c values of one image (z: its part of gtf->z), on
+ * the calling thread; ops (may be NULL) vectorizes it. */
+void ae_bn_grad_apply(const struct ae_direct_ops_s *ops, float *dz, const float *dy,
+                      const float *z, const ae_grad_tf *gtf, size_t pixels, int c);
 /* The convolutions' backward with two BatchNorm passes folded in (both may
  * be NULL):
- *  - gtf (transposed convolution only): dy is the gradient above a BatchNorm
- *    and gtf its transform; the layer's output gradient dz = gtf(dy) is made
- *    band by band as the kernels read it (it is never stored). gtf needs the
- *    direct kernels (ae_direct_ops_for(s->isa) not NULL);
+ *  - gtf: dy is the gradient above a BatchNorm and gtf its transform; the
+ *    layer's output gradient dz = gtf(dy) is never stored. The transposed
+ *    convolution makes it band by band as its kernels read it, which needs
+ *    the direct kernels (ae_direct_ops_for(s->isa) not NULL); the
+ *    convolution, whose output is the small image, makes an image's dz at
+ *    once in a per-thread buffer that its two passes (dw, dx) read from cache;
  *  - sums: x is a BatchNorm's input and dx that BatchNorm's dy; each image's
  *    sums are added (ae_bn_grad_sums_image) as dx's bands are computed. */
-void ae_conv2d_backward_sums(float *dx, float *dw, float *db, const float *dy, const float *x,
-                             const ae_input_tf *tf, const float *w, int n,
-                             const ae_conv_geom *g, int out_c, ae_scratch *s,
-                             const ae_bn_grad_sums *sums);
+void ae_conv2d_backward_through(float *dx, float *dw, float *db, const float *dy,
+                                const ae_grad_tf *gtf, const float *x, const ae_input_tf *tf,
+                                const float *w, int n, const ae_conv_geom *g, int out_c,
+                                ae_scratch *s, const ae_bn_grad_sums *sums);
 void ae_deconv2d_backward_through(float *dx, float *dw, float *db, const float *dy,
                                   const ae_grad_tf *gtf, const float *x, const ae_input_tf *tf,
                                   const float *w, int n, const ae_conv_geom *g, int in_c,
@@ -244,6 +251,12 @@ void ae_conv2d_forward_stats(float *y, const float *x, const ae_input_tf *tf, co
 void ae_deconv2d_forward_stats(float *y, const float *x, const ae_input_tf *tf, const float *w,
                                const float *b, int n, const ae_conv_geom *g, int in_c,
                                ae_scratch *s, const ae_bn_stats *stats);
+/* ae_deconv2d_forward followed by a sigmoid (ae_sigmoid_forward's bits on
+ * each path), applied to each band of y while it is in cache: the layer's
+ * own output is never stored. */
+void ae_deconv2d_forward_sigmoid(float *y, const float *x, const ae_input_tf *tf, const float *w,
+                                 const float *b, int n, const ae_conv_geom *g, int in_c,
+                                 ae_scratch *s);
 /* y = tf(z) over pixels x c values. */
 void ae_bn_apply(float *y, const float *z, const ae_input_tf *tf, size_t pixels, int c);
 
@@ -259,6 +272,11 @@ void ae_sigmoid_backward(float *dx, const float *dy, const float *y, size_t coun
 double ae_mse_forward(const float *y, const float *x, int n, size_t d, float *per_image);
 /* One image's sum of (y - x)^2 over d values, the sum ae_mse_forward takes. */
 double ae_sum_squared_diff(const float *y, const float *x, size_t d);
+/* The same sum (the same bits), and in the same pass the loss's gradient
+ * dy = scale (y - x) (ae_scaled_diff), times y (1 - y) with sigmoid (y a
+ * sigmoid's output: ae_sigmoid_backward's factor). */
+double ae_sum_squared_diff_grad(const float *y, const float *x, size_t d, float *dy, float scale,
+                                int sigmoid);
 void ae_mse_backward(float *dy, const float *y, const float *x, int n, size_t d);
 /* dy = scale (y - x) over count values: ae_mse_backward's loop, scale = 2 / (n d). */
 void ae_scaled_diff(float *dy, const float *y, const float *x, size_t count, float scale);

@@ -68,6 +68,11 @@ struct ae_model {
  * (into m->view, made on first use; NULL if that allocation fails). */
 const float *ae_model_view(ae_model *m, int i);
 
+/* model_plan.c: whether layer i is a transposed convolution that applies
+ * the sigmoid after it (ae_deconv2d_forward_sigmoid, into the sigmoid's
+ * output); its own output is then recomputed only to be looked at. */
+int ae_plan_applies_sigmoid(const ae_plan *p, int i);
+
 ae_status ae_plan_make(ae_plan *plan, const ae_config *cfg, int max_batch, int threads,
                        ae_error *err);
 

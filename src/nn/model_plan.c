@@ -39,6 +39,12 @@ static int add_size(size_t *acc, size_t v)
 
 static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
 
+int ae_plan_applies_sigmoid(const ae_plan *p, int i)
+{
+    return i >= 0 && i + 1 < p->num_layers && p->layers[i].kind == AE_LAYER_DECONV &&
+           p->layers[i + 1].kind == AE_LAYER_SIGMOID;
+}
+
 static ae_status check_values(const ae_config *cfg, int max_batch, ae_error *err)
 {
     if (cfg->height < 1 || cfg->width < 1 || cfg->height > AE_MAX_SIDE || cfg->width > AE_MAX_SIDE)
@@ -231,12 +237,14 @@ ae_status ae_plan_make(ae_plan *p, const ae_config *cfg, int max_batch, int thre
             int other_c = l->kind == AE_LAYER_CONV ? l->out_c : l->in_c;
             if (p->isa == AE_ISA_PORTABLE)
                 p->col_floats = max_size(p->col_floats, small * taps);
-            /* the transformed or padded input, a padded gradient and a row (direct.h) */
+            /* the transformed or padded input, a padded gradient and a row (direct.h);
+             * a convolution's backward then makes its whole output gradient */
             p->pad_floats =
                 max_size(p->pad_floats,
                          ae_direct_padded_floats(l->geom.big_h, l->geom.big_w, l->geom.big_c) +
                              ae_direct_padded_floats(l->geom.small_h, l->geom.small_w, other_c) +
-                             (size_t)l->geom.small_w * other_c);
+                             (size_t)l->geom.small_w * other_c +
+                             (l->kind == AE_LAYER_CONV ? l->out_count : 0));
             p->wt_floats = max_size(p->wt_floats, taps * other_c);
             /* one image's kernel gradient, then its bias gradient */
             p->slot_floats = max_size(p->slot_floats, taps * other_c + (size_t)l->out_c);
@@ -251,8 +259,9 @@ ae_status ae_plan_make(ae_plan *p, const ae_config *cfg, int max_batch, int thre
             goto overflow;
         /* A LeakyReLU and the BatchNorm after it are recomputed from the
          * convolution's output z wherever they are read; only a BatchNorm
-         * that feeds the dense layer (a GEMM input) is kept. */
-        l->stored = !(l->kind == AE_LAYER_LEAKY ||
+         * that feeds the dense layer (a GEMM input) is kept. The output
+         * layer writes the sigmoid's output, never its own. */
+        l->stored = !(l->kind == AE_LAYER_LEAKY || ae_plan_applies_sigmoid(p, i) ||
                       (l->kind == AE_LAYER_BN &&
                        (i + 1 == p->num_layers || p->layers[i + 1].kind != AE_LAYER_DENSE)));
         l->act = act;

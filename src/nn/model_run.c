@@ -98,8 +98,12 @@ static void run_layers(ae_model *m, int from, int to, const float *in, int n, ae
                                     add_stats);
             break;
         case AE_LAYER_DECONV:
-            ae_deconv2d_forward_stats(y, x, use, w, b, n, &l->geom, l->in_c, &m->scratch,
-                                      add_stats);
+            if (ae_plan_applies_sigmoid(&m->plan, i))
+                ae_deconv2d_forward_sigmoid(layer_out(m, i + 1), x, use, w, b, n, &l->geom,
+                                            l->in_c, &m->scratch);
+            else
+                ae_deconv2d_forward_stats(y, x, use, w, b, n, &l->geom, l->in_c, &m->scratch,
+                                          add_stats);
             break;
         case AE_LAYER_DENSE:
             ae_dense_forward(y, x, w, b, n, (int)l->in_count, (int)l->out_count,
@@ -108,7 +112,9 @@ static void run_layers(ae_model *m, int from, int to, const float *in, int n, ae
         case AE_LAYER_LEAKY: /* applied by the BatchNorm after it */
             break;
         case AE_LAYER_SIGMOID:
-            ae_sigmoid_forward_with(ae_direct_ops_for(m->scratch.isa), &m->scratch, y, x, count);
+            if (!ae_plan_applies_sigmoid(&m->plan, i - 1) || i == from)
+                ae_sigmoid_forward_with(ae_direct_ops_for(m->scratch.isa), &m->scratch, y, x,
+                                        count);
             break;
         case AE_LAYER_BN: {
             size_t pixels = (size_t)l->out_h * l->out_w;
@@ -127,14 +133,21 @@ static void run_layers(ae_model *m, int from, int to, const float *in, int n, ae
     }
 }
 
-/* A recomputed layer's output (a LeakyReLU or a BatchNorm) for inspection. */
+/* A recomputed layer's output (a LeakyReLU, a BatchNorm, or the output
+ * layer under the sigmoid) for inspection. */
 const float *ae_model_view(ae_model *m, int i)
 {
     const ae_layer *l = &m->plan.layers[i];
     if (!m->view && !(m->view = malloc(m->plan.view_floats * sizeof(float))))
         return NULL;
     size_t pixels = (size_t)m->last_n * l->out_h * l->out_w;
-    if (l->kind == AE_LAYER_LEAKY) {
+    if (l->kind == AE_LAYER_DECONV) {
+        ae_input_tf tf;
+        const ae_input_tf *use;
+        const float *x = layer_input(m, i, -1, NULL, &tf, &use);
+        ae_deconv2d_forward(m->view, x, use, m->params + l->kernel, m->params + l->bias,
+                            m->last_n, &l->geom, l->in_c, &m->scratch);
+    } else if (l->kind == AE_LAYER_LEAKY) {
         ae_leaky_forward(m->view, layer_out(m, i - 1), pixels * l->out_c, m->cfg.leaky_slope);
     } else {
         ae_bn_params bn = bn_params(m, i);
@@ -164,22 +177,32 @@ typedef struct {
     const float *y, *x;
     size_t d;
     double *sums;
+    float *dy; /* NULL: the sums alone */
+    float scale;
+    int sigmoid;
 } loss_job;
 
 static void image_loss(void *arg, int i, int t)
 {
     (void)t;
     const loss_job *j = arg;
-    j->sums[i] = ae_sum_squared_diff(j->y + (size_t)i * j->d, j->x + (size_t)i * j->d, j->d);
+    const size_t at = (size_t)i * j->d;
+    j->sums[i] = j->dy ? ae_sum_squared_diff_grad(j->y + at, j->x + at, j->d, j->dy + at,
+                                                  j->scale, j->sigmoid)
+                       : ae_sum_squared_diff(j->y + at, j->x + at, j->d);
 }
 
 /* ae_mse_forward with the images' sums on the pool, added in image order:
- * the same bits. */
-float ae_model_loss(const ae_model *m, const float *x, int n, float *per_image)
+ * the same bits. With dy, the same pass writes the loss's gradient, 2 (y -
+ * x) / count as ae_mse_backward, through the sigmoid's backward (y (1 - y))
+ * when the last layer is one. */
+static float loss_pass(const ae_model *m, const float *x, int n, float *per_image, float *dy)
 {
-    const size_t d = m->plan.layers[m->plan.num_layers - 1].out_count;
+    const ae_layer *last = &m->plan.layers[m->plan.num_layers - 1];
+    const size_t d = last->out_count;
     const ae_scratch *s = &m->scratch;
-    loss_job j = {ae_model_output(m), x, d, m->image_sums};
+    loss_job j = {ae_model_output(m), x, d, m->image_sums, dy,
+                  (float)(2.0 / ((double)n * (double)d)), last->kind == AE_LAYER_SIGMOID};
     const int threads = (size_t)n * d >= ae_parallel_values() ? ae_scratch_threads(s) : 1;
     ae_pool_run(s->pool, threads, n, image_loss, &j);
     double total = 0;
@@ -191,38 +214,9 @@ float ae_model_loss(const ae_model *m, const float *x, int n, float *per_image)
     return n > 0 ? (float)(total / ((double)n * (double)d)) : 0.0f;
 }
 
-/* The element-wise passes of the backward and of Adam, in chunks on the pool. */
-typedef struct {
-    float *out;
-    const float *a, *b;
-    float scale;
-} elementwise_job;
-
-static void mse_chunk(void *arg, size_t begin, size_t end)
+float ae_model_loss(const ae_model *m, const float *x, int n, float *per_image)
 {
-    const elementwise_job *j = arg;
-    ae_scaled_diff(j->out + begin, j->a + begin, j->b + begin, end - begin, j->scale);
-}
-
-/* ae_scaled_diff, then ae_sigmoid_backward in place, in one pass (the same
- * float operations in the same order). */
-static void mse_sigmoid_chunk(void *arg, size_t begin, size_t end)
-{
-    const elementwise_job *j = arg;
-    for (size_t k = begin; k < end; k++) {
-        float y = j->a[k], dy = j->scale * (y - j->b[k]);
-        j->out[k] = dy * y * (1.0f - y);
-    }
-}
-
-/* dy = 2 (y - x) / count, as ae_mse_backward; with `sigmoid` (y a sigmoid's
- * output), also that sigmoid's backward: dy y (1 - y). */
-static void mse_grad(ae_model *m, float *dy, const float *y, const float *x, size_t count,
-                     int sigmoid)
-{
-    elementwise_job j = {dy, y, x, (float)(2.0 / (double)count)};
-    ae_parallel_chunks(&m->scratch, count, 1 << 16, count,
-                       sigmoid ? mse_sigmoid_chunk : mse_chunk, &j);
+    return loss_pass(m, x, n, per_image, NULL);
 }
 
 /* For the backward of convolution i: the gradient sums of the BatchNorm
@@ -242,13 +236,14 @@ static const ae_bn_grad_sums *bn_sums_below(ae_model *m, int i, const ae_input_t
     return sums;
 }
 
-void ae_model_backward(ae_model *m, const float *x, int n)
+/* The backward from the loss's gradient in m->grad_a (loss_pass). */
+static void backward(ae_model *m, const float *x, int n)
 {
     const ae_plan *p = &m->plan;
-    const ae_layer *last = &p->layers[p->num_layers - 1];
     float *dy = m->grad_a, *spare = m->grad_b;
-    /* A BatchNorm over a transposed convolution leaves its second pass to the
-     * convolution's backward (ae_deconv2d_backward_through): dz is never stored. */
+    /* A BatchNorm over a convolution leaves its second pass to the
+     * convolution's backward (ae_conv2d_backward_through, and
+     * ae_deconv2d_backward_through on the direct kernels): dz is never stored. */
     const int fuse = ae_direct_ops_for(m->scratch.isa) != NULL;
     ae_grad_tf gtf;
     const ae_grad_tf *pending = NULL;
@@ -257,12 +252,8 @@ void ae_model_backward(ae_model *m, const float *x, int n)
      * only merges them. */
     ae_bn_grad_sums sums;
     int sums_ready = -1; /* the BatchNorm whose per-image sums are in the slots */
-    double start = omp_get_wtime();
-    mse_grad(m, dy, layer_out(m, p->num_layers - 1), x, (size_t)n * last->out_count,
-             last->kind == AE_LAYER_SIGMOID);
     for (int i = p->num_layers - 1; i >= 0; i--) {
-        if (i < p->num_layers - 1)
-            start = omp_get_wtime();
+        double start = omp_get_wtime();
         const ae_layer *l = &p->layers[i];
         ae_input_tf tf;
         const ae_input_tf *use = NULL;
@@ -291,7 +282,8 @@ void ae_model_backward(ae_model *m, const float *x, int n)
             else
                 ae_batchnorm_backward_sums(dw, db, dy, z, &bn, n, pixels, l->out_c,
                                            &m->scratch, &gtf);
-            if (fuse && p->layers[under].kind == AE_LAYER_DECONV)
+            if (p->layers[under].kind == AE_LAYER_CONV ||
+                (fuse && p->layers[under].kind == AE_LAYER_DECONV))
                 pending = &gtf;
             else
                 ae_batchnorm_backward_apply(dy, dy, &gtf, n, pixels, l->out_c, &m->scratch);
@@ -299,8 +291,10 @@ void ae_model_backward(ae_model *m, const float *x, int n)
             break;
         }
         case AE_LAYER_CONV:
-            ae_conv2d_backward_sums(dx, dw, db, dy, in, use, w, n, &l->geom, l->out_c,
-                                    &m->scratch, bn_sums_below(m, i, use, dx, &sums, &sums_ready));
+            ae_conv2d_backward_through(dx, dw, db, dy, pending, in, use, w, n, &l->geom,
+                                       l->out_c, &m->scratch,
+                                       bn_sums_below(m, i, use, dx, &sums, &sums_ready));
+            pending = NULL;
             break;
         case AE_LAYER_DECONV:
             ae_deconv2d_backward_through(dx, dw, db, dy, pending, in, use, w, n, &l->geom,
@@ -319,6 +313,12 @@ void ae_model_backward(ae_model *m, const float *x, int n)
             dy = dx;
         }
     }
+}
+
+void ae_model_backward(ae_model *m, const float *x, int n)
+{
+    loss_pass(m, x, n, NULL, m->grad_a);
+    backward(m, x, n);
 }
 
 void ae_adam_config_init(ae_adam_config *cfg, float learning_rate, int decay_epochs)
@@ -384,7 +384,7 @@ ae_status ae_model_train_step(ae_model *m, const ae_adam_config *cfg, const floa
     /* The forward moves BatchNorm's statistics: keep them to undo a bad step. */
     memcpy(m->state_backup, m->state, state_bytes);
     run_layers(m, 0, m->plan.num_layers, x, n, AE_MODE_TRAIN);
-    float value = ae_model_loss(m, x, n, NULL);
+    float value = loss_pass(m, x, n, NULL, m->grad_a); /* and its gradient */
     if (loss)
         *loss = value;
     const char *bad = NULL;
@@ -392,7 +392,7 @@ ae_status ae_model_train_step(ae_model *m, const ae_adam_config *cfg, const floa
     if (!isfinite(value)) {
         bad = "the loss";
     } else {
-        ae_model_backward(m, x, n);
+        backward(m, x, n);
         if ((count = count_not_finite(m->grads, m->plan.num_params)) > 0)
             bad = "the gradients";
         else if ((count = adam(m, cfg, 0)) > 0)
