@@ -405,6 +405,30 @@ static void test_elementwise_passes_match_portable(void **state)
     }
 }
 
+/* scratch_make with room for a BatchNorm's sums over c channels, and that
+ * BatchNorm (gamma, beta; its statistics in stats, the moving ones fresh). */
+static ae_bn_params bn_scratch_make(ae_scratch *s, int isa, int n, const ae_conv_geom *g,
+                                    int small_c, int c, const float *gamma, const float *beta,
+                                    float stats[6][64])
+{
+    assert_true(c <= 64);
+    scratch_make(s, isa, n, g, small_c);
+    s->dslot_doubles = 2 * (size_t)c;
+    s->dslots = calloc(s->dslot_doubles * (size_t)(n + 4 + 2 * s->num_threads), sizeof(double));
+    s->channel = filled_floats(4 * (size_t)c, NAN);
+    assert_non_null(s->dslots);
+    for (int k = 0; k < c; k++)
+        stats[0][k] = 0.0f, stats[1][k] = 1.0f;
+    return (ae_bn_params){gamma,    beta,     stats[0], stats[1], stats[2], stats[3],
+                          stats[4], stats[5], 0.9f,     1e-3f,    0.2f};
+}
+
+static void bn_scratch_free(ae_scratch *s)
+{
+    free(s->dslots), free(s->channel);
+    scratch_free(s);
+}
+
 /* check(isa, shape, variant) on every path (portable included), bands of 1-3
  * rows and automatic, every pass parallel: the chosen shapes (variant 0 and
  * 1 in turn) and `more` (both variants each). */
@@ -458,20 +482,10 @@ static void check_fused_bn_backward(int isa, const shape *sh, int with_tf)
         const ae_input_tf *use = with_tf ? &tf : NULL;
         float *out[2][5]; /* dx, dw, db, dgamma, dbeta */
         const size_t sizes[5] = {nx, nw, (size_t)c, (size_t)c, (size_t)c};
-        assert_true(c <= 64);
         for (int fused = 0; fused < 2; fused++) {
             ae_scratch s;
-            scratch_make(&s, isa, n, &g, small_c);
-            s.dslot_doubles = 2 * (size_t)c;
-            s.dslots = calloc(s.dslot_doubles * (size_t)(n + 4 + 2 * s.num_threads),
-                              sizeof(double));
-            s.channel = filled_floats(4 * (size_t)c, NAN);
-            assert_non_null(s.dslots);
             float stats[6][64];
-            ae_bn_params bn = {gamma, beta, stats[0], stats[1], stats[2], stats[3], stats[4],
-                               stats[5], 0.9f, 1e-3f, 0.2f};
-            for (int k = 0; k < c; k++)
-                stats[0][k] = 0.0f, stats[1][k] = 1.0f;
+            ae_bn_params bn = bn_scratch_make(&s, isa, n, &g, small_c, c, gamma, beta, stats);
             for (int j = 0; j < 5; j++)
                 out[fused][j] = filled_floats(sizes[j], NAN);
             ae_batchnorm_forward_train(NULL, z, &bn, n, pixels, c, &s);
@@ -494,8 +508,8 @@ static void check_fused_bn_backward(int isa, const shape *sh, int with_tf)
             else
                 ae_conv2d_backward_through(out[fused][0], out[fused][1], out[fused][2], grad,
                                            through, x, use, w, n, &g, c, &s, NULL);
-            free(dz), free(s.dslots), free(s.channel);
-            scratch_free(&s);
+            free(dz);
+            bn_scratch_free(&s);
         }
         static const char *names[5] = {"dx", "dw", "db", "dgamma", "dbeta"};
         for (int j = 0; j < 5; j++)
@@ -647,19 +661,10 @@ static void check_fused_bn_grad_sums(int isa, const shape *sh, int deconv)
     float *out[2][7]; /* dx, dw, db, dgamma, dbeta, k_mean, k_xhat */
     const size_t sizes[7] = {nz, nw, (size_t)sh->cout, (size_t)c, (size_t)c, (size_t)c,
                              (size_t)c};
-    assert_true(c <= 64);
     for (int fused = 0; fused < 2; fused++) {
         ae_scratch s;
-        scratch_make(&s, isa, n, &g, small_c);
-        s.dslot_doubles = 2 * (size_t)c;
-        s.dslots = calloc(s.dslot_doubles * (size_t)(n + 4 + 2 * s.num_threads), sizeof(double));
-        s.channel = filled_floats(4 * (size_t)c, NAN);
-        assert_non_null(s.dslots);
         float stats[6][64];
-        ae_bn_params bn = {gamma, beta, stats[0], stats[1], stats[2], stats[3], stats[4],
-                           stats[5], 0.9f, 1e-3f, 0.2f};
-        for (int k = 0; k < c; k++)
-            stats[0][k] = 0.0f, stats[1][k] = 1.0f;
+        ae_bn_params bn = bn_scratch_make(&s, isa, n, &g, small_c, c, gamma, beta, stats);
         for (int j = 0; j < 7; j++)
             out[fused][j] = filled_floats(sizes[j], NAN);
         ae_batchnorm_forward_train(NULL, z, &bn, n, pixels, c, &s);
@@ -681,8 +686,7 @@ static void check_fused_bn_grad_sums(int isa, const shape *sh, int deconv)
                                        &s, &gtf);
         memcpy(out[fused][5], gtf.k_mean, (size_t)c * sizeof(float));
         memcpy(out[fused][6], gtf.k_xhat, (size_t)c * sizeof(float));
-        free(s.dslots), free(s.channel);
-        scratch_free(&s);
+        bn_scratch_free(&s);
     }
     static const char *names[7] = {"dx", "dw", "db", "dgamma", "dbeta", "k_mean", "k_xhat"};
     char name[64];
