@@ -537,17 +537,20 @@ WGRAD_VARIANT(2, 1)
 typedef void (*FN(wgrad_fn))(const float *, size_t, int, int, const float *, size_t, int, int,
                              int, float *, size_t, int, vmask);
 
-/* wgrad for ONE big channel (cb = 1) and one vector of small channels: the
- * nine taps at once (nine chains instead of three per kernel row); each
- * tap's sum runs over the same pixels in the same order as wgrad's. */
-static TARGET void FN(wgrad_one_channel)(const float *big, size_t big_row, int big_px,
-                                         size_t prow, const float *small, size_t small_row,
-                                         int small_px, int rows, int cols, float *dw,
-                                         size_t tap_stride, vmask last)
+/* wgrad for CB = 1 or 3 big channels (a gray or RGB image, or the output
+ * layer's gradient) and one vector of small channels: the nine taps at once
+ * (9 CB chains instead of 3 CB per kernel row, and each small vector read
+ * once instead of three times); each tap's sum runs over the same pixels in
+ * the same order as wgrad's. */
+static TARGET ALWAYS_INLINE void FN(wgrad_taps)(const int CB, const float *big, size_t big_row,
+                                                int big_px, size_t prow, const float *small,
+                                                size_t small_row, int small_px, int rows,
+                                                int cols, float *dw, size_t tap_stride,
+                                                int ldw, vmask last)
 {
-    vec acc[9];
-    UNROLL
-    for (int t = 0; t < 9; t++)
+    vec acc[27];
+    UNROLL_ALL
+    for (int t = 0; t < 9 * CB; t++)
         acc[t] = V_ZERO();
     for (int row = 0; row < rows; row++) {
         const float *b = big + row * big_row, *sm = small + row * small_row;
@@ -557,15 +560,32 @@ static TARGET void FN(wgrad_one_channel)(const float *big, size_t big_row, int b
             for (int kh = 0; kh < 3; kh++)
                 UNROLL
                 for (int kw = 0; kw < 3; kw++)
-                    acc[kh * 3 + kw] = V_FMA(V_SET1(b[kh * prow + kw]), sv, acc[kh * 3 + kw]);
+                    UNROLL
+                    for (int c = 0; c < CB; c++)
+                        acc[(kh * 3 + kw) * CB + c] = V_FMA(V_SET1(b[kh * prow + kw * CB + c]),
+                                                            sv, acc[(kh * 3 + kw) * CB + c]);
         }
     }
     UNROLL
-    for (int t = 0; t < 9; t++) {
-        float *d = dw + t * tap_stride;
-        V_STOREM(d, last, V_ADD(V_LOADM(d, last), acc[t]));
-    }
+    for (int t = 0; t < 9; t++)
+        UNROLL
+        for (int c = 0; c < CB; c++) {
+            float *d = dw + t * tap_stride + (size_t)c * ldw;
+            V_STOREM(d, last, V_ADD(V_LOADM(d, last), acc[t * CB + c]));
+        }
 }
+
+#define WGRAD_TAPS_VARIANT(CB)                                                                  \
+    static TARGET void FN(wgrad_taps_##CB)(const float *big, size_t big_row, int big_px,        \
+                                           size_t prow, const float *small, size_t small_row,   \
+                                           int small_px, int rows, int cols, float *dw,         \
+                                           size_t tap_stride, int ldw, vmask last)              \
+    {                                                                                           \
+        FN(wgrad_taps)(CB, big, big_row, big_px, prow, small, small_row, small_px, rows, cols,  \
+                       dw, tap_stride, ldw, last);                                              \
+    }
+WGRAD_TAPS_VARIANT(1)
+WGRAD_TAPS_VARIANT(3)
 
 /* Rows of the small image go in bands, so that a band's pixels stay in cache
  * while every tap row and channel block passes over them. */
@@ -578,14 +598,15 @@ static TARGET void FN(weight_grad)(const float *pad, int row0, const float *smal
     const size_t tap_stride = (size_t)cb * cs;
     for (int oy0 = first; oy0 < last_row; oy0 += BAND) {
         int rows = last_row - oy0 < BAND ? last_row - oy0 : BAND;
-        if (cb == 1) {
-            const float *brow = pad + (size_t)(oy0 * s - g->pad_top + 1 - row0) * pw +
-                                1 - g->pad_left;
+        /* the band's first 3 x 3 window */
+        const float *window = pad + ((size_t)(oy0 * s - g->pad_top + 1 - row0) * pw + 1 -
+                                     g->pad_left) * cb;
+        if (cb == 1 || (cb == 3 && cs <= VW)) {
             for (int o0 = 0; o0 < cs; o0 += VW)
-                FN(wgrad_one_channel)(brow, (size_t)s * pw, s, (size_t)pw,
-                                      small + (size_t)(oy0 - srow0) * g->small_w * cs + o0,
-                                      (size_t)g->small_w * cs, cs, rows, g->small_w, dw + o0,
-                                      tap_stride, mask_first(cs - o0));
+                (cb == 1 ? FN(wgrad_taps_1) : FN(wgrad_taps_3))(
+                    window, (size_t)s * pw * cb, s * cb, (size_t)pw * cb,
+                    small + (size_t)(oy0 - srow0) * g->small_w * cs + o0, (size_t)g->small_w * cs,
+                    cs, rows, g->small_w, dw + o0, tap_stride, cs, mask_first(cs - o0));
             continue;
         }
         for (int o0 = 0; o0 < cs; o0 += 2 * VW) {
@@ -593,8 +614,7 @@ static TARGET void FN(weight_grad)(const float *pad, int row0, const float *smal
             int v = group_vectors(cs - o0, &last);
             const int cbmax = v == 1 ? CBMAX1 : CBMAX2;
             for (int kh = 0; kh < 3; kh++) {
-                int py = oy0 * s + kh - g->pad_top + 1 - row0, px = 1 - g->pad_left;
-                const float *brow = pad + ((size_t)py * pw + px) * cb;
+                const float *brow = window + (size_t)kh * pw * cb;
                 for (int c0 = 0; c0 < cb;) {
                     int left = cb - c0, n;
                     FN(wgrad_fn) f;
