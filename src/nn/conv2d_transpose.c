@@ -128,15 +128,13 @@ static void backward_image(const void *arg, int i, int t, float *dw_i, int overw
     float *db_i = dw_i + kernel;
     const float *dy_i = j->dy + (size_t)i * big_pixels * out_c, *xi = j->x + (size_t)i * in_size;
     float *dx_i = j->dx ? j->dx + (size_t)i * in_size : NULL;
-    /* With gtf, dz = gtf(dy) is made band by band and its bias sums with it. */
+    /* With gtf, dz = gtf(dy) is made band by band (and its bias sums with it). */
     const float *z_i = j->gtf ? j->gtf->z + (size_t)i * big_pixels * out_c : NULL;
     int summed = 0; /* image rows of dz added to db_i */
     size_t next = 0; /* the first pixel of dx_i not yet in the BatchNorm sums */
-    if (j->gtf) {
+    if (ops) { /* the bias sums are added row by row as the bands read dy */
         if (overwrite)
             memset(db_i, 0, (size_t)out_c * sizeof *db_i);
-    } else if (ops) {
-        (overwrite ? ops->bias_grad : ops->bias_grad_add)(db_i, dy_i, big_pixels, out_c);
     } else {
         (overwrite ? ae_bias_grad : ae_bias_grad_add)(db_i, dy_i, big_pixels, out_c);
     }
@@ -152,11 +150,8 @@ static void backward_image(const void *arg, int i, int t, float *dw_i, int overw
         for (int first = 0; first < g->small_h; first += band) {
             int end = first + band < g->small_h ? first + band : g->small_h, lo, hi;
             ae_direct_rows_needed(g, 1, first, end, &lo, &hi);
-            if (j->gtf)
-                ae_conv_grad_rows(ops, pad_dy, dy_i, z_i, j->gtf, g->big_h, g->big_w, out_c, lo,
-                                  hi, db_i, &summed);
-            else
-                ae_conv_input_rows(ops, pad_dy, dy_i, NULL, g->big_h, g->big_w, out_c, lo, hi);
+            ae_conv_grad_rows(ops, pad_dy, dy_i, z_i, j->gtf, g->big_h, g->big_w, out_c, lo, hi,
+                              db_i, &summed);
             const float *x_rows = xi;
             int x_row0 = 0;
             if (j->tf) {
@@ -172,7 +167,7 @@ static void backward_image(const void *arg, int i, int t, float *dw_i, int overw
                 ae_bn_grad_sums_image(j->sums, dx_i, i, (size_t)end * g->small_w, &next);
         }
         /* Rows no band read (none in TF's geometry) still count for the bias. */
-        while (j->gtf && summed < g->big_h)
+        while (summed < g->big_h)
             ae_conv_grad_rows(ops, pad_dy, dy_i, z_i, j->gtf, g->big_h, g->big_w, out_c,
                               summed + 1, summed + 2, db_i, &summed);
         return;

@@ -79,10 +79,11 @@ void ae_conv_input_rows(const ae_direct_ops *ops, float *dst, const float *x,
 void ae_conv_input_planar_rows(const ae_direct_ops *ops, float *dst, const float *x,
                                const ae_input_tf *tf, int h, int w, int c, int lo, int hi,
                                float *tmp /* w x c floats, used when tf is set */);
-/* ae_conv_input_rows for an output gradient under a BatchNorm: padded rows
- * [lo, hi) of dz = gtf(dy) (one image; z its part of gtf->z). Each image
- * row not yet added (rows *summed, *summed + 1, ... in order) is added to
- * db by ops->bias_grad_add, and *summed moves past it. */
+/* ae_conv_input_rows for an output gradient: padded rows [lo, hi) of dy or,
+ * under a BatchNorm, of dz = gtf(dy) (one image; z its part of gtf->z; gtf
+ * and z NULL: dy as is). Each image row not yet added (rows *summed,
+ * *summed + 1, ... in order) is added to db by ops->bias_grad_add, and
+ * *summed moves past it. */
 void ae_conv_grad_rows(const ae_direct_ops *ops, float *dst, const float *dy, const float *z,
                        const ae_grad_tf *gtf, int h, int w, int c, int lo, int hi, float *db,
                        int *summed);

@@ -121,8 +121,11 @@ void ae_conv_grad_rows(const ae_direct_ops *ops, float *dst, const float *dy, co
         }
         const size_t at = (size_t)(r - 1) * inner;
         memset(d, 0, (size_t)c * sizeof *d);
-        ops->bn_grad_apply(d + c, dy + at, z + at, (size_t)w, c, gtf->slope, gtf->mean,
-                           gtf->invstd, gtf->k_dy, gtf->k_mean, gtf->k_xhat);
+        if (gtf)
+            ops->bn_grad_apply(d + c, dy + at, z + at, (size_t)w, c, gtf->slope, gtf->mean,
+                               gtf->invstd, gtf->k_dy, gtf->k_mean, gtf->k_xhat);
+        else
+            memcpy(d + c, dy + at, inner * sizeof *d);
         memset(d + c + inner, 0, (size_t)c * sizeof *d);
         if (r - 1 == *summed) {
             ops->bias_grad_add(db, d + c, (size_t)w, c);
