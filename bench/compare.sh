@@ -9,8 +9,11 @@
 # (tee'd above the ratios) has the per-layer time breakdown as # lines.
 # Environment: THREADS (default: all cores), SECONDS_PER_RUN (default 3),
 # SIZES (default "32x32x1 256x256x3"), BATCH (32), PYTHON (/usr/bin/python3),
-# BENCH_BIN. PyTorch runs with jemalloc preloaded (decay off, transparent huge
-# pages, as aedet asks for its own big buffers) when installed.
+# BENCH_BIN, REPEATS (1; with more, both sides run that many times in turn
+# and each ratio is the median, the lower middle one for an even count, with
+# every repeat's in brackets). PyTorch runs with jemalloc preloaded (decay
+# off, transparent huge pages, as aedet asks for its own big buffers) when
+# installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${BENCH_BIN:-build/release/bench/bench_model}
@@ -18,6 +21,7 @@ python=${PYTHON:-/usr/bin/python3}
 threads=${THREADS:-$(nproc)}
 seconds=${SECONDS_PER_RUN:-3}
 batch=${BATCH:-32}
+repeats=${REPEATS:-1}
 sizes=${SIZES:-"32x32x1 256x256x3"}
 if [ ! -x "$bin" ]; then
     echo "bench/compare.sh: $bin is missing; build it with: make $bin" >&2
@@ -34,25 +38,59 @@ fi
 echo "# $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $threads threads, batch $batch"
 echo "# torch allocator: $allocator"
 
-ours=$(mktemp) peer=$(mktemp)
-trap 'rm -f "$ours" "$peer"' EXIT
-for size in $sizes; do
-    OPENBLAS_NUM_THREADS=1 "$bin" --threads "$threads" --seconds "$seconds" --batch "$batch" \
-        --size "$size" | tee -a "$ours"
-    env "${peer_env[@]}" "$python" bench/torch_peer.py --threads "$threads" \
-        --seconds "$seconds" --batch "$batch" --size "$size" | sed 's/^#/# torch:/' | tee -a "$peer"
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+# Each repeat runs both sides once per size, aedet first; on a shared machine
+# the median of several repeats' ratios is steadier than one.
+for ((r = 1; r <= repeats; r++)); do
+    for size in $sizes; do
+        OPENBLAS_NUM_THREADS=1 "$bin" --threads "$threads" --seconds "$seconds" --batch "$batch" \
+            --size "$size" | tee -a "$dir/ours.$r"
+        env "${peer_env[@]}" "$python" bench/torch_peer.py --threads "$threads" \
+            --seconds "$seconds" --batch "$batch" --size "$size" | sed 's/^#/# torch:/' |
+            tee -a "$dir/peer.$r"
+    done
+    awk -v r="$r" '
+        FNR == NR { if ($1 !~ /^#/ && NF == 5) ours[$1 " " $2 " " $3 " " $4] = $5; next }
+        $1 !~ /^#/ && NF == 5 && ($4 == "images_per_s" || $4 == "peak_rss_mb") {
+            key = $1 " " $2 " " $3 " " $4
+            if ((key in ours) && $5 > 0) print key, r, ours[key] / $5, ours[key], $5
+        }' "$dir/ours.$r" "$dir/peer.$r" >> "$dir/ratios"
 done
 
 echo "# ratios: images/s aedet/torch (>1: aedet faster); peak RSS aedet/torch (<1: aedet smaller)"
-awk '
-    FNR == NR { if ($1 !~ /^#/ && NF == 5) ours[$1 " " $2 " " $3 " " $4] = $5; next }
-    $1 !~ /^#/ && NF == 5 {
+[ "$repeats" -gt 1 ] && echo "# the median of $repeats repeats, each repeat's ratio in brackets"
+awk -v n="$repeats" '
+    {
         key = $1 " " $2 " " $3 " " $4
-        if (!(key in ours) || $5 <= 0) next
-        if ($4 == "images_per_s")
-            printf "%s %s %s ratio %.2fx (aedet %.1f images/s, torch %.1f)\n", $1, $2, $3, ours[key] / $5, ours[key], $5
-        else if ($4 == "peak_rss_mb")
-            printf "%s %s %s ratio %.2fx (aedet %.0f MB, torch %.0f MB)\n", $1, $2, $3, ours[key] / $5, ours[key], $5
-    }' "$ours" "$peer"
+        if (!(key in count)) order[++keys] = key
+        c = ++count[key]
+        ratio[key, c] = $6; a[key, c] = $7; b[key, c] = $8
+    }
+    END {
+        for (k = 1; k <= keys; k++) {
+            key = order[k]; c = count[key]
+            for (i = 1; i <= c; i++) rank[i] = i
+            for (i = 2; i <= c; i++) # the repeats by ratio: insertion sort
+                for (j = i; j > 1 && ratio[key, rank[j - 1]] > ratio[key, rank[j]]; j--) {
+                    t = rank[j]; rank[j] = rank[j - 1]; rank[j - 1] = t
+                }
+            m = rank[int((c + 1) / 2)]
+            split(key, f, " ")
+            printf "%s %s %s ratio %.2fx", f[1], f[2], f[3], ratio[key, m]
+            if (f[4] == "images_per_s")
+                printf " (aedet %.1f images/s, torch %.1f)", a[key, m], b[key, m]
+            else
+                printf " (aedet %.0f MB, torch %.0f MB)", a[key, m], b[key, m]
+            if (n > 1) {
+                printf " ["
+                for (i = 1; i <= c; i++) printf "%s%.2f", (i > 1 ? " " : ""), ratio[key, i]
+                printf "]"
+            }
+            printf "\n"
+        }
+    }' "$dir/ratios"
+cat "$dir"/ours.* > "$dir/ours"
+ours="$dir/ours"
 awk '$1 == "peak" { printf "gemm peak %s %s GFLOP/s (OpenBLAS sgemm 2048^3, same threads)\n", $3, $5 }
      $4 == "gemm_peak_fraction" { printf "%s %s %s at %.0f%% of the GEMM peak\n", $1, $2, $3, 100 * $5 }' "$ours"

@@ -638,7 +638,7 @@ static void test_fused_batchnorm_statistics_match_own_pass(void **state)
 }
 
 /* A BatchNorm's gradient sums added by the convolution above it, band by
- * band as it computes its input gradient (ae_conv2d_backward_sums /
+ * band as it computes its input gradient (ae_conv2d_backward_through /
  * ae_deconv2d_backward_through with sums, then ae_batchnorm_backward_finish),
  * give the bits of the BatchNorm's own pass over the stored gradient
  * (ae_batchnorm_backward_sums): dgamma, dbeta and the coefficients of dz; and
