@@ -7,8 +7,8 @@
  * end: independent chains the compiler can put in vectors without reordering
  * any addition, so every build and machine gives the same bits. GRAD 1 also
  * writes the gradient dy = scale (y - x) as it goes, GRAD 2 that times
- * y (1 - y) (a sigmoid's backward): ae_scaled_diff's and the model's float
- * operations, in their order. */
+ * y (1 - y) (a sigmoid's backward): the float operations of ae_scaled_diff
+ * and ae_sigmoid_backward, in their order. */
 static inline __attribute__((always_inline)) double squared_diff(const float *y, const float *x,
                                                                  size_t d, float *dy,
                                                                  float scale, const int GRAD)
