@@ -406,10 +406,11 @@ static void test_elementwise_passes_match_portable(void **state)
 }
 
 /* scratch_make with room for a BatchNorm's sums over c channels, and that
- * BatchNorm (gamma, beta; its statistics in stats, the moving ones fresh). */
+ * BatchNorm (gamma, beta; its statistics in stats, the moving ones fresh)
+ * after its training forward over z (n images of pixels x c). */
 static ae_bn_params bn_scratch_make(ae_scratch *s, int isa, int n, const ae_conv_geom *g,
                                     int small_c, int c, const float *gamma, const float *beta,
-                                    float stats[6][64])
+                                    float stats[6][64], const float *z, size_t pixels)
 {
     assert_true(c <= 64);
     scratch_make(s, isa, n, g, small_c);
@@ -419,8 +420,10 @@ static ae_bn_params bn_scratch_make(ae_scratch *s, int isa, int n, const ae_conv
     assert_non_null(s->dslots);
     for (int k = 0; k < c; k++)
         stats[0][k] = 0.0f, stats[1][k] = 1.0f;
-    return (ae_bn_params){gamma,    beta,     stats[0], stats[1], stats[2], stats[3],
-                          stats[4], stats[5], 0.9f,     1e-3f,    0.2f};
+    ae_bn_params bn = {gamma,    beta,     stats[0], stats[1], stats[2], stats[3],
+                       stats[4], stats[5], 0.9f,     1e-3f,    0.2f};
+    ae_batchnorm_forward_train(NULL, z, &bn, n, pixels, c, s);
+    return bn;
 }
 
 static void bn_scratch_free(ae_scratch *s)
@@ -485,10 +488,10 @@ static void check_fused_bn_backward(int isa, const shape *sh, int with_tf)
         for (int fused = 0; fused < 2; fused++) {
             ae_scratch s;
             float stats[6][64];
-            ae_bn_params bn = bn_scratch_make(&s, isa, n, &g, small_c, c, gamma, beta, stats);
+            ae_bn_params bn =
+                bn_scratch_make(&s, isa, n, &g, small_c, c, gamma, beta, stats, z, pixels);
             for (int j = 0; j < 5; j++)
                 out[fused][j] = filled_floats(sizes[j], NAN);
-            ae_batchnorm_forward_train(NULL, z, &bn, n, pixels, c, &s);
             ae_grad_tf gtf;
             const ae_grad_tf *through = NULL;
             const float *grad = dy;
@@ -664,10 +667,10 @@ static void check_fused_bn_grad_sums(int isa, const shape *sh, int deconv)
     for (int fused = 0; fused < 2; fused++) {
         ae_scratch s;
         float stats[6][64];
-        ae_bn_params bn = bn_scratch_make(&s, isa, n, &g, small_c, c, gamma, beta, stats);
+        ae_bn_params bn =
+            bn_scratch_make(&s, isa, n, &g, small_c, c, gamma, beta, stats, z, pixels);
         for (int j = 0; j < 7; j++)
             out[fused][j] = filled_floats(sizes[j], NAN);
-        ae_batchnorm_forward_train(NULL, z, &bn, n, pixels, c, &s);
         ae_input_tf tf = {bn.scale, bn.shift, bn.slope};
         ae_bn_grad_sums sums;
         ae_bn_grad_sums_init(&sums, &s, &bn, z, pixels, c);

@@ -128,7 +128,7 @@ static void backward_image(const void *arg, int i, int t, float *dw_i, int overw
     float *db_i = dw_i + kernel;
     const float *dy_i = j->dy + (size_t)i * big_pixels * out_c, *xi = j->x + (size_t)i * in_size;
     float *dx_i = j->dx ? j->dx + (size_t)i * in_size : NULL;
-    /* With gtf, dz = gtf(dy) is made band by band (and its bias sums with it). */
+    /* With gtf, dz = gtf(dy) is made band by band, as dy's padded rows are. */
     const float *z_i = j->gtf ? j->gtf->z + (size_t)i * big_pixels * out_c : NULL;
     int summed = 0; /* image rows of dz added to db_i */
     size_t next = 0; /* the first pixel of dx_i not yet in the BatchNorm sums */

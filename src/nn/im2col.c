@@ -92,19 +92,29 @@ static void transform_row(const ae_direct_ops *ops, float *dst, const float *src
     }
 }
 
+/* Padded row r of a band whose first row is lo, w x c values between zero
+ * borders: the borders zeroed, and its inside returned for the caller to
+ * fill; NULL for the zero rows above and below the image (zeroed whole). */
+static float *padded_row(float *dst, int lo, int r, int h, int w, int c)
+{
+    const size_t inner = (size_t)w * c, row = inner + 2 * (size_t)c;
+    float *d = dst + (size_t)(r - lo) * row;
+    if (r == 0 || r == h + 1) {
+        memset(d, 0, row * sizeof *d);
+        return NULL;
+    }
+    memset(d, 0, (size_t)c * sizeof *d);
+    memset(d + c + inner, 0, (size_t)c * sizeof *d);
+    return d + c;
+}
+
 void ae_conv_input_rows(const ae_direct_ops *ops, float *dst, const float *x,
                         const ae_input_tf *tf, int h, int w, int c, int lo, int hi)
 {
-    const size_t inner = (size_t)w * c, row = inner + 2 * (size_t)c;
     for (int r = lo; r < hi; r++) {
-        float *d = dst + (size_t)(r - lo) * row;
-        if (r == 0 || r == h + 1) {
-            memset(d, 0, row * sizeof *d);
-            continue;
-        }
-        memset(d, 0, (size_t)c * sizeof *d);
-        transform_row(ops, d + c, x + (size_t)(r - 1) * inner, tf, w, c);
-        memset(d + c + inner, 0, (size_t)c * sizeof *d);
+        float *d = padded_row(dst, lo, r, h, w, c);
+        if (d)
+            transform_row(ops, d, x + (size_t)(r - 1) * w * c, tf, w, c);
     }
 }
 
@@ -112,23 +122,18 @@ void ae_conv_grad_rows(const ae_direct_ops *ops, float *dst, const float *dy, co
                        const ae_grad_tf *gtf, int h, int w, int c, int lo, int hi, float *db,
                        int *summed)
 {
-    const size_t inner = (size_t)w * c, row = inner + 2 * (size_t)c;
     for (int r = lo; r < hi; r++) {
-        float *d = dst + (size_t)(r - lo) * row;
-        if (r == 0 || r == h + 1) {
-            memset(d, 0, row * sizeof *d);
+        float *d = padded_row(dst, lo, r, h, w, c);
+        if (!d)
             continue;
-        }
-        const size_t at = (size_t)(r - 1) * inner;
-        memset(d, 0, (size_t)c * sizeof *d);
+        const size_t at = (size_t)(r - 1) * w * c;
         if (gtf)
-            ops->bn_grad_apply(d + c, dy + at, z + at, (size_t)w, c, gtf->slope, gtf->mean,
+            ops->bn_grad_apply(d, dy + at, z + at, (size_t)w, c, gtf->slope, gtf->mean,
                                gtf->invstd, gtf->k_dy, gtf->k_mean, gtf->k_xhat);
         else
-            memcpy(d + c, dy + at, inner * sizeof *d);
-        memset(d + c + inner, 0, (size_t)c * sizeof *d);
+            memcpy(d, dy + at, (size_t)w * c * sizeof *d);
         if (r - 1 == *summed) {
-            ops->bias_grad_add(db, d + c, (size_t)w, c);
+            ops->bias_grad_add(db, d, (size_t)w, c);
             (*summed)++;
         }
     }
