@@ -564,6 +564,80 @@ static void test_deconv_with_sigmoid_matches_two_layers(void **state)
     on_every_path_and_band(80, check_deconv_sigmoid, NULL, 0);
 }
 
+/* The output layer's training head (ae_deconv2d_train_head) gives the bits
+ * of the steps run apart: ae_deconv2d_forward_sigmoid, each image's
+ * ae_sum_squared_diff_grad through the sigmoid, and
+ * ae_deconv2d_backward_through with the sums of the BatchNorm under it (y,
+ * the images' sums, dx, dw, db, that BatchNorm's dgamma and dbeta); on the
+ * direct paths, with and without the BatchNorm (its transform and sums),
+ * bands of 1-3 rows and automatic, every pass parallel. */
+static void check_head(int isa, const shape *sh, int with_bn)
+{
+    ae_conv_geom g;
+    const int in_c = shape_geom(sh, 1, &g), n = sh->n, c = g.big_c;
+    if (!ae_deconv2d_has_head(&g, isa))
+        return; /* the portable path, a stride-2 or a wide layer */
+    const size_t pixels = (size_t)g.big_h * g.big_w, d = pixels * c;
+    const size_t nx = (size_t)n * pixels * in_c, nw = 9 * (size_t)c * in_c;
+    float *x = random_floats(nx), *w = random_floats(nw), *b = random_floats((size_t)c);
+    float *target = random_floats((size_t)n * d), *gamma = random_floats((size_t)in_c);
+    float *beta = random_floats((size_t)in_c);
+    const float scale = 2.0f / (float)((size_t)n * d);
+    float *out[2][7]; /* y, dx, dw, db, dgamma, dbeta, the images' sums (as doubles) */
+    const size_t sizes[7] = {(size_t)n * d, nx, nw, (size_t)c, (size_t)in_c, (size_t)in_c,
+                             2 * (size_t)n};
+    for (int head = 0; head < 2; head++) {
+        ae_scratch s;
+        float stats[6][64];
+        ae_bn_params bn =
+            bn_scratch_make(&s, isa, n, &g, in_c, in_c, gamma, beta, stats, x, pixels);
+        for (int j = 0; j < 7; j++)
+            out[head][j] = filled_floats(sizes[j], NAN);
+        ae_input_tf tf = {bn.scale, bn.shift, bn.slope};
+        const ae_input_tf *use = with_bn ? &tf : NULL;
+        ae_bn_grad_sums sums;
+        ae_bn_grad_sums_init(&sums, &s, &bn, x, pixels, in_c);
+        double *image_sums = (double *)out[head][6];
+        if (head) {
+            ae_deconv2d_train_head(out[1][0], out[1][1], out[1][2], out[1][3], image_sums, target,
+                                   scale, x, use, w, b, n, &g, in_c, &s, with_bn ? &sums : NULL);
+        } else {
+            float *dy = filled_floats((size_t)n * d, NAN);
+            ae_deconv2d_forward_sigmoid(out[0][0], x, use, w, b, n, &g, in_c, &s);
+            for (int i = 0; i < n; i++)
+                image_sums[i] = ae_sum_squared_diff_grad(out[0][0] + i * d, target + i * d, d,
+                                                         dy + i * d, scale, 1);
+            ae_deconv2d_backward_through(out[0][1], out[0][2], out[0][3], dy, NULL, x, use, w, n,
+                                         &g, in_c, &s, with_bn ? &sums : NULL);
+            free(dy);
+        }
+        if (with_bn) {
+            ae_grad_tf gtf;
+            ae_batchnorm_backward_finish(out[head][4], out[head][5], &bn, x, n, pixels, in_c, &s,
+                                         &gtf);
+        }
+        bn_scratch_free(&s);
+    }
+    static const char *names[7] = {"y", "dx", "dw", "db", "dgamma", "dbeta", "image sums"};
+    for (int j = 0; j < 7; j++)
+        if (memcmp(out[0][j], out[1][j], sizes[j] * sizeof(float)))
+            fail_msg("training head: %s differs on %s, n%d %dx%dx%d->%d%s", names[j],
+                     ae_isa_name(isa), n, sh->h, sh->w, sh->cin, sh->cout,
+                     with_bn ? " with BatchNorm" : "");
+    for (int head = 0; head < 2; head++)
+        for (int j = 0; j < 7; j++)
+            free(out[head][j]);
+    free(x), free(w), free(b), free(target), free(gamma), free(beta);
+}
+
+static void test_training_head_matches_separate_steps(void **state)
+{
+    (void)state;
+    /* Several forward bands of automatic size, BatchNorm sums of 4 chunks. */
+    static const shape big[] = {{1, 130, 64, 16, 3, 1}};
+    on_every_path_and_band(81, check_head, big, sizeof big / sizeof *big);
+}
+
 /* A BatchNorm's statistics added by the convolution under it, band by band
  * (ae_conv2d_forward_stats / ae_deconv2d_forward_stats, then
  * ae_batchnorm_finish_train), give the bits of the BatchNorm's own pass over
@@ -982,6 +1056,7 @@ int main(void)
         cmocka_unit_test(test_elementwise_passes_match_portable),
         cmocka_unit_test(test_fused_batchnorm_backward_matches_two_passes),
         cmocka_unit_test(test_deconv_with_sigmoid_matches_two_layers),
+        cmocka_unit_test(test_training_head_matches_separate_steps),
         cmocka_unit_test(test_fused_batchnorm_statistics_match_own_pass),
         cmocka_unit_test(test_fused_batchnorm_grad_sums_match_own_pass),
         cmocka_unit_test(test_dense_forward_on_each_isa),

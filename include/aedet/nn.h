@@ -127,7 +127,9 @@ const float *ae_model_layer_output(const ae_model *m, int i, size_t *count_per_i
 /* Seconds spent in layer i's forward and backward since the model was made
  * or the times were reset (summed over calls; the loss's backward counts
  * with the last layer), for the benchmark's per-layer breakdown. Returns -1
- * for a bad index. */
+ * for a bad index. On the vector kernels, ae_model_train_step runs the
+ * output layer's forward, its sigmoid, the loss and their backward as one
+ * pass, counted as the output layer's backward. */
 int ae_model_layer_times(const ae_model *m, int i, double *forward_s, double *backward_s);
 void ae_model_reset_layer_times(ae_model *m);
 /* The kernels in use: "avx512", "avx2" or "portable" (im2col + BLAS). */

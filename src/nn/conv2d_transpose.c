@@ -28,6 +28,9 @@ typedef struct {
     const ae_bn_grad_sums *sums; /* backward: the BatchNorm sums of dx, or NULL */
     const ae_conv_geom *g;
     int in_c, narrow, sigmoid; /* forward: y = sigmoid(the layer's output) */
+    const float *target;       /* the head: the loss's target, */
+    double *image_sums;        /* each image's sum of squared errors, */
+    float loss_scale;          /* and the gradient's 2 / (n d) */
     ae_scratch *s;
     const ae_direct_ops *ops;
 } deconv_job;
@@ -115,6 +118,14 @@ void ae_deconv2d_forward_sigmoid(float *y, const float *x, const ae_input_tf *tf
     forward(y, x, tf, w, b, n, g, in_c, s, NULL, 1);
 }
 
+/* Small rows per backward band; with the BatchNorm sums, dx, z and x' of a
+ * band stay in cache too. */
+static int backward_band(const deconv_job *j)
+{
+    const int band = ae_direct_band(j->g, 1, j->g->big_c);
+    return j->sums ? ae_direct_band_fit(band, 3 * (size_t)j->g->small_w * j->in_c) : band;
+}
+
 /* Image i's gradients, its dw and db added to dw_i, db_i (overwritten when overwrite is set). */
 static void backward_image(const void *arg, int i, int t, float *dw_i, int overwrite)
 {
@@ -139,10 +150,7 @@ static void backward_image(const void *arg, int i, int t, float *dw_i, int overw
         (overwrite ? ae_bias_grad : ae_bias_grad_add)(db_i, dy_i, big_pixels, out_c);
     }
     if (ops) { /* in bands of small rows: dy's padded rows, then x' of the same rows */
-        /* with the BatchNorm sums: dx, z and x' of a band stay in cache too */
-        const int band = j->sums ? ae_direct_band_fit(ae_direct_band(g, 1, out_c),
-                                                      3 * (size_t)g->small_w * in_c)
-                                 : ae_direct_band(g, 1, out_c);
+        const int band = backward_band(j);
         float *pad_dy = s->pad[t];
         float *xt = pad_dy + ae_direct_padded_floats(g->big_h, g->big_w, out_c);
         if (overwrite)
@@ -205,4 +213,106 @@ void ae_deconv2d_backward_through(float *dx, float *dw, float *db, const float *
                     .ops = ae_direct_ops_for(s->isa)};
     ae_grad_slots_run(s, n, macs, 9 * (size_t)g->big_c * in_c, (size_t)g->big_c,
                       backward_image, &j, dw, db);
+}
+
+/* The output layer's training head for image i (stride 1, so the small and
+ * the big image have the same rows): bands of forward rows, each followed by
+ * the sigmoid, the loss's sums and gradient of its rows, and every backward
+ * band (backward_band's partition of the rows, as backward_image) whose dy
+ * rows are all known by then. The input is read from memory once: the
+ * backward's x' rows are made again from rows the forward band has just
+ * brought into cache, and dy never leaves it. */
+static void head_image(const void *arg, int i, int t, float *dw_i, int overwrite)
+{
+    const deconv_job *j = arg;
+    const ae_conv_geom *g = j->g;
+    const ae_direct_ops *ops = j->ops;
+    const int out_c = g->big_c, in_c = j->in_c, h = g->big_h, w = g->big_w;
+    const size_t kernel = 9 * (size_t)out_c * in_c, in_row = (size_t)w * in_c;
+    const size_t out_row = (size_t)w * out_c, padded_row = (size_t)(w + 2) * out_c;
+    const float *xi = j->x + (size_t)i * h * in_row;
+    const float *target = j->target + (size_t)i * h * out_row;
+    float *yi = j->y + (size_t)i * h * out_row;
+    float *dx_i = j->dx ? j->dx + (size_t)i * h * in_row : NULL;
+    float *db_i = dw_i + kernel;
+    /* ae_deconv2d_head_floats: the whole padded dy, the forward's planar band, a row, x' rows */
+    float *pad_dy = j->s->pad[t];
+    float *planar = pad_dy + ae_direct_padded_floats(h, w, out_c);
+    float *tmp = planar + ae_direct_padded_floats(h, w, in_c), *xt = tmp + in_row;
+    if (overwrite) {
+        memset(dw_i, 0, kernel * sizeof *dw_i);
+        memset(db_i, 0, (size_t)out_c * sizeof *db_i);
+    }
+    memset(pad_dy, 0, padded_row * sizeof *pad_dy); /* the zero border */
+    memset(pad_dy + (size_t)(h + 1) * padded_row, 0, padded_row * sizeof *pad_dy);
+    for (int r = 1; r <= h; r++) {
+        memset(pad_dy + r * padded_row, 0, (size_t)out_c * sizeof *pad_dy);
+        memset(pad_dy + (r + 1) * padded_row - out_c, 0, (size_t)out_c * sizeof *pad_dy);
+    }
+    const int back = backward_band(j);
+    int band = ae_direct_band(g, 0, in_c);
+    band = band < h ? (band + back - 1) / back * back : h; /* whole backward bands */
+    double lanes[AE_LOSS_LANES] = {0};
+    int done = 0; /* rows of dx and dw done */
+    size_t next = 0;
+    for (int first = 0; first < h; first += band) {
+        const int end = first + band < h ? first + band : h;
+        int lo, hi;
+        ae_direct_rows_needed(g, 0, first, end, &lo, &hi);
+        ae_conv_input_planar_rows(ops, planar, xi, j->tf, h, w, in_c, lo, hi, tmp);
+        ops->small_to_big_narrow(planar, lo, g, in_c, j->w, j->b, yi, first, end);
+        ops->sigmoid(yi + first * out_row, yi + first * out_row, (size_t)(end - first) * out_row);
+        for (int r = first; r < end; r++) {
+            float *dy = pad_dy + (r + 1) * padded_row + out_c;
+            ae_loss_lanes_add(lanes, r * out_row, yi + r * out_row, target + r * out_row, out_row,
+                              dy, j->loss_scale, 1);
+            ops->bias_grad_add(db_i, dy, (size_t)w, out_c);
+        }
+        /* A band of rows [done, stop) reads dy rows done - 1 .. stop. */
+        for (int stop; done < h && ((stop = done + back < h ? done + back : h) < end || end == h);
+             done = stop) {
+            const float *x_rows = xi;
+            int x_row0 = 0;
+            if (j->tf) {
+                ae_conv_input(ops, xt, xi + done * in_row, j->tf, stop - done, w, in_c, 0);
+                x_rows = xt;
+                x_row0 = done;
+            }
+            ops->weight_grad(pad_dy, 0, x_rows, x_row0, g, in_c, dw_i, done, stop);
+            if (dx_i)
+                ops->big_to_small(pad_dy, 0, g, in_c, j->w, NULL, dx_i, done, stop);
+            if (j->sums)
+                ae_bn_grad_sums_image(j->sums, dx_i, i, (size_t)stop * w, &next);
+        }
+    }
+    j->image_sums[i] = ae_loss_lanes_total(lanes);
+}
+
+int ae_deconv2d_has_head(const ae_conv_geom *g, int isa)
+{
+    return AE_NARROW(g) && ae_direct_ops_for(isa) != NULL;
+}
+
+size_t ae_deconv2d_head_floats(const ae_conv_geom *g, int in_c)
+{
+    if (!AE_NARROW(g))
+        return 0;
+    return ae_direct_padded_floats(g->big_h, g->big_w, g->big_c) +
+           ae_direct_padded_floats(g->small_h, g->small_w, in_c) +
+           (size_t)g->small_w * in_c * (size_t)(g->small_h + 1);
+}
+
+void ae_deconv2d_train_head(float *y, float *dx, float *dw, float *db, double *image_sums,
+                            const float *target, float loss_scale, const float *x,
+                            const ae_input_tf *tf, const float *w, const float *b, int n,
+                            const ae_conv_geom *g, int in_c, ae_scratch *s,
+                            const ae_bn_grad_sums *sums)
+{
+    const double macs = 3.0 * n * g->small_h * g->small_w * 9 * g->big_c * in_c;
+    deconv_job j = {.y = y, .dx = dx, .x = x, .w = w, .b = b, .tf = tf,
+                    .sums = dx ? sums : NULL, .g = g, .in_c = in_c, .target = target,
+                    .image_sums = image_sums, .loss_scale = loss_scale, .s = s,
+                    .ops = ae_direct_ops_for(s->isa)};
+    ae_grad_slots_run(s, n, macs, 9 * (size_t)g->big_c * in_c, (size_t)g->big_c, head_image, &j,
+                      dw, db);
 }

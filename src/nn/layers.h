@@ -257,6 +257,22 @@ void ae_deconv2d_forward_stats(float *y, const float *x, const ae_input_tf *tf, 
 void ae_deconv2d_forward_sigmoid(float *y, const float *x, const ae_input_tf *tf, const float *w,
                                  const float *b, int n, const ae_conv_geom *g, int in_c,
                                  ae_scratch *s);
+/* The output layer's training head: for the stride-1 transposed convolution
+ * with a sigmoid after it (ae_deconv2d_has_head: the narrow direct kernels),
+ * the forward with the sigmoid (y), the squared-error sums against target
+ * (image_sums[i], the bits of ae_sum_squared_diff), their gradient (scale
+ * 2 / (n d)) through the sigmoid, and the layer's backward with that
+ * gradient (dx, dw, db, and the BatchNorm sums as in
+ * ae_deconv2d_backward_through), image by image in one pass: the same bits
+ * as those steps run apart, without storing dy or reading x twice. s->pad
+ * must hold ae_deconv2d_head_floats (0 when the head does not apply). */
+int ae_deconv2d_has_head(const ae_conv_geom *g, int isa);
+size_t ae_deconv2d_head_floats(const ae_conv_geom *g, int in_c);
+void ae_deconv2d_train_head(float *y, float *dx, float *dw, float *db, double *image_sums,
+                            const float *target, float loss_scale, const float *x,
+                            const ae_input_tf *tf, const float *w, const float *b, int n,
+                            const ae_conv_geom *g, int in_c, ae_scratch *s,
+                            const ae_bn_grad_sums *sums);
 /* y = tf(z) over pixels x c values. */
 void ae_bn_apply(float *y, const float *z, const ae_input_tf *tf, size_t pixels, int c);
 
@@ -277,6 +293,14 @@ double ae_sum_squared_diff(const float *y, const float *x, size_t d);
  * sigmoid's output: ae_sigmoid_backward's factor). */
 double ae_sum_squared_diff_grad(const float *y, const float *x, size_t d, float *dy, float scale,
                                 int sigmoid);
+/* The same sum taken in pieces: an image's lanes start at zero, each call
+ * adds its elements [at, at + d) (pieces in order; dy NULL: no gradient,
+ * else as ae_sum_squared_diff_grad), and ae_loss_lanes_total gives the bits
+ * of ae_sum_squared_diff over the whole image. */
+enum { AE_LOSS_LANES = 16 };
+void ae_loss_lanes_add(double lane[AE_LOSS_LANES], size_t at, const float *y, const float *x,
+                       size_t d, float *dy, float scale, int sigmoid);
+double ae_loss_lanes_total(const double lane[AE_LOSS_LANES]);
 void ae_mse_backward(float *dy, const float *y, const float *x, int n, size_t d);
 /* dy = scale (y - x) over count values: ae_mse_backward's loop, scale = 2 / (n d). */
 void ae_scaled_diff(float *dy, const float *y, const float *x, size_t count, float scale);

@@ -245,6 +245,9 @@ ae_status ae_plan_make(ae_plan *p, const ae_config *cfg, int max_batch, int thre
                              ae_direct_padded_floats(l->geom.small_h, l->geom.small_w, other_c) +
                              (size_t)l->geom.small_w * other_c +
                              (l->kind == AE_LAYER_CONV ? l->out_count : 0));
+            if (ae_plan_applies_sigmoid(p, i)) /* the training head (layers.h) */
+                p->pad_floats =
+                    max_size(p->pad_floats, ae_deconv2d_head_floats(&l->geom, l->in_c));
             p->wt_floats = max_size(p->wt_floats, taps * other_c);
             /* one image's kernel gradient, then its bias gradient */
             p->slot_floats = max_size(p->slot_floats, taps * other_c + (size_t)l->out_c);

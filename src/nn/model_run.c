@@ -192,6 +192,21 @@ static void image_loss(void *arg, int i, int t)
                        : ae_sum_squared_diff(j->y + at, j->x + at, j->d);
 }
 
+/* The loss's gradient scale, 2 / (n d), as ae_mse_backward has it. */
+static float loss_scale(int n, size_t d) { return (float)(2.0 / ((double)n * (double)d)); }
+
+/* The batch mean from the images' sums in m->image_sums, added in image order. */
+static float batch_loss(const ae_model *m, int n, size_t d, float *per_image)
+{
+    double total = 0;
+    for (int i = 0; i < n; i++) {
+        if (per_image)
+            per_image[i] = (float)(m->image_sums[i] / (double)d);
+        total += m->image_sums[i];
+    }
+    return n > 0 ? (float)(total / ((double)n * (double)d)) : 0.0f;
+}
+
 /* ae_mse_forward with the images' sums on the pool, added in image order:
  * the same bits. With dy, the same pass writes the loss's gradient, 2 (y -
  * x) / count as ae_mse_backward, through the sigmoid's backward (y (1 - y))
@@ -201,17 +216,11 @@ static float loss_pass(const ae_model *m, const float *x, int n, float *per_imag
     const ae_layer *last = &m->plan.layers[m->plan.num_layers - 1];
     const size_t d = last->out_count;
     const ae_scratch *s = &m->scratch;
-    loss_job j = {ae_model_output(m), x, d, m->image_sums, dy,
-                  (float)(2.0 / ((double)n * (double)d)), last->kind == AE_LAYER_SIGMOID};
+    loss_job j = {ae_model_output(m), x, d, m->image_sums, dy, loss_scale(n, d),
+                  last->kind == AE_LAYER_SIGMOID};
     const int threads = (size_t)n * d >= ae_parallel_values() ? ae_scratch_threads(s) : 1;
     ae_pool_run(s->pool, threads, n, image_loss, &j);
-    double total = 0;
-    for (int i = 0; i < n; i++) {
-        if (per_image)
-            per_image[i] = (float)(j.sums[i] / (double)d);
-        total += j.sums[i];
-    }
-    return n > 0 ? (float)(total / ((double)n * (double)d)) : 0.0f;
+    return batch_loss(m, n, d, per_image);
 }
 
 float ae_model_loss(const ae_model *m, const float *x, int n, float *per_image)
@@ -236,23 +245,37 @@ static const ae_bn_grad_sums *bn_sums_below(ae_model *m, int i, const ae_input_t
     return sums;
 }
 
-/* The backward from the loss's gradient in m->grad_a (loss_pass). */
-static void backward(ae_model *m, const float *x, int n)
+/* The gradient on its way down: dy the gradient of the next layer's output,
+ * spare the buffer its input gradient goes to. A convolution over a
+ * BatchNorm adds that BatchNorm's gradient sums as it computes its input
+ * gradient (one read of it fewer): the BatchNorm then only merges them. */
+typedef struct {
+    float *dy, *spare;
+    ae_bn_grad_sums sums;
+    int sums_ready; /* the BatchNorm whose per-image sums are in the slots, or -1 */
+} grad_flow;
+
+static grad_flow grad_flow_start(ae_model *m) { return (grad_flow){m->grad_a, m->grad_b, {0}, -1}; }
+
+static void grad_flow_swap(grad_flow *f)
+{
+    float *t = f->spare;
+    f->spare = f->dy;
+    f->dy = t;
+}
+
+/* The backward of layers top, top - 1, ..., 0; f->dy holds the gradient of
+ * layer top's output (the loss's, from loss_pass, when top is the last). */
+static void backward(ae_model *m, const float *x, int n, int top, grad_flow *f)
 {
     const ae_plan *p = &m->plan;
-    float *dy = m->grad_a, *spare = m->grad_b;
     /* A BatchNorm over a convolution leaves its second pass to the
      * convolution's backward (ae_conv2d_backward_through, and
      * ae_deconv2d_backward_through on the direct kernels): dz is never stored. */
     const int fuse = ae_direct_ops_for(m->scratch.isa) != NULL;
     ae_grad_tf gtf;
     const ae_grad_tf *pending = NULL;
-    /* A convolution over a BatchNorm adds that BatchNorm's gradient sums as it
-     * computes its input gradient (one read of it fewer): the BatchNorm then
-     * only merges them. */
-    ae_bn_grad_sums sums;
-    int sums_ready = -1; /* the BatchNorm whose per-image sums are in the slots */
-    for (int i = p->num_layers - 1; i >= 0; i--) {
+    for (int i = top; i >= 0; i--) {
         double start = omp_get_wtime();
         const ae_layer *l = &p->layers[i];
         ae_input_tf tf;
@@ -262,7 +285,7 @@ static void backward(ae_model *m, const float *x, int n)
             in = layer_input(m, i, 0, x, &tf, &use);
         const float *w = m->params + l->kernel;
         float *dw = m->grads + l->kernel, *db = m->grads + l->bias;
-        float *dx = i > 0 ? spare : NULL; /* nothing needs the images' gradient */
+        float *dy = f->dy, *dx = i > 0 ? f->spare : NULL; /* nothing needs the images' gradient */
         int swap = 1;
         switch (l->kind) {
         case AE_LAYER_SIGMOID: /* the last layer: done with the loss's gradient */
@@ -276,7 +299,7 @@ static void backward(ae_model *m, const float *x, int n)
             const size_t pixels = (size_t)l->out_h * l->out_w;
             const int under = p->layers[i - 1].kind == AE_LAYER_LEAKY ? i - 2 : i - 1;
             const float *z = bn_source(m, i);
-            if (sums_ready == i)
+            if (f->sums_ready == i)
                 ae_batchnorm_backward_finish(dw, db, &bn, z, n, pixels, l->out_c, &m->scratch,
                                              &gtf);
             else
@@ -293,13 +316,13 @@ static void backward(ae_model *m, const float *x, int n)
         case AE_LAYER_CONV:
             ae_conv2d_backward_through(dx, dw, db, dy, pending, in, use, w, n, &l->geom,
                                        l->out_c, &m->scratch,
-                                       bn_sums_below(m, i, use, dx, &sums, &sums_ready));
+                                       bn_sums_below(m, i, use, dx, &f->sums, &f->sums_ready));
             pending = NULL;
             break;
         case AE_LAYER_DECONV:
             ae_deconv2d_backward_through(dx, dw, db, dy, pending, in, use, w, n, &l->geom,
                                          l->in_c, &m->scratch,
-                                         bn_sums_below(m, i, use, dx, &sums, &sums_ready));
+                                         bn_sums_below(m, i, use, dx, &f->sums, &f->sums_ready));
             pending = NULL;
             break;
         case AE_LAYER_DENSE:
@@ -308,17 +331,48 @@ static void backward(ae_model *m, const float *x, int n)
             break;
         }
         m->backward_s[i] += omp_get_wtime() - start;
-        if (swap) {
-            spare = dy;
-            dy = dx;
-        }
+        if (swap)
+            grad_flow_swap(f);
     }
 }
 
 void ae_model_backward(ae_model *m, const float *x, int n)
 {
-    loss_pass(m, x, n, NULL, m->grad_a);
-    backward(m, x, n);
+    grad_flow f = grad_flow_start(m);
+    loss_pass(m, x, n, NULL, f.dy);
+    backward(m, x, n, m->plan.num_layers - 1, &f);
+}
+
+/* The layer whose training head (ae_deconv2d_train_head) can run the
+ * output layer, its sigmoid, the loss and their backward in one pass; -1
+ * when there is none (the portable path, or a wide output layer). */
+static int head_layer(const ae_model *m)
+{
+    const int i = m->plan.num_layers - 2;
+    return ae_plan_applies_sigmoid(&m->plan, i) &&
+                   ae_deconv2d_has_head(&m->plan.layers[i].geom, m->scratch.isa)
+               ? i
+               : -1;
+}
+
+/* The training head of layer i: its output (the sigmoid's, as the forward
+ * leaves it), the batch loss, returned, and the input gradient in f->dy;
+ * timed as the layer's backward. */
+static float run_head(ae_model *m, const float *x, int n, int i, grad_flow *f)
+{
+    double start = omp_get_wtime();
+    const ae_layer *l = &m->plan.layers[i];
+    ae_input_tf tf;
+    const ae_input_tf *use;
+    const float *in = layer_input(m, i, 0, x, &tf, &use);
+    const ae_bn_grad_sums *sums = bn_sums_below(m, i, use, f->spare, &f->sums, &f->sums_ready);
+    ae_deconv2d_train_head(layer_out(m, i + 1), f->spare, m->grads + l->kernel,
+                           m->grads + l->bias, m->image_sums, x, loss_scale(n, l->out_count), in,
+                           use, m->params + l->kernel, m->params + l->bias, n, &l->geom, l->in_c,
+                           &m->scratch, sums);
+    grad_flow_swap(f);
+    m->backward_s[i] += omp_get_wtime() - start;
+    return batch_loss(m, n, l->out_count, NULL);
 }
 
 void ae_adam_config_init(ae_adam_config *cfg, float learning_rate, int decay_epochs)
@@ -383,8 +437,18 @@ ae_status ae_model_train_step(ae_model *m, const ae_adam_config *cfg, const floa
     size_t state_bytes = m->plan.num_state * sizeof(float);
     /* The forward moves BatchNorm's statistics: keep them to undo a bad step. */
     memcpy(m->state_backup, m->state, state_bytes);
-    run_layers(m, 0, m->plan.num_layers, x, n, AE_MODE_TRAIN);
-    float value = loss_pass(m, x, n, NULL, m->grad_a); /* and its gradient */
+    grad_flow f = grad_flow_start(m);
+    const int head = head_layer(m);
+    int top = m->plan.num_layers - 1; /* the first layer the backward below runs */
+    float value;
+    if (head >= 0) {
+        run_layers(m, 0, head, x, n, AE_MODE_TRAIN);
+        value = run_head(m, x, n, head, &f);
+        top = head - 1;
+    } else {
+        run_layers(m, 0, m->plan.num_layers, x, n, AE_MODE_TRAIN);
+        value = loss_pass(m, x, n, NULL, f.dy); /* and its gradient */
+    }
     if (loss)
         *loss = value;
     const char *bad = NULL;
@@ -392,7 +456,7 @@ ae_status ae_model_train_step(ae_model *m, const ae_adam_config *cfg, const floa
     if (!isfinite(value)) {
         bad = "the loss";
     } else {
-        backward(m, x, n);
+        backward(m, x, n, top, &f);
         if ((count = count_not_finite(m->grads, m->plan.num_params)) > 0)
             bad = "the gradients";
         else if ((count = adam(m, cfg, 0)) > 0)
