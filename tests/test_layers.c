@@ -625,9 +625,11 @@ static void test_adam_matches_keras_formula(void **state)
     float w0[3], m0[3], v0[3];
     memcpy(w0, w, sizeof w), memcpy(m0, m, sizeof m), memcpy(v0, v, sizeof v);
     /* commit 0 only looks. */
-    assert_int_equal(ae_adam_update(w, m, v, g, 3, 1e-3, 0.9, 0.999, 1e-7, 4, 0), 0);
+    size_t bad_grads = 0;
+    assert_int_equal(ae_adam_update(w, m, v, g, 3, 1e-3, 0.9, 0.999, 1e-7, 4, 0, &bad_grads), 0);
+    assert_int_equal(bad_grads, 0);
     assert_memory_equal(w, w0, sizeof w);
-    assert_int_equal(ae_adam_update(w, m, v, g, 3, 1e-3, 0.9, 0.999, 1e-7, 4, 1), 0);
+    assert_int_equal(ae_adam_update(w, m, v, g, 3, 1e-3, 0.9, 0.999, 1e-7, 4, 1, NULL), 0);
     for (int i = 0; i < 3; i++) {
         double mi = 0.9 * m0[i] + 0.1 * g[i], vi = 0.999 * v0[i] + 0.001 * g[i] * g[i];
         double step = 1e-3 * sqrt(1 - pow(0.999, 4)) / (1 - pow(0.9, 4)) * mi / (sqrt(vi) + 1e-7);
@@ -635,10 +637,12 @@ static void test_adam_matches_keras_formula(void **state)
         assert_float_equal(v[i], vi, 1e-8);
         assert_float_equal(w[i], w0[i] - step, 1e-6);
     }
-    /* A gradient of Inf is counted and, with commit 0, changes nothing. */
+    /* A gradient of Inf or NaN is counted, as a gradient and as an update,
+     * and, with commit 0, changes nothing. */
     const float bad[3] = {INFINITY, 0, NAN};
     memcpy(w0, w, sizeof w);
-    assert_int_equal(ae_adam_update(w, m, v, bad, 3, 1e-3, 0.9, 0.999, 1e-7, 5, 0), 2);
+    assert_int_equal(ae_adam_update(w, m, v, bad, 3, 1e-3, 0.9, 0.999, 1e-7, 5, 0, &bad_grads), 2);
+    assert_int_equal(bad_grads, 2);
     assert_memory_equal(w, w0, sizeof w);
 }
 

@@ -22,7 +22,8 @@ static inline void update(float w, float m, float v, float g, float alpha, float
 static inline size_t not_finite(float w, float v) { return !(((w - w) == 0.0f) & ((v - v) == 0.0f)); }
 
 size_t ae_adam_update(float *w, float *m, float *v, const float *g, size_t count, double lr_t,
-                      double beta1, double beta2, double epsilon, long long t, int commit)
+                      double beta1, double beta2, double epsilon, long long t, int commit,
+                      size_t *bad_grads)
 {
     const float alpha = (float)(lr_t * sqrt(1.0 - pow(beta2, (double)t)) / (1.0 - pow(beta1, (double)t)));
     const float one_minus_b1 = (float)(1.0 - beta1), one_minus_b2 = (float)(1.0 - beta2);
@@ -37,11 +38,15 @@ size_t ae_adam_update(float *w, float *m, float *v, const float *g, size_t count
             bad += not_finite(w[i], v[i]);
         }
     } else {
+        size_t grads = 0;
         for (size_t i = 0; i < count; i++) {
             float wi, mi, vi;
             update(w[i], m[i], v[i], g[i], alpha, one_minus_b1, one_minus_b2, eps, &wi, &mi, &vi);
             bad += not_finite(wi, vi);
+            grads += not_finite(g[i], 0.0f);
         }
+        if (bad_grads)
+            *bad_grads += grads;
     }
     return bad;
 }

@@ -144,7 +144,12 @@ void ae_dense_forward(float *y, const float *x, const float *w, const float *b, 
     }
     const size_t blocks = j.by_images ? ((size_t)n + SPLIT_IMAGES - 1) / SPLIT_IMAGES
                                       : ((size_t)out + SPLIT_OUTPUTS - 1) / SPLIT_OUTPUTS;
-    const size_t chunk = blocks >= 128 ? blocks / 64 : 1;
+    /* Images in one part per thread: every part reads all the weights (8 MB
+     * for enc.dense at 256x256), once whatever its number of images. */
+    const int threads = ae_scratch_threads(s);
+    const size_t chunk = j.by_images ? (blocks + (size_t)threads - 1) / (size_t)threads
+                         : blocks >= 128 ? blocks / 64
+                                         : 1;
     ae_parallel_chunks(s, blocks, chunk, (size_t)n * in * out / 32, dense_chunk, &j);
 }
 

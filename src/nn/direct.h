@@ -55,8 +55,8 @@ typedef struct ae_direct_ops_s {
     void (*apply_tf)(float *dst, const float *x, size_t pixels, int c, const float *scale,
                      const float *shift, float slope);
     void (*bias_grad)(float *db, const float *dy, size_t pixels, int c);
-    /* bias_grad continued: db[o] += the sum over pixels, in pixel order
-     * (row after row, it gives bias_grad's bits over the whole image). */
+    /* bias_grad, the sum added to db[o] (callers that go row by row do so
+     * in every path they compare bit for bit). */
     void (*bias_grad_add)(float *db, const float *dy, size_t pixels, int c);
     /* Dense forward, outputs [o_begin, o_end) (o_begin a multiple of 2 VW
      * floats, o_end = out or one): fused multiply-adds in input order, an

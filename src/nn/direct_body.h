@@ -1028,27 +1028,42 @@ static TARGET void FN(planar_row)(float *rows, const float *src, int w, int c, s
         }
 }
 
-/* db[ch] = sum over pixels of dy (in float, pixel order, as the portable loop). */
-static TARGET void FN(bias_grad)(float *db, const float *dy, size_t pixels, int c)
+/* db[ch] = (or +=, with add) the sum over pixels of dy, as the portable loop
+ * takes it (scratch.c): four chains by pixel offset mod 4, (a0 + a1) +
+ * (a2 + a3), in float. */
+static TARGET ALWAYS_INLINE void FN(bias_sum)(float *db, const float *dy, size_t pixels, int c,
+                                              const int add)
 {
     for (int c0 = 0; c0 < c; c0 += VW) {
         vmask m = mask_first(c - c0 < VW ? c - c0 : VW);
-        vec acc = V_ZERO();
-        for (size_t p = 0; p < pixels; p++)
-            acc = V_ADD(acc, V_LOADM(dy + p * c + c0, m));
-        V_STOREM(db + c0, m, acc);
+        vec a0 = V_ZERO(), a1 = V_ZERO(), a2 = V_ZERO(), a3 = V_ZERO();
+        const float *d = dy + c0;
+        size_t p = 0;
+        for (; p + 4 <= pixels; p += 4) {
+            a0 = V_ADD(a0, V_LOADM(d + p * c, m));
+            a1 = V_ADD(a1, V_LOADM(d + (p + 1) * c, m));
+            a2 = V_ADD(a2, V_LOADM(d + (p + 2) * c, m));
+            a3 = V_ADD(a3, V_LOADM(d + (p + 3) * c, m));
+        }
+        if (p < pixels)
+            a0 = V_ADD(a0, V_LOADM(d + p * c, m));
+        if (p + 1 < pixels)
+            a1 = V_ADD(a1, V_LOADM(d + (p + 1) * c, m));
+        if (p + 2 < pixels)
+            a2 = V_ADD(a2, V_LOADM(d + (p + 2) * c, m));
+        vec sum = V_ADD(V_ADD(a0, a1), V_ADD(a2, a3));
+        V_STOREM(db + c0, m, add ? V_ADD(V_LOADM(db + c0, m), sum) : sum);
     }
+}
+
+static TARGET void FN(bias_grad)(float *db, const float *dy, size_t pixels, int c)
+{
+    FN(bias_sum)(db, dy, pixels, c, 0);
 }
 
 static TARGET void FN(bias_grad_add)(float *db, const float *dy, size_t pixels, int c)
 {
-    for (int c0 = 0; c0 < c; c0 += VW) {
-        vmask m = mask_first(c - c0 < VW ? c - c0 : VW);
-        vec acc = V_LOADM(db + c0, m);
-        for (size_t p = 0; p < pixels; p++)
-            acc = V_ADD(acc, V_LOADM(dy + p * c + c0, m));
-        V_STOREM(db + c0, m, acc);
-    }
+    FN(bias_sum)(db, dy, pixels, c, 1);
 }
 
 /* ---- Dense forward (dense.c) ----

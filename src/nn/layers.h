@@ -76,7 +76,9 @@ typedef void (*ae_chunk_fn)(void *ctx, size_t begin, size_t end);
 void ae_parallel_chunks(ae_scratch *s, size_t count, size_t chunk, size_t work, ae_chunk_fn fn,
                         void *ctx);
 
-/* db[o] = sum over pixels of dy[p][o] (one image), in pixel order; _add adds it. */
+/* db[o] = the sum over pixels of dy[p][o] (one image; _add adds that sum to
+ * db[o]), in four float chains by pixel offset mod 4, (a0 + a1) + (a2 + a3),
+ * as the vector kernels take it. */
 void ae_bias_grad(float *db, const float *dy, size_t pixels, int c);
 void ae_bias_grad_add(float *db, const float *dy, size_t pixels, int c);
 
@@ -307,9 +309,11 @@ void ae_scaled_diff(float *dy, const float *y, const float *x, size_t count, flo
 
 /* adam.c: one Keras Adam update of count parameters at step t = iterations + 1
  * with learning rate lr_t. With commit 0 nothing is written: it only counts
- * the parameters whose new value (or moment) would not be finite. With commit
- * 1 it writes w, m, v and returns the same count. */
+ * the parameters whose new value (or moment) would not be finite, and adds
+ * the number of gradients that are not finite to *bad_grads (may be NULL), in
+ * the same pass. With commit 1 it writes w, m, v and returns the same count. */
 size_t ae_adam_update(float *w, float *m, float *v, const float *g, size_t count, double lr_t,
-                      double beta1, double beta2, double epsilon, long long t, int commit);
+                      double beta1, double beta2, double epsilon, long long t, int commit,
+                      size_t *bad_grads);
 
 #endif

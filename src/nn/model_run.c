@@ -389,42 +389,41 @@ typedef struct {
     const ae_adam_config *cfg;
     double lr_t;
     int commit;
-    size_t bad; /* summed with atomics: an integer, so the order does not matter */
+    /* summed with atomics: integers, so the order does not matter */
+    size_t bad, bad_grads; /* updates, and (commit 0) gradients, not finite */
 } adam_job;
 
 static void adam_chunk(void *arg, size_t begin, size_t end)
 {
     adam_job *j = arg;
     ae_model *m = j->m;
+    size_t bad_grads = 0;
     size_t bad = ae_adam_update(m->params + begin, m->adam_m + begin, m->adam_v + begin,
                                 m->grads + begin, end - begin, j->lr_t, j->cfg->beta1,
                                 j->cfg->beta2, j->cfg->epsilon, (long long)m->iterations + 1,
-                                j->commit);
+                                j->commit, &bad_grads);
     __atomic_fetch_add(&j->bad, bad, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&j->bad_grads, bad_grads, __ATOMIC_RELAXED);
 }
 
-/* Keras' legacy time decay, with the iteration count before this step. */
-static size_t adam(ae_model *m, const ae_adam_config *cfg, int commit)
+/* Keras' legacy time decay, with the iteration count before this step.
+ * Returns the updates that would not be finite; with commit 0, the
+ * gradients that are not finite go to *bad_grads. */
+static size_t adam(ae_model *m, const ae_adam_config *cfg, int commit, size_t *bad_grads)
 {
     adam_job j = {m, cfg, cfg->learning_rate / (1.0 + (double)cfg->decay * (double)m->iterations),
-                  commit, 0};
+                  commit, 0, 0};
     ae_parallel_chunks(&m->scratch, m->plan.num_params, 1 << 16, m->plan.num_params, adam_chunk,
                        &j);
+    if (bad_grads)
+        *bad_grads = j.bad_grads;
     return j.bad;
 }
 
 void ae_model_adam_step(ae_model *m, const ae_adam_config *cfg)
 {
-    adam(m, cfg, 1);
+    adam(m, cfg, 1, NULL);
     m->iterations++;
-}
-
-static size_t count_not_finite(const float *v, size_t n)
-{
-    size_t bad = 0;
-    for (size_t i = 0; i < n; i++)
-        bad += !((v[i] - v[i]) == 0.0f);
-    return bad;
 }
 
 ae_status ae_model_train_step(ae_model *m, const ae_adam_config *cfg, const float *x, int n,
@@ -457,9 +456,10 @@ ae_status ae_model_train_step(ae_model *m, const ae_adam_config *cfg, const floa
         bad = "the loss";
     } else {
         backward(m, x, n, top, &f);
-        if ((count = count_not_finite(m->grads, m->plan.num_params)) > 0)
+        size_t bad_grads, bad_updates = adam(m, cfg, 0, &bad_grads); /* one pass checks both */
+        if ((count = bad_grads) > 0)
             bad = "the gradients";
-        else if ((count = adam(m, cfg, 0)) > 0)
+        else if ((count = bad_updates) > 0)
             bad = "the updated weights";
     }
     if (bad) {
@@ -474,7 +474,7 @@ ae_status ae_model_train_step(ae_model *m, const ae_adam_config *cfg, const floa
                        "(check the input for NaN or Inf, or lower the learning rate)",
                        step, (double)value);
     }
-    adam(m, cfg, 1);
+    adam(m, cfg, 1, NULL);
     m->iterations++;
     return AE_OK;
 }
