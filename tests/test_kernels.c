@@ -432,6 +432,29 @@ static void bn_scratch_free(ae_scratch *s)
     scratch_free(s);
 }
 
+/* One side of a comparison around a BatchNorm over z (c channels): its
+ * scratch (bn_scratch_make), the BatchNorm as the input transform of the
+ * layer above it, the slots of its gradient sums, and `count` outputs of
+ * sizes[j] floats, NaN until written. Freed with bn_scratch_free(&k->s). */
+typedef struct {
+    ae_scratch s;
+    float stats[6][64];
+    ae_bn_params bn;
+    ae_input_tf tf;
+    ae_bn_grad_sums sums;
+} bn_case;
+
+static void bn_case_make(bn_case *k, int isa, int n, const ae_conv_geom *g, int small_c, int c,
+                         const float *gamma, const float *beta, const float *z, size_t pixels,
+                         float **out, const size_t *sizes, int count)
+{
+    k->bn = bn_scratch_make(&k->s, isa, n, g, small_c, c, gamma, beta, k->stats, z, pixels);
+    k->tf = (ae_input_tf){k->bn.scale, k->bn.shift, k->bn.slope};
+    ae_bn_grad_sums_init(&k->sums, &k->s, &k->bn, z, pixels, c);
+    for (int j = 0; j < count; j++)
+        out[j] = filled_floats(sizes[j], NAN);
+}
+
 /* check(isa, shape, variant) on every path (portable included), bands of 1-3
  * rows and automatic, every pass parallel: the chosen shapes (variant 0 and
  * 1 in turn) and `more` (both variants each). */
@@ -587,36 +610,30 @@ static void check_head(int isa, const shape *sh, int with_bn)
     const size_t sizes[7] = {(size_t)n * d, nx, nw, (size_t)c, (size_t)in_c, (size_t)in_c,
                              2 * (size_t)n};
     for (int head = 0; head < 2; head++) {
-        ae_scratch s;
-        float stats[6][64];
-        ae_bn_params bn =
-            bn_scratch_make(&s, isa, n, &g, in_c, in_c, gamma, beta, stats, x, pixels);
-        for (int j = 0; j < 7; j++)
-            out[head][j] = filled_floats(sizes[j], NAN);
-        ae_input_tf tf = {bn.scale, bn.shift, bn.slope};
-        const ae_input_tf *use = with_bn ? &tf : NULL;
-        ae_bn_grad_sums sums;
-        ae_bn_grad_sums_init(&sums, &s, &bn, x, pixels, in_c);
+        bn_case k;
+        bn_case_make(&k, isa, n, &g, in_c, in_c, gamma, beta, x, pixels, out[head], sizes, 7);
+        const ae_input_tf *use = with_bn ? &k.tf : NULL;
+        const ae_bn_grad_sums *sums = with_bn ? &k.sums : NULL;
         double *image_sums = (double *)out[head][6];
         if (head) {
             ae_deconv2d_train_head(out[1][0], out[1][1], out[1][2], out[1][3], image_sums, target,
-                                   scale, x, use, w, b, n, &g, in_c, &s, with_bn ? &sums : NULL);
+                                   scale, x, use, w, b, n, &g, in_c, &k.s, sums);
         } else {
             float *dy = filled_floats((size_t)n * d, NAN);
-            ae_deconv2d_forward_sigmoid(out[0][0], x, use, w, b, n, &g, in_c, &s);
+            ae_deconv2d_forward_sigmoid(out[0][0], x, use, w, b, n, &g, in_c, &k.s);
             for (int i = 0; i < n; i++)
                 image_sums[i] = ae_sum_squared_diff_grad(out[0][0] + i * d, target + i * d, d,
                                                          dy + i * d, scale, 1);
             ae_deconv2d_backward_through(out[0][1], out[0][2], out[0][3], dy, NULL, x, use, w, n,
-                                         &g, in_c, &s, with_bn ? &sums : NULL);
+                                         &g, in_c, &k.s, sums);
             free(dy);
         }
         if (with_bn) {
             ae_grad_tf gtf;
-            ae_batchnorm_backward_finish(out[head][4], out[head][5], &bn, x, n, pixels, in_c, &s,
-                                         &gtf);
+            ae_batchnorm_backward_finish(out[head][4], out[head][5], &k.bn, x, n, pixels, in_c,
+                                         &k.s, &gtf);
         }
-        bn_scratch_free(&s);
+        bn_scratch_free(&k.s);
     }
     static const char *names[7] = {"y", "dx", "dw", "db", "dgamma", "dbeta", "image sums"};
     for (int j = 0; j < 7; j++)
@@ -739,31 +756,25 @@ static void check_fused_bn_grad_sums(int isa, const shape *sh, int deconv)
     const size_t sizes[7] = {nz, nw, (size_t)sh->cout, (size_t)c, (size_t)c, (size_t)c,
                              (size_t)c};
     for (int fused = 0; fused < 2; fused++) {
-        ae_scratch s;
-        float stats[6][64];
-        ae_bn_params bn =
-            bn_scratch_make(&s, isa, n, &g, small_c, c, gamma, beta, stats, z, pixels);
-        for (int j = 0; j < 7; j++)
-            out[fused][j] = filled_floats(sizes[j], NAN);
-        ae_input_tf tf = {bn.scale, bn.shift, bn.slope};
-        ae_bn_grad_sums sums;
-        ae_bn_grad_sums_init(&sums, &s, &bn, z, pixels, c);
-        const ae_bn_grad_sums *add = fused ? &sums : NULL;
+        bn_case k;
+        bn_case_make(&k, isa, n, &g, small_c, c, gamma, beta, z, pixels, out[fused], sizes, 7);
+        const ae_bn_grad_sums *add = fused ? &k.sums : NULL;
         if (deconv)
             ae_deconv2d_backward_through(out[fused][0], out[fused][1], out[fused][2], dy, NULL,
-                                         z, &tf, w, n, &g, sh->cin, &s, add);
+                                         z, &k.tf, w, n, &g, sh->cin, &k.s, add);
         else
             ae_conv2d_backward_through(out[fused][0], out[fused][1], out[fused][2], dy, NULL, z,
-                                       &tf, w, n, &g, sh->cout, &s, add);
+                                       &k.tf, w, n, &g, sh->cout, &k.s, add);
         ae_grad_tf gtf;
         if (fused)
-            ae_batchnorm_backward_finish(out[1][3], out[1][4], &bn, z, n, pixels, c, &s, &gtf);
+            ae_batchnorm_backward_finish(out[1][3], out[1][4], &k.bn, z, n, pixels, c, &k.s,
+                                         &gtf);
         else
-            ae_batchnorm_backward_sums(out[0][3], out[0][4], out[0][0], z, &bn, n, pixels, c,
-                                       &s, &gtf);
+            ae_batchnorm_backward_sums(out[0][3], out[0][4], out[0][0], z, &k.bn, n, pixels, c,
+                                       &k.s, &gtf);
         memcpy(out[fused][5], gtf.k_mean, (size_t)c * sizeof(float));
         memcpy(out[fused][6], gtf.k_xhat, (size_t)c * sizeof(float));
-        bn_scratch_free(&s);
+        bn_scratch_free(&k.s);
     }
     static const char *names[7] = {"dx", "dw", "db", "dgamma", "dbeta", "k_mean", "k_xhat"};
     char name[64];
