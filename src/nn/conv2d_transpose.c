@@ -53,7 +53,7 @@ static void forward_image(void *arg, int i, int t)
             ae_direct_rows_needed(g, 0, first, end, &lo, &hi);
             if (j->narrow) {
                 ae_conv_input_planar_rows(j->ops, s->pad[t], xi, j->tf, g->small_h, g->small_w,
-                                          in_c, lo, hi, tmp);
+                                          in_c, lo, hi, tmp, 1);
                 j->ops->small_to_big_narrow(s->pad[t], lo, g, in_c, j->w, j->b, yi, first, end);
             } else {
                 ae_conv_input_rows(j->ops, s->pad[t], xi, j->tf, g->small_h, g->small_w, in_c,
@@ -219,9 +219,11 @@ void ae_deconv2d_backward_through(float *dx, float *dw, float *db, const float *
  * the big image have the same rows): bands of forward rows, each followed by
  * the sigmoid, the loss's sums and gradient of its rows, and every backward
  * band (backward_band's partition of the rows, as backward_image) whose dy
- * rows are all known by then. The input is read from memory once: the
- * backward's x' rows are made again from rows the forward band has just
- * brought into cache, and dy never leaves it. */
+ * rows are all known by then. The input is read and transformed once: the
+ * forward leaves its x' rows in a ring of rows that the backward reads (the
+ * ring, a whole number of backward bands, holds every row from the oldest
+ * one the backward still needs to the newest the forward makes), and dy
+ * never leaves the cache. */
 static void head_image(const void *arg, int i, int t, float *dw_i, int overwrite)
 {
     const deconv_job *j = arg;
@@ -235,10 +237,10 @@ static void head_image(const void *arg, int i, int t, float *dw_i, int overwrite
     float *yi = j->y + (size_t)i * h * out_row;
     float *dx_i = j->dx ? j->dx + (size_t)i * h * in_row : NULL;
     float *db_i = dw_i + kernel;
-    /* ae_deconv2d_head_floats: the whole padded dy, the forward's planar band, a row, x' rows */
+    /* ae_deconv2d_head_floats: the whole padded dy, the forward's planar band, x' rows */
     float *pad_dy = j->s->pad[t];
     float *planar = pad_dy + ae_direct_padded_floats(h, w, out_c);
-    float *tmp = planar + ae_direct_padded_floats(h, w, in_c), *xt = tmp + in_row;
+    float *ring = planar + ae_direct_padded_floats(h, w, in_c);
     if (overwrite) {
         memset(dw_i, 0, kernel * sizeof *dw_i);
         memset(db_i, 0, (size_t)out_c * sizeof *db_i);
@@ -252,6 +254,10 @@ static void head_image(const void *arg, int i, int t, float *dw_i, int overwrite
     const int back = backward_band(j);
     int band = ae_direct_band(g, 0, in_c);
     band = band < h ? (band + back - 1) / back * back : h; /* whole backward bands */
+    /* The backward lags at most back rows behind a forward band, whose input
+     * reaches one row past it: rows [first - back, first + band] are live. */
+    int ring_rows = (band + 2 * back + 1) / back * back;
+    ring_rows = ring_rows < h ? ring_rows : h;
     double lanes[AE_LOSS_LANES] = {0};
     int done = 0; /* rows of dx and dw done */
     size_t next = 0;
@@ -259,7 +265,7 @@ static void head_image(const void *arg, int i, int t, float *dw_i, int overwrite
         const int end = first + band < h ? first + band : h;
         int lo, hi;
         ae_direct_rows_needed(g, 0, first, end, &lo, &hi);
-        ae_conv_input_planar_rows(ops, planar, xi, j->tf, h, w, in_c, lo, hi, tmp);
+        ae_conv_input_planar_rows(ops, planar, xi, j->tf, h, w, in_c, lo, hi, ring, ring_rows);
         ops->small_to_big_narrow(planar, lo, g, in_c, j->w, j->b, yi, first, end);
         ops->sigmoid(yi + first * out_row, yi + first * out_row, (size_t)(end - first) * out_row);
         for (int r = first; r < end; r++) {
@@ -271,14 +277,10 @@ static void head_image(const void *arg, int i, int t, float *dw_i, int overwrite
         /* A band of rows [done, stop) reads dy rows done - 1 .. stop. */
         for (int stop; done < h && ((stop = done + back < h ? done + back : h) < end || end == h);
              done = stop) {
-            const float *x_rows = xi;
-            int x_row0 = 0;
-            if (j->tf) {
-                ae_conv_input(ops, xt, xi + done * in_row, j->tf, stop - done, w, in_c, 0);
-                x_rows = xt;
-                x_row0 = done;
-            }
-            ops->weight_grad(pad_dy, 0, x_rows, x_row0, g, in_c, dw_i, done, stop);
+            /* x' rows [done, stop): one piece of the ring (ring_rows is a
+             * multiple of back, or h) */
+            const float *x_rows = j->tf ? ring + (size_t)(done % ring_rows) * in_row : xi;
+            ops->weight_grad(pad_dy, 0, x_rows, j->tf ? done : 0, g, in_c, dw_i, done, stop);
             if (dx_i)
                 ops->big_to_small(pad_dy, 0, g, in_c, j->w, NULL, dx_i, done, stop);
             if (j->sums)
@@ -299,7 +301,7 @@ size_t ae_deconv2d_head_floats(const ae_conv_geom *g, int in_c)
         return 0;
     return ae_direct_padded_floats(g->big_h, g->big_w, g->big_c) +
            ae_direct_padded_floats(g->small_h, g->small_w, in_c) +
-           (size_t)g->small_w * in_c * (size_t)(g->small_h + 1);
+           (size_t)g->small_w * in_c * (size_t)g->small_h; /* the ring: at most every row */
 }
 
 void ae_deconv2d_train_head(float *y, float *dx, float *dw, float *db, double *image_sums,

@@ -76,9 +76,12 @@ void ae_conv_input(const ae_direct_ops *ops, float *dst, const float *x, const a
  * dst, row lo first; planar: channel-planar as ae_conv_input_planar. */
 void ae_conv_input_rows(const ae_direct_ops *ops, float *dst, const float *x,
                         const ae_input_tf *tf, int h, int w, int c, int lo, int hi);
+/* ...planar_rows: with tf, each image row y of x' is made in tmp first, at
+ * row y % tmp_rows of tmp_rows rows of w x c floats, and stays there: a
+ * caller can read the rows back (the training head's backward does). */
 void ae_conv_input_planar_rows(const ae_direct_ops *ops, float *dst, const float *x,
                                const ae_input_tf *tf, int h, int w, int c, int lo, int hi,
-                               float *tmp /* w x c floats, used when tf is set */);
+                               float *tmp, int tmp_rows);
 /* ae_conv_input_rows for an output gradient: padded rows [lo, hi) of dy or,
  * under a BatchNorm, of dz = gtf(dy) (one image; z its part of gtf->z; gtf
  * and z NULL: dy as is). Each image row not yet added (rows *summed,

@@ -153,7 +153,7 @@ void ae_conv_input(const ae_direct_ops *ops, float *dst, const float *x, const a
 
 void ae_conv_input_planar_rows(const ae_direct_ops *ops, float *dst, const float *x,
                                const ae_input_tf *tf, int h, int w, int c, int lo, int hi,
-                               float *tmp)
+                               float *tmp, int tmp_rows)
 {
     const size_t pw = (size_t)w + 2, plane_row = pw * c, inner = (size_t)w * c;
     for (int r = lo; r < hi; r++) {
@@ -164,8 +164,9 @@ void ae_conv_input_planar_rows(const ae_direct_ops *ops, float *dst, const float
         }
         const float *src = x + (size_t)(r - 1) * inner;
         if (tf) {
-            transform_row(ops, tmp, src, tf, w, c);
-            src = tmp;
+            float *row = tmp + (size_t)((r - 1) % tmp_rows) * inner;
+            transform_row(ops, row, src, tf, w, c);
+            src = row;
         }
         for (int ch = 0; ch < c; ch++) {
             rows[(size_t)ch * pw] = 0.0f;
