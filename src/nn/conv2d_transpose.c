@@ -271,7 +271,7 @@ static void head_image(const void *arg, int i, int t, float *dw_i, int overwrite
         for (int r = first; r < end; r++) {
             float *dy = pad_dy + (r + 1) * padded_row + out_c;
             ae_loss_lanes_add(lanes, r * out_row, yi + r * out_row, target + r * out_row, out_row,
-                              dy, j->loss_scale, 1);
+                              dy, j->loss_scale);
             ops->bias_grad_add(db_i, dy, (size_t)w, out_c);
         }
         /* A band of rows [done, stop) reads dy rows done - 1 .. stop. */

@@ -52,16 +52,11 @@ double ae_loss_lanes_total(const double lane[AE_LOSS_LANES])
 }
 
 void ae_loss_lanes_add(double lane[AE_LOSS_LANES], size_t at, const float *y, const float *x,
-                       size_t d, float *dy, float scale, int sigmoid)
+                       size_t d, float *dy, float scale)
 {
     double local[AE_LOSS_LANES]; /* in registers: the caller's could alias dy for all gcc knows */
     memcpy(local, lane, sizeof local);
-    if (!dy)
-        add_lanes(local, at, y, x, d, NULL, 0.0f, 0);
-    else if (sigmoid)
-        add_lanes(local, at, y, x, d, dy, scale, 2);
-    else
-        add_lanes(local, at, y, x, d, dy, scale, 1);
+    add_lanes(local, at, y, x, d, dy, scale, 2);
     memcpy(lane, local, sizeof local);
 }
 
