@@ -17,6 +17,10 @@
  * sgemm, in a child process) and each mode's GFLOP/s as a fraction of it:
  *   peak sgemm2048 t2 gflop_per_s 210.0
  *   train 256x256x3 b32 gemm_peak_fraction 0.45
+ * and the memory bandwidth the streaming passes are bound by, at the same
+ * thread count (a sum over 512 MB, and stores over 512 MB, in the same child):
+ *   peak stream t2 read_gb_per_s 24.0
+ *   peak stream t2 write_gb_per_s 20.0
  * and, as comments, the mean time per step spent in each layer's forward
  * and backward. */
 #include "aedet/nn.h"
@@ -171,28 +175,69 @@ static double sgemm_peak_here(int threads)
     return best;
 }
 
-/* In a child process, so that its 48 MB of matrices stay out of peak_rss_mb. */
-static double sgemm_peak(int threads)
+/* Streaming bandwidth at this thread count, in GB/s: the best of a few
+ * passes that read (a sum) or write (plain stores, as the layers make, not
+ * the non-temporal ones of a large memset) 512 MB, far beyond the caches.
+ * The passes are split over OpenMP threads; nothing else runs meanwhile. */
+static void stream_peak_here(int threads, double *read_gbs, double *write_gbs)
+{
+    enum { FLOATS = 1 << 27, LANES = 16 };
+    float *a = ae_alloc_floats(FLOATS); /* huge pages, as the model's buffers */
+    *read_gbs = *write_gbs = 0;
+    if (!a)
+        return;
+    const double gb = (double)FLOATS * sizeof *a * 1e-9;
+    volatile float sink = 0;
+    for (int rep = 0; rep < 4; rep++) {
+        const float value = (float)rep;
+        double t = now_seconds();
+#pragma omp parallel for num_threads(threads) schedule(static)
+        for (size_t i = 0; i < FLOATS; i++)
+            a[i] = value;
+        t = now_seconds() - t;
+        *write_gbs = gb / t > *write_gbs ? gb / t : *write_gbs;
+        float lanes[LANES] = {0}; /* one vector of sums: no reassociation needed */
+        t = now_seconds();
+#pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : lanes[:LANES])
+        for (size_t i0 = 0; i0 < FLOATS; i0 += LANES)
+            for (int k = 0; k < LANES; k++)
+                lanes[k] += a[i0 + k];
+        t = now_seconds() - t;
+        *read_gbs = gb / t > *read_gbs ? gb / t : *read_gbs;
+        float total = 0;
+        for (int k = 0; k < LANES; k++)
+            total += lanes[k];
+        sink = total;
+    }
+    (void)sink;
+    ae_free_floats(a);
+}
+
+/* The machine's peaks in a child process, so that the sgemm's 48 MB and the
+ * stream's 512 MB stay out of peak_rss_mb. */
+static void machine_peaks(int threads, double peaks[3])
 {
     int fds[2];
-    double peak = 0;
+    peaks[0] = peaks[1] = peaks[2] = 0;
     if (pipe(fds) != 0)
-        return 0;
+        return;
     fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {
-        double g = sgemm_peak_here(threads);
-        ssize_t w = write(fds[1], &g, sizeof g);
-        _exit(w == (ssize_t)sizeof g ? 0 : 1);
+        double p[3];
+        p[0] = sgemm_peak_here(threads);
+        stream_peak_here(threads, &p[1], &p[2]);
+        ssize_t w = write(fds[1], p, sizeof p);
+        _exit(w == (ssize_t)sizeof p ? 0 : 1);
     }
     close(fds[1]);
     if (pid > 0) {
-        if (read(fds[0], &peak, sizeof peak) != (ssize_t)sizeof peak)
-            peak = 0;
+        double p[3];
+        if (read(fds[0], p, sizeof p) == (ssize_t)sizeof p)
+            memcpy(peaks, p, sizeof p);
         waitpid(pid, NULL, 0);
     }
     close(fds[0]);
-    return peak;
 }
 
 static double gemm_peak = 0;
@@ -297,8 +342,13 @@ int main(int argc, char **argv)
     printf("# aedet %s, %d threads, %.1f s per measurement\n", AE_VERSION_STRING,
            ae_get_num_threads(), seconds);
     if (gemm) {
-        gemm_peak = sgemm_peak(ae_get_num_threads());
-        printf("peak sgemm2048 t%d gflop_per_s %.1f\n", ae_get_num_threads(), gemm_peak);
+        const int t = ae_get_num_threads();
+        double peaks[3];
+        machine_peaks(t, peaks);
+        gemm_peak = peaks[0];
+        printf("peak sgemm2048 t%d gflop_per_s %.1f\n", t, gemm_peak);
+        printf("peak stream t%d read_gb_per_s %.1f\n", t, peaks[1]);
+        printf("peak stream t%d write_gb_per_s %.1f\n", t, peaks[2]);
     }
     for (int i = 0; i < num_sizes; i++)
         if (bench_size(sizes[i], batch, seconds) != 0)

@@ -4,6 +4,7 @@
 #include "support.h"
 
 #include "aedet/nn.h"
+#include "nn/direct.h" /* ae_direct_set_band */
 #include "nn/layers.h" /* ae_set_parallel_thresholds */
 
 #include <math.h>
@@ -463,6 +464,68 @@ static void test_train_step_matches_separate_steps(void **state)
     unsetenv("AEDET_ISA");
 }
 
+/* Scoring runs the last transposed convolution under its BatchNorm and the
+ * output layer as one tail (ae_deconv2d_score_tail), its output never
+ * stored: the scores and the reconstruction are those of the forward pass
+ * and the loss run apart, bit for bit, on every ISA the CPU has (the tail
+ * runs on the vector ones: the convolution under it then takes no time of
+ * its own), for bands of one row, of three and of the default size, on the
+ * tiny model, an oblong one and the tutorial's at 64x64x3. */
+static void test_score_tail_matches_forward(void **state)
+{
+    (void)state;
+    static const char *isas[] = {"portable", "avx2", "avx512"};
+    static const int bands[] = {1, 3, 0};
+    static const int sizes[][3] = {{0, 0, 0}, {24, 40, 1}, {64, 64, 3}};
+    for (size_t z = 0; z < sizeof sizes / sizeof *sizes; z++)
+        for (size_t k = 0; k < sizeof isas / sizeof *isas; k++) {
+            setenv("AEDET_ISA", isas[k], 1);
+            const int n = 3;
+            ae_config cfg;
+            if (sizes[z][0])
+                ae_config_init(&cfg, sizes[z][0], sizes[z][1], sizes[z][2]);
+            else
+                tiny_config(&cfg);
+            const size_t d = (size_t)cfg.height * cfg.width * cfg.channels;
+            ae_model *m;
+            ae_error err;
+            if (ae_model_create(&cfg, n, &m, &err) != AE_OK)
+                fail_msg("create: %s", err.message);
+            ae_model_init_weights(m, 21);
+            float *x = random_images(n, d, 22);
+            ae_adam_config adam;
+            ae_adam_config_init(&adam, 1e-2f, 0);
+            for (int step = 0; step < 2; step++) /* moving statistics away from 0 and 1 */
+                assert_int_equal(ae_model_train_step(m, &adam, x, n, NULL, &err), AE_OK);
+            float *recon = malloc(n * d * sizeof *recon), errors[3], want[3];
+            assert_non_null(recon);
+            const int below = ae_model_num_layers(m) - 5; /* deconv, leaky, bn, out, sigmoid */
+            const int vector = strcmp(isas[k], "portable") != 0 &&
+                               strcmp(ae_model_kernels(m), "portable") != 0;
+            for (size_t b = 0; b < sizeof bands / sizeof *bands; b++) {
+                ae_direct_set_band(bands[b]);
+                ae_model_reset_layer_times(m);
+                assert_int_equal(ae_model_score(m, x, n, errors, recon, &err), AE_OK);
+                double below_s, unused;
+                ae_model_layer_times(m, below, &below_s, &unused);
+                assert_int_equal(ae_model_forward(m, x, n, AE_MODE_INFER, &err), AE_OK);
+                ae_mse_forward(ae_model_output(m), x, n, d, want);
+                if (memcmp(errors, want, sizeof errors) ||
+                    memcmp(recon, ae_model_output(m), n * d * sizeof(float)))
+                    fail_msg("%dx%dx%d, kernels %s, band %d: the score differs from the "
+                             "forward's (%.9g vs %.9g)",
+                             cfg.height, cfg.width, cfg.channels, ae_model_kernels(m), bands[b],
+                             (double)errors[0], (double)want[0]);
+                assert_int_equal(below_s == 0.0, vector);
+            }
+            ae_direct_set_band(0);
+            free(recon);
+            free(x);
+            ae_model_free(m);
+        }
+    unsetenv("AEDET_ISA");
+}
+
 /* The tutorial's model at 32x32x1: an image's score is the same, bit for bit,
  * alone or in a batch of 32 (BLAS picks other kernels for other batch sizes;
  * the stored training errors and later scores must still agree). */
@@ -608,6 +671,7 @@ int main(void)
         cmocka_unit_test(test_nan_input_fails_and_keeps_weights),
         cmocka_unit_test(test_score_encode_decode_agree),
         cmocka_unit_test(test_train_step_matches_separate_steps),
+        cmocka_unit_test(test_score_tail_matches_forward),
         cmocka_unit_test(test_scores_do_not_depend_on_the_batch),
         cmocka_unit_test(test_inference_uses_moving_statistics),
         cmocka_unit_test(test_loss_goes_down_with_adam),

@@ -119,7 +119,12 @@ const float *ae_model_latent(const ae_model *m); /* n x latent_dim */
  * a convolution (they are recomputed from the convolution output where they
  * are read): for those, the first call allocates a buffer the size of the
  * largest one, and the values are computed into it and valid until the next
- * call (NULL if that allocation fails). */
+ * call (NULL if that allocation fails). ae_model_score runs the last
+ * transposed convolution under the output layer and the output layer as one
+ * pass and does not store the former's output: after it, that layer, the
+ * LeakyReLU and BatchNorm over it and "out.deconv" (all read from it) show
+ * the last ae_model_forward's or training step's values; every other layer,
+ * the latent and "out.sigmoid" (the model's output) show the score's. */
 int ae_model_num_layers(const ae_model *m);
 const char *ae_model_layer_name(const ae_model *m, int i);
 const float *ae_model_layer_output(const ae_model *m, int i, size_t *count_per_image);
@@ -168,7 +173,8 @@ ae_status ae_model_train_step(ae_model *m, const ae_adam_config *cfg, const floa
                               float *loss, ae_error *err);
 
 /* Inference. The one scoring path: per-image mean squared reconstruction error
- * (n values), optionally the reconstruction too (n x H x W x C, may be NULL). */
+ * (n values), optionally the reconstruction too (n x H x W x C, may be NULL);
+ * the bits of ae_model_forward (AE_MODE_INFER) and ae_model_loss. */
 ae_status ae_model_score(ae_model *m, const float *x, int n, float *errors, float *recon,
                          ae_error *err);
 /* The encoder alone: n x latent_dim. */

@@ -127,7 +127,7 @@ static void backward_image(const void *arg, int i, int t, float *dw_i, int overw
             int end = first + band < g->big_h ? first + band : g->big_h;
             ae_direct_rows_needed(g, 0, first, end, &lo, &hi);
             ae_conv_input_rows(ops, pad, dy_i, NULL, g->small_h, g->small_w, out_c, lo, hi);
-            ops->small_to_big(pad, lo, g, out_c, s->wt, NULL, dx_i, first, end);
+            ops->small_to_big(pad, lo, g, out_c, s->wt, NULL, dx_i, 0, first, end);
             if (j->sums)
                 ae_bn_grad_sums_image(j->sums, dx_i, i, (size_t)end * g->big_w, &next);
         }

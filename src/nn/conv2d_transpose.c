@@ -52,13 +52,13 @@ static void forward_image(void *arg, int i, int t)
             int end = first + band < g->big_h ? first + band : g->big_h, lo, hi;
             ae_direct_rows_needed(g, 0, first, end, &lo, &hi);
             if (j->narrow) {
-                ae_conv_input_planar_rows(j->ops, s->pad[t], xi, j->tf, g->small_h, g->small_w,
-                                          in_c, lo, hi, tmp, 1);
+                ae_conv_input_planar_rows(j->ops, s->pad[t], xi, 0, j->tf, g->small_h,
+                                          g->small_w, in_c, lo, hi, tmp, 1);
                 j->ops->small_to_big_narrow(s->pad[t], lo, g, in_c, j->w, j->b, yi, first, end);
             } else {
                 ae_conv_input_rows(j->ops, s->pad[t], xi, j->tf, g->small_h, g->small_w, in_c,
                                    lo, hi);
-                j->ops->small_to_big(s->pad[t], lo, g, in_c, s->wt, j->b, yi, first, end);
+                j->ops->small_to_big(s->pad[t], lo, g, in_c, s->wt, j->b, yi, 0, first, end);
             }
             if (j->sigmoid) { /* while the band is in cache */
                 const size_t at = (size_t)first * g->big_w * out_c;
@@ -265,7 +265,7 @@ static void head_image(const void *arg, int i, int t, float *dw_i, int overwrite
         const int end = first + band < h ? first + band : h;
         int lo, hi;
         ae_direct_rows_needed(g, 0, first, end, &lo, &hi);
-        ae_conv_input_planar_rows(ops, planar, xi, j->tf, h, w, in_c, lo, hi, ring, ring_rows);
+        ae_conv_input_planar_rows(ops, planar, xi, 0, j->tf, h, w, in_c, lo, hi, ring, ring_rows);
         ops->small_to_big_narrow(planar, lo, g, in_c, j->w, j->b, yi, first, end);
         ops->sigmoid(yi + first * out_row, yi + first * out_row, (size_t)(end - first) * out_row);
         for (int r = first; r < end; r++) {

@@ -30,8 +30,10 @@ typedef struct ae_direct_ops_s {
     const char *name;
     void (*big_to_small)(const float *big_padded, int row0, const ae_conv_geom *g, int cs,
                          const float *w, const float *init, float *small, int first, int end);
+    /* big holds image rows from big_row0 on (0: the whole image) */
     void (*small_to_big)(const float *small_padded, int row0, const ae_conv_geom *g, int cs,
-                         const float *wt, const float *init, float *big, int first, int end);
+                         const float *wt, const float *init, float *big, int big_row0,
+                         int first, int end);
     void (*weight_grad)(const float *big_padded, int row0, const float *small, int srow0,
                         const ae_conv_geom *g, int cs, float *dw, int first, int end);
     /* small_to_big for stride 1 and cb <= 4, vectorized along pixels: it reads
@@ -76,10 +78,11 @@ void ae_conv_input(const ae_direct_ops *ops, float *dst, const float *x, const a
  * dst, row lo first; planar: channel-planar as ae_conv_input_planar. */
 void ae_conv_input_rows(const ae_direct_ops *ops, float *dst, const float *x,
                         const ae_input_tf *tf, int h, int w, int c, int lo, int hi);
-/* ...planar_rows: with tf, each image row y of x' is made in tmp first, at
- * row y % tmp_rows of tmp_rows rows of w x c floats, and stays there: a
- * caller can read the rows back (the training head's backward does). */
-void ae_conv_input_planar_rows(const ae_direct_ops *ops, float *dst, const float *x,
+/* ...planar_rows: x holds image rows from x_row0 on (0: the whole image).
+ * With tf, each image row y of x' is made in tmp first, at row y % tmp_rows
+ * of tmp_rows rows of w x c floats, and stays there: a caller can read the
+ * rows back (the training head's backward does). */
+void ae_conv_input_planar_rows(const ae_direct_ops *ops, float *dst, const float *x, int x_row0,
                                const ae_input_tf *tf, int h, int w, int c, int lo, int hi,
                                float *tmp, int tmp_rows);
 /* ae_conv_input_rows for an output gradient: padded rows [lo, hi) of dy or,

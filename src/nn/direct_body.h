@@ -389,7 +389,7 @@ PAIRS_VARIANT(1)
 
 static TARGET void FN(small_to_big_pairs)(const float *pad, int row0, const ae_conv_geom *g,
                                           int cs, const float *wt, const float *init, float *big,
-                                          int y0, int y1)
+                                          int big_row0, int y0, int y1)
 {
     const int cb = g->big_c, pw = g->small_w + 2;
     const vmask last = mask_first(cb);
@@ -400,7 +400,7 @@ static TARGET void FN(small_to_big_pairs)(const float *pad, int row0, const ae_c
             rows[nkh] = pad + (size_t)((y - kh) / 2 + 1 - row0) * pw * cs;
             khs[nkh++] = kh;
         }
-        float *dst = big + (size_t)y * g->big_w * cb;
+        float *dst = big + (size_t)(y - big_row0) * g->big_w * cb;
         int m0 = 0;
         for (; m0 + RMAX2 <= g->small_w; m0 += RMAX2)
             FN(pairs_RMAX2)(rows, khs, nkh, cs, wt, cb, m0, dst + (size_t)2 * m0 * cb, last,
@@ -415,13 +415,13 @@ static TARGET void FN(small_to_big_pairs)(const float *pad, int row0, const ae_c
  * (y + pad_top - kh) / stride; likewise for columns, which splits a row into
  * `stride` phases of pixels `stride` apart that share their taps. */
 static TARGET void FN(small_to_big)(const float *pad, int row0, const ae_conv_geom *g, int cs,
-                                    const float *wt, const float *init, float *big, int y0,
-                                    int y1)
+                                    const float *wt, const float *init, float *big, int big_row0,
+                                    int y0, int y1)
 {
     const int cb = g->big_c, s = g->stride, pw = g->small_w + 2;
     if (s == 2 && g->pad_top == 0 && g->pad_left == 0 && cb <= VW &&
         g->big_w == 2 * g->small_w) {
-        FN(small_to_big_pairs)(pad, row0, g, cs, wt, init, big, y0, y1);
+        FN(small_to_big_pairs)(pad, row0, g, cs, wt, init, big, big_row0, y0, y1);
         return;
     }
     /* Rows y, y + s, y + 2 s, ... take the same taps from consecutive small
@@ -462,7 +462,7 @@ static TARGET void FN(small_to_big)(const float *pad, int row0, const ae_conv_ge
                                 pad + ((size_t)(oy_list[a] + 1 - row0) * pw + (ox + 1)) * cs;
                             w[ntaps++] = wt + (size_t)(kh_list[a] * 3 + kw) * cs * cb + c0;
                         }
-                    float *dst = big + ((size_t)y * g->big_w + phase) * cb + c0;
+                    float *dst = big + ((size_t)(y - big_row0) * g->big_w + phase) * cb + c0;
                     FN(blocks)(v, n, nrows, src, ntaps, cs, (size_t)pw * cs, cs, w, cb, dst,
                                s * cb, (size_t)s * g->big_w * cb, last, init ? init + c0 : NULL);
                 }

@@ -151,7 +151,7 @@ void ae_conv_input(const ae_direct_ops *ops, float *dst, const float *x, const a
         transform_row(ops, dst + (size_t)y * inner, x + (size_t)y * inner, tf, w, c);
 }
 
-void ae_conv_input_planar_rows(const ae_direct_ops *ops, float *dst, const float *x,
+void ae_conv_input_planar_rows(const ae_direct_ops *ops, float *dst, const float *x, int x_row0,
                                const ae_input_tf *tf, int h, int w, int c, int lo, int hi,
                                float *tmp, int tmp_rows)
 {
@@ -162,7 +162,7 @@ void ae_conv_input_planar_rows(const ae_direct_ops *ops, float *dst, const float
             memset(rows, 0, plane_row * sizeof *rows);
             continue;
         }
-        const float *src = x + (size_t)(r - 1) * inner;
+        const float *src = x + (size_t)(r - 1 - x_row0) * inner;
         if (tf) {
             float *row = tmp + (size_t)((r - 1) % tmp_rows) * inner;
             transform_row(ops, row, src, tf, w, c);

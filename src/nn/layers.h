@@ -275,6 +275,24 @@ void ae_deconv2d_train_head(float *y, float *dx, float *dw, float *db, double *i
                             const ae_input_tf *tf, const float *w, const float *b, int n,
                             const ae_conv_geom *g, int in_c, ae_scratch *s,
                             const ae_bn_grad_sums *sums);
+/* Scoring's tail (score_tail.c): a transposed convolution `below` (not
+ * narrow), the BatchNorm and LeakyReLU over it (out->tf), and the output
+ * layer `out` (narrow) with its sigmoid: y, and each image's squared-error
+ * sums against target (image_sums[i], the bits of ae_sum_squared_diff), as
+ * ae_deconv2d_forward, the transform and ae_deconv2d_forward_sigmoid give
+ * them, without storing below's output. s->pad must hold
+ * ae_deconv2d_score_tail_floats. */
+typedef struct {
+    const float *w, *b; /* the kernel as Keras stores it, the bias */
+    const ae_conv_geom *g;
+    int in_c;
+    const ae_input_tf *tf; /* the layer's input transform, or NULL */
+} ae_deconv_args;
+int ae_deconv2d_has_score_tail(const ae_deconv_args *below, const ae_deconv_args *out, int isa);
+size_t ae_deconv2d_score_tail_floats(const ae_deconv_args *below, const ae_deconv_args *out);
+void ae_deconv2d_score_tail(float *y, double *image_sums, const float *target, const float *x,
+                            const ae_deconv_args *below, const ae_deconv_args *out, int n,
+                            ae_scratch *s);
 /* y = tf(z) over pixels x c values. */
 void ae_bn_apply(float *y, const float *z, const ae_input_tf *tf, size_t pixels, int c);
 
@@ -303,6 +321,9 @@ double ae_sum_squared_diff_grad(const float *y, const float *x, size_t d, float 
 enum { AE_LOSS_LANES = 16 };
 void ae_loss_lanes_add(double lane[AE_LOSS_LANES], size_t at, const float *y, const float *x,
                        size_t d, float *dy, float scale);
+/* The sums alone (scoring's last layers, ae_deconv2d_score_tail). */
+void ae_loss_lanes_sum(double lane[AE_LOSS_LANES], size_t at, const float *y, const float *x,
+                       size_t d);
 double ae_loss_lanes_total(const double lane[AE_LOSS_LANES]);
 void ae_mse_backward(float *dy, const float *y, const float *x, int n, size_t d);
 /* dy = scale (y - x) over count values: ae_mse_backward's loop, scale = 2 / (n d). */

@@ -60,6 +60,15 @@ void ae_loss_lanes_add(double lane[AE_LOSS_LANES], size_t at, const float *y, co
     memcpy(lane, local, sizeof local);
 }
 
+void ae_loss_lanes_sum(double lane[AE_LOSS_LANES], size_t at, const float *y, const float *x,
+                       size_t d)
+{
+    double local[AE_LOSS_LANES];
+    memcpy(local, lane, sizeof local);
+    add_lanes(local, at, y, x, d, NULL, 0.0f, 0);
+    memcpy(lane, local, sizeof local);
+}
+
 static inline __attribute__((always_inline)) double squared_diff(const float *y, const float *x,
                                                                  size_t d, float *dy,
                                                                  float scale, const int GRAD)

@@ -45,6 +45,19 @@ int ae_plan_applies_sigmoid(const ae_plan *p, int i)
            p->layers[i + 1].kind == AE_LAYER_SIGMOID;
 }
 
+int ae_plan_score_tail(const ae_plan *p, ae_deconv_args *below, ae_deconv_args *out)
+{
+    const int o = p->num_layers - 2;
+    if (o < 3 || !ae_plan_applies_sigmoid(p, o) || p->layers[o - 1].kind != AE_LAYER_BN)
+        return -1;
+    const int b = p->layers[o - 2].kind == AE_LAYER_LEAKY ? o - 3 : o - 2;
+    if (p->layers[b].kind != AE_LAYER_DECONV)
+        return -1;
+    *below = (ae_deconv_args){NULL, NULL, &p->layers[b].geom, p->layers[b].in_c, NULL};
+    *out = (ae_deconv_args){NULL, NULL, &p->layers[o].geom, p->layers[o].in_c, NULL};
+    return ae_deconv2d_has_score_tail(below, out, p->isa) ? o : -1;
+}
+
 static ae_status check_values(const ae_config *cfg, int max_batch, ae_error *err)
 {
     if (cfg->height < 1 || cfg->width < 1 || cfg->height > AE_MAX_SIDE || cfg->width > AE_MAX_SIDE)
@@ -255,6 +268,9 @@ ae_status ae_plan_make(ae_plan *p, const ae_config *cfg, int max_batch, int thre
         if (l->kind == AE_LAYER_BN)
             bn_c = max_size(bn_c, (size_t)l->out_c);
     }
+    ae_deconv_args below, out;
+    if (ae_plan_score_tail(p, &below, &out) >= 0)
+        p->pad_floats = max_size(p->pad_floats, ae_deconv2d_score_tail_floats(&below, &out));
     for (int i = 0; i < p->num_layers; i++) {
         ae_layer *l = &p->layers[i];
         size_t batch_count;

@@ -479,13 +479,48 @@ ae_status ae_model_train_step(ae_model *m, const ae_adam_config *cfg, const floa
     return AE_OK;
 }
 
+/* Scoring through the tail (ae_deconv2d_score_tail) at output layer o: the
+ * layers under the tail's lower convolution as the forward runs them, the
+ * transform of its BatchNorm from the moving statistics, then the tail,
+ * timed as the output layer's forward. */
+static void score_tail(ae_model *m, const float *x, int n, int o, ae_deconv_args *below,
+                       ae_deconv_args *out)
+{
+    const ae_layer *l = m->plan.layers;
+    const int b = l[o - 2].kind == AE_LAYER_LEAKY ? o - 3 : o - 2;
+    run_layers(m, 0, b, x, n, AE_MODE_INFER);
+    const double start = omp_get_wtime();
+    ae_input_tf below_tf, out_tf;
+    const float *in = layer_input(m, b, 0, x, &below_tf, &below->tf);
+    below->w = m->params + l[b].kernel;
+    below->b = m->params + l[b].bias;
+    ae_bn_params bn = bn_params(m, o - 1);
+    ae_batchnorm_forward_infer(NULL, NULL, &bn, n, 0, l[o - 1].out_c, &m->scratch);
+    layer_input(m, o, 0, x, &out_tf, &out->tf);
+    out->w = m->params + l[o].kernel;
+    out->b = m->params + l[o].bias;
+    ae_deconv2d_score_tail(layer_out(m, o + 1), m->image_sums, x, in, below, out, n,
+                           &m->scratch);
+    m->forward_s[o] += omp_get_wtime() - start;
+}
+
 ae_status ae_model_score(ae_model *m, const float *x, int n, float *errors, float *recon,
                          ae_error *err)
 {
-    ae_status st = ae_model_forward(m, x, n, AE_MODE_INFER, err);
-    if (st != AE_OK)
-        return st;
-    ae_model_loss(m, x, n, errors);
+    ae_deconv_args below, out;
+    const int tail = ae_plan_score_tail(&m->plan, &below, &out);
+    if (tail >= 0) {
+        ae_status st = check_batch(m, n, "score", err);
+        if (st != AE_OK)
+            return st;
+        score_tail(m, x, n, tail, &below, &out);
+        batch_loss(m, n, m->plan.layers[m->plan.num_layers - 1].out_count, errors);
+    } else {
+        ae_status st = ae_model_forward(m, x, n, AE_MODE_INFER, err);
+        if (st != AE_OK)
+            return st;
+        ae_model_loss(m, x, n, errors);
+    }
     if (recon)
         memcpy(recon, ae_model_output(m),
                (size_t)n * m->plan.layers[m->plan.num_layers - 1].out_count * sizeof(float));
