@@ -46,7 +46,7 @@ static void forward_image(void *arg, int i, int t)
         for (int first = 0; first < g->small_h; first += band) {
             int end = first + band < g->small_h ? first + band : g->small_h, lo, hi;
             ae_direct_rows_needed(g, 1, first, end, &lo, &hi);
-            ae_conv_input_rows(j->ops, s->pad[t], xi, j->tf, g->big_h, g->big_w, g->big_c, lo,
+            ae_conv_input_rows(j->ops, s->pad[t], xi, 0, j->tf, g->big_h, g->big_w, g->big_c, lo,
                                hi);
             j->ops->big_to_small(s->pad[t], lo, g, out_c, j->w, j->b, yi, first, end);
             if (j->stats)
@@ -115,7 +115,7 @@ static void backward_image(const void *arg, int i, int t, float *dw_i, int overw
         for (int first = 0; first < g->small_h; first += band) {
             int end = first + band < g->small_h ? first + band : g->small_h;
             ae_direct_rows_needed(g, 1, first, end, &lo, &hi);
-            ae_conv_input_rows(ops, pad, xi, j->tf, g->big_h, g->big_w, g->big_c, lo, hi);
+            ae_conv_input_rows(ops, pad, xi, 0, j->tf, g->big_h, g->big_w, g->big_c, lo, hi);
             ops->weight_grad(pad, lo, dy_i, 0, g, out_c, dw_i, first, end);
         }
         if (!dx_i)
@@ -126,7 +126,7 @@ static void backward_image(const void *arg, int i, int t, float *dw_i, int overw
         for (int first = 0; first < g->big_h; first += band) {
             int end = first + band < g->big_h ? first + band : g->big_h;
             ae_direct_rows_needed(g, 0, first, end, &lo, &hi);
-            ae_conv_input_rows(ops, pad, dy_i, NULL, g->small_h, g->small_w, out_c, lo, hi);
+            ae_conv_input_rows(ops, pad, dy_i, 0, NULL, g->small_h, g->small_w, out_c, lo, hi);
             ops->small_to_big(pad, lo, g, out_c, s->wt, NULL, dx_i, 0, first, end);
             if (j->sums)
                 ae_bn_grad_sums_image(j->sums, dx_i, i, (size_t)end * g->big_w, &next);

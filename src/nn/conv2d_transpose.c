@@ -56,7 +56,7 @@ static void forward_image(void *arg, int i, int t)
                                           g->small_w, in_c, lo, hi, tmp, 1);
                 j->ops->small_to_big_narrow(s->pad[t], lo, g, in_c, j->w, j->b, yi, first, end);
             } else {
-                ae_conv_input_rows(j->ops, s->pad[t], xi, j->tf, g->small_h, g->small_w, in_c,
+                ae_conv_input_rows(j->ops, s->pad[t], xi, 0, j->tf, g->small_h, g->small_w, in_c,
                                    lo, hi);
                 j->ops->small_to_big(s->pad[t], lo, g, in_c, s->wt, j->b, yi, 0, first, end);
             }

@@ -75,11 +75,11 @@ typedef struct ae_direct_ops_s {
 void ae_conv_input(const ae_direct_ops *ops, float *dst, const float *x, const ae_input_tf *tf,
                    int h, int w, int c, int pad);
 /* Padded rows [lo, hi) of x' (row 0 and row h + 1 are the zero border) into
- * dst, row lo first; planar: channel-planar as ae_conv_input_planar. */
-void ae_conv_input_rows(const ae_direct_ops *ops, float *dst, const float *x,
+ * dst, row lo first, x holding image rows from x_row0 on (0: the whole
+ * image); planar: channel-planar as ae_conv_input_planar. */
+void ae_conv_input_rows(const ae_direct_ops *ops, float *dst, const float *x, int x_row0,
                         const ae_input_tf *tf, int h, int w, int c, int lo, int hi);
-/* ...planar_rows: x holds image rows from x_row0 on (0: the whole image).
- * With tf, each image row y of x' is made in tmp first, at row y % tmp_rows
+/* ...planar_rows: with tf, each image row y of x' is made in tmp first, at row y % tmp_rows
  * of tmp_rows rows of w x c floats, and stays there: a caller can read the
  * rows back (the training head's backward does). */
 void ae_conv_input_planar_rows(const ae_direct_ops *ops, float *dst, const float *x, int x_row0,

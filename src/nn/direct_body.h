@@ -892,7 +892,26 @@ static TARGET ALWAYS_INLINE vec FN(bn_term)(const float *zp, vmask m, vec slope,
 }
 
 /* A run's sum of a float vector term, four chains, as described above. */
-#define BN_RUN_SUM(sum, p0, p1, term)                                                               do {                                                                                                vec a_[4] = {V_ZERO(), V_ZERO(), V_ZERO(), V_ZERO()};                                           size_t p = (p0);                                                                                for (; p + 4 <= (p1); p += 4)                                                                       for (int k_ = 0; k_ < 4; k_++)                                                                      a_[k_] = V_ADD(a_[k_], term(p + k_));                                                   for (int k_ = 0; p < (p1); p++, k_++)                                                               a_[k_] = V_ADD(a_[k_], term(p));                                                            (sum) = V_ADD(V_ADD(a_[0], a_[1]), V_ADD(a_[2], a_[3]));                                    } while (0)
+#define BN_RUN_SUM(sum, p0, p1, term)                                                   \
+    do {                                                                                \
+        /* four named chains, not an array: an array indexed by the tail's        */   \
+        /* counter would live on the stack, each add waiting on a store and a load */  \
+        vec a0_ = V_ZERO(), a1_ = V_ZERO(), a2_ = V_ZERO(), a3_ = V_ZERO();             \
+        size_t p = (p0);                                                                \
+        for (; p + 4 <= (p1); p += 4) {                                                 \
+            a0_ = V_ADD(a0_, term(p));                                                  \
+            a1_ = V_ADD(a1_, term(p + 1));                                              \
+            a2_ = V_ADD(a2_, term(p + 2));                                              \
+            a3_ = V_ADD(a3_, term(p + 3));                                              \
+        }                                                                               \
+        if (p < (p1))                                                                   \
+            a0_ = V_ADD(a0_, term(p));                                                  \
+        if (p + 1 < (p1))                                                               \
+            a1_ = V_ADD(a1_, term(p + 1));                                              \
+        if (p + 2 < (p1))                                                               \
+            a2_ = V_ADD(a2_, term(p + 2));                                              \
+        (sum) = V_ADD(V_ADD(a0_, a1_), V_ADD(a2_, a3_));                                \
+    } while (0)
 
 /* acc[ch] = sum over pixels of leaky(z) or, with mean, of (leaky(z) - (float)mean)^2. */
 static TARGET void FN(bn_sums)(double *acc, const float *z, size_t pixels, int c, float slope,

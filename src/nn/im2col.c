@@ -108,13 +108,13 @@ static float *padded_row(float *dst, int lo, int r, int h, int w, int c)
     return d + c;
 }
 
-void ae_conv_input_rows(const ae_direct_ops *ops, float *dst, const float *x,
+void ae_conv_input_rows(const ae_direct_ops *ops, float *dst, const float *x, int x_row0,
                         const ae_input_tf *tf, int h, int w, int c, int lo, int hi)
 {
     for (int r = lo; r < hi; r++) {
         float *d = padded_row(dst, lo, r, h, w, c);
         if (d)
-            transform_row(ops, d, x + (size_t)(r - 1) * w * c, tf, w, c);
+            transform_row(ops, d, x + (size_t)(r - 1 - x_row0) * w * c, tf, w, c);
     }
 }
 
@@ -143,7 +143,7 @@ void ae_conv_input(const ae_direct_ops *ops, float *dst, const float *x, const a
                    int h, int w, int c, int pad)
 {
     if (pad) {
-        ae_conv_input_rows(ops, dst, x, tf, h, w, c, 0, h + 2);
+        ae_conv_input_rows(ops, dst, x, 0, tf, h, w, c, 0, h + 2);
         return;
     }
     const size_t inner = (size_t)w * c;

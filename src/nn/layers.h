@@ -275,24 +275,26 @@ void ae_deconv2d_train_head(float *y, float *dx, float *dw, float *db, double *i
                             const ae_input_tf *tf, const float *w, const float *b, int n,
                             const ae_conv_geom *g, int in_c, ae_scratch *s,
                             const ae_bn_grad_sums *sums);
-/* Scoring's tail (score_tail.c): a transposed convolution `below` (not
- * narrow), the BatchNorm and LeakyReLU over it (out->tf), and the output
- * layer `out` (narrow) with its sigmoid: y, and each image's squared-error
- * sums against target (image_sums[i], the bits of ae_sum_squared_diff), as
- * ae_deconv2d_forward, the transform and ae_deconv2d_forward_sigmoid give
- * them, without storing below's output. s->pad must hold
- * ae_deconv2d_score_tail_floats. */
+/* Scoring's tail (score_tail.c): count transposed convolutions, bottom up,
+ * each but the last under the BatchNorm and LeakyReLU that the next one's
+ * tf applies (from its moving statistics), the last the output layer
+ * (narrow) with its sigmoid: y, and each image's squared-error sums against
+ * target (image_sums[i], the bits of ae_sum_squared_diff), as the
+ * layer-by-layer forward and ae_model_loss give them, storing none of the
+ * lower layers' outputs. x: the bottom layer's input. s->pad must hold
+ * ae_deconv2d_score_tail_floats, s->wt ae_deconv2d_score_tail_wt_floats. */
+enum { AE_TAIL_MAX = 8 };
 typedef struct {
     const float *w, *b; /* the kernel as Keras stores it, the bias */
     const ae_conv_geom *g;
     int in_c;
     const ae_input_tf *tf; /* the layer's input transform, or NULL */
 } ae_deconv_args;
-int ae_deconv2d_has_score_tail(const ae_deconv_args *below, const ae_deconv_args *out, int isa);
-size_t ae_deconv2d_score_tail_floats(const ae_deconv_args *below, const ae_deconv_args *out);
+int ae_deconv2d_has_score_tail(const ae_deconv_args *layers, int count, int isa);
+size_t ae_deconv2d_score_tail_floats(const ae_deconv_args *layers, int count);
+size_t ae_deconv2d_score_tail_wt_floats(const ae_deconv_args *layers, int count);
 void ae_deconv2d_score_tail(float *y, double *image_sums, const float *target, const float *x,
-                            const ae_deconv_args *below, const ae_deconv_args *out, int n,
-                            ae_scratch *s);
+                            const ae_deconv_args *layers, int count, int n, ae_scratch *s);
 /* y = tf(z) over pixels x c values. */
 void ae_bn_apply(float *y, const float *z, const ae_input_tf *tf, size_t pixels, int c);
 

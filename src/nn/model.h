@@ -72,10 +72,11 @@ const float *ae_model_view(ae_model *m, int i);
  * the sigmoid after it (ae_deconv2d_forward_sigmoid, into the sigmoid's
  * output); its own output is then recomputed only to be looked at. */
 int ae_plan_applies_sigmoid(const ae_plan *p, int i);
-/* The output layer when scoring can run it with the transposed convolution
- * under its BatchNorm as one tail (ae_deconv2d_score_tail; below and out get
- * their geometries), or -1. */
-int ae_plan_score_tail(const ae_plan *p, ae_deconv_args *below, ae_deconv_args *out);
+/* The layers scoring runs as one tail (ae_deconv2d_score_tail): the output
+ * layer and the transposed convolutions under it, each under a BatchNorm;
+ * their count, 0 if the tail does not apply, and bottom up, their indexes
+ * and geometries (args without weights or transforms). */
+int ae_plan_score_tail(const ae_plan *p, int index[AE_TAIL_MAX], ae_deconv_args args[AE_TAIL_MAX]);
 
 ae_status ae_plan_make(ae_plan *plan, const ae_config *cfg, int max_batch, int threads,
                        ae_error *err);

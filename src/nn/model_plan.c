@@ -45,17 +45,25 @@ int ae_plan_applies_sigmoid(const ae_plan *p, int i)
            p->layers[i + 1].kind == AE_LAYER_SIGMOID;
 }
 
-int ae_plan_score_tail(const ae_plan *p, ae_deconv_args *below, ae_deconv_args *out)
+int ae_plan_score_tail(const ae_plan *p, int index[AE_TAIL_MAX], ae_deconv_args args[AE_TAIL_MAX])
 {
-    const int o = p->num_layers - 2;
-    if (o < 3 || !ae_plan_applies_sigmoid(p, o) || p->layers[o - 1].kind != AE_LAYER_BN)
-        return -1;
-    const int b = p->layers[o - 2].kind == AE_LAYER_LEAKY ? o - 3 : o - 2;
-    if (p->layers[b].kind != AE_LAYER_DECONV)
-        return -1;
-    *below = (ae_deconv_args){NULL, NULL, &p->layers[b].geom, p->layers[b].in_c, NULL};
-    *out = (ae_deconv_args){NULL, NULL, &p->layers[o].geom, p->layers[o].in_c, NULL};
-    return ae_deconv2d_has_score_tail(below, out, p->isa) ? o : -1;
+    int at = p->num_layers - 2, count = 0; /* the output layer, then down */
+    if (!ae_plan_applies_sigmoid(p, at))
+        return 0;
+    int chain[AE_TAIL_MAX];
+    chain[count++] = at;
+    while (count < AE_TAIL_MAX && at >= 3 && p->layers[at - 1].kind == AE_LAYER_BN) {
+        const int below = p->layers[at - 2].kind == AE_LAYER_LEAKY ? at - 3 : at - 2;
+        if (p->layers[below].kind != AE_LAYER_DECONV)
+            break;
+        chain[count++] = at = below;
+    }
+    for (int k = 0; k < count; k++) { /* bottom up */
+        const ae_layer *l = &p->layers[chain[count - 1 - k]];
+        index[k] = chain[count - 1 - k];
+        args[k] = (ae_deconv_args){NULL, NULL, &l->geom, l->in_c, NULL};
+    }
+    return ae_deconv2d_has_score_tail(args, count, p->isa) ? count : 0;
 }
 
 static ae_status check_values(const ae_config *cfg, int max_batch, ae_error *err)
@@ -268,9 +276,13 @@ ae_status ae_plan_make(ae_plan *p, const ae_config *cfg, int max_batch, int thre
         if (l->kind == AE_LAYER_BN)
             bn_c = max_size(bn_c, (size_t)l->out_c);
     }
-    ae_deconv_args below, out;
-    if (ae_plan_score_tail(p, &below, &out) >= 0)
-        p->pad_floats = max_size(p->pad_floats, ae_deconv2d_score_tail_floats(&below, &out));
+    int tail_index[AE_TAIL_MAX];
+    ae_deconv_args tail[AE_TAIL_MAX];
+    const int tail_count = ae_plan_score_tail(p, tail_index, tail);
+    if (tail_count > 0) {
+        p->pad_floats = max_size(p->pad_floats, ae_deconv2d_score_tail_floats(tail, tail_count));
+        p->wt_floats = max_size(p->wt_floats, ae_deconv2d_score_tail_wt_floats(tail, tail_count));
+    }
     for (int i = 0; i < p->num_layers; i++) {
         ae_layer *l = &p->layers[i];
         size_t batch_count;

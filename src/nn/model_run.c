@@ -479,41 +479,47 @@ ae_status ae_model_train_step(ae_model *m, const ae_adam_config *cfg, const floa
     return AE_OK;
 }
 
-/* Scoring through the tail (ae_deconv2d_score_tail) at output layer o: the
- * layers under the tail's lower convolution as the forward runs them, the
- * transform of its BatchNorm from the moving statistics, then the tail,
- * timed as the output layer's forward. */
-static void score_tail(ae_model *m, const float *x, int n, int o, ae_deconv_args *below,
-                       ae_deconv_args *out)
+/* Scoring through the tail (ae_deconv2d_score_tail) of count layers: the
+ * layers under it as the forward runs them, the transforms of the
+ * BatchNorms inside it from their moving statistics, then the tail, timed
+ * as the output layer's forward. */
+static void score_tail(ae_model *m, const float *x, int n, const int *index,
+                       ae_deconv_args *args, int count)
 {
     const ae_layer *l = m->plan.layers;
-    const int b = l[o - 2].kind == AE_LAYER_LEAKY ? o - 3 : o - 2;
-    run_layers(m, 0, b, x, n, AE_MODE_INFER);
+    run_layers(m, 0, index[0], x, n, AE_MODE_INFER);
     const double start = omp_get_wtime();
-    ae_input_tf below_tf, out_tf;
-    const float *in = layer_input(m, b, 0, x, &below_tf, &below->tf);
-    below->w = m->params + l[b].kernel;
-    below->b = m->params + l[b].bias;
-    ae_bn_params bn = bn_params(m, o - 1);
-    ae_batchnorm_forward_infer(NULL, NULL, &bn, n, 0, l[o - 1].out_c, &m->scratch);
-    layer_input(m, o, 0, x, &out_tf, &out->tf);
-    out->w = m->params + l[o].kernel;
-    out->b = m->params + l[o].bias;
-    ae_deconv2d_score_tail(layer_out(m, o + 1), m->image_sums, x, in, below, out, n,
+    ae_input_tf tf[AE_TAIL_MAX];
+    const float *in = NULL;
+    for (int k = 0; k < count; k++) {
+        const int i = index[k];
+        if (k > 0) { /* the BatchNorm under layer i: its scale and shift */
+            ae_bn_params bn = bn_params(m, i - 1);
+            ae_batchnorm_forward_infer(NULL, NULL, &bn, n, 0, l[i - 1].out_c, &m->scratch);
+        }
+        const float *input = layer_input(m, i, 0, x, &tf[k], &args[k].tf);
+        if (k == 0)
+            in = input;
+        args[k].w = m->params + l[i].kernel;
+        args[k].b = m->params + l[i].bias;
+    }
+    const int top = index[count - 1];
+    ae_deconv2d_score_tail(layer_out(m, top + 1), m->image_sums, x, in, args, count, n,
                            &m->scratch);
-    m->forward_s[o] += omp_get_wtime() - start;
+    m->forward_s[top] += omp_get_wtime() - start;
 }
 
 ae_status ae_model_score(ae_model *m, const float *x, int n, float *errors, float *recon,
                          ae_error *err)
 {
-    ae_deconv_args below, out;
-    const int tail = ae_plan_score_tail(&m->plan, &below, &out);
-    if (tail >= 0) {
+    int index[AE_TAIL_MAX];
+    ae_deconv_args tail[AE_TAIL_MAX];
+    const int count = ae_plan_score_tail(&m->plan, index, tail);
+    if (count > 0) {
         ae_status st = check_batch(m, n, "score", err);
         if (st != AE_OK)
             return st;
-        score_tail(m, x, n, tail, &below, &out);
+        score_tail(m, x, n, index, tail, count);
         batch_loss(m, n, m->plan.layers[m->plan.num_layers - 1].out_count, errors);
     } else {
         ae_status st = ae_model_forward(m, x, n, AE_MODE_INFER, err);
