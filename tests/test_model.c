@@ -464,14 +464,15 @@ static void test_train_step_matches_separate_steps(void **state)
     unsetenv("AEDET_ISA");
 }
 
-/* Scoring runs the decoder's transposed convolutions and the output layer
- * depth-first as one tail (ae_deconv2d_score_tail), their outputs never
- * stored: the scores and the reconstruction are those of the forward pass
- * and the loss run apart, bit for bit, on every ISA the CPU has (the tail
- * runs on the vector ones: the convolutions under the output layer then take
- * no time of their own), for bands of one row, of three and of the default
- * size, on the tiny model, an oblong one and the tutorial's at 64x64x3. */
-static void test_score_tail_matches_forward(void **state)
+/* Scoring runs the encoder's convolutions and the decoder's transposed
+ * convolutions with the output layer depth-first, as two chains
+ * (infer_chain.c) that store only their top layer's output: the scores, the
+ * latent and the reconstruction are those of the forward pass and the loss
+ * run apart, bit for bit, on every ISA the CPU has (the chains run on the
+ * vector ones: every convolution but the top of each chain then takes no
+ * time of its own), for bands of one row, of three and of the default size,
+ * on the tiny model, an oblong one and the tutorial's at 64x64x3. */
+static void test_score_chains_match_forward(void **state)
 {
     (void)state;
     static const char *isas[] = {"portable", "avx2", "avx512"};
@@ -498,24 +499,34 @@ static void test_score_tail_matches_forward(void **state)
             for (int step = 0; step < 2; step++) /* moving statistics away from 0 and 1 */
                 assert_int_equal(ae_model_train_step(m, &adam, x, n, NULL, &err), AE_OK);
             float *recon = malloc(n * d * sizeof *recon), errors[3], want[3];
+            float *latent = malloc(n * (size_t)cfg.latent_dim * sizeof *latent);
             assert_non_null(recon);
+            assert_non_null(latent);
             const int vector = strcmp(isas[k], "portable") != 0 &&
                                strcmp(ae_model_kernels(m), "portable") != 0;
             for (size_t b = 0; b < sizeof bands / sizeof *bands; b++) {
                 ae_direct_set_band(bands[b]);
                 ae_model_reset_layer_times(m);
                 assert_int_equal(ae_model_score(m, x, n, errors, recon, &err), AE_OK);
-                double below_s = 0; /* the transposed convolutions under the output layer */
+                /* the convolutions under each chain's top: all but the last
+                 * encoder convolution and the output layer */
+                double below_s = 0, last_conv_s = 0;
                 for (int l = 0; l < ae_model_num_layers(m); l++) {
                     const char *name = ae_model_layer_name(m, l);
                     double f, unused;
                     ae_model_layer_times(m, l, &f, &unused);
-                    if (strstr(name, ".deconv") && strcmp(name, "out.deconv") != 0)
+                    if (strstr(name, ".conv")) {
+                        below_s += last_conv_s;
+                        last_conv_s = f;
+                    } else if (strstr(name, ".deconv") && strcmp(name, "out.deconv") != 0) {
                         below_s += f;
+                    }
                 }
+                memcpy(latent, ae_model_latent(m), n * (size_t)cfg.latent_dim * sizeof *latent);
                 assert_int_equal(ae_model_forward(m, x, n, AE_MODE_INFER, &err), AE_OK);
                 ae_mse_forward(ae_model_output(m), x, n, d, want);
                 if (memcmp(errors, want, sizeof errors) ||
+                    memcmp(latent, ae_model_latent(m), n * (size_t)cfg.latent_dim * sizeof *latent) ||
                     memcmp(recon, ae_model_output(m), n * d * sizeof(float)))
                     fail_msg("%dx%dx%d, kernels %s, band %d: the score differs from the "
                              "forward's (%.9g vs %.9g)",
@@ -524,6 +535,7 @@ static void test_score_tail_matches_forward(void **state)
                 assert_int_equal(below_s == 0.0, vector);
             }
             ae_direct_set_band(0);
+            free(latent);
             free(recon);
             free(x);
             ae_model_free(m);
@@ -676,7 +688,7 @@ int main(void)
         cmocka_unit_test(test_nan_input_fails_and_keeps_weights),
         cmocka_unit_test(test_score_encode_decode_agree),
         cmocka_unit_test(test_train_step_matches_separate_steps),
-        cmocka_unit_test(test_score_tail_matches_forward),
+        cmocka_unit_test(test_score_chains_match_forward),
         cmocka_unit_test(test_scores_do_not_depend_on_the_batch),
         cmocka_unit_test(test_inference_uses_moving_statistics),
         cmocka_unit_test(test_loss_goes_down_with_adam),

@@ -119,12 +119,14 @@ const float *ae_model_latent(const ae_model *m); /* n x latent_dim */
  * a convolution (they are recomputed from the convolution output where they
  * are read): for those, the first call allocates a buffer the size of the
  * largest one, and the values are computed into it and valid until the next
- * call (NULL if that allocation fails). ae_model_score runs the decoder's
- * transposed convolutions and the output layer depth-first and stores none
- * of their outputs: after it, "dec0.deconv" up to "out.deconv" (and the
- * LeakyReLUs and BatchNorms between them) show the last ae_model_forward's
- * or training step's values; the encoder, the dense layers, the latent and
- * "out.sigmoid" (the model's output) show the score's. */
+ * call (NULL if that allocation fails). ae_model_score runs the encoder's
+ * convolutions, and the decoder's with the output layer, depth-first (on the
+ * vector kernels) and stores only the last encoder convolution's output and
+ * the model's: after it, the other convolutions (with the LeakyReLUs and
+ * BatchNorms over them, and "out.deconv") show the last ae_model_forward's or
+ * training step's values; the last encoder convolution, its BatchNorm, the
+ * dense layers (the latent) and "out.sigmoid" (the model's output) show the
+ * score's. */
 int ae_model_num_layers(const ae_model *m);
 const char *ae_model_layer_name(const ae_model *m, int i);
 const float *ae_model_layer_output(const ae_model *m, int i, size_t *count_per_image);

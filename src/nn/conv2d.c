@@ -48,7 +48,7 @@ static void forward_image(void *arg, int i, int t)
             ae_direct_rows_needed(g, 1, first, end, &lo, &hi);
             ae_conv_input_rows(j->ops, s->pad[t], xi, 0, j->tf, g->big_h, g->big_w, g->big_c, lo,
                                hi);
-            j->ops->big_to_small(s->pad[t], lo, g, out_c, j->w, j->b, yi, first, end);
+            j->ops->big_to_small(s->pad[t], lo, g, out_c, j->w, j->b, yi, 0, first, end);
             if (j->stats)
                 ae_bn_stats_image(j->stats, yi, i, t, (size_t)end * g->small_w, &next);
         }

@@ -170,7 +170,7 @@ static void backward_image(const void *arg, int i, int t, float *dw_i, int overw
             }
             ops->weight_grad(pad_dy, lo, x_rows, x_row0, g, in_c, dw_i, first, end);
             if (dx_i)
-                ops->big_to_small(pad_dy, lo, g, in_c, j->w, NULL, dx_i, first, end);
+                ops->big_to_small(pad_dy, lo, g, in_c, j->w, NULL, dx_i, 0, first, end);
             if (j->sums)
                 ae_bn_grad_sums_image(j->sums, dx_i, i, (size_t)end * g->small_w, &next);
         }
@@ -282,7 +282,7 @@ static void head_image(const void *arg, int i, int t, float *dw_i, int overwrite
             const float *x_rows = j->tf ? ring + (size_t)(done % ring_rows) * in_row : xi;
             ops->weight_grad(pad_dy, 0, x_rows, j->tf ? done : 0, g, in_c, dw_i, done, stop);
             if (dx_i)
-                ops->big_to_small(pad_dy, 0, g, in_c, j->w, NULL, dx_i, done, stop);
+                ops->big_to_small(pad_dy, 0, g, in_c, j->w, NULL, dx_i, 0, done, stop);
             if (j->sums)
                 ae_bn_grad_sums_image(j->sums, dx_i, i, (size_t)stop * w, &next);
         }

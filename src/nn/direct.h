@@ -28,9 +28,10 @@
  * small rows from `small`, whose first row is srow0. */
 typedef struct ae_direct_ops_s {
     const char *name;
+    /* small (big) holds image rows from small_row0 (big_row0) on; 0: the whole image */
     void (*big_to_small)(const float *big_padded, int row0, const ae_conv_geom *g, int cs,
-                         const float *w, const float *init, float *small, int first, int end);
-    /* big holds image rows from big_row0 on (0: the whole image) */
+                         const float *w, const float *init, float *small, int small_row0,
+                         int first, int end);
     void (*small_to_big)(const float *small_padded, int row0, const ae_conv_geom *g, int cs,
                          const float *wt, const float *init, float *big, int big_row0,
                          int first, int end);

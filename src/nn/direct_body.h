@@ -268,8 +268,8 @@ ONE_CHANNEL_VARIANT(1, 2)
 
 static TARGET void FN(big_to_small_one_channel)(const float *pad, int row0,
                                                 const ae_conv_geom *g, int cs, const float *w,
-                                                const float *init, float *small, int oy0,
-                                                int oy1)
+                                                const float *init, float *small,
+                                                int small_row0, int oy0, int oy1)
 {
     typedef void (*one_fn)(const float *, size_t, const float *, int, float *, int, vmask,
                            const float *);
@@ -278,7 +278,7 @@ static TARGET void FN(big_to_small_one_channel)(const float *pad, int row0,
         const float *row = pad + (size_t)(oy * s - g->pad_top + 1 - row0) * pw + 1 - g->pad_left;
         for (int o0 = 0; o0 < cs; o0 += VW) {
             const vmask last = mask_first(cs - o0);
-            float *dst = small + (size_t)oy * g->small_w * cs + o0;
+            float *dst = small + (size_t)(oy - small_row0) * g->small_w * cs + o0;
             for (int x = 0; x < g->small_w;) {
                 int r = g->small_w - x >= ONE_CHANNEL_R ? ONE_CHANNEL_R
                         : g->small_w - x >= 4           ? 4
@@ -296,13 +296,13 @@ static TARGET void FN(big_to_small_one_channel)(const float *pad, int row0,
 }
 
 static TARGET void FN(big_to_small)(const float *pad, int row0, const ae_conv_geom *g, int cs,
-                                    const float *w, const float *init, float *small, int oy0,
-                                    int oy1)
+                                    const float *w, const float *init, float *small,
+                                    int small_row0, int oy0, int oy1)
 {
     const int cb = g->big_c, s = g->stride, pw = g->big_w + 2;
     /* clang leaves one_channel's conditional taps in memory: blocks are faster there */
     if (cb == 1 && (s == 1 || s == 2) && !AE_DIRECT_CLANG) {
-        FN(big_to_small_one_channel)(pad, row0, g, cs, w, init, small, oy0, oy1);
+        FN(big_to_small_one_channel)(pad, row0, g, cs, w, init, small, small_row0, oy0, oy1);
         return;
     }
     /* rows per pass: a multi-row tile's when small rows are short */
@@ -326,7 +326,8 @@ static TARGET void FN(big_to_small)(const float *pad, int row0, const ae_conv_ge
                     wt[kh * 3 + kw] = w + (size_t)(kh * 3 + kw) * cb * cs + o0;
                 }
             FN(blocks)(v, g->small_w, nrows, src, 9, s * cb, (size_t)s * pw * cb, cb, wt, cs,
-                       small + (size_t)oy * g->small_w * cs + o0, cs, (size_t)g->small_w * cs,
+                       small + (size_t)(oy - small_row0) * g->small_w * cs + o0, cs,
+                       (size_t)g->small_w * cs,
                        last, init ? init + o0 : NULL);
         }
     }

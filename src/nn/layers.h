@@ -275,26 +275,31 @@ void ae_deconv2d_train_head(float *y, float *dx, float *dw, float *db, double *i
                             const ae_input_tf *tf, const float *w, const float *b, int n,
                             const ae_conv_geom *g, int in_c, ae_scratch *s,
                             const ae_bn_grad_sums *sums);
-/* Scoring's tail (score_tail.c): count transposed convolutions, bottom up,
- * each but the last under the BatchNorm and LeakyReLU that the next one's
- * tf applies (from its moving statistics), the last the output layer
- * (narrow) with its sigmoid: y, and each image's squared-error sums against
- * target (image_sums[i], the bits of ae_sum_squared_diff), as the
- * layer-by-layer forward and ae_model_loss give them, storing none of the
- * lower layers' outputs. x: the bottom layer's input. s->pad must hold
- * ae_deconv2d_score_tail_floats, s->wt ae_deconv2d_score_tail_wt_floats. */
-enum { AE_TAIL_MAX = 8 };
+/* Inference chains (infer_chain.c): count convolutions, bottom up, each
+ * under the BatchNorm and LeakyReLU that the next one's tf applies (from its
+ * moving statistics), run depth-first image by image, storing none of the
+ * outputs under the top's. x: the bottom layer's input.
+ * ae_chain_forward: y = the top's output (n whole images).
+ * ae_chain_score: the top is the output layer (a narrow transposed
+ * convolution) with its sigmoid: y, and each image's squared-error sums
+ * against target (image_sums[i], the bits of ae_sum_squared_diff).
+ * Both give the bits of the layer-by-layer forward (and ae_model_loss).
+ * s->pad must hold ae_chain_floats, s->wt ae_chain_wt_floats. */
+enum { AE_CHAIN_MAX = 8 };
 typedef struct {
     const float *w, *b; /* the kernel as Keras stores it, the bias */
     const ae_conv_geom *g;
-    int in_c;
+    int in_c, out_c;
     const ae_input_tf *tf; /* the layer's input transform, or NULL */
-} ae_deconv_args;
-int ae_deconv2d_has_score_tail(const ae_deconv_args *layers, int count, int isa);
-size_t ae_deconv2d_score_tail_floats(const ae_deconv_args *layers, int count);
-size_t ae_deconv2d_score_tail_wt_floats(const ae_deconv_args *layers, int count);
-void ae_deconv2d_score_tail(float *y, double *image_sums, const float *target, const float *x,
-                            const ae_deconv_args *layers, int count, int n, ae_scratch *s);
+    int conv;              /* Conv2D (big to small), or Conv2DTranspose */
+} ae_chain_layer;
+int ae_chain_fits(const ae_chain_layer *layers, int count, int score, int isa);
+size_t ae_chain_floats(const ae_chain_layer *layers, int count, int score);
+size_t ae_chain_wt_floats(const ae_chain_layer *layers, int count);
+void ae_chain_forward(float *y, const float *x, const ae_chain_layer *layers, int count, int n,
+                      ae_scratch *s);
+void ae_chain_score(float *y, double *image_sums, const float *target, const float *x,
+                    const ae_chain_layer *layers, int count, int n, ae_scratch *s);
 /* y = tf(z) over pixels x c values. */
 void ae_bn_apply(float *y, const float *z, const ae_input_tf *tf, size_t pixels, int c);
 
@@ -323,7 +328,7 @@ double ae_sum_squared_diff_grad(const float *y, const float *x, size_t d, float 
 enum { AE_LOSS_LANES = 16 };
 void ae_loss_lanes_add(double lane[AE_LOSS_LANES], size_t at, const float *y, const float *x,
                        size_t d, float *dy, float scale);
-/* The sums alone (scoring's last layers, ae_deconv2d_score_tail). */
+/* The sums alone (scoring's tail, ae_chain_score). */
 void ae_loss_lanes_sum(double lane[AE_LOSS_LANES], size_t at, const float *y, const float *x,
                        size_t d);
 double ae_loss_lanes_total(const double lane[AE_LOSS_LANES]);

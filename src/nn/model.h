@@ -72,11 +72,15 @@ const float *ae_model_view(ae_model *m, int i);
  * the sigmoid after it (ae_deconv2d_forward_sigmoid, into the sigmoid's
  * output); its own output is then recomputed only to be looked at. */
 int ae_plan_applies_sigmoid(const ae_plan *p, int i);
-/* The layers scoring runs as one tail (ae_deconv2d_score_tail): the output
- * layer and the transposed convolutions under it, each under a BatchNorm;
- * their count, 0 if the tail does not apply, and bottom up, their indexes
- * and geometries (args without weights or transforms). */
-int ae_plan_score_tail(const ae_plan *p, int index[AE_TAIL_MAX], ae_deconv_args args[AE_TAIL_MAX]);
+/* The inference chains (ae_chain_forward, ae_chain_score): the encoder's
+ * convolutions from layer 0 up, each over the BatchNorm of the one before;
+ * scoring's, the decoder's up to the output layer. Their count (0 when the
+ * chain does not apply: under two layers, or the portable path) and, bottom
+ * up, their layer indexes and arguments (without weights or transforms). */
+int ae_plan_encoder_chain(const ae_plan *p, int index[AE_CHAIN_MAX],
+                          ae_chain_layer layers[AE_CHAIN_MAX]);
+int ae_plan_score_chain(const ae_plan *p, int index[AE_CHAIN_MAX],
+                        ae_chain_layer layers[AE_CHAIN_MAX]);
 
 ae_status ae_plan_make(ae_plan *plan, const ae_config *cfg, int max_batch, int threads,
                        ae_error *err);

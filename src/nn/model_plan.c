@@ -45,25 +45,63 @@ int ae_plan_applies_sigmoid(const ae_plan *p, int i)
            p->layers[i + 1].kind == AE_LAYER_SIGMOID;
 }
 
-int ae_plan_score_tail(const ae_plan *p, int index[AE_TAIL_MAX], ae_deconv_args args[AE_TAIL_MAX])
+static ae_chain_layer chain_layer(const ae_layer *l)
 {
-    int at = p->num_layers - 2, count = 0; /* the output layer, then down */
-    if (!ae_plan_applies_sigmoid(p, at))
+    return (ae_chain_layer){NULL, NULL, &l->geom, l->in_c, l->out_c, NULL,
+                            l->kind == AE_LAYER_CONV};
+}
+
+static int is_conv(const ae_plan *p, int i)
+{
+    return i >= 0 && i < p->num_layers &&
+           (p->layers[i].kind == AE_LAYER_CONV || p->layers[i].kind == AE_LAYER_DECONV);
+}
+
+/* The convolution that reads convolution i's output through a BatchNorm
+ * (and the LeakyReLU before it), or -1. */
+static int conv_above(const ae_plan *p, int i)
+{
+    const int bn = i + 1 < p->num_layers && p->layers[i + 1].kind == AE_LAYER_LEAKY ? i + 2 : i + 1;
+    return bn < p->num_layers && p->layers[bn].kind == AE_LAYER_BN && is_conv(p, bn + 1) ? bn + 1
+                                                                                         : -1;
+}
+
+/* The count layers from index[0] up, and their arguments, if they make a chain. */
+static int chain_of(const ae_plan *p, const int *index, int count, int score,
+                    ae_chain_layer layers[AE_CHAIN_MAX])
+{
+    for (int k = 0; k < count; k++)
+        layers[k] = chain_layer(&p->layers[index[k]]);
+    return ae_chain_fits(layers, count, score, p->isa) ? count : 0;
+}
+
+int ae_plan_encoder_chain(const ae_plan *p, int index[AE_CHAIN_MAX],
+                          ae_chain_layer layers[AE_CHAIN_MAX])
+{
+    int count = 0;
+    for (int i = 0; i >= 0 && count < AE_CHAIN_MAX && p->layers[i].kind == AE_LAYER_CONV;
+         i = conv_above(p, i))
+        index[count++] = i;
+    return chain_of(p, index, count, 0, layers);
+}
+
+int ae_plan_score_chain(const ae_plan *p, int index[AE_CHAIN_MAX],
+                        ae_chain_layer layers[AE_CHAIN_MAX])
+{
+    const int out = p->num_layers - 2;
+    if (!ae_plan_applies_sigmoid(p, out))
         return 0;
-    int chain[AE_TAIL_MAX];
-    chain[count++] = at;
-    while (count < AE_TAIL_MAX && at >= 3 && p->layers[at - 1].kind == AE_LAYER_BN) {
-        const int below = p->layers[at - 2].kind == AE_LAYER_LEAKY ? at - 3 : at - 2;
-        if (p->layers[below].kind != AE_LAYER_DECONV)
-            break;
-        chain[count++] = at = below;
-    }
-    for (int k = 0; k < count; k++) { /* bottom up */
-        const ae_layer *l = &p->layers[chain[count - 1 - k]];
-        index[k] = chain[count - 1 - k];
-        args[k] = (ae_deconv_args){NULL, NULL, &l->geom, l->in_c, NULL};
-    }
-    return ae_deconv2d_has_score_tail(args, count, p->isa) ? count : 0;
+    int below[AE_CHAIN_MAX], count = 0; /* from the output layer down */
+    below[count++] = out;
+    for (int i = out - 1; i >= 0 && count < AE_CHAIN_MAX; i--)
+        if (is_conv(p, i)) {
+            if (conv_above(p, i) != below[count - 1])
+                break;
+            below[count++] = i;
+        }
+    for (int k = 0; k < count; k++)
+        index[k] = below[count - 1 - k];
+    return chain_of(p, index, count, 1, layers);
 }
 
 static ae_status check_values(const ae_config *cfg, int max_batch, ae_error *err)
@@ -276,12 +314,15 @@ ae_status ae_plan_make(ae_plan *p, const ae_config *cfg, int max_batch, int thre
         if (l->kind == AE_LAYER_BN)
             bn_c = max_size(bn_c, (size_t)l->out_c);
     }
-    int tail_index[AE_TAIL_MAX];
-    ae_deconv_args tail[AE_TAIL_MAX];
-    const int tail_count = ae_plan_score_tail(p, tail_index, tail);
-    if (tail_count > 0) {
-        p->pad_floats = max_size(p->pad_floats, ae_deconv2d_score_tail_floats(tail, tail_count));
-        p->wt_floats = max_size(p->wt_floats, ae_deconv2d_score_tail_wt_floats(tail, tail_count));
+    for (int score = 0; score <= 1; score++) { /* the inference chains (infer_chain.c) */
+        int index[AE_CHAIN_MAX];
+        ae_chain_layer chain[AE_CHAIN_MAX];
+        const int count = score ? ae_plan_score_chain(p, index, chain)
+                                : ae_plan_encoder_chain(p, index, chain);
+        if (count > 0) {
+            p->pad_floats = max_size(p->pad_floats, ae_chain_floats(chain, count, score));
+            p->wt_floats = max_size(p->wt_floats, ae_chain_wt_floats(chain, count));
+        }
     }
     for (int i = 0; i < p->num_layers; i++) {
         ae_layer *l = &p->layers[i];

@@ -479,17 +479,16 @@ ae_status ae_model_train_step(ae_model *m, const ae_adam_config *cfg, const floa
     return AE_OK;
 }
 
-/* Scoring through the tail (ae_deconv2d_score_tail) of count layers: the
- * layers under it as the forward runs them, the transforms of the
- * BatchNorms inside it from their moving statistics, then the tail, timed
- * as the output layer's forward. */
-static void score_tail(ae_model *m, const float *x, int n, const int *index,
-                       ae_deconv_args *args, int count)
+/* The inference chain of count layers at index[] (ae_plan_*_chain): their
+ * weights and the transforms of the BatchNorms inside it from the moving
+ * statistics, then ae_chain_forward (into the top's output) or, with score,
+ * ae_chain_score; timed as the top layer's forward. */
+static void run_chain(ae_model *m, const float *x, int n, const int *index,
+                      ae_chain_layer *layers, int count, int score)
 {
     const ae_layer *l = m->plan.layers;
-    run_layers(m, 0, index[0], x, n, AE_MODE_INFER);
     const double start = omp_get_wtime();
-    ae_input_tf tf[AE_TAIL_MAX];
+    ae_input_tf tf[AE_CHAIN_MAX];
     const float *in = NULL;
     for (int k = 0; k < count; k++) {
         const int i = index[k];
@@ -497,34 +496,44 @@ static void score_tail(ae_model *m, const float *x, int n, const int *index,
             ae_bn_params bn = bn_params(m, i - 1);
             ae_batchnorm_forward_infer(NULL, NULL, &bn, n, 0, l[i - 1].out_c, &m->scratch);
         }
-        const float *input = layer_input(m, i, 0, x, &tf[k], &args[k].tf);
+        const float *input = layer_input(m, i, 0, x, &tf[k], &layers[k].tf);
         if (k == 0)
             in = input;
-        args[k].w = m->params + l[i].kernel;
-        args[k].b = m->params + l[i].bias;
+        layers[k].w = m->params + l[i].kernel;
+        layers[k].b = m->params + l[i].bias;
     }
     const int top = index[count - 1];
-    ae_deconv2d_score_tail(layer_out(m, top + 1), m->image_sums, x, in, args, count, n,
-                           &m->scratch);
+    if (score)
+        ae_chain_score(layer_out(m, top + 1), m->image_sums, x, in, layers, count, n,
+                       &m->scratch);
+    else
+        ae_chain_forward(layer_out(m, top), in, layers, count, n, &m->scratch);
     m->forward_s[top] += omp_get_wtime() - start;
 }
 
 ae_status ae_model_score(ae_model *m, const float *x, int n, float *errors, float *recon,
                          ae_error *err)
 {
-    int index[AE_TAIL_MAX];
-    ae_deconv_args tail[AE_TAIL_MAX];
-    const int count = ae_plan_score_tail(&m->plan, index, tail);
-    if (count > 0) {
-        ae_status st = check_batch(m, n, "score", err);
-        if (st != AE_OK)
-            return st;
-        score_tail(m, x, n, index, tail, count);
+    ae_status st = check_batch(m, n, "score", err);
+    if (st != AE_OK)
+        return st;
+    int enc[AE_CHAIN_MAX], dec[AE_CHAIN_MAX];
+    ae_chain_layer enc_layers[AE_CHAIN_MAX], dec_layers[AE_CHAIN_MAX];
+    const int enc_count = ae_plan_encoder_chain(&m->plan, enc, enc_layers);
+    const int dec_count = ae_plan_score_chain(&m->plan, dec, dec_layers);
+    int next = 0; /* the first layer not run yet, and its input */
+    const float *in = x;
+    if (enc_count > 0) {
+        run_chain(m, x, n, enc, enc_layers, enc_count, 0);
+        next = enc[enc_count - 1] + 1;
+        in = layer_out(m, next - 1);
+    }
+    if (dec_count > 0 && dec[0] >= next) {
+        run_layers(m, next, dec[0], in, n, AE_MODE_INFER);
+        run_chain(m, x, n, dec, dec_layers, dec_count, 1);
         batch_loss(m, n, m->plan.layers[m->plan.num_layers - 1].out_count, errors);
     } else {
-        ae_status st = ae_model_forward(m, x, n, AE_MODE_INFER, err);
-        if (st != AE_OK)
-            return st;
+        run_layers(m, next, m->plan.num_layers, in, n, AE_MODE_INFER);
         ae_model_loss(m, x, n, errors);
     }
     if (recon)
