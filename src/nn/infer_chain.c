@@ -39,7 +39,8 @@ typedef struct {
     int have_lo, have_hi;
 } window;
 
-/* A layer's input and output image: height, width, channels. */
+/* A layer's input and output image: height and width (the channels are
+ * in_c and out_c). */
 static void input_shape(const ae_chain_layer *l, int *h, int *w)
 {
     *h = l->conv ? l->g->big_h : l->g->small_h;
@@ -66,9 +67,9 @@ static size_t output_floats(const ae_chain_layer *l)
     return (size_t)h * w * l->out_c;
 }
 
-/* The transposed kernels of the chain's transposed convolutions (the top of
- * scoring's tail excepted: it reads its kernel as stored), one after another
- * in s->wt. */
+/* The transposed kernels of the chain's transposed convolutions, one after
+ * another in s->wt (scoring's top reads its kernel as stored: its place is
+ * left unused). */
 static float *transposed_kernel(const chain_job *j, int k)
 {
     float *wt = j->s->wt;
