@@ -179,7 +179,7 @@ static void score_image(void *arg, int i, int t)
         j->ops->small_to_big_narrow(planar, lo, g, c, o->w, o->b, yi, first, end);
         const size_t from = (size_t)first * y_row, count = (size_t)(end - first) * y_row;
         j->ops->sigmoid(yi + from, yi + from, count);
-        ae_loss_lanes_sum(lanes, from, yi + from, target + from, count);
+        ae_loss_lanes_add(lanes, from, yi + from, target + from, count, NULL, 0.0f);
     }
     j->image_sums[i] = ae_loss_lanes_total(lanes);
 }
@@ -190,9 +190,11 @@ int ae_chain_fits(const ae_chain_layer *layers, int count, int score, int isa)
         return 0;
     for (int k = 0; k < count; k++) {
         const ae_chain_layer *l = &layers[k];
-        const int top_of_score = score && k == count - 1;
-        if (l->conv ? score || l->in_c != l->g->big_c
-                    : l->out_c != l->g->big_c || AE_NARROW(l->g) != top_of_score)
+        /* the geometry's big image has the channels its side of the layer has */
+        if ((l->conv ? l->in_c : l->out_c) != l->g->big_c)
+            return 0;
+        /* scoring's chain: transposed convolutions, the narrow kernel at the top only */
+        if (score && (l->conv || AE_NARROW(l->g) != (k == count - 1)))
             return 0;
         if (k + 1 < count) {
             int h, w, up_h, up_w;

@@ -320,17 +320,14 @@ double ae_sum_squared_diff(const float *y, const float *x, size_t d);
  * sigmoid's output: ae_sigmoid_backward's factor). */
 double ae_sum_squared_diff_grad(const float *y, const float *x, size_t d, float *dy, float scale,
                                 int sigmoid);
-/* The same sum taken in pieces, with the gradient through a sigmoid (as
- * ae_sum_squared_diff_grad with sigmoid set): an image's lanes start at
- * zero, each call adds its elements [at, at + d) (pieces in order), and
- * ae_loss_lanes_total gives the bits of ae_sum_squared_diff over the whole
- * image. */
+/* The same sum taken in pieces, with (dy not NULL) the gradient through a
+ * sigmoid, as ae_sum_squared_diff_grad with sigmoid set: an image's lanes
+ * start at zero, each call adds its elements [at, at + d) (pieces in order),
+ * and ae_loss_lanes_total gives the bits of ae_sum_squared_diff over the
+ * whole image. */
 enum { AE_LOSS_LANES = 16 };
 void ae_loss_lanes_add(double lane[AE_LOSS_LANES], size_t at, const float *y, const float *x,
                        size_t d, float *dy, float scale);
-/* The sums alone (scoring's tail, ae_chain_score). */
-void ae_loss_lanes_sum(double lane[AE_LOSS_LANES], size_t at, const float *y, const float *x,
-                       size_t d);
 double ae_loss_lanes_total(const double lane[AE_LOSS_LANES]);
 void ae_mse_backward(float *dy, const float *y, const float *x, int n, size_t d);
 /* dy = scale (y - x) over count values: ae_mse_backward's loop, scale = 2 / (n d). */

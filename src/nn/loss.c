@@ -56,16 +56,10 @@ void ae_loss_lanes_add(double lane[AE_LOSS_LANES], size_t at, const float *y, co
 {
     double local[AE_LOSS_LANES]; /* in registers: the caller's could alias dy for all gcc knows */
     memcpy(local, lane, sizeof local);
-    add_lanes(local, at, y, x, d, dy, scale, 2);
-    memcpy(lane, local, sizeof local);
-}
-
-void ae_loss_lanes_sum(double lane[AE_LOSS_LANES], size_t at, const float *y, const float *x,
-                       size_t d)
-{
-    double local[AE_LOSS_LANES];
-    memcpy(local, lane, sizeof local);
-    add_lanes(local, at, y, x, d, NULL, 0.0f, 0);
+    if (dy)
+        add_lanes(local, at, y, x, d, dy, scale, 2);
+    else
+        add_lanes(local, at, y, x, d, NULL, 0.0f, 0);
     memcpy(lane, local, sizeof local);
 }
 

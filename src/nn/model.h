@@ -45,6 +45,12 @@ typedef struct {
     size_t grad_floats; /* one activation-gradient buffer for max_batch images */
     size_t col_floats, slot_floats, dslot_doubles, channel_floats;
     size_t pad_floats, wt_floats; /* direct kernels (isa != portable) */
+    /* The inference chains (infer_chain.c), layer indexes bottom up: the
+     * encoder's convolutions from layer 0 up, each over the BatchNorm of the
+     * one before, and scoring's, the decoder's up to the output layer
+     * (count 0: the chain does not apply, under two layers or portable). */
+    int encoder_chain[AE_CHAIN_MAX], encoder_chain_count;
+    int score_chain[AE_CHAIN_MAX], score_chain_count;
     int threads, isa;
     size_t memory_bytes;
 } ae_plan;
@@ -72,15 +78,9 @@ const float *ae_model_view(ae_model *m, int i);
  * the sigmoid after it (ae_deconv2d_forward_sigmoid, into the sigmoid's
  * output); its own output is then recomputed only to be looked at. */
 int ae_plan_applies_sigmoid(const ae_plan *p, int i);
-/* The inference chains (ae_chain_forward, ae_chain_score): the encoder's
- * convolutions from layer 0 up, each over the BatchNorm of the one before;
- * scoring's, the decoder's up to the output layer. Their count (0 when the
- * chain does not apply: under two layers, or the portable path) and, bottom
- * up, their layer indexes and arguments (without weights or transforms). */
-int ae_plan_encoder_chain(const ae_plan *p, int index[AE_CHAIN_MAX],
-                          ae_chain_layer layers[AE_CHAIN_MAX]);
-int ae_plan_score_chain(const ae_plan *p, int index[AE_CHAIN_MAX],
-                        ae_chain_layer layers[AE_CHAIN_MAX]);
+/* Layer i (a convolution) as a chain layer, without its weights or input
+ * transform. */
+ae_chain_layer ae_plan_chain_layer(const ae_plan *p, int i);
 
 ae_status ae_plan_make(ae_plan *plan, const ae_config *cfg, int max_batch, int threads,
                        ae_error *err);

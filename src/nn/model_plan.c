@@ -45,8 +45,9 @@ int ae_plan_applies_sigmoid(const ae_plan *p, int i)
            p->layers[i + 1].kind == AE_LAYER_SIGMOID;
 }
 
-static ae_chain_layer chain_layer(const ae_layer *l)
+ae_chain_layer ae_plan_chain_layer(const ae_plan *p, int i)
 {
+    const ae_layer *l = &p->layers[i];
     return (ae_chain_layer){NULL, NULL, &l->geom, l->in_c, l->out_c, NULL,
                             l->kind == AE_LAYER_CONV};
 }
@@ -66,31 +67,34 @@ static int conv_above(const ae_plan *p, int i)
                                                                                          : -1;
 }
 
-/* The count layers from index[0] up, and their arguments, if they make a chain. */
-static int chain_of(const ae_plan *p, const int *index, int count, int score,
-                    ae_chain_layer layers[AE_CHAIN_MAX])
+/* count, if the count layers at index[] make a chain (ae_chain_fits), else 0;
+ * the chain's scratch goes into the plan's sizes. */
+static int chain_of(ae_plan *p, const int *index, int count, int score)
 {
+    ae_chain_layer layers[AE_CHAIN_MAX];
     for (int k = 0; k < count; k++)
-        layers[k] = chain_layer(&p->layers[index[k]]);
-    return ae_chain_fits(layers, count, score, p->isa) ? count : 0;
+        layers[k] = ae_plan_chain_layer(p, index[k]);
+    if (!ae_chain_fits(layers, count, score, p->isa))
+        return 0;
+    p->pad_floats = max_size(p->pad_floats, ae_chain_floats(layers, count, score));
+    p->wt_floats = max_size(p->wt_floats, ae_chain_wt_floats(layers, count));
+    return count;
 }
 
-int ae_plan_encoder_chain(const ae_plan *p, int index[AE_CHAIN_MAX],
-                          ae_chain_layer layers[AE_CHAIN_MAX])
+static void plan_encoder_chain(ae_plan *p)
 {
     int count = 0;
     for (int i = 0; i >= 0 && count < AE_CHAIN_MAX && p->layers[i].kind == AE_LAYER_CONV;
          i = conv_above(p, i))
-        index[count++] = i;
-    return chain_of(p, index, count, 0, layers);
+        p->encoder_chain[count++] = i;
+    p->encoder_chain_count = chain_of(p, p->encoder_chain, count, 0);
 }
 
-int ae_plan_score_chain(const ae_plan *p, int index[AE_CHAIN_MAX],
-                        ae_chain_layer layers[AE_CHAIN_MAX])
+static void plan_score_chain(ae_plan *p)
 {
     const int out = p->num_layers - 2;
     if (!ae_plan_applies_sigmoid(p, out))
-        return 0;
+        return;
     int below[AE_CHAIN_MAX], count = 0; /* from the output layer down */
     below[count++] = out;
     for (int i = out - 1; i >= 0 && count < AE_CHAIN_MAX; i--)
@@ -100,8 +104,8 @@ int ae_plan_score_chain(const ae_plan *p, int index[AE_CHAIN_MAX],
             below[count++] = i;
         }
     for (int k = 0; k < count; k++)
-        index[k] = below[count - 1 - k];
-    return chain_of(p, index, count, 1, layers);
+        p->score_chain[k] = below[count - 1 - k];
+    p->score_chain_count = chain_of(p, p->score_chain, count, 1);
 }
 
 static ae_status check_values(const ae_config *cfg, int max_batch, ae_error *err)
@@ -314,16 +318,8 @@ ae_status ae_plan_make(ae_plan *p, const ae_config *cfg, int max_batch, int thre
         if (l->kind == AE_LAYER_BN)
             bn_c = max_size(bn_c, (size_t)l->out_c);
     }
-    for (int score = 0; score <= 1; score++) { /* the inference chains (infer_chain.c) */
-        int index[AE_CHAIN_MAX];
-        ae_chain_layer chain[AE_CHAIN_MAX];
-        const int count = score ? ae_plan_score_chain(p, index, chain)
-                                : ae_plan_encoder_chain(p, index, chain);
-        if (count > 0) {
-            p->pad_floats = max_size(p->pad_floats, ae_chain_floats(chain, count, score));
-            p->wt_floats = max_size(p->wt_floats, ae_chain_wt_floats(chain, count));
-        }
-    }
+    plan_encoder_chain(p);
+    plan_score_chain(p);
     for (int i = 0; i < p->num_layers; i++) {
         ae_layer *l = &p->layers[i];
         size_t batch_count;

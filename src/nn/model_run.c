@@ -479,15 +479,16 @@ ae_status ae_model_train_step(ae_model *m, const ae_adam_config *cfg, const floa
     return AE_OK;
 }
 
-/* The inference chain of count layers at index[] (ae_plan_*_chain): their
+/* The inference chain of count layers at index[] (the plan's): their
  * weights and the transforms of the BatchNorms inside it from the moving
  * statistics, then ae_chain_forward (into the top's output) or, with score,
  * ae_chain_score; timed as the top layer's forward. */
-static void run_chain(ae_model *m, const float *x, int n, const int *index,
-                      ae_chain_layer *layers, int count, int score)
+static void run_chain(ae_model *m, const float *x, int n, const int *index, int count,
+                      int score)
 {
     const ae_layer *l = m->plan.layers;
     const double start = omp_get_wtime();
+    ae_chain_layer layers[AE_CHAIN_MAX];
     ae_input_tf tf[AE_CHAIN_MAX];
     const float *in = NULL;
     for (int k = 0; k < count; k++) {
@@ -496,6 +497,7 @@ static void run_chain(ae_model *m, const float *x, int n, const int *index,
             ae_bn_params bn = bn_params(m, i - 1);
             ae_batchnorm_forward_infer(NULL, NULL, &bn, n, 0, l[i - 1].out_c, &m->scratch);
         }
+        layers[k] = ae_plan_chain_layer(&m->plan, i);
         const float *input = layer_input(m, i, 0, x, &tf[k], &layers[k].tf);
         if (k == 0)
             in = input;
@@ -517,23 +519,20 @@ ae_status ae_model_score(ae_model *m, const float *x, int n, float *errors, floa
     ae_status st = check_batch(m, n, "score", err);
     if (st != AE_OK)
         return st;
-    int enc[AE_CHAIN_MAX], dec[AE_CHAIN_MAX];
-    ae_chain_layer enc_layers[AE_CHAIN_MAX], dec_layers[AE_CHAIN_MAX];
-    const int enc_count = ae_plan_encoder_chain(&m->plan, enc, enc_layers);
-    const int dec_count = ae_plan_score_chain(&m->plan, dec, dec_layers);
+    const ae_plan *p = &m->plan;
     int next = 0; /* the first layer not run yet, and its input */
     const float *in = x;
-    if (enc_count > 0) {
-        run_chain(m, x, n, enc, enc_layers, enc_count, 0);
-        next = enc[enc_count - 1] + 1;
+    if (p->encoder_chain_count > 0) {
+        run_chain(m, x, n, p->encoder_chain, p->encoder_chain_count, 0);
+        next = p->encoder_chain[p->encoder_chain_count - 1] + 1;
         in = layer_out(m, next - 1);
     }
-    if (dec_count > 0 && dec[0] >= next) {
-        run_layers(m, next, dec[0], in, n, AE_MODE_INFER);
-        run_chain(m, x, n, dec, dec_layers, dec_count, 1);
-        batch_loss(m, n, m->plan.layers[m->plan.num_layers - 1].out_count, errors);
+    if (p->score_chain_count > 0 && p->score_chain[0] >= next) {
+        run_layers(m, next, p->score_chain[0], in, n, AE_MODE_INFER);
+        run_chain(m, x, n, p->score_chain, p->score_chain_count, 1);
+        batch_loss(m, n, p->layers[p->num_layers - 1].out_count, errors);
     } else {
-        run_layers(m, next, m->plan.num_layers, in, n, AE_MODE_INFER);
+        run_layers(m, next, p->num_layers, in, n, AE_MODE_INFER);
         ae_model_loss(m, x, n, errors);
     }
     if (recon)
