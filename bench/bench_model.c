@@ -59,8 +59,10 @@ static int usage(const char *prog)
 {
     fprintf(stderr,
             "usage: %s [--threads N] [--seconds S] [--batch B] [--size HxWxC]... [--gemm-peak 0|1]\n"
+            "          [--bf16 0|1]\n"
             "  defaults: all cores, 3 seconds per measurement, batch 32,\n"
-            "  sizes 32x32x1 then 256x256x3, the sgemm peak measured first (1)\n",
+            "  sizes 32x32x1 then 256x256x3, the sgemm peak measured first (1),\n"
+            "  float32 (--bf16 1: ae_model_set_bf16, AMX tiles)\n",
             prog);
     return 2;
 }
@@ -241,6 +243,7 @@ static void machine_peaks(int threads, double peaks[3])
 }
 
 static double gemm_peak = 0;
+static int use_bf16 = 0;
 
 static int bench_size(image_size s, int batch, double seconds)
 {
@@ -255,6 +258,11 @@ static int bench_size(image_size s, int batch, double seconds)
         return 1;
     }
     ae_model_init_weights(m, 1);
+    if (use_bf16 && ae_model_set_bf16(m, 1, &err) != AE_OK) {
+        fprintf(stderr, "bench_model: %s\n", err.message);
+        ae_model_free(m);
+        return 1;
+    }
     size_t n = (size_t)batch * s.height * s.width * s.channels;
     float *x = ae_alloc_floats(n); /* as the library's training and scoring loops */
     if (!x) {
@@ -315,6 +323,8 @@ int main(int argc, char **argv)
                 return usage(argv[0]);
         } else if (strcmp(a, "--gemm-peak") == 0) {
             gemm = (int)strtol(v, &end, 10);
+        } else if (strcmp(a, "--bf16") == 0) {
+            use_bf16 = (int)strtol(v, &end, 10);
         } else if (strcmp(a, "--batch") == 0) {
             batch = (int)strtol(v, &end, 10);
             if (batch < 1 || batch > 4096)

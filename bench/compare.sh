@@ -10,7 +10,8 @@
 # (tee'd above the ratios) has the per-layer time breakdown as # lines.
 # Environment: THREADS (default: all cores), SECONDS_PER_RUN (default 3),
 # SIZES (default "32x32x1 256x256x3"), BATCH (32), PYTHON (/usr/bin/python3),
-# BENCH_BIN, REPEATS (1; with more, both sides run that many times in turn
+# BENCH_BIN, BF16 (0; 1: aedet in its opt-in bfloat16 mode, which needs AMX
+# tiles; PyTorch stays float32), REPEATS (1; with more, both sides run that many times in turn
 # and each ratio is the median, the lower middle one for an even count, with
 # every repeat's in brackets). PyTorch runs with jemalloc preloaded (decay
 # off, transparent huge pages, as aedet asks for its own big buffers) when
@@ -23,6 +24,7 @@ threads=${THREADS:-$(nproc)}
 seconds=${SECONDS_PER_RUN:-3}
 batch=${BATCH:-32}
 repeats=${REPEATS:-1}
+bf16=${BF16:-0}
 sizes=${SIZES:-"32x32x1 256x256x3"}
 if [ ! -x "$bin" ]; then
     echo "bench/compare.sh: $bin is missing; build it with: make $bin" >&2
@@ -46,7 +48,7 @@ trap 'rm -rf "$dir"' EXIT
 for ((r = 1; r <= repeats; r++)); do
     for size in $sizes; do
         OPENBLAS_NUM_THREADS=1 "$bin" --threads "$threads" --seconds "$seconds" --batch "$batch" \
-            --size "$size" | tee -a "$dir/ours.$r"
+            --size "$size" --bf16 "$bf16" | tee -a "$dir/ours.$r"
         env "${peer_env[@]}" "$python" bench/torch_peer.py --threads "$threads" \
             --seconds "$seconds" --batch "$batch" --size "$size" | sed 's/^#/# torch:/' |
             tee -a "$dir/peer.$r"

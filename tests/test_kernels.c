@@ -85,8 +85,9 @@ static void scratch_free(ae_scratch *s)
     ae_pool_free(s->pool);
 }
 
-static void expect_close(const char *what, const char *isa, const float *got, const float *want,
-                         size_t count, const char *shape)
+/* max |got - want| <= tol x max |want| (+1e-6); returns that ratio. */
+static double expect_within(const char *what, const char *isa, const float *got,
+                            const float *want, size_t count, const char *shape, double tol)
 {
     double worst = 0, scale = 0;
     for (size_t i = 0; i < count; i++)
@@ -96,9 +97,32 @@ static void expect_close(const char *what, const char *isa, const float *got, co
         if (!(d <= worst)) /* NaN counts as the worst */
             worst = isnan(d) ? INFINITY : d;
     }
-    if (!(worst <= 1e-5 * scale + 1e-6))
+    if (!(worst <= tol * scale + 1e-6))
         fail_msg("%s on %s, shape %s: max error %.3g against max |value| %.3g", what, isa, shape,
                  worst, scale);
+    return scale > 0 ? worst / scale : worst;
+}
+
+static void expect_close(const char *what, const char *isa, const float *got, const float *want,
+                         size_t count, const char *shape)
+{
+    expect_within(what, isa, got, want, count, shape, 1e-5);
+}
+
+/* x rounded to the nearest bfloat16 (ties to even), as the AMX kernels round. */
+static float bf16_round(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+static void bf16_round_all(float *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        v[i] = bf16_round(v[i]);
 }
 
 typedef struct {
@@ -118,9 +142,27 @@ static int shape_geom(const shape *sh, int deconv, ae_conv_geom *g)
     return sh->cin;
 }
 
+/* How check_shape_as compares: tol as expect_within's for the products of
+ * big_to_small and small_to_big (the forward and dx; dw and db always at
+ * 1e-5); round: x, w and dy rounded to bfloat16 first; errors (may be NULL)
+ * gets the forward's and dx's error ratios, conv then deconv. */
+typedef struct {
+    double tol;
+    int round;
+    double *errors;
+} compare;
+
+static void check_shape_as(int isa, const shape *sh, int with_tf, const compare *cmp);
+
 /* Conv2D from h x w x cin to cout channels, and Conv2DTranspose from h x w x
  * cin to (h stride) x (w stride) x cout, on isa against the portable path. */
 static void check_shape(int isa, const shape *sh, int with_tf)
+{
+    const compare exact = {1e-5, 0, NULL};
+    check_shape_as(isa, sh, with_tf, &exact);
+}
+
+static void check_shape_as(int isa, const shape *sh, int with_tf, const compare *cmp)
 {
     char name[64];
     snprintf(name, sizeof name, "n%d %dx%dx%d->%d s%d%s", sh->n, sh->h, sh->w, sh->cin, sh->cout,
@@ -138,6 +180,11 @@ static void check_shape(int isa, const shape *sh, int with_tf)
         size_t nw = 9 * (size_t)g.big_c * small_c;
         float *x = random_floats(nx), *w = random_floats(nw), *b = random_floats((size_t)sh->cout);
         float *dy = random_floats(ny);
+        if (cmp->round) {
+            bf16_round_all(x, nx);
+            bf16_round_all(w, nw);
+            bf16_round_all(dy, ny);
+        }
         float *y[2], *dx[2], *dw[2], *db[2];
         for (int path = 0; path < 2; path++) {
             ae_scratch s;
@@ -160,9 +207,11 @@ static void check_shape(int isa, const shape *sh, int with_tf)
         const char *layer = deconv ? "deconv" : "conv";
         char what[32];
         snprintf(what, sizeof what, "%s forward", layer);
-        expect_close(what, isa_name, y[1], y[0], ny, name);
+        double fwd = expect_within(what, isa_name, y[1], y[0], ny, name, cmp->tol);
         snprintf(what, sizeof what, "%s dx", layer);
-        expect_close(what, isa_name, dx[1], dx[0], nx, name);
+        double back = expect_within(what, isa_name, dx[1], dx[0], nx, name, cmp->tol);
+        if (cmp->errors)
+            cmp->errors[2 * deconv] = fwd, cmp->errors[2 * deconv + 1] = back;
         snprintf(what, sizeof what, "%s dw", layer);
         expect_close(what, isa_name, dw[1], dw[0], nw, name);
         snprintf(what, sizeof what, "%s db", layer);
@@ -244,6 +293,49 @@ static void test_avx512_matches_portable(void **state)
 {
     (void)state;
     run_isa(AE_ISA_AVX512);
+}
+
+/* Shapes the AMX tiles take (channel counts multiples of 16, rows of 16
+ * pixels or more) for all four products: Conv2D's forward and dx,
+ * Conv2DTranspose's forward and dx. */
+static const shape amx_shapes[] = {
+    {2, 6, 40, 16, 32, 2},   /* 16 channels summed (half-width tiles); 20-pixel rows: the last block overlaps */
+    {1, 5, 34, 48, 64, 2},   /* 48 channels summed in 3 products of 16; 4 groups of outputs; 17-pixel rows */
+    {2, 3, 33, 16, 48, 2},   /* three groups of outputs: a pair and one alone; odd width */
+    {1, 4, 19, 32, 16, 1},   /* stride 1 */
+    {1, 40, 128, 64, 16, 1}, /* input rows past the thread's buffer: a call's rows in two parts */
+};
+
+/* The bfloat16 kernels against the portable float32 path, twice: with the
+ * inputs, kernels and gradients rounded to bfloat16 first, every product is
+ * exact in float32 and only the order of the sums differs, so the float32
+ * tolerance holds; with float32 values, the error is bfloat16's own (about
+ * 2^-8 relative per product), under 1e-2 of the largest output and, so that
+ * a silent fall-back to float32 cannot pass, over 1e-5. */
+static void test_amx_bf16_matches_portable(void **state)
+{
+    (void)state;
+    ae_rng_seed(&rng, 1616);
+    if (!isa_available(AE_ISA_AMX_BF16))
+        return;
+    const size_t count = sizeof amx_shapes / sizeof *amx_shapes;
+    for (int band = 0; band <= 3; band++) {
+        ae_direct_set_band(band);
+        for (size_t k = 0; k < count; k++) {
+            if (band > 0 && k == count - 1)
+                continue; /* the large one in whole images only */
+            const compare exact = {1e-5, 1, NULL};
+            check_shape_as(AE_ISA_AMX_BF16, &amx_shapes[k], 0, &exact);
+            double errors[4];
+            const compare rounded = {1e-2, 0, errors};
+            check_shape_as(AE_ISA_AMX_BF16, &amx_shapes[k], (int)((k + (size_t)band) % 2), &rounded);
+            for (int e = 0; e < 4; e++)
+                if (!(errors[e] > 1e-5))
+                    fail_msg("shape %zu, band %d, product %d: within %.3g of float32, so the "
+                             "bfloat16 tiles did not run", k, band, e, errors[e]);
+        }
+    }
+    ae_direct_set_band(0);
 }
 
 /* Per-image work and fixed-order sums: the same bits for 1 and 2 threads. */
@@ -1063,6 +1155,7 @@ int main(void)
         cmocka_unit_test(test_pool_runs_every_item_once),
         cmocka_unit_test(test_avx2_matches_portable),
         cmocka_unit_test(test_avx512_matches_portable),
+        cmocka_unit_test(test_amx_bf16_matches_portable),
         cmocka_unit_test(test_direct_kernels_do_not_depend_on_threads),
         cmocka_unit_test(test_elementwise_passes_match_portable),
         cmocka_unit_test(test_fused_batchnorm_backward_matches_two_passes),

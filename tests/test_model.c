@@ -475,7 +475,7 @@ static void test_train_step_matches_separate_steps(void **state)
 static void test_score_chains_match_forward(void **state)
 {
     (void)state;
-    static const char *isas[] = {"portable", "avx2", "avx512"};
+    static const char *isas[] = {"portable", "avx2", "avx512", "amx-bf16"};
     static const int bands[] = {1, 3, 0};
     static const int sizes[][3] = {{0, 0, 0}, {24, 40, 1}, {64, 64, 3}};
     for (size_t z = 0; z < sizeof sizes / sizeof *sizes; z++)
@@ -650,6 +650,57 @@ static void test_loss_goes_down_with_adam(void **state)
     ae_model_free(m);
 }
 
+/* The opt-in bfloat16 mode. Where the CPU has no AMX tiles it is refused
+ * with a usage error. Where it has them, the tutorial's model at 64x64x3
+ * (whose middle layers take the tiles) trains along float32's path from the
+ * same weights: every step's loss within 1% of float32's, yet not the same
+ * bits (the tiles ran), and the scores after training within 1%. */
+static void test_bf16_tracks_float32(void **state)
+{
+    (void)state;
+    enum { N = 4, STEPS = 6 };
+    ae_config cfg;
+    ae_config_init(&cfg, 64, 64, 3);
+    const size_t d = 64 * 64 * 3;
+    ae_model *f, *b;
+    ae_error err;
+    assert_int_equal(ae_model_create(&cfg, N, &f, &err), AE_OK);
+    assert_int_equal(ae_model_create(&cfg, N, &b, &err), AE_OK);
+    ae_model_init_weights(f, 31);
+    ae_model_init_weights(b, 31);
+    ae_status st = ae_model_set_bf16(b, 1, &err);
+    if (!ae_amx_usable() || strcmp(ae_model_kernels(f), "avx512") != 0) {
+        assert_int_equal(st, AE_ERR_USAGE);
+        print_message("skipped after the refusal (%s)\n", err.message);
+    } else {
+        assert_int_equal(st, AE_OK);
+        assert_string_equal(ae_model_kernels(b), "amx-bf16");
+        float *x = random_images(N, d, 32);
+        ae_adam_config adam;
+        ae_adam_config_init(&adam, 1e-3f, 0);
+        for (int step = 0; step < STEPS; step++) {
+            float lf, lb;
+            assert_int_equal(ae_model_train_step(f, &adam, x, N, &lf, &err), AE_OK);
+            assert_int_equal(ae_model_train_step(b, &adam, x, N, &lb, &err), AE_OK);
+            if (!(fabsf(lb - lf) <= 0.01f * lf) || (step == 0 && lb == lf))
+                fail_msg("step %d: loss %.7g in bfloat16, %.7g in float32", step, (double)lb,
+                         (double)lf);
+        }
+        float sf[N], sb[N];
+        assert_int_equal(ae_model_score(f, x, N, sf, NULL, &err), AE_OK);
+        assert_int_equal(ae_model_score(b, x, N, sb, NULL, &err), AE_OK);
+        for (int i = 0; i < N; i++)
+            if (!(fabsf(sb[i] - sf[i]) <= 0.01f * sf[i]))
+                fail_msg("image %d: score %.7g in bfloat16, %.7g in float32", i, (double)sb[i],
+                         (double)sf[i]);
+        assert_int_equal(ae_model_set_bf16(b, 0, &err), AE_OK);
+        assert_string_equal(ae_model_kernels(b), "avx512");
+        free(x);
+    }
+    ae_model_free(f);
+    ae_model_free(b);
+}
+
 /* Keras' legacy decay: lr_t = lr / (1 + decay * iterations before the step). */
 static void test_adam_step_uses_time_decay(void **state)
 {
@@ -693,6 +744,7 @@ int main(void)
         cmocka_unit_test(test_inference_uses_moving_statistics),
         cmocka_unit_test(test_loss_goes_down_with_adam),
         cmocka_unit_test(test_adam_step_uses_time_decay),
+        cmocka_unit_test(test_bf16_tracks_float32),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -91,7 +91,7 @@ typedef struct {
     cli_list include, exclude, normal, anomaly;
     double contamination;
     size_t memory_budget;
-    int threads, batch;
+    int threads, batch, bf16;
 } cli_data_args;
 
 #define CLI_DATA_OPTIONS(d)                                                                                    \
@@ -108,7 +108,8 @@ typedef struct {
     {"memory-budget", OPT_BYTES, &(d).memory_budget, "BYTES", "decoded images kept in memory, else streamed [1G]"}, \
     {"bad-files", OPT_STRING, &(d).bad_files, "POLICY", "stop at the first bad file, or skip and list them [stop]"}, \
     {"threads", OPT_INT, &(d).threads, "N", "threads for training and decoding [all cores]"},                   \
-    {"batch", OPT_INT, &(d).batch, "N", "images per batch [32]"}
+    {"batch", OPT_INT, &(d).batch, "N", "images per batch [32]"},                                           \
+    {"bf16", OPT_FLAG, &(d).bf16, NULL, "convolutions in bfloat16 on AMX tiles (opt-in; float32 by default)"}
 
 void cli_data_defaults(cli_data_args *d);
 

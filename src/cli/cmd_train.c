@@ -158,10 +158,10 @@ static void print_config(const cli_train_args *a, const ae_dataset *ds, const ae
         printf(",\"images_train\":%zu,\"images_val\":%zu,"
                "\"size\":[%d,%d,%d],\"original_size\":[%d,%d],\"filters\":[%s],\"latent\":%d,"
                "\"epochs\":%d,\"batch\":%d,\"learning_rate\":%g,\"decay\":%g,\"seed\":%llu,"
-               "\"threads\":%d,\"streaming\":%s,\"expected_peak_bytes\":%zu}\n",
+               "\"threads\":%d,\"kernels\":\"%s\",\"streaming\":%s,\"expected_peak_bytes\":%zu}\n",
                n_train, n_val, cfg->height, cfg->width, cfg->channels, orig_h,
                orig_w, filters, cfg->latent_dim, a->epochs, a->data.batch, a->learning_rate, a->decay,
-               (unsigned long long)a->seed, ae_get_num_threads(),
+               (unsigned long long)a->seed, ae_get_num_threads(), ae_model_kernels(m),
                ae_loader_is_streaming(train) ? "true" : "false", mem);
         return;
     }
@@ -173,13 +173,13 @@ static void print_config(const cli_train_args *a, const ae_dataset *ds, const ae
             "  images        %zu train, %zu validation (%.0f%%, seed %llu)\n"
             "  image size    %dx%d resized to %dx%dx%d (area when shrinking, bilinear when growing)\n"
             "  model         filters %s, latent %d, LeakyReLU %.2g, %zu parameters\n"
-            "  training      %d epochs, batch %d, Adam lr %g, decay %g, seed %llu, %d threads\n"
+            "  training      %d epochs, batch %d, Adam lr %g, decay %g, seed %llu, %d threads, %s kernels\n"
             "  memory        %s, expected peak %.1f MiB\n",
             ds->description ? ds->description : a->data_path, n_train, n_val, 100 * a->val_fraction,
             (unsigned long long)a->seed, orig_h, orig_w, cfg->height, cfg->width, cfg->channels, filters,
             cfg->latent_dim, cfg->leaky_slope, ae_model_num_params(m), a->epochs, a->data.batch,
             a->learning_rate, a->decay, (unsigned long long)a->seed, ae_get_num_threads(),
-            ae_loader_is_streaming(train) || (val && ae_loader_is_streaming(val))
+            ae_model_kernels(m), ae_loader_is_streaming(train) || (val && ae_loader_is_streaming(val))
                 ? "images streamed from disk (more than --memory-budget)"
                 : "images decoded in memory",
             (double)mem / (1024.0 * 1024.0));
@@ -374,6 +374,10 @@ int cli_train_run(const cli_command *cmd, cli_train_args *a)
             goto done;
         }
         ae_model_init_weights(model, a->seed);
+    }
+    if (a->data.bf16 && ae_model_set_bf16(model, 1, &err) != AE_OK) {
+        rc = cli_report_error(&err);
+        goto done;
     }
     if (ae_train_state_init(&st, a->epochs, &err) != AE_OK ||
         (a->resume && restore_state(meta, a->epochs, &st, &err) != AE_OK) ||

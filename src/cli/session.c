@@ -41,6 +41,10 @@ int cli_session_open(const cli_command *cmd, const cli_data_args *d, const char 
         return cli_usage_error(cmd, "--split wants all, train or validation, not '%s'", split);
     if (ae_model_load(model_path, d->batch, &s->model, &s->meta, NULL, &err) != AE_OK)
         return cli_report_error(&err);
+    if (d->bf16 && ae_model_set_bf16(s->model, 1, &err) != AE_OK) {
+        cli_session_close(s);
+        return cli_report_error(&err);
+    }
     /* The model's seed: with --anomaly-class, the same sample as `train` took. */
     int64_t seed = 0;
     ae_meta_get_int(s->meta, AE_KEY_SEED, &seed);

@@ -121,6 +121,21 @@ void ae_sigmoid_forward_with(const ae_direct_ops *ops, ae_scratch *s, float *y, 
 const ae_direct_ops *ae_direct_ops_for(int isa);
 extern const ae_direct_ops ae_direct_avx512;
 extern const ae_direct_ops ae_direct_avx2;
+/* ae_direct_avx512 with big_to_small and small_to_big in bfloat16 on AMX
+ * tiles (direct_amx.c): their inputs and kernels rounded to bfloat16, the
+ * sums in float32. Shapes the tiles do not fit (a channel count not a
+ * multiple of 16, rows under 16 pixels, large layers) go to the avx512
+ * kernels. Opt-in: never chosen by ae_isa_best unless AEDET_ISA=amx. */
+extern const ae_direct_ops ae_direct_amx;
+void ae_amx_big_to_small(const float *big_padded, int row0, const ae_conv_geom *g, int cs,
+                         const float *w, const float *init, float *small, int small_row0,
+                         int first, int end);
+void ae_amx_small_to_big(const float *small_padded, int row0, const ae_conv_geom *g, int cs,
+                         const float *wt, const float *init, float *big, int big_row0,
+                         int first, int end);
+/* 1 when this CPU has AMX-BF16 and AVX512-BF16 and the OS lets this process
+ * use the tiles (asked once, on Linux). */
+int ae_amx_usable(void);
 
 /* wt[tap][o][c] = w[tap][c][o] for a (3, 3, cb, cs) kernel. */
 void ae_direct_transpose_kernel(float *wt, const float *w, int cb, int cs);

@@ -1166,19 +1166,22 @@ static TARGET void FN(sigmoid)(float *y, const float *x, size_t count)
     }
 }
 
-const ae_direct_ops FN(ae_direct) = {
-    .name = FN_NAME,
-    .big_to_small = FN(big_to_small),
-    .small_to_big = FN(small_to_big),
-    .weight_grad = FN(weight_grad),
-    .small_to_big_narrow = FN(small_to_big_narrow),
-    .bn_sums = FN(bn_sums),
-    .bn_grad_sums = FN(bn_grad_sums),
-    .bn_grad_apply = FN(bn_grad_apply),
-    .apply_tf = FN(apply_tf),
-    .bias_grad = FN(bias_grad),
-    .bias_grad_add = FN(bias_grad_add),
-    .dense_forward = FN(dense_forward),
-    .planar_row = FN(planar_row),
-    .sigmoid = FN(sigmoid),
-};
+/* The ops table; direct_avx512.c makes a second one with the AMX products. */
+#define DIRECT_TABLE(TABLE, LABEL, BIG_TO_SMALL, SMALL_TO_BIG)                                  \
+    const ae_direct_ops TABLE = {                                                               \
+        .name = LABEL,                                                                          \
+        .big_to_small = BIG_TO_SMALL,                                                           \
+        .small_to_big = SMALL_TO_BIG,                                                           \
+        .weight_grad = FN(weight_grad),                                                         \
+        .small_to_big_narrow = FN(small_to_big_narrow),                                         \
+        .bn_sums = FN(bn_sums),                                                                 \
+        .bn_grad_sums = FN(bn_grad_sums),                                                       \
+        .bn_grad_apply = FN(bn_grad_apply),                                                     \
+        .apply_tf = FN(apply_tf),                                                               \
+        .bias_grad = FN(bias_grad),                                                             \
+        .bias_grad_add = FN(bias_grad_add),                                                     \
+        .dense_forward = FN(dense_forward),                                                     \
+        .planar_row = FN(planar_row),                                                           \
+        .sigmoid = FN(sigmoid),                                                                 \
+    };
+DIRECT_TABLE(FN(ae_direct), FN_NAME, FN(big_to_small), FN(small_to_big))

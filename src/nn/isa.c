@@ -18,6 +18,8 @@ int ae_isa_supported(int isa)
     case AE_ISA_AVX512:
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
                __builtin_cpu_supports("fma");
+    case AE_ISA_AMX_BF16:
+        return ae_isa_supported(AE_ISA_AVX512) && ae_amx_usable();
     }
     return 0;
 #else
@@ -25,7 +27,8 @@ int ae_isa_supported(int isa)
 #endif
 }
 
-/* AEDET_ISA=portable|avx2|avx512 caps the choice (for comparisons and tests). */
+/* AEDET_ISA=portable|avx2|avx512 caps the choice (for comparisons and tests);
+ * amx-bf16 opts in to bfloat16. */
 int ae_isa_best(void)
 {
     int cap = AE_ISA_AVX512;
@@ -34,6 +37,8 @@ int ae_isa_best(void)
         cap = AE_ISA_PORTABLE;
     else if (env && strcmp(env, "avx2") == 0)
         cap = AE_ISA_AVX2;
+    else if (env && strcmp(env, "amx-bf16") == 0)
+        cap = AE_ISA_AMX_BF16;
     for (int isa = cap; isa > AE_ISA_PORTABLE; isa--)
         if (ae_isa_supported(isa))
             return isa;
@@ -45,6 +50,7 @@ const char *ae_isa_name(int isa)
     switch (isa) {
     case AE_ISA_AVX2: return "avx2";
     case AE_ISA_AVX512: return "avx512";
+    case AE_ISA_AMX_BF16: return "amx-bf16";
     default: return "portable";
     }
 }
@@ -57,6 +63,7 @@ const ae_direct_ops *ae_direct_ops_for(int isa)
     switch (isa) {
     case AE_ISA_AVX2: return &ae_direct_avx2;
     case AE_ISA_AVX512: return &ae_direct_avx512;
+    case AE_ISA_AMX_BF16: return &ae_direct_amx;
     }
 #endif
     return NULL;

@@ -213,3 +213,22 @@ void ae_model_reset_layer_times(ae_model *m)
 }
 
 const char *ae_model_kernels(const ae_model *m) { return ae_isa_name(m->scratch.isa); }
+
+ae_status ae_model_set_bf16(ae_model *m, int on, ae_error *err)
+{
+    /* Every vector ISA sizes its scratch alike, so the model can switch. */
+    if (!on) {
+        if (m->scratch.isa == AE_ISA_AMX_BF16) /* a CPU with AMX has AVX-512 */
+            m->plan.isa = m->scratch.isa = AE_ISA_AVX512;
+        return AE_OK;
+    }
+    if (!ae_isa_supported(AE_ISA_AMX_BF16))
+        return ae_fail(err, AE_ERR_USAGE,
+                       "bf16: this CPU or OS has no AMX-BF16 tiles (Intel Xeon Sapphire Rapids "
+                       "or later, Linux 5.16 or later); float32 runs everywhere");
+    if (m->plan.isa == AE_ISA_PORTABLE)
+        return ae_fail(err, AE_ERR_USAGE,
+                       "bf16: the model runs the portable kernels (AEDET_ISA=portable?)");
+    m->plan.isa = m->scratch.isa = AE_ISA_AMX_BF16;
+    return AE_OK;
+}

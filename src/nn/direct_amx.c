@@ -1,0 +1,325 @@
+/* big_to_small and small_to_big (direct.h) in bfloat16 on AMX tiles: the
+ * opt-in bf16 mode. One tile product C[16][16] += A[16][k] B[k][16] takes
+ * 16 pixels (A's rows, read straight from a bfloat16 copy of the padded
+ * input: a row stride of one pixel) times 16 output channels, summed over
+ * up to 32 input channels (B: one tap of the kernel, packed in pairs of
+ * input channels as the tiles want them). Sums stay in float32, in the tile.
+ *
+ * Each call converts the input rows its output rows read to bfloat16 once,
+ * and the kernel once, into buffers of its thread (fixed sizes: a layer or
+ * a row too large for them takes the avx512 kernels, as do channel counts
+ * that are not multiples of 16 and rows of under 16 pixels). A row's last
+ * block of 16 pixels overlaps the one before it when the row is not a
+ * multiple of 16: those pixels are made twice, with the same bits. */
+#include "nn/direct.h"
+
+#if defined(__x86_64__) && defined(__linux__)
+#include <cpuid.h>
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define TARGET __attribute__((target("avx512f,avx512vl,avx512bw,avx512bf16,amx-tile,amx-bf16")))
+
+enum {
+    TILE_PX = 16,                /* pixels per tile (its rows) */
+    TILE_CH = 16,                /* output channels per tile */
+    IN_CAP = 256 * 1024,         /* bfloat16 values of converted input rows */
+    W_CAP = 9 * 128 * 128,       /* bfloat16 values of a packed kernel */
+    MAX_GROUPS = 128 / TILE_CH,  /* output channels up to 128 */
+};
+
+static _Thread_local uint16_t in_bf16[IN_CAP] __attribute__((aligned(64)));
+static _Thread_local uint16_t w_bf16[W_CAP] __attribute__((aligned(64)));
+
+int ae_amx_usable(void)
+{
+    static int usable = -1; /* asked once; every thread may then use the tiles */
+    if (usable >= 0)
+        return usable;
+    unsigned a, b, c, d;
+    int ok = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d >> 22 & 1) /* amx-bf16 */ &&
+             (d >> 24 & 1) /* amx-tile */ && (b >> 16 & 1) /* avx512f */ &&
+             (b >> 30 & 1) /* avx512bw */ && (b >> 31 & 1) /* avx512vl */;
+    ok = ok && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a >> 5 & 1); /* avx512-bf16 */
+    /* Linux hands out the tiles' state only on request (ARCH_REQ_XCOMP_PERM, XTILEDATA) */
+    ok = ok && syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+    usable = ok;
+    return usable;
+}
+
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tile_config;
+
+/* Tiles 0-3: C for 2 pixel blocks x 2 channel groups; 4-5: A; 6-7: B. */
+static TARGET void configure(int kc)
+{
+    tile_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 4; t++)
+        cfg.rows[t] = TILE_PX, cfg.colsb[t] = TILE_CH * sizeof(float);
+    for (int t = 4; t < 6; t++)
+        cfg.rows[t] = TILE_PX, cfg.colsb[t] = (uint16_t)(kc * sizeof(uint16_t));
+    for (int t = 6; t < 8; t++)
+        cfg.rows[t] = (uint8_t)(kc / 2), cfg.colsb[t] = TILE_CH * 2 * sizeof(uint16_t);
+    /* gcc's _tile_loadconfig names 8 of the 64 bytes it reads, so the
+     * compiler may drop the stores to the rest: name them all */
+    __asm__ volatile("ldtilecfg %0" ::"m"(cfg));
+}
+
+/* gcc's _tile_loadd names no memory it reads: a barrier keeps the stores
+ * that made a tile's input (the converted rows, the packed kernel, the
+ * bias) before it. */
+#define STORES_DONE() __asm__ volatile("" ::: "memory")
+
+/* Input channels per tile product: 32, or 16 when k is an odd multiple of 16. */
+static int chunk(int k) { return k % 32 == 0 ? 32 : k % 16 == 0 ? 16 : 0; }
+
+/* count floats to bfloat16, rounding to nearest even. */
+static TARGET void to_bf16(uint16_t *dst, const float *src, size_t count)
+{
+    size_t i = 0;
+    for (; i + 32 <= count; i += 32) {
+        __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + i + 16), _mm512_loadu_ps(src + i));
+        _mm512_store_si512((void *)(dst + i), (__m512i)v);
+    }
+    for (; i < count; i += 16) {
+        const __mmask16 m = (__mmask16)(count - i >= 16 ? 0xFFFFu : (1u << (count - i)) - 1u);
+        __m256bh v = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + i));
+        _mm256_mask_storeu_epi16(dst + i, m, (__m256i)v);
+    }
+}
+
+/* Nine k x n matrices m[tap][k][n] (a layer's kernel, as the avx512 kernels
+ * read it) into B tiles: for tap t, chunk q of kc rows, channel group j, tile
+ * row r holds the pairs (m[t][q kc + 2r][16 j + col], m[t][q kc + 2r + 1][16 j + col]). */
+static TARGET void pack_kernel(uint16_t *dst, const float *m, int k, int n, int kc)
+{
+    __m512i pairs;
+    {
+        uint16_t idx[32];
+        for (int col = 0; col < 16; col++)
+            idx[2 * col] = (uint16_t)col, idx[2 * col + 1] = (uint16_t)(16 + col);
+        pairs = _mm512_loadu_si512(idx);
+    }
+    for (int t = 0; t < 9; t++)
+        for (int q = 0; q < k / kc; q++)
+            for (int j = 0; j < n / TILE_CH; j++)
+                for (int r = 0; r < kc / 2; r++, dst += 32) {
+                    const float *row = m + ((size_t)t * k + q * kc + 2 * r) * n + j * TILE_CH;
+                    __m512bh both = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(row + n),
+                                                        _mm512_loadu_ps(row));
+                    _mm512_store_si512((void *)dst,
+                                       _mm512_permutexvar_epi16(pairs, (__m512i)both));
+                }
+}
+
+typedef struct {
+    int k, kc, n;               /* input channels (summed), per product, output channels */
+    const uint16_t *kernel;     /* pack_kernel's */
+    const float *bias;          /* n / 16 tiles of 16 rows, each the group's init; NULL: zero */
+} amx_layer;
+
+/* dst[p dstride + o] = init[o] + sum over the ntaps taps and k channels of
+ * src[a][p rstride + c] kernel[tap[a]][c][o], for the px >= 16 pixels of a row. */
+static TARGET void amx_row(const amx_layer *L, const uint16_t *const *src, const int *tap,
+                           int ntaps, int rstride, int px, float *dst, int dstride)
+{
+    const int groups = L->n / TILE_CH, blocks = (px + TILE_PX - 1) / TILE_PX, nq = L->k / L->kc;
+    const size_t a_stride = (size_t)rstride * sizeof(uint16_t), b_floats = (size_t)L->kc * TILE_CH;
+    const size_t c_stride = (size_t)dstride * sizeof(float);
+    for (int j = 0; j < groups; j += 2) {
+        const int two_groups = j + 1 < groups;
+        for (int blk = 0; blk < blocks; blk += 2) {
+            const int two_blocks = blk + 1 < blocks;
+            const int p0 = blk + 1 < blocks ? blk * TILE_PX : px - TILE_PX;
+            const int p1 = blk + 2 < blocks ? (blk + 1) * TILE_PX : px - TILE_PX;
+            if (L->bias) {
+                const float *b0 = L->bias + (size_t)j * TILE_PX * TILE_CH;
+                const float *b1 = b0 + TILE_PX * TILE_CH;
+                _tile_loadd(0, b0, TILE_CH * sizeof(float));
+                _tile_loadd(2, b0, TILE_CH * sizeof(float));
+                if (two_groups) {
+                    _tile_loadd(1, b1, TILE_CH * sizeof(float));
+                    _tile_loadd(3, b1, TILE_CH * sizeof(float));
+                }
+            } else {
+                _tile_zero(0);
+                _tile_zero(1);
+                _tile_zero(2);
+                _tile_zero(3);
+            }
+            for (int a = 0; a < ntaps; a++)
+                for (int q = 0; q < nq; q++) {
+                    const uint16_t *s = src[a] + q * L->kc;
+                    const uint16_t *w =
+                        L->kernel + (((size_t)tap[a] * nq + q) * groups + j) * b_floats;
+                    _tile_loadd(4, s + (size_t)p0 * rstride, a_stride);
+                    _tile_loadd(6, w, TILE_CH * 2 * sizeof(uint16_t));
+                    _tile_dpbf16ps(0, 4, 6);
+                    if (two_groups) {
+                        _tile_loadd(7, w + b_floats, TILE_CH * 2 * sizeof(uint16_t));
+                        _tile_dpbf16ps(1, 4, 7);
+                    }
+                    if (two_blocks) {
+                        _tile_loadd(5, s + (size_t)p1 * rstride, a_stride);
+                        _tile_dpbf16ps(2, 5, 6);
+                        if (two_groups)
+                            _tile_dpbf16ps(3, 5, 7);
+                    }
+                }
+            float *d0 = dst + (size_t)p0 * dstride + j * TILE_CH;
+            float *d1 = dst + (size_t)p1 * dstride + j * TILE_CH;
+            _tile_stored(0, d0, c_stride);
+            if (two_groups)
+                _tile_stored(1, d0 + TILE_CH, c_stride);
+            if (two_blocks) {
+                _tile_stored(2, d1, c_stride);
+                if (two_groups)
+                    _tile_stored(3, d1 + TILE_CH, c_stride);
+            }
+        }
+    }
+}
+
+/* The layer's kernel packed, its bias as tiles (in bias, MAX_GROUPS tiles),
+ * the tiles configured; 0 when the shape does not fit the tiles or buffers. */
+static TARGET int amx_setup(amx_layer *L, float *bias, const float *m, const float *init, int k,
+                            int n, int px, size_t row_values)
+{
+    L->k = k, L->n = n, L->kc = chunk(k);
+    if (!ae_amx_usable() || L->kc == 0 || n % TILE_CH != 0 || n > MAX_GROUPS * TILE_CH ||
+        px < TILE_PX || 9 * (size_t)k * n > W_CAP || 3 * row_values > IN_CAP)
+        return 0;
+    pack_kernel(w_bf16, m, k, n, L->kc);
+    L->kernel = w_bf16;
+    L->bias = NULL;
+    if (init) {
+        for (int j = 0; j < n / TILE_CH; j++)
+            for (int r = 0; r < TILE_PX; r++)
+                memcpy(bias + ((size_t)j * TILE_PX + r) * TILE_CH, init + j * TILE_CH,
+                       TILE_CH * sizeof(float));
+        L->bias = bias;
+    }
+    configure(L->kc);
+    STORES_DONE();
+    return 1;
+}
+
+/* Output rows [first, *end) whose padded input rows [*lo, *hi) fit in_bf16
+ * (at least one row: amx_setup checked three), converted from pad (rows from row0). */
+static TARGET void convert_rows(const float *pad, int row0, const ae_conv_geom *g, int to_small,
+                                size_t row_values, int first, int *end, int *lo, int *hi)
+{
+    int stop = first + 1;
+    ae_direct_rows_needed(g, to_small, first, stop, lo, hi);
+    while (stop < *end) {
+        int l2, h2;
+        ae_direct_rows_needed(g, to_small, first, stop + 1, &l2, &h2);
+        if ((size_t)(h2 - l2) * row_values > IN_CAP)
+            break;
+        stop++, *lo = l2, *hi = h2;
+    }
+    *end = stop;
+    to_bf16(in_bf16, pad + (size_t)(*lo - row0) * row_values, (size_t)(*hi - *lo) * row_values);
+    STORES_DONE();
+}
+
+TARGET void ae_amx_big_to_small(const float *pad, int row0, const ae_conv_geom *g, int cs,
+                                const float *w, const float *init, float *small, int small_row0,
+                                int oy0, int oy1)
+{
+    const int cb = g->big_c, s = g->stride, pw = g->big_w + 2;
+    const size_t row_values = (size_t)pw * cb;
+    amx_layer L;
+    float bias[MAX_GROUPS * TILE_PX * TILE_CH];
+    if (!amx_setup(&L, bias, w, init, cb, cs, g->small_w, row_values)) {
+        ae_direct_avx512.big_to_small(pad, row0, g, cs, w, init, small, small_row0, oy0, oy1);
+        return;
+    }
+    static const int taps[9] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
+    for (int first = oy0; first < oy1;) {
+        int end = oy1, lo, hi;
+        convert_rows(pad, row0, g, 1, row_values, first, &end, &lo, &hi);
+        for (int oy = first; oy < end; oy++) {
+            const uint16_t *src[9];
+            for (int kh = 0; kh < 3; kh++)
+                for (int kw = 0; kw < 3; kw++) {
+                    int py = oy * s + kh - g->pad_top + 1 - lo, px = kw - g->pad_left + 1;
+                    src[kh * 3 + kw] = in_bf16 + ((size_t)py * pw + px) * cb;
+                }
+            amx_row(&L, src, taps, 9, s * cb, g->small_w,
+                    small + (size_t)(oy - small_row0) * g->small_w * cs, cs);
+        }
+        first = end;
+    }
+    _tile_release();
+}
+
+TARGET void ae_amx_small_to_big(const float *pad, int row0, const ae_conv_geom *g, int cs,
+                                const float *wt, const float *init, float *big, int big_row0,
+                                int y0, int y1)
+{
+    const int cb = g->big_c, s = g->stride, pw = g->small_w + 2;
+    const size_t row_values = (size_t)pw * cs;
+    amx_layer L;
+    float bias[MAX_GROUPS * TILE_PX * TILE_CH];
+    /* every phase's row must hold a tile's 16 pixels: big_w / s of them or more */
+    if (!amx_setup(&L, bias, wt, init, cs, cb, g->big_w / s, row_values)) {
+        ae_direct_avx512.small_to_big(pad, row0, g, cs, wt, init, big, big_row0, y0, y1);
+        return;
+    }
+    for (int first = y0; first < y1;) {
+        int end = y1, lo, hi;
+        convert_rows(pad, row0, g, 0, row_values, first, &end, &lo, &hi);
+        for (int y = first; y < end; y++)
+            for (int phase = 0; phase < s; phase++) { /* pixels x = phase, phase + s, ... */
+                const uint16_t *src[9];
+                int tap[9], ntaps = 0;
+                for (int kh = 0; kh < 3; kh++) {
+                    int ty = y + g->pad_top - kh;
+                    if ((ty + 2 * s) % s != 0)
+                        continue;
+                    for (int kw = 0; kw < 3; kw++) {
+                        int tx = phase + g->pad_left - kw;
+                        if ((tx + 2 * s) % s != 0)
+                            continue;
+                        src[ntaps] = in_bf16 + ((size_t)(ty / s + 1 - lo) * pw + (tx / s + 1)) * cs;
+                        tap[ntaps++] = kh * 3 + kw;
+                    }
+                }
+                amx_row(&L, src, tap, ntaps, cs, (g->big_w - phase + s - 1) / s,
+                        big + ((size_t)(y - big_row0) * g->big_w + phase) * cb, s * cb);
+            }
+        first = end;
+    }
+    _tile_release();
+}
+
+#else
+/* No tiles on this target or OS: ae_isa_supported never offers AE_ISA_AMX_BF16,
+ * and the table of direct_avx512.c (x86 only) gets the float32 kernels. */
+int ae_amx_usable(void) { return 0; }
+
+#if defined(__x86_64__) || defined(__i386__)
+void ae_amx_big_to_small(const float *pad, int row0, const ae_conv_geom *g, int cs,
+                         const float *w, const float *init, float *small, int small_row0,
+                         int oy0, int oy1)
+{
+    ae_direct_avx512.big_to_small(pad, row0, g, cs, w, init, small, small_row0, oy0, oy1);
+}
+
+void ae_amx_small_to_big(const float *pad, int row0, const ae_conv_geom *g, int cs,
+                         const float *wt, const float *init, float *big, int big_row0, int y0,
+                         int y1)
+{
+    ae_direct_avx512.small_to_big(pad, row0, g, cs, wt, init, big, big_row0, y0, y1);
+}
+#endif
+#endif
