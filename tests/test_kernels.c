@@ -142,10 +142,10 @@ static int shape_geom(const shape *sh, int deconv, ae_conv_geom *g)
     return sh->cin;
 }
 
-/* How check_shape_as compares: tol as expect_within's for the products of
- * big_to_small and small_to_big (the forward and dx; dw and db always at
- * 1e-5); round: x, w and dy rounded to bfloat16 first; errors (may be NULL)
- * gets the forward's and dx's error ratios, conv then deconv. */
+/* How check_shape_as compares: tol as expect_within's for the three products
+ * (the forward, dx and dw; db always at 1e-5); round: x, w and dy rounded to
+ * bfloat16 first; errors (may be NULL) gets the forward's, dx's and dw's
+ * error ratios, conv then deconv. */
 typedef struct {
     double tol;
     int round;
@@ -210,10 +210,13 @@ static void check_shape_as(int isa, const shape *sh, int with_tf, const compare 
         double fwd = expect_within(what, isa_name, y[1], y[0], ny, name, cmp->tol);
         snprintf(what, sizeof what, "%s dx", layer);
         double back = expect_within(what, isa_name, dx[1], dx[0], nx, name, cmp->tol);
-        if (cmp->errors)
-            cmp->errors[2 * deconv] = fwd, cmp->errors[2 * deconv + 1] = back;
         snprintf(what, sizeof what, "%s dw", layer);
-        expect_close(what, isa_name, dw[1], dw[0], nw, name);
+        double grad = expect_within(what, isa_name, dw[1], dw[0], nw, name, cmp->tol);
+        if (cmp->errors) {
+            cmp->errors[3 * deconv] = fwd;
+            cmp->errors[3 * deconv + 1] = back;
+            cmp->errors[3 * deconv + 2] = grad;
+        }
         snprintf(what, sizeof what, "%s db", layer);
         expect_close(what, isa_name, db[1], db[0], (size_t)sh->cout, name);
         for (int path = 0; path < 2; path++)
@@ -296,8 +299,8 @@ static void test_avx512_matches_portable(void **state)
 }
 
 /* Shapes the AMX tiles take (channel counts multiples of 16, rows of 16
- * pixels or more) for all four products: Conv2D's forward and dx,
- * Conv2DTranspose's forward and dx. */
+ * pixels or more) for all six products: Conv2D's and Conv2DTranspose's
+ * forward, dx and dw. */
 static const shape amx_shapes[] = {
     {2, 6, 40, 16, 32, 2},   /* 16 channels summed (half-width tiles); 20-pixel rows: the last block overlaps */
     {1, 5, 34, 48, 64, 2},   /* 48 channels summed in 3 products of 16; 4 groups of outputs; 17-pixel rows */
@@ -326,10 +329,10 @@ static void test_amx_bf16_matches_portable(void **state)
                 continue; /* the large one in whole images only */
             const compare exact = {1e-5, 1, NULL};
             check_shape_as(AE_ISA_AMX_BF16, &amx_shapes[k], 0, &exact);
-            double errors[4];
+            double errors[6];
             const compare rounded = {1e-2, 0, errors};
             check_shape_as(AE_ISA_AMX_BF16, &amx_shapes[k], (int)((k + (size_t)band) % 2), &rounded);
-            for (int e = 0; e < 4; e++)
+            for (int e = 0; e < 6; e++)
                 if (!(errors[e] > 1e-5))
                     fail_msg("shape %zu, band %d, product %d: within %.3g of float32, so the "
                              "bfloat16 tiles did not run", k, band, e, errors[e]);

@@ -133,6 +133,8 @@ void ae_amx_big_to_small(const float *big_padded, int row0, const ae_conv_geom *
 void ae_amx_small_to_big(const float *small_padded, int row0, const ae_conv_geom *g, int cs,
                          const float *wt, const float *init, float *big, int big_row0,
                          int first, int end);
+void ae_amx_weight_grad(const float *big_padded, int row0, const float *small, int srow0,
+                        const ae_conv_geom *g, int cs, float *dw, int first, int end);
 /* 1 when this CPU has AMX-BF16 and AVX512-BF16 and the OS lets this process
  * use the tiles (asked once, on Linux). */
 int ae_amx_usable(void);

@@ -302,6 +302,176 @@ TARGET void ae_amx_small_to_big(const float *pad, int row0, const ae_conv_geom *
     _tile_release();
 }
 
+/* ---- The weight gradient ----
+ * dw[tap][c][o] += sum over pixels p of big[pos(p, tap)][c] small[p][o], as
+ * tile products over pixels: C[o][c] (16 x 16, transposed into dw at the end)
+ * += A[o][p] B[p][c], 32 pixels a product. A is the small image transposed
+ * (its channels as rows, one row of pixels each), made once for all taps; B
+ * holds pairs of the pixels a tap reads, for each column offset kw (the
+ * pairs start at other pixels for each), made once for all kh. A row's
+ * pixels are padded with zeros to a multiple of 32. */
+
+/* Rows [first, end) of small (rows from srow0; cs channels, w pixels) into
+ * at[(r cs + o) kp + x] = small[first + r][x][o], x < kp (zero past w). */
+static TARGET void transpose_rows(uint16_t *at, const float *small, int srow0, int first, int end,
+                                  int w, int cs, int kp)
+{
+    const __m512i step = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(cs));
+    for (int y = first; y < end; y++) {
+        const float *row = small + (size_t)(y - srow0) * w * cs;
+        for (int o = 0; o < cs; o++) {
+            uint16_t *dst = at + ((size_t)(y - first) * cs + o) * kp;
+            for (int x = 0; x < kp; x += 32) {
+                __m512 half[2];
+                for (int h = 0; h < 2; h++) {
+                    int x0 = x + 16 * h, n = w - x0 < 0 ? 0 : w - x0 > 16 ? 16 : w - x0;
+                    const __mmask16 m = (__mmask16)((1u << n) - 1u);
+                    half[h] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, step,
+                                                       row + (size_t)x0 * cs + o, 4);
+                }
+                _mm512_store_si512((void *)(dst + x), (__m512i)_mm512_cvtne2ps_pbh(half[1], half[0]));
+            }
+        }
+    }
+}
+
+/* Padded big rows [lo, hi) (pad holds rows from row0) into pairs for each
+ * kw: bp[((kw (hi - lo) + r) kp / 2 + j) 2 cb + 2 c + e] = big[lo + r][col][c],
+ * col = (2 j + e) s + kw + 1 - pad_left, zero where 2 j + e >= small_w. */
+static TARGET void pair_rows(uint16_t *bp, const float *pad, int row0, const ae_conv_geom *g,
+                             int lo, int hi, int kp)
+{
+    const int cb = g->big_c, s = g->stride, pw = g->big_w + 2, w = g->small_w;
+    __m512i pairs;
+    {
+        uint16_t idx[32];
+        for (int col = 0; col < 16; col++)
+            idx[2 * col] = (uint16_t)col, idx[2 * col + 1] = (uint16_t)(16 + col);
+        pairs = _mm512_loadu_si512(idx);
+    }
+    for (int kw = 0; kw < 3; kw++)
+        for (int r = lo; r < hi; r++) {
+            const float *row = pad + ((size_t)(r - row0) * pw + kw + 1 - g->pad_left) * cb;
+            uint16_t *dst = bp + ((size_t)kw * (hi - lo) + (r - lo)) * kp * cb;
+            for (int j = 0; j < kp / 2; j++)
+                for (int c = 0; c < cb; c += 16, dst += 32) {
+                    const int p = 2 * j;
+                    __m512 a = p < w ? _mm512_loadu_ps(row + (size_t)p * s * cb + c)
+                                     : _mm512_setzero_ps();
+                    __m512 b = p + 1 < w ? _mm512_loadu_ps(row + (size_t)(p + 1) * s * cb + c)
+                                         : _mm512_setzero_ps();
+                    _mm512_store_si512((void *)dst,
+                                       _mm512_permutexvar_epi16(
+                                           pairs, (__m512i)_mm512_cvtne2ps_pbh(b, a)));
+                }
+        }
+}
+
+/* C[o][c] of tile t (16 x 16) added to dw[tap][c][o] (cs floats a row). */
+static TARGET void add_transposed(float *dw, int cs, int t)
+{
+    float c_tile[TILE_CH * TILE_PX] __attribute__((aligned(64)));
+    switch (t) { /* tile numbers are immediates */
+    case 0: _tile_stored(0, c_tile, TILE_CH * sizeof(float)); break;
+    case 1: _tile_stored(1, c_tile, TILE_CH * sizeof(float)); break;
+    case 2: _tile_stored(2, c_tile, TILE_CH * sizeof(float)); break;
+    default: _tile_stored(3, c_tile, TILE_CH * sizeof(float)); break;
+    }
+    for (int c = 0; c < TILE_CH; c++)
+        for (int o = 0; o < TILE_PX; o++)
+            dw[(size_t)c * cs + o] += c_tile[o * TILE_CH + c];
+}
+
+/* Small rows per pass, so that both operands fit their buffers (0: not one). */
+static int wgrad_rows(const ae_conv_geom *g, int cs, int kp, int first, int end)
+{
+    int rows = 0;
+    for (int stop = first + 1; stop <= end; stop++) {
+        int lo, hi;
+        ae_direct_rows_needed(g, 1, first, stop, &lo, &hi);
+        if ((size_t)3 * (hi - lo) * kp * g->big_c > IN_CAP ||
+            (size_t)(stop - first) * cs * kp > W_CAP)
+            break;
+        rows = stop - first;
+    }
+    return rows;
+}
+
+TARGET void ae_amx_weight_grad(const float *pad, int row0, const float *small, int srow0,
+                               const ae_conv_geom *g, int cs, float *dw, int first, int end)
+{
+    const int cb = g->big_c, s = g->stride, kp = (g->small_w + 31) / 32 * 32;
+    if (!ae_amx_usable() || cb % TILE_CH != 0 || cs % TILE_CH != 0 || g->small_w < TILE_PX ||
+        wgrad_rows(g, cs, kp, first, first + 1) == 0) {
+        ae_direct_avx512.weight_grad(pad, row0, small, srow0, g, cs, dw, first, end);
+        return;
+    }
+    configure(32);
+    const int a_items = cs / TILE_CH, b_items = 9 * (cb / TILE_CH);
+    const size_t a_stride = (size_t)kp * sizeof(uint16_t), b_stride = (size_t)2 * cb * sizeof(uint16_t);
+    for (int y0 = first; y0 < end;) {
+        const int rows = wgrad_rows(g, cs, kp, y0, end), y1 = y0 + rows;
+        int lo, hi;
+        ae_direct_rows_needed(g, 1, y0, y1, &lo, &hi);
+        transpose_rows(w_bf16, small, srow0, y0, y1, g->small_w, cs, kp);
+        pair_rows(in_bf16, pad, row0, g, lo, hi, kp);
+        STORES_DONE();
+        for (int ai = 0; ai < a_items; ai += 2) {
+            const int two_a = ai + 1 < a_items;
+            for (int bi = 0; bi < b_items; bi += 2) {
+                const int two_b = bi + 1 < b_items;
+                /* b item: tap t = bi / (cb / 16), channels 16 (bi % (cb / 16)) on */
+                const int t0 = bi / (cb / TILE_CH), c0 = bi % (cb / TILE_CH) * TILE_CH;
+                const int t1 = (bi + 1) / (cb / TILE_CH), c1 = (bi + 1) % (cb / TILE_CH) * TILE_CH;
+                _tile_zero(0);
+                _tile_zero(1);
+                _tile_zero(2);
+                _tile_zero(3);
+                for (int y = y0; y < y1; y++) {
+                    const uint16_t *a0 = w_bf16 + (size_t)((y - y0) * cs + ai * TILE_CH) * kp;
+                    const uint16_t *a1 = a0 + (size_t)TILE_CH * kp;
+                    /* padded big row of tap kh: y s + kh - pad_top + 1 */
+                    const int r0 = y * s + t0 / 3 - g->pad_top + 1 - lo;
+                    const int r1 = y * s + t1 / 3 - g->pad_top + 1 - lo;
+                    const uint16_t *b0 =
+                        in_bf16 + ((size_t)(t0 % 3) * (hi - lo) + r0) * kp * cb + 2 * c0;
+                    const uint16_t *b1 =
+                        in_bf16 + ((size_t)(t1 % 3) * (hi - lo) + r1) * kp * cb + 2 * c1;
+                    for (int x = 0; x < kp; x += 32) {
+                        _tile_loadd(4, a0 + x, a_stride);
+                        _tile_loadd(6, b0 + (size_t)x * cb, b_stride);
+                        _tile_dpbf16ps(0, 4, 6);
+                        if (two_b) {
+                            _tile_loadd(7, b1 + (size_t)x * cb, b_stride);
+                            _tile_dpbf16ps(1, 4, 7);
+                        }
+                        if (two_a) {
+                            _tile_loadd(5, a1 + x, a_stride);
+                            _tile_dpbf16ps(2, 5, 6);
+                            if (two_b)
+                                _tile_dpbf16ps(3, 5, 7);
+                        }
+                    }
+                }
+                float *d0 = dw + ((size_t)t0 * cb + c0) * cs + ai * TILE_CH;
+                float *d1 = dw + ((size_t)t1 * cb + c1) * cs + ai * TILE_CH;
+                add_transposed(d0, cs, 0);
+                if (two_b)
+                    add_transposed(d1, cs, 1);
+                if (two_a) {
+                    add_transposed(d0 + TILE_CH, cs, 2);
+                    if (two_b)
+                        add_transposed(d1 + TILE_CH, cs, 3);
+                }
+            }
+        }
+        y0 = y1;
+    }
+    _tile_release();
+}
+
 #else
 /* No tiles on this target or OS: ae_isa_supported never offers AE_ISA_AMX_BF16,
  * and the table of direct_avx512.c (x86 only) gets the float32 kernels. */
@@ -320,6 +490,12 @@ void ae_amx_small_to_big(const float *pad, int row0, const ae_conv_geom *g, int 
                          int y1)
 {
     ae_direct_avx512.small_to_big(pad, row0, g, cs, wt, init, big, big_row0, y0, y1);
+}
+
+void ae_amx_weight_grad(const float *pad, int row0, const float *small, int srow0,
+                        const ae_conv_geom *g, int cs, float *dw, int first, int end)
+{
+    ae_direct_avx512.weight_grad(pad, row0, small, srow0, g, cs, dw, first, end);
 }
 #endif
 #endif

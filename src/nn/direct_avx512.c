@@ -125,9 +125,11 @@ static inline vmask mask_first(int n) { return (vmask)(n >= 16 ? 0xFFFFu : (1u <
 
 #include "nn/direct_body.h"
 
-/* The opt-in bfloat16 mode: the same kernels, with Conv2D's forward and
- * Conv2DTranspose's (and each one's input gradient) on AMX tiles. */
-DIRECT_TABLE(ae_direct_amx, "amx-bf16", ae_amx_big_to_small, ae_amx_small_to_big)
+/* The opt-in bfloat16 mode: the same kernels, with the three products of
+ * Conv2D and Conv2DTranspose (forward, input gradient, weight gradient) on
+ * AMX tiles. */
+DIRECT_TABLE(ae_direct_amx, "amx-bf16", ae_amx_big_to_small, ae_amx_small_to_big,
+             ae_amx_weight_grad)
 #else
 typedef int ae_no_avx512; /* not an x86 target: isa.c never asks for these */
 #endif

@@ -1167,12 +1167,12 @@ static TARGET void FN(sigmoid)(float *y, const float *x, size_t count)
 }
 
 /* The ops table; direct_avx512.c makes a second one with the AMX products. */
-#define DIRECT_TABLE(TABLE, LABEL, BIG_TO_SMALL, SMALL_TO_BIG)                                  \
+#define DIRECT_TABLE(TABLE, LABEL, BIG_TO_SMALL, SMALL_TO_BIG, WEIGHT_GRAD)                     \
     const ae_direct_ops TABLE = {                                                               \
         .name = LABEL,                                                                          \
         .big_to_small = BIG_TO_SMALL,                                                           \
         .small_to_big = SMALL_TO_BIG,                                                           \
-        .weight_grad = FN(weight_grad),                                                         \
+        .weight_grad = WEIGHT_GRAD,                                                             \
         .small_to_big_narrow = FN(small_to_big_narrow),                                         \
         .bn_sums = FN(bn_sums),                                                                 \
         .bn_grad_sums = FN(bn_grad_sums),                                                       \
@@ -1184,4 +1184,4 @@ static TARGET void FN(sigmoid)(float *y, const float *x, size_t count)
         .planar_row = FN(planar_row),                                                           \
         .sigmoid = FN(sigmoid),                                                                 \
     };
-DIRECT_TABLE(FN(ae_direct), FN_NAME, FN(big_to_small), FN(small_to_big))
+DIRECT_TABLE(FN(ae_direct), FN_NAME, FN(big_to_small), FN(small_to_big), FN(weight_grad))
