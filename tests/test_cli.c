@@ -3,6 +3,7 @@
 #include "support.h"
 
 #include "aedet.h"
+#include "nn/direct.h" /* ae_amx_usable */
 
 #include <math.h>
 #include <signal.h>
@@ -533,6 +534,43 @@ static void test_eval_agrees_with_score(void **state)
 
 /* The tutorial's experiment on the real Fashion-MNIST, one epoch, with the
  * release build (the sanitized one is ~10x slower). */
+/* --bf16: the portable kernels refuse it on any machine, as does a CPU
+ * without AMX tiles, with a usage error that writes nothing; where the tiles
+ * are, training (32x32 images, filters 16 and 32: the last transposed
+ * convolution's products take the tiles) and scoring run in bfloat16, and
+ * the model file records the kernels. */
+static void test_bf16_flag(void **state)
+{
+    (void)state;
+    TMP_PATH(model, "bf16.aedet");
+    const char *classes = test_path("classes");
+    setenv("AEDET_ISA", "portable", 1);
+    int rc = run("train %s --layout classes --epochs 1 --bf16 " SMALL " -o %s", classes, model);
+    unsetenv("AEDET_ISA");
+    assert_int_equal(rc, 2);
+    expect_output("bf16: the model runs the portable kernels");
+    assert_false(file_exists(model));
+#define BF16_MODEL "--size 32 --filters 16,32 --latent 4 --batch 8 --threads 1"
+    rc = run("train %s --layout classes --epochs 2 --bf16 " BF16_MODEL " -o %s", classes, model);
+    if (!ae_amx_usable()) {
+        assert_int_equal(rc, 2);
+        expect_output("no AMX-BF16 tiles");
+        assert_false(file_exists(model));
+        return;
+    }
+    assert_int_equal(rc, 0);
+    expect_output("amx-bf16 kernels");
+    assert_int_equal(run("info %s", model), 0);
+    expect_output("train.kernels");
+    expect_output("amx-bf16");
+    TMP_PATH(scores, "bf16.csv");
+    assert_int_equal(run("score %s %s --layout classes --normal-class 0 --batch 8 --bf16 -o %s", model,
+                         classes, scores),
+                     0);
+    assert_int_equal(count_lines(scores), NUM_NORMAL + NUM_ODD + 1);
+#undef BF16_MODEL
+}
+
 static void test_demo_runs_end_to_end(void **state)
 {
     (void)state;
@@ -574,6 +612,7 @@ int main(void)
         cmocka_unit_test(test_bad_input_exits),
         cmocka_unit_test(test_mvtec_layout_with_pixel_auc),
         cmocka_unit_test(test_eval_agrees_with_score),
+        cmocka_unit_test(test_bf16_flag),
         cmocka_unit_test(test_demo_runs_end_to_end),
     };
     return cmocka_run_group_tests(tests, setup_data, NULL);

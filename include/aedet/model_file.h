@@ -106,6 +106,7 @@ const char *ae_meta_type_name(ae_meta_type t);
 #define AE_KEY_LEARNING_RATE "train.learning_rate" /* float */
 #define AE_KEY_DECAY "train.decay"               /* float */
 #define AE_KEY_THREADS "train.threads"           /* int */
+#define AE_KEY_KERNELS "train.kernels"           /* string: ae_model_kernels of the (last) run */
 #define AE_KEY_VAL_FRACTION "train.val_fraction" /* float: validation share of the split */
 #define AE_KEY_DATA_FINGERPRINT "train.data_fingerprint" /* int: hash of the chosen images */
 #define AE_KEY_LOSS_SUM "train.loss_sum"         /* float: running sum in the current epoch */

@@ -147,7 +147,8 @@ const char *ae_model_kernels(const ae_model *m);
  * input gradients round their inputs and kernels to bfloat16 and run on AMX
  * tiles, summing in float32; the weight gradients, BatchNorm, the dense
  * layers, the loss and Adam stay float32, as do the weights themselves (a
- * model file does not say which mode made it). Layers whose channel counts
+ * model file is the same either way; `aedet train` records the kernels in
+ * its metadata). Layers whose channel counts
  * are not multiples of 16 (the first and the output layer), or whose rows are
  * under 16 pixels, stay float32. The results differ from float32 by about
  * bfloat16's precision (2^-8 relative per product; docs/PERFORMANCE.md

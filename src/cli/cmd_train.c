@@ -251,8 +251,8 @@ static ae_status restore_state(const ae_meta *meta, int epochs, ae_train_state *
     return AE_OK;
 }
 
-static ae_status base_meta(const cli_train_args *a, const ae_dataset *ds, int64_t fingerprint, ae_meta *m,
-                           ae_error *err)
+static ae_status base_meta(const cli_train_args *a, const ae_dataset *ds, int64_t fingerprint,
+                           const char *kernels, ae_meta *m, ae_error *err)
 {
     ae_status s;
     if ((s = ae_meta_set_int(m, AE_KEY_SEED, (int64_t)a->seed, err)) ||
@@ -264,6 +264,7 @@ static ae_status base_meta(const cli_train_args *a, const ae_dataset *ds, int64_
         (s = ae_meta_set_float(m, AE_KEY_DECAY, a->decay, err)) ||
         (s = ae_meta_set_float(m, AE_KEY_VAL_FRACTION, a->val_fraction, err)) ||
         (s = ae_meta_set_int(m, AE_KEY_THREADS, ae_get_num_threads(), err)) ||
+        (s = ae_meta_set_str(m, AE_KEY_KERNELS, kernels, err)) ||
         (s = ae_meta_set_int(m, AE_KEY_DATA_FINGERPRINT, fingerprint, err)))
         return s;
     return AE_OK;
@@ -381,7 +382,7 @@ int cli_train_run(const cli_command *cmd, cli_train_args *a)
     }
     if (ae_train_state_init(&st, a->epochs, &err) != AE_OK ||
         (a->resume && restore_state(meta, a->epochs, &st, &err) != AE_OK) ||
-        base_meta(a, &ds, fingerprint, meta, &err) != AE_OK) {
+        base_meta(a, &ds, fingerprint, ae_model_kernels(model), meta, &err) != AE_OK) {
         rc = cli_report_error(&err);
         goto done;
     }
