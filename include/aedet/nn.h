@@ -101,7 +101,8 @@ const ae_tensor_info *ae_model_tensor(const ae_model *m, int i);
 int ae_model_find_tensor(const ae_model *m, const char *name); /* index, or -1 */
 
 /* Bytes the model holds (parameters, optimizer, activations, scratch); the
- * same figure ae_config_check bounds (64 GiB). */
+ * same figure ae_config_check bounds (64 GiB), plus, in the bf16 mode, each
+ * thread's buffers for the bfloat16 copies (800 KB a thread). */
 size_t ae_model_memory_bytes(const ae_model *m);
 
 /* Runs the autoencoder on n <= max_batch images x (NHWC). In AE_MODE_TRAIN,

@@ -138,6 +138,8 @@ void ae_amx_weight_grad(const float *big_padded, int row0, const float *small, i
 /* 1 when this CPU has AMX-BF16 and AVX512-BF16 and the OS lets this process
  * use the tiles (asked once, on Linux). */
 int ae_amx_usable(void);
+/* Bytes of the thread-local buffers each thread that runs them holds. */
+size_t ae_amx_thread_bytes(void);
 
 /* wt[tap][o][c] = w[tap][c][o] for a (3, 3, cb, cs) kernel. */
 void ae_direct_transpose_kernel(float *wt, const float *w, int cb, int cs);

@@ -34,6 +34,8 @@ enum {
 static _Thread_local uint16_t in_bf16[IN_CAP] __attribute__((aligned(64)));
 static _Thread_local uint16_t w_bf16[W_CAP] __attribute__((aligned(64)));
 
+size_t ae_amx_thread_bytes(void) { return sizeof in_bf16 + sizeof w_bf16; }
+
 int ae_amx_usable(void)
 {
     static int usable = -1; /* asked once; every thread may then use the tiles */
@@ -476,6 +478,7 @@ TARGET void ae_amx_weight_grad(const float *pad, int row0, const float *small, i
 /* No tiles on this target or OS: ae_isa_supported never offers AE_ISA_AMX_BF16,
  * and the table of direct_avx512.c (x86 only) gets the float32 kernels. */
 int ae_amx_usable(void) { return 0; }
+size_t ae_amx_thread_bytes(void) { return 0; }
 
 #if defined(__x86_64__) || defined(__i386__)
 void ae_amx_big_to_small(const float *pad, int row0, const ae_conv_geom *g, int cs,

@@ -1,5 +1,6 @@
 /* The model object: creation from a plan (every buffer allocated once), the
  * tensor table, Keras' initial values and the accessors. */
+#include "nn/direct.h" /* ae_amx_thread_bytes */
 #include "nn/isa.h"
 #include "nn/model.h"
 
@@ -153,7 +154,12 @@ float *ae_model_state(ae_model *m) { return m->state; }
 int64_t ae_model_iterations(const ae_model *m) { return m->iterations; }
 void ae_model_set_iterations(ae_model *m, int64_t iterations) { m->iterations = iterations; }
 int ae_model_num_tensors(const ae_model *m) { return m->plan.num_tensors; }
-size_t ae_model_memory_bytes(const ae_model *m) { return m->plan.memory_bytes; }
+size_t ae_model_memory_bytes(const ae_model *m)
+{
+    /* the bf16 kernels' thread-local buffers (direct_amx.c) */
+    size_t amx = m->scratch.isa == AE_ISA_AMX_BF16 ? ae_amx_thread_bytes() * m->plan.threads : 0;
+    return m->plan.memory_bytes + amx;
+}
 int ae_model_num_layers(const ae_model *m) { return m->plan.num_layers; }
 
 const ae_tensor_info *ae_model_tensor(const ae_model *m, int i)
