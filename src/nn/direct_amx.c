@@ -1,9 +1,11 @@
-/* big_to_small and small_to_big (direct.h) in bfloat16 on AMX tiles: the
- * opt-in bf16 mode. One tile product C[16][16] += A[16][k] B[k][16] takes
- * 16 pixels (A's rows, read straight from a bfloat16 copy of the padded
- * input: a row stride of one pixel) times 16 output channels, summed over
- * up to 32 input channels (B: one tap of the kernel, packed in pairs of
- * input channels as the tiles want them). Sums stay in float32, in the tile.
+/* The three products of direct.h (big_to_small, small_to_big, weight_grad)
+ * in bfloat16 on AMX tiles: the opt-in bf16 mode. One tile product
+ * C[16][16] += A[16][k] B[k][16], k <= 32, sums in float32 in the tile. For
+ * the first two, A is 16 pixels (its rows, read straight from a bfloat16
+ * copy of the padded input: a row stride of one pixel) by up to 32 input
+ * channels, B one tap of the kernel, packed in pairs of input channels as
+ * the tiles want them, and C 16 pixels by 16 output channels; the weight
+ * gradient sums over pixels instead (below).
  *
  * Each call converts the input rows its output rows read to bfloat16 once,
  * and the kernel once, into buffers of its thread (fixed sizes: a layer or
@@ -14,6 +16,7 @@
 #include "nn/direct.h"
 
 #if defined(__x86_64__) && defined(__linux__)
+#include <asm/prctl.h> /* ARCH_REQ_XCOMP_PERM */
 #include <cpuid.h>
 #include <immintrin.h>
 #include <stdint.h>
@@ -22,6 +25,9 @@
 #include <unistd.h>
 
 #define TARGET __attribute__((target("avx512f,avx512vl,avx512bw,avx512bf16,amx-tile,amx-bf16")))
+
+/* The tiles' data, as an extended state component (arch_prctl asks for it) */
+enum { XFEATURE_XTILEDATA = 18 };
 
 enum {
     TILE_PX = 16,                /* pixels per tile (its rows) */
@@ -38,7 +44,9 @@ size_t ae_amx_thread_bytes(void) { return sizeof in_bf16 + sizeof w_bf16; }
 
 int ae_amx_usable(void)
 {
-    static int usable = -1; /* asked once; every thread may then use the tiles */
+    /* asked once (threads that race here ask twice, harmlessly); the
+     * permission holds for every thread of the process */
+    static _Atomic int usable = -1;
     if (usable >= 0)
         return usable;
     unsigned a, b, c, d;
@@ -47,7 +55,7 @@ int ae_amx_usable(void)
              (b >> 30 & 1) /* avx512bw */ && (b >> 31 & 1) /* avx512vl */;
     ok = ok && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a >> 5 & 1); /* avx512-bf16 */
     /* Linux hands out the tiles' state only on request (ARCH_REQ_XCOMP_PERM, XTILEDATA) */
-    ok = ok && syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+    ok = ok && syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
     usable = ok;
     return usable;
 }
@@ -330,8 +338,9 @@ static TARGET void transpose_rows(uint16_t *at, const float *small, int srow0, i
                 for (int h = 0; h < 2; h++) {
                     int x0 = x + 16 * h, n = w - x0 < 0 ? 0 : w - x0 > 16 ? 16 : w - x0;
                     const __mmask16 m = (__mmask16)((1u << n) - 1u);
-                    half[h] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, step,
-                                                       row + (size_t)x0 * cs + o, 4);
+                    half[h] = n == 0 ? _mm512_setzero_ps() /* past the row: no address */
+                                     : _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, step,
+                                                                row + (size_t)x0 * cs + o, 4);
                 }
                 _mm512_store_si512((void *)(dst + x), (__m512i)_mm512_cvtne2ps_pbh(half[1], half[0]));
             }
