@@ -144,17 +144,17 @@ void ae_model_reset_layer_times(ae_model *m);
  * "amx-bf16" (ae_model_set_bf16). */
 const char *ae_model_kernels(const ae_model *m);
 
-/* Opt-in bfloat16 (on = 1): the convolutions' forward products and their
- * input gradients round their inputs and kernels to bfloat16 and run on AMX
- * tiles, summing in float32; the weight gradients, BatchNorm, the dense
- * layers, the loss and Adam stay float32, as do the weights themselves (a
- * model file is the same either way; `aedet train` records the kernels in
- * its metadata). Layers whose channel counts
- * are not multiples of 16 (the first and the output layer), or whose rows are
- * under 16 pixels, stay float32. The results differ from float32 by about
- * bfloat16's precision (2^-8 relative per product; docs/PERFORMANCE.md
- * measures what it does to training). AE_ERR_USAGE when the CPU or OS has no
- * AMX-BF16 tiles, or the model runs the portable kernels. on = 0: float32. */
+/* Opt-in bfloat16 (on = 1): the convolutions' three products (forward,
+ * input gradient, weight gradient) round their operands to bfloat16 and run
+ * on AMX tiles, summing in float32; BatchNorm, the dense layers, the loss,
+ * Adam and the weights themselves stay float32 (a model file is the same
+ * either way; `aedet train` records the kernels in its metadata). Layers
+ * whose channel counts are not multiples of 16 (the first and the output
+ * layer), or whose rows are under 16 pixels, stay float32. The results
+ * differ from float32 by about bfloat16's precision (2^-8 relative per
+ * product; docs/PERFORMANCE.md measures what it does to training).
+ * AE_ERR_USAGE when the CPU or OS has no AMX-BF16 tiles, or the model runs
+ * the portable kernels. on = 0: float32. */
 ae_status ae_model_set_bf16(ae_model *m, int on, ae_error *err);
 
 /* Mean squared error of the last forward against x: the mean over every pixel

@@ -121,11 +121,12 @@ void ae_sigmoid_forward_with(const ae_direct_ops *ops, ae_scratch *s, float *y, 
 const ae_direct_ops *ae_direct_ops_for(int isa);
 extern const ae_direct_ops ae_direct_avx512;
 extern const ae_direct_ops ae_direct_avx2;
-/* ae_direct_avx512 with big_to_small and small_to_big in bfloat16 on AMX
- * tiles (direct_amx.c): their inputs and kernels rounded to bfloat16, the
- * sums in float32. Shapes the tiles do not fit (a channel count not a
- * multiple of 16, rows under 16 pixels, large layers) go to the avx512
- * kernels. Opt-in: never chosen by ae_isa_best unless AEDET_ISA=amx. */
+/* ae_direct_avx512 with the three products in bfloat16 on AMX tiles
+ * (direct_amx.c): their operands rounded to bfloat16, the sums in float32.
+ * Shapes the tiles or the thread's buffers do not fit (a channel count not a
+ * multiple of 16, rows under 16 pixels, more than 128 output channels, a
+ * kernel or rows too large for the buffers) go to the avx512 kernels. Opt-in: ae_isa_best never picks it
+ * unless AEDET_ISA=amx-bf16. */
 extern const ae_direct_ops ae_direct_amx;
 void ae_amx_big_to_small(const float *big_padded, int row0, const ae_conv_geom *g, int cs,
                          const float *w, const float *init, float *small, int small_row0,
