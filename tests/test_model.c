@@ -406,12 +406,39 @@ static void test_score_encode_decode_agree(void **state)
 }
 
 
+/* The largest |a - b| over a parameter tensor, relative to b's largest |b|,
+ * the worst over the model's tensors; a and b laid out as the parameters. */
+static double worst_tensor_diff(const ae_model *m, const float *a, const float *b)
+{
+    double worst = 0;
+    for (int t = 0; ae_model_tensor(m, t); t++) {
+        const ae_tensor_info *ti = ae_model_tensor(m, t);
+        if (ti->is_state)
+            continue;
+        double diff = 0, scale = 0;
+        for (size_t i = ti->offset; i < ti->offset + ti->size; i++) {
+            diff = fmax(diff, fabs((double)a[i] - (double)b[i]));
+            scale = fmax(scale, fabs((double)b[i]));
+        }
+        worst = fmax(worst, scale > 0 ? diff / scale : diff);
+    }
+    return worst;
+}
+
 /* A training step runs the output layer, its sigmoid, the loss and their
- * backward as one pass (the training head) on the direct kernels: its loss,
- * gradients, weights, Adam moments, BatchNorm statistics and output are those
- * of the steps run apart (ae_model_forward, ae_model_loss, ae_model_backward,
- * ae_model_adam_step), bit for bit, over three steps; on every ISA the CPU
- * has, for the tiny model and the tutorial's at 64x64x3 (several bands). */
+ * backward as one pass (the training head) on the direct kernels, which
+ * leaves its input gradient for the transposed convolution under it to make
+ * and takes that BatchNorm's sums from sums of dy xhat. Against the steps
+ * run apart (ae_model_forward, ae_model_loss, ae_model_backward,
+ * ae_model_adam_step), over three steps, on every ISA the CPU has, for the
+ * tiny model and the tutorial's at 64x64x3 (several bands): the first
+ * step's loss, output and BatchNorm statistics are the same bits (the same
+ * forward); each step's gradients are within 1e-5 of each tensor's largest
+ * (the same sums, in another order), and the later steps' losses within
+ * 1e-5 (not the weights: Adam's first steps move a weight by the learning
+ * rate whatever the size of its gradient, and turn a gradient of the order
+ * of the rounding into a whole step). The portable path, which has no head,
+ * gives the same bits in all. */
 static void test_train_step_matches_separate_steps(void **state)
 {
     (void)state;
@@ -436,26 +463,33 @@ static void test_train_step_matches_separate_steps(void **state)
             float *x = random_images(n, d, 12);
             ae_adam_config adam;
             ae_adam_config_init(&adam, 1e-2f, 0);
+            const int exact = k == 0;
             for (int step = 0; step < 3; step++) {
                 float loss[2];
                 assert_int_equal(ae_model_train_step(m[0], &adam, x, n, &loss[0], &err), AE_OK);
                 assert_int_equal(ae_model_forward(m[1], x, n, AE_MODE_TRAIN, &err), AE_OK);
                 loss[1] = ae_model_loss(m[1], x, n, NULL);
                 ae_model_backward(m[1], x, n);
+                const double grads = worst_tensor_diff(m[0], ae_model_grads(m[0]),
+                                                       ae_model_grads(m[1]));
                 ae_model_adam_step(m[1], &adam);
                 const size_t np = ae_model_num_params(m[0]);
-                if (memcmp(&loss[0], &loss[1], sizeof(float)) ||
-                    memcmp(ae_model_grads(m[0]), ae_model_grads(m[1]), np * sizeof(float)) ||
-                    memcmp(ae_model_params(m[0]), ae_model_params(m[1]), np * sizeof(float)) ||
-                    memcmp(ae_model_adam_m(m[0]), ae_model_adam_m(m[1]), np * sizeof(float)) ||
-                    memcmp(ae_model_adam_v(m[0]), ae_model_adam_v(m[1]), np * sizeof(float)) ||
-                    memcmp(ae_model_state(m[0]), ae_model_state(m[1]),
-                           ae_model_num_state(m[0]) * sizeof(float)) ||
-                    memcmp(ae_model_output(m[0]), ae_model_output(m[1]), n * d * sizeof(float)))
+                const int same_forward =
+                    !memcmp(&loss[0], &loss[1], sizeof(float)) &&
+                    !memcmp(ae_model_state(m[0]), ae_model_state(m[1]),
+                            ae_model_num_state(m[0]) * sizeof(float)) &&
+                    !memcmp(ae_model_output(m[0]), ae_model_output(m[1]), n * d * sizeof(float));
+                const int same_rest =
+                    !memcmp(ae_model_grads(m[0]), ae_model_grads(m[1]), np * sizeof(float)) &&
+                    !memcmp(ae_model_params(m[0]), ae_model_params(m[1]), np * sizeof(float)) &&
+                    !memcmp(ae_model_adam_m(m[0]), ae_model_adam_m(m[1]), np * sizeof(float)) &&
+                    !memcmp(ae_model_adam_v(m[0]), ae_model_adam_v(m[1]), np * sizeof(float));
+                if (((exact || step == 0) && !same_forward) || (exact && !same_rest) ||
+                    !(grads <= 1e-5) || !(fabs(loss[0] - loss[1]) <= 1e-5 * loss[1]))
                     fail_msg("%s model, kernels %s, step %d: the training step differs from "
-                             "its parts run apart (loss %.9g vs %.9g)",
+                             "its parts run apart (loss %.9g vs %.9g, gradients %.3g)",
                              big ? "64x64x3" : "tiny", ae_model_kernels(m[0]), step + 1,
-                             (double)loss[0], (double)loss[1]);
+                             (double)loss[0], (double)loss[1], grads);
             }
             free(x);
             ae_model_free(m[0]);

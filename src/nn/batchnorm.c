@@ -269,7 +269,13 @@ void ae_bn_grad_sums_init(ae_bn_grad_sums *st, ae_scratch *s, const ae_bn_params
 {
     *st = (ae_bn_grad_sums){.part = s->dslots, .stride = s->dslot_doubles, .pixels = pixels,
                             .c = c, .slope = bn->slope, .z = z, .mean = bn->mean,
-                            .invstd = bn->invstd, .ops = ae_direct_ops_for(s->isa)};
+                            .invstd = bn->invstd, .gamma = bn->gamma, .beta = bn->beta,
+                            .ops = ae_direct_ops_for(s->isa)};
+}
+
+double *ae_bn_grad_sums_slot(const ae_bn_grad_sums *st, int i)
+{
+    return st->part + (size_t)i * st->stride;
 }
 
 /* The sums go over fixed chunks of each image, whatever bands the caller
@@ -327,7 +333,8 @@ void ae_batchnorm_backward_finish(float *dgamma, float *dbeta, const ae_bn_param
         k_mean[ch] = (float)(total[ch] / count);
         k_xhat[ch] = (float)(total[c + ch] / count);
     }
-    *gtf = (ae_grad_tf){z, bn->mean, bn->invstd, k_dy, k_mean, k_xhat, bn->slope};
+    *gtf = (ae_grad_tf){.z = z, .mean = bn->mean, .invstd = bn->invstd, .k_dy = k_dy,
+                        .k_mean = k_mean, .k_xhat = k_xhat, .slope = bn->slope};
 }
 
 void ae_batchnorm_backward_sums(float *dgamma, float *dbeta, const float *dy, const float *z,

@@ -53,7 +53,7 @@ static void forward_image(void *arg, int i, int t)
             ae_direct_rows_needed(g, 0, first, end, &lo, &hi);
             if (j->narrow) {
                 ae_conv_input_planar_rows(j->ops, s->pad[t], xi, 0, j->tf, g->small_h,
-                                          g->small_w, in_c, lo, hi, tmp, 1);
+                                          g->small_w, in_c, lo, hi, tmp, 1, NULL);
                 j->ops->small_to_big_narrow(s->pad[t], lo, g, in_c, j->w, j->b, yi, first, end);
             } else {
                 ae_conv_input_rows(j->ops, s->pad[t], xi, 0, j->tf, g->small_h, g->small_w, in_c,
@@ -137,7 +137,10 @@ static void backward_image(const void *arg, int i, int t, float *dw_i, int overw
     const size_t in_size = (size_t)pixels * in_c, kernel = (size_t)k * in_c;
     const size_t big_pixels = (size_t)g->big_h * g->big_w;
     float *db_i = dw_i + kernel;
-    const float *dy_i = j->dy + (size_t)i * big_pixels * out_c, *xi = j->x + (size_t)i * in_size;
+    const ae_conv_geom *above = j->gtf && j->gtf->above_w ? j->gtf->above_g : NULL;
+    const size_t dy_size = above ? ae_direct_padded_floats(above->big_h, above->big_w, above->big_c)
+                                 : big_pixels * out_c;
+    const float *dy_i = j->dy + (size_t)i * dy_size, *xi = j->x + (size_t)i * in_size;
     float *dx_i = j->dx ? j->dx + (size_t)i * in_size : NULL;
     /* With gtf, dz = gtf(dy) is made band by band, as dy's padded rows are. */
     const float *z_i = j->gtf ? j->gtf->z + (size_t)i * big_pixels * out_c : NULL;
@@ -215,15 +218,62 @@ void ae_deconv2d_backward_through(float *dx, float *dw, float *db, const float *
                       backward_image, &j, dw, db);
 }
 
+/* The deferred head's end of image i (see ae_deconv2d_train_head): with
+ * S[tap][o] the sum of dy over the pixels tap reads (dy's whole image but
+ * the row and the column a tap reaches past), dx' = sum_{tap,o} dy w has
+ * sum over pixels sum_{tap,o} w S, and sum dx' xhat = sum_{tap,o} w G, G =
+ * sum dy xhat (g_hat, what weight_grad made from xhat); and as x' = gamma
+ * xhat + beta, the image's dw is gamma G + beta S. row_sums: dy's sums over
+ * the first and the last row, then over all rows, per channel. */
+static void head_deferred_end(const deconv_job *j, int i, const float *pad_dy,
+                              const float *g_hat, const double row_sums[3][4], float *dw_i)
+{
+    const ae_conv_geom *g = j->g;
+    const int out_c = g->big_c, in_c = j->in_c, h = g->big_h, w = g->big_w;
+    const size_t padded_row = (size_t)(w + 2) * out_c;
+    const float *first = pad_dy + padded_row + out_c, *last = first + (size_t)(h - 1) * padded_row;
+    double col_sums[2][4] = {{0}}, taps[9][4];
+    for (int r = 0; r < h; r++)
+        for (int o = 0; o < out_c; o++) {
+            col_sums[0][o] += first[(size_t)r * padded_row + o];
+            col_sums[1][o] += first[(size_t)r * padded_row + (size_t)(w - 1) * out_c + o];
+        }
+    for (int kh = 0; kh < 3; kh++) /* kh 0 reads rows -1 .. h - 2, kh 2 rows 1 .. h */
+        for (int kw = 0; kw < 3; kw++)
+            for (int o = 0; o < out_c; o++) {
+                double v = row_sums[2][o];
+                if (kh != 1)
+                    v -= row_sums[kh == 0 ? 1 : 0][o];
+                if (kw != 1)
+                    v -= col_sums[kw == 0 ? 1 : 0][o];
+                if (kh != 1 && kw != 1) /* the corner both took away */
+                    v += (kh == 0 ? last : first)[(kw == 0 ? (size_t)(w - 1) * out_c : 0) + o];
+                taps[kh * 3 + kw][o] = v;
+            }
+    double *acc = ae_bn_grad_sums_slot(j->sums, i);
+    for (int c = 0; c < in_c; c++) {
+        double dy_sum = 0, dy_xhat_sum = 0;
+        for (int tap = 0; tap < 9; tap++)
+            for (int o = 0; o < out_c; o++) {
+                const size_t at = ((size_t)tap * out_c + o) * in_c + c;
+                dy_sum += (double)j->w[at] * taps[tap][o];
+                dy_xhat_sum += (double)j->w[at] * (double)g_hat[at];
+                dw_i[at] += j->sums->gamma[c] * g_hat[at] + j->sums->beta[c] * (float)taps[tap][o];
+            }
+        acc[c] = dy_sum;
+        acc[in_c + c] = dy_xhat_sum;
+    }
+}
+
 /* The output layer's training head for image i (stride 1, so the small and
  * the big image have the same rows): bands of forward rows, each followed by
  * the sigmoid, the loss's sums and gradient of its rows, and every backward
  * band (backward_band's partition of the rows, as backward_image) whose dy
  * rows are all known by then. The input is read and transformed once: the
- * forward leaves its x' rows in a ring of rows that the backward reads (the
- * ring, a whole number of backward bands, holds every row from the oldest
- * one the backward still needs to the newest the forward makes), and dy
- * never leaves the cache. */
+ * forward leaves its x' rows (deferred: xhat rows) in a ring of rows that
+ * the backward reads (the ring, a whole number of backward bands, holds
+ * every row from the oldest one the backward still needs to the newest the
+ * forward makes), and dy never leaves the cache (deferred: it is kept). */
 static void head_image(const void *arg, int i, int t, float *dw_i, int overwrite)
 {
     const deconv_job *j = arg;
@@ -232,18 +282,32 @@ static void head_image(const void *arg, int i, int t, float *dw_i, int overwrite
     const int out_c = g->big_c, in_c = j->in_c, h = g->big_h, w = g->big_w;
     const size_t kernel = 9 * (size_t)out_c * in_c, in_row = (size_t)w * in_c;
     const size_t out_row = (size_t)w * out_c, padded_row = (size_t)(w + 2) * out_c;
+    const size_t padded_dy = ae_direct_padded_floats(h, w, out_c);
     const float *xi = j->x + (size_t)i * h * in_row;
     const float *target = j->target + (size_t)i * h * out_row;
     float *yi = j->y + (size_t)i * h * out_row;
-    float *dx_i = j->dx ? j->dx + (size_t)i * h * in_row : NULL;
+    const int defer = j->sums != NULL;
+    float *dx_i = j->dx && !defer ? j->dx + (size_t)i * h * in_row : NULL;
     float *db_i = dw_i + kernel;
-    /* ae_deconv2d_head_floats: the whole padded dy, the forward's planar band, x' rows */
-    float *pad_dy = j->s->pad[t];
-    float *planar = pad_dy + ae_direct_padded_floats(h, w, out_c);
+    /* ae_deconv2d_head_floats: the whole padded dy, the forward's planar
+     * band, x' rows, then (deferred) G and xhat's transform */
+    float *pad_dy = defer ? j->dx + (size_t)i * padded_dy : j->s->pad[t];
+    float *planar = j->s->pad[t] + padded_dy;
     float *ring = planar + ae_direct_padded_floats(h, w, in_c);
+    float *g_hat = ring + in_row * h, *hat_scale = g_hat + kernel, *hat_shift = hat_scale + in_c;
+    float *dw_rows = defer ? g_hat : dw_i; /* what weight_grad adds to */
+    double row_sums[3][4] = {{0}};
     if (overwrite) {
         memset(dw_i, 0, kernel * sizeof *dw_i);
         memset(db_i, 0, (size_t)out_c * sizeof *db_i);
+    }
+    const ae_input_tf hat = {hat_scale, hat_shift, j->tf ? j->tf->slope : 0.0f}; /* xhat */
+    if (defer) {
+        memset(g_hat, 0, kernel * sizeof *g_hat);
+        for (int c = 0; c < in_c; c++) {
+            hat_scale[c] = j->sums->invstd[c];
+            hat_shift[c] = -j->sums->mean[c] * j->sums->invstd[c];
+        }
     }
     memset(pad_dy, 0, padded_row * sizeof *pad_dy); /* the zero border */
     memset(pad_dy + (size_t)(h + 1) * padded_row, 0, padded_row * sizeof *pad_dy);
@@ -260,19 +324,27 @@ static void head_image(const void *arg, int i, int t, float *dw_i, int overwrite
     ring_rows = ring_rows < h ? ring_rows : h;
     double lanes[AE_LOSS_LANES] = {0};
     int done = 0; /* rows of dx and dw done */
-    size_t next = 0;
     for (int first = 0; first < h; first += band) {
         const int end = first + band < h ? first + band : h;
         int lo, hi;
         ae_direct_rows_needed(g, 0, first, end, &lo, &hi);
-        ae_conv_input_planar_rows(ops, planar, xi, 0, j->tf, h, w, in_c, lo, hi, ring, ring_rows);
+        ae_conv_input_planar_rows(ops, planar, xi, 0, j->tf, h, w, in_c, lo, hi, ring, ring_rows,
+                                  defer ? &hat : NULL);
         ops->small_to_big_narrow(planar, lo, g, in_c, j->w, j->b, yi, first, end);
         ops->sigmoid(yi + first * out_row, yi + first * out_row, (size_t)(end - first) * out_row);
         for (int r = first; r < end; r++) {
-            float *dy = pad_dy + (r + 1) * padded_row + out_c;
+            float *dy = pad_dy + (r + 1) * padded_row + out_c, sum[4];
             ae_loss_lanes_add(lanes, r * out_row, yi + r * out_row, target + r * out_row, out_row,
                               dy, j->loss_scale);
             ops->bias_grad_add(db_i, dy, (size_t)w, out_c);
+            if (!defer)
+                continue;
+            ops->bias_grad(sum, dy, (size_t)w, out_c);
+            for (int o = 0; o < out_c; o++) {
+                row_sums[0][o] = r == 0 ? sum[o] : row_sums[0][o];
+                row_sums[1][o] = sum[o]; /* the last row's, in the end */
+                row_sums[2][o] += sum[o];
+            }
         }
         /* A band of rows [done, stop) reads dy rows done - 1 .. stop. */
         for (int stop; done < h && ((stop = done + back < h ? done + back : h) < end || end == h);
@@ -280,13 +352,13 @@ static void head_image(const void *arg, int i, int t, float *dw_i, int overwrite
             /* x' rows [done, stop): one piece of the ring (ring_rows is a
              * multiple of back, or h) */
             const float *x_rows = j->tf ? ring + (size_t)(done % ring_rows) * in_row : xi;
-            ops->weight_grad(pad_dy, 0, x_rows, j->tf ? done : 0, g, in_c, dw_i, done, stop);
+            ops->weight_grad(pad_dy, 0, x_rows, j->tf ? done : 0, g, in_c, dw_rows, done, stop);
             if (dx_i)
                 ops->big_to_small(pad_dy, 0, g, in_c, j->w, NULL, dx_i, 0, done, stop);
-            if (j->sums)
-                ae_bn_grad_sums_image(j->sums, dx_i, i, (size_t)stop * w, &next);
         }
     }
+    if (defer)
+        head_deferred_end(j, i, pad_dy, g_hat, row_sums, dw_i);
     j->image_sums[i] = ae_loss_lanes_total(lanes);
 }
 
@@ -301,7 +373,8 @@ size_t ae_deconv2d_head_floats(const ae_conv_geom *g, int in_c)
         return 0;
     return ae_direct_padded_floats(g->big_h, g->big_w, g->big_c) +
            ae_direct_padded_floats(g->small_h, g->small_w, in_c) +
-           (size_t)g->small_w * in_c * (size_t)g->small_h; /* the ring: at most every row */
+           (size_t)g->small_w * in_c * (size_t)g->small_h + /* the ring: at most every row */
+           9 * (size_t)g->big_c * in_c + 2 * (size_t)in_c;
 }
 
 void ae_deconv2d_train_head(float *y, float *dx, float *dw, float *db, double *image_sums,

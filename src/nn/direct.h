@@ -82,13 +82,16 @@ void ae_conv_input_rows(const ae_direct_ops *ops, float *dst, const float *x, in
                         const ae_input_tf *tf, int h, int w, int c, int lo, int hi);
 /* ...planar_rows: with tf, each image row y of x' is made in tmp first, at row y % tmp_rows
  * of tmp_rows rows of w x c floats, and stays there: a caller can read the
- * rows back (the training head's backward does). */
+ * rows back (the training head's backward does); with tmp_tf too (may be
+ * NULL), what stays there is tmp_tf(x)'s row, made once x' is planar. */
 void ae_conv_input_planar_rows(const ae_direct_ops *ops, float *dst, const float *x, int x_row0,
                                const ae_input_tf *tf, int h, int w, int c, int lo, int hi,
-                               float *tmp, int tmp_rows);
+                               float *tmp, int tmp_rows, const ae_input_tf *tmp_tf);
 /* ae_conv_input_rows for an output gradient: padded rows [lo, hi) of dy or,
  * under a BatchNorm, of dz = gtf(dy) (one image; z its part of gtf->z; gtf
- * and z NULL: dy as is). Each image row not yet added (rows *summed,
+ * and z NULL: dy as is; with gtf->above_w, dy is the image's padded
+ * gradient of the layer above, and each row of the layer's own dy is made
+ * from it first). Each image row not yet added (rows *summed,
  * *summed + 1, ... in order) is added to db by ops->bias_grad_add, and
  * *summed moves past it. */
 void ae_conv_grad_rows(const ae_direct_ops *ops, float *dst, const float *dy, const float *z,

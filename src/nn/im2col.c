@@ -127,10 +127,14 @@ void ae_conv_grad_rows(const ae_direct_ops *ops, float *dst, const float *dy, co
         if (!d)
             continue;
         const size_t at = (size_t)(r - 1) * w * c;
-        if (gtf)
+        if (gtf && gtf->above_w) { /* dy's row made in place, then dz over it */
+            ops->big_to_small(dy, 0, gtf->above_g, c, gtf->above_w, NULL, d, r - 1, r - 1, r);
+            ops->bn_grad_apply(d, d, z + at, (size_t)w, c, gtf->slope, gtf->mean, gtf->invstd,
+                               gtf->k_dy, gtf->k_mean, gtf->k_xhat);
+        } else if (gtf) {
             ops->bn_grad_apply(d, dy + at, z + at, (size_t)w, c, gtf->slope, gtf->mean,
                                gtf->invstd, gtf->k_dy, gtf->k_mean, gtf->k_xhat);
-        else
+        } else
             memcpy(d, dy + at, (size_t)w * c * sizeof *d);
         if (r - 1 == *summed) {
             ops->bias_grad_add(db, d, (size_t)w, c);
@@ -153,7 +157,7 @@ void ae_conv_input(const ae_direct_ops *ops, float *dst, const float *x, const a
 
 void ae_conv_input_planar_rows(const ae_direct_ops *ops, float *dst, const float *x, int x_row0,
                                const ae_input_tf *tf, int h, int w, int c, int lo, int hi,
-                               float *tmp, int tmp_rows)
+                               float *tmp, int tmp_rows, const ae_input_tf *tmp_tf)
 {
     const size_t pw = (size_t)w + 2, plane_row = pw * c, inner = (size_t)w * c;
     for (int r = lo; r < hi; r++) {
@@ -174,11 +178,14 @@ void ae_conv_input_planar_rows(const ae_direct_ops *ops, float *dst, const float
         }
         if (ops) {
             ops->planar_row(rows, src, w, c, pw);
-            continue;
+        } else {
+            for (int px = 0; px < w; px++)
+                for (int ch = 0; ch < c; ch++)
+                    rows[(size_t)ch * pw + 1 + px] = src[(size_t)px * c + ch];
         }
-        for (int px = 0; px < w; px++)
-            for (int ch = 0; ch < c; ch++)
-                rows[(size_t)ch * pw + 1 + px] = src[(size_t)px * c + ch];
+        if (tf && tmp_tf) /* while x's row is in cache */
+            transform_row(ops, tmp + (size_t)((r - 1) % tmp_rows) * inner,
+                          x + (size_t)(r - 1 - x_row0) * inner, tmp_tf, w, c);
     }
 }
 

@@ -175,7 +175,7 @@ static void score_image(void *arg, int i, int t)
         ensure_rows(j, wins, top - 1, image_input(j, i), lo > 0 ? lo - 1 : 0,
                     hi - 1 < h ? hi - 1 : h);
         ae_conv_input_planar_rows(j->ops, planar, wins[top - 1].win, wins[top - 1].have_lo, o->tf,
-                                  h, w, c, lo, hi, row, 1);
+                                  h, w, c, lo, hi, row, 1, NULL);
         j->ops->small_to_big_narrow(planar, lo, g, c, o->w, o->b, yi, first, end);
         const size_t from = (size_t)first * y_row, count = (size_t)(end - first) * y_row;
         j->ops->sigmoid(yi + from, yi + from, count);

@@ -121,6 +121,13 @@ typedef struct {
 typedef struct {
     const float *z, *mean, *invstd, *k_dy, *k_mean, *k_xhat;
     float slope;
+    /* When dy itself is not stored either (the output layer's training head
+     * defers its input gradient): dy holds each image's padded output
+     * gradient of the layer above (ae_direct_padded_floats of above_g's big
+     * image), and each row of dy is made from it, as that layer's backward
+     * would, with above_w, just before the row is read. NULL: dy as is. */
+    const float *above_w;
+    const ae_conv_geom *above_g;
 } ae_grad_tf;
 
 /* conv2d.c: x (n, big_h, big_w, in) -> y (n, small_h, small_w, out);
@@ -192,13 +199,16 @@ typedef struct {
     size_t stride, pixels;
     int c;
     float slope;
-    const float *z, *mean, *invstd;
+    const float *z, *mean, *invstd, *gamma, *beta;
     const struct ae_direct_ops_s *ops;
 } ae_bn_grad_sums;
 void ae_bn_grad_sums_init(ae_bn_grad_sums *st, ae_scratch *s, const ae_bn_params *bn,
                           const float *z, size_t pixels, int c);
 void ae_bn_grad_sums_image(const ae_bn_grad_sums *st, const float *dy_i, int i, size_t done,
                            size_t *next);
+/* Image i's two sums, for a caller that takes them another way: sum of dy
+ * over pixels at [0, c), sum of dy xhat at [c, 2c). */
+double *ae_bn_grad_sums_slot(const ae_bn_grad_sums *st, int i);
 void ae_batchnorm_backward_finish(float *dgamma, float *dbeta, const ae_bn_params *bn,
                                   const float *z, int n, size_t pixels, int c, ae_scratch *s,
                                   ae_grad_tf *gtf);
@@ -264,10 +274,17 @@ void ae_deconv2d_forward_sigmoid(float *y, const float *x, const ae_input_tf *tf
  * the forward with the sigmoid (y), the squared-error sums against target
  * (image_sums[i], the bits of ae_sum_squared_diff), their gradient (scale
  * 2 / (n d)) through the sigmoid, and the layer's backward with that
- * gradient (dx, dw, db, and the BatchNorm sums as in
- * ae_deconv2d_backward_through), image by image in one pass: the same bits
- * as those steps run apart, without storing dy or reading x twice. s->pad
- * must hold ae_deconv2d_head_floats (0 when the head does not apply). */
+ * gradient (dx, dw, db), image by image in one pass: the same bits as those
+ * steps run apart, without storing dy or reading x twice.
+ * With sums (x' a BatchNorm's output, tf its transform), the head defers dx:
+ * dx gets each image's padded dy instead (ae_direct_padded_floats(big_h,
+ * big_w, big_c) floats an image), which is a fifth of dx's size at 16
+ * channels, and the layer under the BatchNorm makes dx's rows from it as it
+ * reads them (ae_grad_tf.above_w); the BatchNorm's per-image sums come from
+ * G = sum dy xhat (weight_grad on xhat) and S, the sums of dy each tap reads,
+ * and dw from gamma G + beta S: the same sums as the steps apart, in another
+ * order. s->pad must hold ae_deconv2d_head_floats (0 when the head does not
+ * apply). */
 int ae_deconv2d_has_head(const ae_conv_geom *g, int isa);
 size_t ae_deconv2d_head_floats(const ae_conv_geom *g, int in_c);
 void ae_deconv2d_train_head(float *y, float *dx, float *dw, float *db, double *image_sums,

@@ -339,6 +339,14 @@ ae_status ae_plan_make(ae_plan *p, const ae_config *cfg, int max_batch, int thre
             p->view_floats = batch_count;
         if (batch_count > p->grad_floats)
             p->grad_floats = batch_count;
+        /* the training head may leave its padded output gradient there instead */
+        if (ae_plan_applies_sigmoid(p, i) && ae_deconv2d_head_floats(&l->geom, l->in_c) > 0) {
+            if (!ae_mul_size(ae_direct_padded_floats(l->out_h, l->out_w, l->out_c),
+                             (size_t)max_batch, &batch_count))
+                goto overflow;
+            if (batch_count > p->grad_floats)
+                p->grad_floats = batch_count;
+        }
     }
     p->act_floats = act;
     p->dslot_doubles = 2 * bn_c;

@@ -253,9 +253,16 @@ typedef struct {
     float *dy, *spare;
     ae_bn_grad_sums sums;
     int sums_ready; /* the BatchNorm whose per-image sums are in the slots, or -1 */
+    /* set when dy is the training head's padded output gradient (its kernel,
+     * its geometry), from which the layer under the next BatchNorm makes dy */
+    const float *above_w;
+    const ae_conv_geom *above_g;
 } grad_flow;
 
-static grad_flow grad_flow_start(ae_model *m) { return (grad_flow){m->grad_a, m->grad_b, {0}, -1}; }
+static grad_flow grad_flow_start(ae_model *m)
+{
+    return (grad_flow){.dy = m->grad_a, .spare = m->grad_b, .sums_ready = -1};
+}
 
 static void grad_flow_swap(grad_flow *f)
 {
@@ -305,6 +312,9 @@ static void backward(ae_model *m, const float *x, int n, int top, grad_flow *f)
             else
                 ae_batchnorm_backward_sums(dw, db, dy, z, &bn, n, pixels, l->out_c,
                                            &m->scratch, &gtf);
+            gtf.above_w = f->above_w; /* (head_defers: a transposed convolution under it) */
+            gtf.above_g = f->above_g;
+            f->above_w = NULL, f->above_g = NULL;
             if (p->layers[under].kind == AE_LAYER_CONV ||
                 (fuse && p->layers[under].kind == AE_LAYER_DECONV))
                 pending = &gtf;
@@ -355,9 +365,20 @@ static int head_layer(const ae_model *m)
                : -1;
 }
 
+/* Whether head layer i's input is a BatchNorm (with its LeakyReLU) over a
+ * transposed convolution, whose backward can make the head's input gradient
+ * rows itself as it reads them (ae_grad_tf.above_w): the head then defers it. */
+static int head_defers(const ae_model *m, int i)
+{
+    const ae_layer *l = m->plan.layers;
+    return i >= 3 && l[i - 1].kind == AE_LAYER_BN && l[i - 2].kind == AE_LAYER_LEAKY &&
+           l[i - 3].kind == AE_LAYER_DECONV;
+}
+
 /* The training head of layer i: its output (the sigmoid's, as the forward
- * leaves it), the batch loss, returned, and the input gradient in f->dy;
- * timed as the layer's backward. */
+ * leaves it), the batch loss, returned, and in f->dy the input gradient or,
+ * deferred, the padded output gradient it is made from; timed as the
+ * layer's backward. */
 static float run_head(ae_model *m, const float *x, int n, int i, grad_flow *f)
 {
     double start = omp_get_wtime();
@@ -365,11 +386,16 @@ static float run_head(ae_model *m, const float *x, int n, int i, grad_flow *f)
     ae_input_tf tf;
     const ae_input_tf *use;
     const float *in = layer_input(m, i, 0, x, &tf, &use);
-    const ae_bn_grad_sums *sums = bn_sums_below(m, i, use, f->spare, &f->sums, &f->sums_ready);
+    const ae_bn_grad_sums *sums =
+        head_defers(m, i) ? bn_sums_below(m, i, use, f->spare, &f->sums, &f->sums_ready) : NULL;
     ae_deconv2d_train_head(layer_out(m, i + 1), f->spare, m->grads + l->kernel,
                            m->grads + l->bias, m->image_sums, x, loss_scale(n, l->out_count), in,
                            use, m->params + l->kernel, m->params + l->bias, n, &l->geom, l->in_c,
                            &m->scratch, sums);
+    if (sums) {
+        f->above_w = m->params + l->kernel;
+        f->above_g = &l->geom;
+    }
     grad_flow_swap(f);
     m->backward_s[i] += omp_get_wtime() - start;
     return batch_loss(m, n, l->out_count, NULL);
