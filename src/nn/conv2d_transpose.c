@@ -238,7 +238,7 @@ static void head_deferred_end(const deconv_job *j, int i, const float *pad_dy,
             col_sums[0][o] += first[(size_t)r * padded_row + o];
             col_sums[1][o] += first[(size_t)r * padded_row + (size_t)(w - 1) * out_c + o];
         }
-    for (int kh = 0; kh < 3; kh++) /* kh 0 reads rows -1 .. h - 2, kh 2 rows 1 .. h */
+    for (int kh = 0; kh < 3; kh++) /* kh 0 reads rows -1 .. h - 2, kh 2 rows 1 .. h (-1, h: zero) */
         for (int kw = 0; kw < 3; kw++)
             for (int o = 0; o < out_c; o++) {
                 double v = row_sums[2][o];
