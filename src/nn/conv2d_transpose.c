@@ -336,12 +336,11 @@ static void head_image(const void *arg, int i, int t, float *dw_i, int overwrite
             float *dy = pad_dy + (r + 1) * padded_row + out_c, sum[4];
             ae_loss_lanes_add(lanes, r * out_row, yi + r * out_row, target + r * out_row, out_row,
                               dy, j->loss_scale);
-            ops->bias_grad_add(db_i, dy, (size_t)w, out_c);
-            if (!defer)
-                continue;
-            ops->bias_grad(sum, dy, (size_t)w, out_c);
+            ops->bias_grad(sum, dy, (size_t)w, out_c); /* db_i + sum: bias_grad_add's bits */
             for (int o = 0; o < out_c; o++) {
-                row_sums[0][o] = r == 0 ? sum[o] : row_sums[0][o];
+                db_i[o] += sum[o];
+                if (r == 0)
+                    row_sums[0][o] = sum[o];
                 row_sums[1][o] = sum[o]; /* the last row's, in the end */
                 row_sums[2][o] += sum[o];
             }
