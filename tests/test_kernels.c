@@ -242,6 +242,8 @@ static const shape shapes[] = {
     {1, 2, 70, 5, 3, 1},   /* rows of 4 and 2 vectors of pixels */
     {1, 2, 37, 4, 2, 1},   /* 2 output channels */
     {2, 5, 21, 32, 16, 2}, /* stride-2 transpose to one vector of channels: pairs of pixels */
+    {1, 3, 9, 16, 8, 2},   /* the same from 16 and 64 channels (built-in pixel strides) */
+    {1, 2, 10, 64, 16, 2},
     {1, 6, 10, 8, 5, 2},   /* the same for 5 and 8 channels, both layers */
     {10, 4, 4, 8, 16, 2},  /* small images sharing weight-gradient slots: 8, then 2 */
 };
