@@ -20,6 +20,7 @@
  * so the accumulators never touch memory. */
 #include "nn/direct.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #define ALWAYS_INLINE inline __attribute__((always_inline))
@@ -906,6 +907,18 @@ static TARGET void FN(small_to_big_narrow)(const float *pad, int row0, const ae_
 
 enum { CHUNK = 64, BN_RUN = 32 };
 
+/* The passes below stream activations from memory (the transforms, the
+ * BatchNorm gradient); by the hardware's prefetchers alone they read them at
+ * 9-11 GB/s, against the 15-18 of a plain sum. Each pixel's line is asked
+ * for 4 KB ahead. Past the end of an array it is harmless: a prefetch never
+ * faults (and the address is an integer, not a pointer out of bounds). */
+enum { PREFETCH_BYTES = 4096 };
+
+static inline void prefetch_ahead(const float *p)
+{
+    __builtin_prefetch((const void *)((uintptr_t)p + PREFETCH_BYTES));
+}
+
 static TARGET ALWAYS_INLINE vec FN(leaky)(vec v, vec slope)
 {
     return V_SELECT_POS(v, v, V_MUL(v, slope));
@@ -994,6 +1007,10 @@ static TARGET void FN(bn_grad_sums)(double *acc, const float *dy, const float *z
         t[0] = t[1] = t[2] = t[3] = VD_LO(V_ZERO());
         for (size_t p0 = 0; p0 < pixels; p0 += BN_RUN) {
             const size_t p1 = pixels - p0 < BN_RUN ? pixels : p0 + BN_RUN;
+            for (size_t p = p0; p < p1; p++) {
+                prefetch_ahead(z + p * c + c0);
+                prefetch_ahead(dy + p * c + c0);
+            }
             vec sum_dy, sum_dy_xhat;
 #define DY(q) V_LOADM(dy + (q) * c + c0, m)
 #define DY_XHAT(q) V_MUL(DY(q), FN(bn_xhat)(z + (q) * c + c0, m, vslope, mu, is))
@@ -1030,6 +1047,8 @@ static TARGET void FN(bn_grad_apply)(float *dz, const float *dy, const float *z,
             vec kd = V_LOADM(k_dy + c0, m), km = V_LOADM(k_mean + c0, m);
             vec kx = V_LOADM(k_xhat + c0, m);
             for (size_t p = p0; p < p1; p++) {
+                prefetch_ahead(z + p * c + c0);
+                prefetch_ahead(dy + p * c + c0);
                 vec zv = V_LOADM(z + p * c + c0, m);
                 vec xhat = V_MUL(V_SUB(FN(leaky)(zv, vslope), mu), is);
                 vec da = V_MUL(kd, V_SUB(V_SUB(V_LOADM(dy + p * c + c0, m), km), V_MUL(xhat, kx)));
@@ -1047,14 +1066,17 @@ static TARGET void FN(apply_tf)(float *dst, const float *x, size_t pixels, int c
     if (c <= VW) {
         vmask m = mask_first(c);
         vec sc = V_LOADM(scale, m), sh = V_LOADM(shift, m);
-        for (size_t p = 0; p < pixels; p++)
+        for (size_t p = 0; p < pixels; p++) {
+            prefetch_ahead(x + p * c);
             V_STOREM(dst + p * c, m,
                      V_ADD(V_MUL(FN(leaky)(V_LOADM(x + p * c, m), vslope), sc), sh));
+        }
         return;
     }
     for (size_t p = 0; p < pixels; p++)
         for (int c0 = 0; c0 < c; c0 += VW) {
             vmask m = mask_first(c - c0 < VW ? c - c0 : VW);
+            prefetch_ahead(x + p * c + c0);
             vec v = FN(leaky)(V_LOADM(x + p * c + c0, m), vslope);
             V_STOREM(dst + p * c + c0, m,
                      V_ADD(V_MUL(v, V_LOADM(scale + c0, m)), V_LOADM(shift + c0, m)));
