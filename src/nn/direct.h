@@ -67,6 +67,11 @@ typedef struct ae_direct_ops_s {
     void (*dense_forward)(float *y, const float *x, const float *w, const float *b, int n,
                           int in, int out, int o_begin, int o_end);
     void (*planar_row)(float *rows, const float *src, int w, int c, size_t pw);
+    /* planar_row of tf(src) for the first pixels of the row it can do in one
+     * read of src (keep, if not NULL, gets keep_tf(src) or tf(src) there,
+     * pixel-major); returns how many (maybe 0). */
+    int (*planar_tf_row)(float *rows, float *keep, const float *src, int w, int c, size_t pw,
+                         const ae_input_tf *tf, const ae_input_tf *keep_tf);
     void (*sigmoid)(float *y, const float *x, size_t count);
 } ae_direct_ops;
 

@@ -91,13 +91,11 @@ static TARGET inline void interleave3(float *dst, const float *a, const float *b
 }
 #define V_INTERLEAVE3(dst, a, b, c, init) interleave3((dst), (a), (b), (c), (init))
 
-/* 16 pixels x 16 channels (src, pixel-major) into 16 channel rows of 16
- * pixels: dst[ch * stride + p] = src[p * 16 + ch]. Four rounds of shuffles. */
-static TARGET inline void transpose16(float *dst, size_t stride, const float *src)
+/* 16 pixels x 16 channels (t[p], one vector a pixel) into 16 channel rows of
+ * 16 pixels: dst[ch * stride + p] = t[p][ch]. Four rounds of shuffles. */
+static TARGET inline void transpose16(float *dst, size_t stride, __m512 t[16])
 {
-    __m512 t[16], a[16];
-    for (int i = 0; i < 16; i++)
-        t[i] = _mm512_loadu_ps(src + 16 * i);
+    __m512 a[16];
     for (int k = 0; k < 8; k++) {
         a[2 * k] = _mm512_unpacklo_ps(t[2 * k], t[2 * k + 1]);
         a[2 * k + 1] = _mm512_unpackhi_ps(t[2 * k], t[2 * k + 1]);
@@ -119,7 +117,7 @@ static TARGET inline void transpose16(float *dst, size_t stride, const float *sr
                          _mm512_shuffle_f32x4(a[j], a[8 + j], 0xdd));
     }
 }
-#define V_TRANSPOSE16(dst, stride, src) transpose16((dst), (stride), (src))
+#define V_TRANSPOSE16(dst, stride, regs) transpose16((dst), (stride), (regs))
 
 static inline vmask mask_first(int n) { return (vmask)(n >= 16 ? 0xFFFFu : (1u << n) - 1u); }
 

@@ -9,8 +9,8 @@
  *   VD_HI(v) (a float vector's halves as doubles), vidx, VI_STEP(k) (lane i: i k),
  *   V_GATHERM(base, idx, m) (lane i: base[idx_i] where m is set, else 0), mask_first(n),
  *   optionally V_INTERLEAVE3(dst, a, b, c, init) (dst[3i + k] = plane_k[i] + init[k]
- *   for VW pixels, init may be NULL) and V_TRANSPOSE16(dst, stride, src)
- *   (dst[ch stride + p] = src[16 p + ch], 16 x 16),
+ *   for VW pixels, init may be NULL) and V_TRANSPOSE16(dst, stride, regs)
+ *   (dst[ch stride + p] = regs[p][ch], 16 x 16; the vec array may be clobbered),
  *   FN(name) (the ISA-suffixed name), RMAX1/RMAX2 (pixels per block for one
  *   or two vectors of channels), CBMAX1/CBMAX2 (input channels per block of
  *   the weight gradient).
@@ -1092,8 +1092,12 @@ static TARGET void FN(planar_row)(float *rows, const float *src, int w, int c, s
     int first = 0; /* pixels before `first` are done */
 #ifdef V_TRANSPOSE16
     if (c == 16) /* whole blocks of 16 pixels by an in-register transpose */
-        for (; first + 16 <= w; first += 16)
-            V_TRANSPOSE16(rows + 1 + first, pw, src + (size_t)first * 16);
+        for (; first + 16 <= w; first += 16) {
+            vec t[16];
+            for (int p = 0; p < 16; p++)
+                t[p] = V_LOAD(src + (size_t)(first + p) * 16);
+            V_TRANSPOSE16(rows + 1 + first, pw, t);
+        }
 #endif
     for (int ch = 0; ch < c; ch++)
         for (int x0 = first; x0 < w; x0 += VW) {
@@ -1101,6 +1105,39 @@ static TARGET void FN(planar_row)(float *rows, const float *src, int w, int c, s
             V_STOREM(rows + (size_t)ch * pw + 1 + x0, m,
                      V_GATHERM(src + (size_t)x0 * c + ch, step, m));
         }
+}
+
+/* planar_row of x' = tf(src) for the first pixels of a row of 16 channels,
+ * in one read of src: whole blocks of 16 pixels, through an in-register
+ * transpose; keep gets the same pixels of keep_tf(src) (of x' when keep_tf is
+ * NULL), pixel-major. The values are apply_tf's. Returns the pixels done (0
+ * where there is no in-register transpose); the caller does the rest. */
+static TARGET int FN(planar_tf_row)(float *rows, float *keep, const float *src, int w, int c,
+                                    size_t pw, const ae_input_tf *tf, const ae_input_tf *keep_tf)
+{
+    int first = 0;
+#ifdef V_TRANSPOSE16
+    if (c != 16)
+        return 0;
+    const vec slope = V_SET1(tf->slope), sc = V_LOAD(tf->scale), sh = V_LOAD(tf->shift);
+    const vec kslope = V_SET1(keep_tf ? keep_tf->slope : 0.0f);
+    const vec ksc = keep_tf ? V_LOAD(keep_tf->scale) : sc;
+    const vec ksh = keep_tf ? V_LOAD(keep_tf->shift) : sh;
+    for (; first + 16 <= w; first += 16) {
+        vec t[16];
+        for (int p = 0; p < 16; p++) {
+            const size_t at = (size_t)(first + p) * 16;
+            const vec v = V_LOAD(src + at);
+            t[p] = V_ADD(V_MUL(FN(leaky)(v, slope), sc), sh);
+            if (keep)
+                V_STORE(keep + at, keep_tf ? V_ADD(V_MUL(FN(leaky)(v, kslope), ksc), ksh) : t[p]);
+        }
+        V_TRANSPOSE16(rows + 1 + first, pw, t);
+    }
+#else
+    (void)rows, (void)keep, (void)src, (void)w, (void)c, (void)pw, (void)tf, (void)keep_tf;
+#endif
+    return first;
 }
 
 /* db[ch] = (or +=, with add) the sum over pixels of dy, as the portable loop
@@ -1237,6 +1274,7 @@ static TARGET void FN(sigmoid)(float *y, const float *x, size_t count)
         .bias_grad_add = FN(bias_grad_add),                                                     \
         .dense_forward = FN(dense_forward),                                                     \
         .planar_row = FN(planar_row),                                                           \
+        .planar_tf_row = FN(planar_tf_row),                                                     \
         .sigmoid = FN(sigmoid),                                                                 \
     };
 DIRECT_TABLE(FN(ae_direct), FN_NAME, FN(big_to_small), FN(small_to_big), FN(weight_grad))

@@ -166,26 +166,28 @@ void ae_conv_input_planar_rows(const ae_direct_ops *ops, float *dst, const float
             memset(rows, 0, plane_row * sizeof *rows);
             continue;
         }
-        const float *src = x + (size_t)(r - 1 - x_row0) * inner;
-        if (tf) {
-            float *row = tmp + (size_t)((r - 1) % tmp_rows) * inner;
-            transform_row(ops, row, src, tf, w, c);
-            src = row;
-        }
         for (int ch = 0; ch < c; ch++) {
             rows[(size_t)ch * pw] = 0.0f;
             rows[(size_t)ch * pw + pw - 1] = 0.0f;
         }
+        const float *x_row = x + (size_t)(r - 1 - x_row0) * inner, *src = x_row;
+        float *kept = tf ? tmp + (size_t)((r - 1) % tmp_rows) * inner : NULL;
+        /* the pixels the vector kernels do in one read of x's row, then the rest */
+        const int done = tf && ops ? ops->planar_tf_row(rows, kept, x_row, w, c, pw, tf, tmp_tf) : 0;
+        const size_t skip = (size_t)done * c;
+        if (tf) {
+            transform_row(ops, kept + skip, x_row + skip, tf, w - done, c);
+            src = kept;
+        }
         if (ops) {
-            ops->planar_row(rows, src, w, c, pw);
+            ops->planar_row(rows + done, src + skip, w - done, c, pw);
         } else {
             for (int px = 0; px < w; px++)
                 for (int ch = 0; ch < c; ch++)
                     rows[(size_t)ch * pw + 1 + px] = src[(size_t)px * c + ch];
         }
         if (tf && tmp_tf) /* while x's row is in cache */
-            transform_row(ops, tmp + (size_t)((r - 1) % tmp_rows) * inner,
-                          x + (size_t)(r - 1 - x_row0) * inner, tmp_tf, w, c);
+            transform_row(ops, kept + skip, x_row + skip, tmp_tf, w - done, c);
     }
 }
 
