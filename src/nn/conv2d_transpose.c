@@ -334,8 +334,8 @@ static void head_image(const void *arg, int i, int t, float *dw_i, int overwrite
         ops->sigmoid(yi + first * out_row, yi + first * out_row, (size_t)(end - first) * out_row);
         for (int r = first; r < end; r++) {
             float *dy = pad_dy + (r + 1) * padded_row + out_c, sum[4];
-            ae_loss_lanes_add(lanes, r * out_row, yi + r * out_row, target + r * out_row, out_row,
-                              dy, j->loss_scale);
+            ops->loss_lanes_add(lanes, r * out_row, yi + r * out_row, target + r * out_row,
+                                out_row, dy, j->loss_scale);
             ops->bias_grad(sum, dy, (size_t)w, out_c); /* db_i + sum: bias_grad_add's bits */
             for (int o = 0; o < out_c; o++) {
                 db_i[o] += sum[o];

@@ -73,6 +73,9 @@ typedef struct ae_direct_ops_s {
     int (*planar_tf_row)(float *rows, float *keep, const float *src, int w, int c, size_t pw,
                          const ae_input_tf *tf, const ae_input_tf *keep_tf);
     void (*sigmoid)(float *y, const float *x, size_t count);
+    /* ae_loss_lanes_add (layers.h), the same bits */
+    void (*loss_lanes_add)(double *lane, size_t at, const float *y, const float *x, size_t d,
+                           float *dy, float scale);
 } ae_direct_ops;
 
 /* x' (one image of h x w x c, through tf when not NULL) into dst, zero-padded

@@ -1258,6 +1258,36 @@ static TARGET void FN(sigmoid)(float *y, const float *x, size_t count)
     }
 }
 
+/* ae_loss_lanes_add (loss.c) with its whole runs of AE_LOSS_LANES elements in
+ * vectors: each lane takes the same operations in the same order, so the
+ * same bits; the pieces before and after go to loss.c's loop. */
+static TARGET void FN(loss_lanes_add)(double *lane, size_t at, const float *y, const float *x,
+                                      size_t d, float *dy, float scale)
+{
+    enum { LANES = AE_LOSS_LANES, ACC = 2 * AE_LOSS_LANES / VW }; /* VW / 2 lanes a vecd */
+    size_t j = (LANES - at % LANES) % LANES; /* up to the next lane 0 */
+    j = j < d ? j : d;
+    ae_loss_lanes_add(lane, at, y, x, j, dy, scale);
+    vecd acc[ACC];
+    for (int k = 0; k < ACC; k++)
+        acc[k] = VD_LOAD(lane + k * (VW / 2));
+    const vec vscale = V_SET1(scale), one = V_SET1(1.0f);
+    for (; j + LANES <= d; j += LANES)
+        UNROLL
+        for (int k = 0; k < LANES; k += VW) {
+            const vec yv = V_LOAD(y + j + k), xv = V_LOAD(x + j + k);
+            const vecd lo = VD_SUB(VD_LO(yv), VD_LO(xv)), hi = VD_SUB(VD_HI(yv), VD_HI(xv));
+            acc[2 * k / VW] = VD_ADD(acc[2 * k / VW], VD_MUL(lo, lo));
+            acc[2 * k / VW + 1] = VD_ADD(acc[2 * k / VW + 1], VD_MUL(hi, hi));
+            if (dy) /* scale (y - x) y (1 - y): a sigmoid's backward */
+                V_STORE(dy + j + k,
+                        V_MUL(V_MUL(V_MUL(vscale, V_SUB(yv, xv)), yv), V_SUB(one, yv)));
+        }
+    for (int k = 0; k < ACC; k++)
+        VD_STORE(lane + k * (VW / 2), acc[k]);
+    ae_loss_lanes_add(lane, at + j, y + j, x + j, d - j, dy ? dy + j : NULL, scale);
+}
+
 /* The ops table; direct_avx512.c makes a second one with the AMX products. */
 #define DIRECT_TABLE(TABLE, LABEL, BIG_TO_SMALL, SMALL_TO_BIG, WEIGHT_GRAD)                     \
     const ae_direct_ops TABLE = {                                                               \
@@ -1276,5 +1306,6 @@ static TARGET void FN(sigmoid)(float *y, const float *x, size_t count)
         .planar_row = FN(planar_row),                                                           \
         .planar_tf_row = FN(planar_tf_row),                                                     \
         .sigmoid = FN(sigmoid),                                                                 \
+        .loss_lanes_add = FN(loss_lanes_add),                                                   \
     };
 DIRECT_TABLE(FN(ae_direct), FN_NAME, FN(big_to_small), FN(small_to_big), FN(weight_grad))

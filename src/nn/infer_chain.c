@@ -179,7 +179,7 @@ static void score_image(void *arg, int i, int t)
         j->ops->small_to_big_narrow(planar, lo, g, c, o->w, o->b, yi, first, end);
         const size_t from = (size_t)first * y_row, count = (size_t)(end - first) * y_row;
         j->ops->sigmoid(yi + from, yi + from, count);
-        ae_loss_lanes_add(lanes, from, yi + from, target + from, count, NULL, 0.0f);
+        j->ops->loss_lanes_add(lanes, from, yi + from, target + from, count, NULL, 0.0f);
     }
     j->image_sums[i] = ae_loss_lanes_total(lanes);
 }
