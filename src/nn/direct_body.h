@@ -220,77 +220,91 @@ static TARGET int group_vectors(int remaining, vmask *last)
     return v;
 }
 
-/* big_to_small from ONE big channel (cb = 1: Conv2D on a gray image, the
- * output layer's input gradient), one vector of small channels, stride S:
- * the nine tap vectors stay in registers and each input value is broadcast
- * once for the up to three pixels of the row that it reaches (instead of
- * once per pixel and tap). row points at kernel row 0, column kw = 0 of the
- * first pixel; per output the taps still add in order kh, kw, as in block. */
-static TARGET ALWAYS_INLINE void FN(one_channel)(const int R, const int S, const float *row,
-                                                 size_t pw, const float *w, int ldt, float *dst,
-                                                 int dstride, vmask last, const float *init)
+/* big_to_small from CB = 1 or 3 big channels (Conv2D on a gray or an RGB
+ * image, the gray or RGB output layer's input gradient), one vector of small
+ * channels, stride S: a kernel row's 3 CB tap vectors stay in registers and
+ * each input value is broadcast once for the up to three pixels of the row
+ * that it reaches (instead of once per pixel and tap). row points at kernel
+ * row 0, column kw = 0 of the first pixel, pw floats a padded row; per
+ * output the terms still add in order kh, kw, channel, as in block. */
+static TARGET ALWAYS_INLINE void FN(few_channels)(const int CB, const int R, const int S,
+                                                  const float *row, size_t pw, const float *w,
+                                                  int ldt, float *dst, int dstride, vmask last,
+                                                  const float *init)
 {
-    vec wv[9], acc[RMAX1];
-    UNROLL
-    for (int t = 0; t < 9; t++)
-        wv[t] = V_LOADM(w + (size_t)t * ldt, last);
+    vec acc[RMAX1];
     UNROLL
     for (int r = 0; r < R; r++)
         acc[r] = V_ZERO();
     UNROLL
-    for (int kh = 0; kh < 3; kh++, row += pw)
+    for (int kh = 0; kh < 3; kh++, row += pw) {
+        vec wv[3][3];
+        UNROLL
+        for (int kw = 0; kw < 3; kw++)
+            UNROLL
+            for (int c = 0; c < CB; c++)
+                wv[kw][c] = V_LOADM(w + (size_t)((kh * 3 + kw) * CB + c) * ldt, last);
         UNROLL_ALL
-        for (int j = 0; j < (R - 1) * S + 3; j++) {
-            vec b = V_SET1(row[j]);
-            UNROLL_ALL
-            for (int r = 0; r < R; r++)
-                if (j - r * S >= 0 && j - r * S < 3)
-                    acc[r] = V_FMA(b, wv[kh * 3 + j - r * S], acc[r]);
-        }
+        for (int j = 0; j < (R - 1) * S + 3; j++)
+            UNROLL
+            for (int c = 0; c < CB; c++) {
+                vec b = V_SET1(row[j * CB + c]);
+                UNROLL_ALL
+                for (int r = 0; r < R; r++)
+                    if (j - r * S >= 0 && j - r * S < 3)
+                        acc[r] = V_FMA(b, wv[j - r * S][c], acc[r]);
+            }
+    }
     vec bias = init ? V_LOADM(init, last) : V_ZERO();
     UNROLL
     for (int r = 0; r < R; r++)
         V_STOREM(dst + (size_t)r * dstride, last, V_ADD(acc[r], bias));
 }
 
-#define ONE_CHANNEL_VARIANT(R, S)                                                               \
-    static TARGET void FN(one_channel_##R##_##S)(const float *row, size_t pw, const float *w,   \
-                                                 int ldt, float *dst, int dstride, vmask last,  \
-                                                 const float *init)                             \
+#define FEW_CHANNELS_VARIANT(CB, R, S)                                                          \
+    static TARGET void FN(few_channels_##CB##_##R##_##S)(const float *row, size_t pw,          \
+                                                         const float *w, int ldt, float *dst,  \
+                                                         int dstride, vmask last,              \
+                                                         const float *init)                    \
     {                                                                                           \
-        FN(one_channel)(R, S, row, pw, w, ldt, dst, dstride, last, init);                       \
+        FN(few_channels)(CB, R, S, row, pw, w, ldt, dst, dstride, last, init);                  \
     }
-ONE_CHANNEL_VARIANT(ONE_CHANNEL_R, 1)
-ONE_CHANNEL_VARIANT(4, 1)
-ONE_CHANNEL_VARIANT(1, 1)
-ONE_CHANNEL_VARIANT(ONE_CHANNEL_R, 2)
-ONE_CHANNEL_VARIANT(4, 2)
-ONE_CHANNEL_VARIANT(1, 2)
+#define FEW_CHANNELS_VARIANTS(CB)                                                               \
+    FEW_CHANNELS_VARIANT(CB, ONE_CHANNEL_R, 1)                                                  \
+    FEW_CHANNELS_VARIANT(CB, 4, 1)                                                              \
+    FEW_CHANNELS_VARIANT(CB, 1, 1)                                                              \
+    FEW_CHANNELS_VARIANT(CB, ONE_CHANNEL_R, 2)                                                  \
+    FEW_CHANNELS_VARIANT(CB, 4, 2)                                                              \
+    FEW_CHANNELS_VARIANT(CB, 1, 2)
+FEW_CHANNELS_VARIANTS(1)
+FEW_CHANNELS_VARIANTS(3)
 
-static TARGET void FN(big_to_small_one_channel)(const float *pad, int row0,
-                                                const ae_conv_geom *g, int cs, const float *w,
-                                                const float *init, float *small,
-                                                int small_row0, int oy0, int oy1)
+static TARGET void FN(big_to_small_few_channels)(const float *pad, int row0,
+                                                 const ae_conv_geom *g, int cs, const float *w,
+                                                 const float *init, float *small,
+                                                 int small_row0, int oy0, int oy1)
 {
-    typedef void (*one_fn)(const float *, size_t, const float *, int, float *, int, vmask,
+    typedef void (*few_fn)(const float *, size_t, const float *, int, float *, int, vmask,
                            const float *);
-    const int s = g->stride, pw = g->big_w + 2;
+    /* [cb == 3][stride 2][ONE_CHANNEL_R, 4, 1 pixels] */
+    static const few_fn fns[2][2][3] = {
+        {{FN(few_channels_1_ONE_CHANNEL_R_1), FN(few_channels_1_4_1), FN(few_channels_1_1_1)},
+         {FN(few_channels_1_ONE_CHANNEL_R_2), FN(few_channels_1_4_2), FN(few_channels_1_1_2)}},
+        {{FN(few_channels_3_ONE_CHANNEL_R_1), FN(few_channels_3_4_1), FN(few_channels_3_1_1)},
+         {FN(few_channels_3_ONE_CHANNEL_R_2), FN(few_channels_3_4_2), FN(few_channels_3_1_2)}}};
+    const int s = g->stride, cb = g->big_c, pw = g->big_w + 2;
+    const few_fn *f = fns[cb == 3][s == 2];
     for (int oy = oy0; oy < oy1; oy++) {
-        const float *row = pad + (size_t)(oy * s - g->pad_top + 1 - row0) * pw + 1 - g->pad_left;
+        const float *row =
+            pad + ((size_t)(oy * s - g->pad_top + 1 - row0) * pw + 1 - g->pad_left) * cb;
         for (int o0 = 0; o0 < cs; o0 += VW) {
             const vmask last = mask_first(cs - o0);
             float *dst = small + (size_t)(oy - small_row0) * g->small_w * cs + o0;
             for (int x = 0; x < g->small_w;) {
-                int r = g->small_w - x >= ONE_CHANNEL_R ? ONE_CHANNEL_R
-                        : g->small_w - x >= 4           ? 4
-                                                        : 1;
-                one_fn f = r == ONE_CHANNEL_R ? (s == 1 ? FN(one_channel_ONE_CHANNEL_R_1)
-                                                        : FN(one_channel_ONE_CHANNEL_R_2))
-                           : r == 4 ? (s == 1 ? FN(one_channel_4_1) : FN(one_channel_4_2))
-                                    : (s == 1 ? FN(one_channel_1_1) : FN(one_channel_1_2));
-                f(row + (size_t)x * s, (size_t)pw, w + o0, cs, dst + (size_t)x * cs, cs, last,
-                  init ? init + o0 : NULL);
-                x += r;
+                const int left = g->small_w - x, k = left >= ONE_CHANNEL_R ? 0 : left >= 4 ? 1 : 2;
+                f[k](row + (size_t)x * s * cb, (size_t)pw * cb, w + o0, cs, dst + (size_t)x * cs,
+                     cs, last, init ? init + o0 : NULL);
+                x += k == 0 ? ONE_CHANNEL_R : k == 1 ? 4 : 1;
             }
         }
     }
@@ -301,9 +315,9 @@ static TARGET void FN(big_to_small)(const float *pad, int row0, const ae_conv_ge
                                     int small_row0, int oy0, int oy1)
 {
     const int cb = g->big_c, s = g->stride, pw = g->big_w + 2;
-    /* clang leaves one_channel's conditional taps in memory: blocks are faster there */
-    if (cb == 1 && (s == 1 || s == 2) && !AE_DIRECT_CLANG) {
-        FN(big_to_small_one_channel)(pad, row0, g, cs, w, init, small, small_row0, oy0, oy1);
+    /* clang leaves few_channels' conditional taps in memory: blocks are faster there */
+    if ((cb == 1 || cb == 3) && (s == 1 || s == 2) && !AE_DIRECT_CLANG) {
+        FN(big_to_small_few_channels)(pad, row0, g, cs, w, init, small, small_row0, oy0, oy1);
         return;
     }
     /* rows per pass: a multi-row tile's when small rows are short */
