@@ -646,6 +646,33 @@ static void test_adam_matches_keras_formula(void **state)
     assert_memory_equal(w, w0, sizeof w);
 }
 
+/* The check (commit 0) counts the updates that would not be finite exactly
+ * as the commit finds them, whether its quick bound decides or it computes
+ * the update: in whole chunks of 16 and in the tail. With lr 1e38 and t = 1
+ * the step is lr sign(g) (m' = 0.1 g, v' = 0.001 g^2). */
+static void test_adam_check_counts_what_commit_finds(void **state)
+{
+    (void)state;
+    enum { N = 37 };
+    float w[N], m[N], v[N], g[N];
+    for (int i = 0; i < N; i++)
+        w[i] = 1e30f * (float)(i % 5 - 2), m[i] = 0, v[i] = 0, g[i] = (float)(i % 3) - 1.5f;
+    w[3] = 3e38f, g[3] = -1;  /* 3e38 + 1e38: overflows */
+    w[20] = 3e38f, g[20] = 1; /* 3e38 - 1e38: past the bound, finite */
+    w[36] = -3e38f, g[36] = 1; /* the tail: overflows */
+    size_t bad_grads = 0;
+    assert_int_equal(ae_adam_update(w, m, v, g, N, 1e38, 0.9, 0.999, 1e-7, 1, 0, &bad_grads), 2);
+    assert_int_equal(bad_grads, 0);
+    assert_int_equal(ae_adam_update(w, m, v, g, N, 1e38, 0.9, 0.999, 1e-7, 1, 1, NULL), 2);
+    assert_true(isinf(w[3]) && isinf(w[36]));
+    assert_float_equal(w[20], 2e38f, 2e33f); /* 1e-5 of it */
+    /* An epsilon of 0 leaves no bound: every update is computed. */
+    float w0[2] = {1, 2}, m0[2] = {0, 0}, v0[2] = {0, 0}, g0[2] = {0, 1};
+    assert_int_equal(ae_adam_update(w0, m0, v0, g0, 2, 1e-3, 0.9, 0.999, 0, 1, 0, NULL), 1);
+    assert_int_equal(ae_adam_update(w0, m0, v0, g0, 2, 1e-3, 0.9, 0.999, 0, 1, 1, NULL), 1);
+    assert_true(isnan(w0[0]) && w0[1] < 2);
+}
+
 /* The fixed-order reduction gives the same bits for any thread count. */
 static void test_gradients_do_not_depend_on_threads(void **state)
 {
@@ -689,6 +716,7 @@ int main(void)
         cmocka_unit_test(test_activation_gradients),
         cmocka_unit_test(test_mse_loss_and_gradient),
         cmocka_unit_test(test_adam_matches_keras_formula),
+        cmocka_unit_test(test_adam_check_counts_what_commit_finds),
         cmocka_unit_test(test_gradients_do_not_depend_on_threads),
     };
     return cmocka_run_group_tests(tests, setup_scratch, teardown_scratch);

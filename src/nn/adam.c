@@ -4,6 +4,7 @@
  * with epsilon added before the bias correction, t = iterations + 1. */
 #include "nn/layers.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 
@@ -35,39 +36,91 @@ static inline void prefetch4(const float *w, const float *m, const float *v, con
     __builtin_prefetch((const void *)((uintptr_t)(g + i) + ahead), 0, 1);
 }
 
+typedef struct {
+    float alpha, one_minus_b1, one_minus_b2, eps, inv_eps;
+} adam_consts;
+
+/* Commits n updates; returns those not finite. */
+static inline size_t commit_run(float *restrict w, float *restrict m, float *restrict v,
+                                const float *restrict g, size_t n, const adam_consts *k)
+{
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        update(w[i], m[i], v[i], g[i], k->alpha, k->one_minus_b1, k->one_minus_b2, k->eps, &w[i],
+               &m[i], &v[i]);
+        bad += not_finite(w[i], v[i]);
+    }
+    return bad;
+}
+
+/* The updates of n parameters that would not be finite, computed as the
+ * commit computes them. */
+static inline size_t check_exact(const float *w, const float *m, const float *v, const float *g,
+                                 size_t n, const adam_consts *k)
+{
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        float wi, mi, vi;
+        update(w[i], m[i], v[i], g[i], k->alpha, k->one_minus_b1, k->one_minus_b2, k->eps, &wi,
+               &mi, &vi);
+        bad += not_finite(wi, vi);
+    }
+    return bad;
+}
+
+/* The check needs only whether each update stays finite, and where a bound
+ * says so it skips the square root and the division, which set this pass's
+ * speed: with v' in [0, FLT_MAX] and epsilon > 0, the divisor sqrt(v') +
+ * epsilon >= epsilon, so |w'| <= |w| + |alpha m'| / epsilon (rounding
+ * included, within the margin of a factor 4). A NaN anywhere fails the
+ * bound; then, and only then, the n updates are computed (check_exact).
+ * Adds the gradients that are not finite to *grads. */
+static inline size_t check_run(const float *restrict w, const float *restrict m,
+                               const float *restrict v, const float *restrict g, size_t n,
+                               const adam_consts *k, size_t *grads)
+{
+    size_t unsure = 0, bad_g = 0;
+    for (size_t i = 0; i < n; i++) {
+        const float mi = m[i] + (g[i] - m[i]) * k->one_minus_b1;
+        const float vi = v[i] + (g[i] * g[i] - v[i]) * k->one_minus_b2;
+        const float bound = fabsf(w[i]) + fabsf(k->alpha * mi) * k->inv_eps;
+        unsure += !((vi >= 0.0f) & (vi <= FLT_MAX) & (bound < FLT_MAX / 4));
+        bad_g += not_finite(g[i], 0.0f);
+    }
+    *grads += bad_g;
+    return unsure ? check_exact(w, m, v, g, n, k) : 0;
+}
+
 size_t ae_adam_update(float *w, float *m, float *v, const float *g, size_t count, double lr_t,
                       double beta1, double beta2, double epsilon, long long t, int commit,
                       size_t *bad_grads)
 {
-    const float alpha = (float)(lr_t * sqrt(1.0 - pow(beta2, (double)t)) / (1.0 - pow(beta1, (double)t)));
-    const float one_minus_b1 = (float)(1.0 - beta1), one_minus_b2 = (float)(1.0 - beta2);
     const float eps = (float)epsilon;
-    size_t bad = 0;
-    /* Two loops without branches, so that they run in vectors (sqrtf inline:
-     * the build does not ask math functions for errno). */
+    const adam_consts k = {
+        .alpha = (float)(lr_t * sqrt(1.0 - pow(beta2, (double)t)) / (1.0 - pow(beta1, (double)t))),
+        .one_minus_b1 = (float)(1.0 - beta1),
+        .one_minus_b2 = (float)(1.0 - beta2),
+        .eps = eps,
+        .inv_eps = eps > 0.0f ? 1.0f / eps : INFINITY,
+    };
+    /* Chunks of a constant 16 parameters, so that the loops run in vectors
+     * without tests (sqrtf inline: the build does not ask math functions for
+     * errno); then the tail. */
+    enum { CHUNK = 16 };
+    const size_t whole = count - count % CHUNK;
+    size_t bad = 0, grads = 0;
     if (commit) {
-        for (size_t i0 = 0; i0 < count; i0 += 16) {
-            prefetch4(w, m, v, g, i0);
-            const size_t i1 = count - i0 < 16 ? count : i0 + 16;
-            for (size_t i = i0; i < i1; i++) {
-                update(w[i], m[i], v[i], g[i], alpha, one_minus_b1, one_minus_b2, eps, &w[i],
-                       &m[i], &v[i]);
-                bad += not_finite(w[i], v[i]);
-            }
+        for (size_t i = 0; i < whole; i += CHUNK) {
+            prefetch4(w, m, v, g, i);
+            bad += commit_run(w + i, m + i, v + i, g + i, CHUNK, &k);
         }
+        bad += commit_run(w + whole, m + whole, v + whole, g + whole, count - whole, &k);
     } else {
-        size_t grads = 0;
-        for (size_t i0 = 0; i0 < count; i0 += 16) {
-            prefetch4(w, m, v, g, i0);
-            const size_t i1 = count - i0 < 16 ? count : i0 + 16;
-            for (size_t i = i0; i < i1; i++) {
-                float wi, mi, vi;
-                update(w[i], m[i], v[i], g[i], alpha, one_minus_b1, one_minus_b2, eps, &wi, &mi,
-                       &vi);
-                bad += not_finite(wi, vi);
-                grads += not_finite(g[i], 0.0f);
-            }
+        for (size_t i = 0; i < whole; i += CHUNK) {
+            prefetch4(w, m, v, g, i);
+            bad += check_run(w + i, m + i, v + i, g + i, CHUNK, &k, &grads);
         }
+        bad += check_run(w + whole, m + whole, v + whole, g + whole, count - whole, &k, &grads);
         if (bad_grads)
             *bad_grads += grads;
     }
