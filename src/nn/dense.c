@@ -157,39 +157,65 @@ typedef struct {
     float *dx, *dw;
     const float *dy, *x, *w;
     int n, in, out;
+    size_t dx_items; /* the first items: dx's (0 without dx); then dw's chunks */
 } dense_grad_job;
 
 /* dw's rows [k0, k1) (inputs), each value from one GEMM over the batch. */
-static void dw_rows(void *arg, size_t k0, size_t k1)
+static void dw_rows(const dense_grad_job *j, size_t k0, size_t k1)
 {
-    const dense_grad_job *j = arg;
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(k1 - k0), j->out, j->n, 1.0f,
                 j->x + k0, j->in, j->dy, j->out, 0.0f, j->dw + k0 * j->out, j->out);
 }
 
 /* dw's columns [o0, o1) (outputs). */
-static void dw_columns(void *arg, size_t o0, size_t o1)
+static void dw_columns(const dense_grad_job *j, size_t o0, size_t o1)
 {
-    const dense_grad_job *j = arg;
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, j->in, (int)(o1 - o0), j->n, 1.0f,
                 j->x, j->in, j->dy + o0, j->out, 0.0f, j->dw + o0, j->out);
 }
 
 /* dx's columns [k0, k1) (inputs), each value a sum over all outputs. */
-static void dx_columns(void *arg, size_t k0, size_t k1)
+static void dx_columns(const dense_grad_job *j, size_t k0, size_t k1)
 {
-    const dense_grad_job *j = arg;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, (int)(k1 - k0), j->out, 1.0f,
                 j->dy, j->out, j->w + k0 * j->out, j->out, 0.0f, j->dx + k0, j->in);
 }
 
-/* dx's rows [i0, i1) (images). */
-static void dx_rows(void *arg, size_t i0, size_t i1)
+/* All of dx in one call: the weights (in x out, out large) are read once for
+ * all images. */
+static void dx_whole(const dense_grad_job *j)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, j->in, j->out, 1.0f, j->dy,
+                j->out, j->w, j->out, 0.0f, j->dx, j->in);
+}
+
+static size_t chunk_end(size_t item, size_t count)
+{
+    return count - item * K_CHUNK < K_CHUNK ? count : (item + 1) * K_CHUNK;
+}
+
+/* Items [i0, i1): dx's first, so that a dx made in one call starts while
+ * other threads take dw's chunks. */
+static void grad_items(void *arg, size_t i0, size_t i1)
 {
     const dense_grad_job *j = arg;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(i1 - i0), j->in, j->out, 1.0f,
-                j->dy + i0 * j->out, j->out, j->w, j->out, 0.0f, j->dx + i0 * j->in, j->in);
+    for (size_t i = i0; i < i1; i++) {
+        if (i < j->dx_items) {
+            if (j->in >= K_CHUNK)
+                dx_columns(j, i * K_CHUNK, chunk_end(i, (size_t)j->in));
+            else
+                dx_whole(j);
+            continue;
+        }
+        const size_t k = i - j->dx_items;
+        if (j->in >= j->out)
+            dw_rows(j, k * K_CHUNK, chunk_end(k, (size_t)j->in));
+        else
+            dw_columns(j, k * K_CHUNK, chunk_end(k, (size_t)j->out));
+    }
 }
+
+static size_t chunks(int count) { return ((size_t)count + K_CHUNK - 1) / K_CHUNK; }
 
 void ae_dense_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                        const float *w, int n, int in, int out, ae_scratch *s)
@@ -201,18 +227,12 @@ void ae_dense_backward(float *dx, float *dw, float *db, const float *dy, const f
         for (int o = 0; o < out; o++)
             db[o] += row[o];
     }
-    /* The GEMMs in fixed chunks of the longer side: every value comes from
-     * one call over the same sum, whoever runs it. */
-    dense_grad_job j = {dx, dw, dy, x, w, n, in, out};
+    /* The GEMMs in fixed chunks of the longer side (dx in one call when it
+     * has fewer than K_CHUNK columns): every value comes from one call over
+     * the same sum, whoever runs it. dx and dw in one pass over the pool. */
+    const size_t dx_items = !dx ? 0 : in >= K_CHUNK ? chunks(in) : 1;
+    const size_t dw_items = chunks(in >= out ? in : out);
+    dense_grad_job j = {dx, dw, dy, x, w, n, in, out, dx_items};
     const size_t work = (size_t)n * in * out / 16; /* in values, as element-wise passes */
-    if (in >= out)
-        ae_parallel_chunks(s, (size_t)in, K_CHUNK, work, dw_rows, &j);
-    else
-        ae_parallel_chunks(s, (size_t)out, K_CHUNK, work, dw_columns, &j);
-    if (!dx)
-        return;
-    if (in >= K_CHUNK) /* the columns in parallel */
-        ae_parallel_chunks(s, (size_t)in, K_CHUNK, work, dx_columns, &j);
-    else /* one call: the weights (in x out, out large) are read once for all images */
-        dx_rows(&j, 0, (size_t)n);
+    ae_parallel_chunks(s, dx_items + dw_items, 1, work, grad_items, &j);
 }
