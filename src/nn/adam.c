@@ -8,14 +8,25 @@
 #include <math.h>
 #include <stdint.h>
 
-/* One parameter's new weight and moments. */
-static inline void update(float w, float m, float v, float g, float alpha, float one_minus_b1,
-                          float one_minus_b2, float eps, float *w_new, float *m_new,
-                          float *v_new)
+typedef struct {
+    float alpha, one_minus_b1, one_minus_b2, eps, inv_eps;
+} adam_consts;
+
+/* One parameter's new moments. */
+static inline void moments(float m, float v, float g, const adam_consts *k, float *m_new,
+                           float *v_new)
 {
-    float mi = m + (g - m) * one_minus_b1;
-    float vi = v + (g * g - v) * one_minus_b2;
-    *w_new = w - alpha * mi / (sqrtf(vi) + eps);
+    *m_new = m + (g - m) * k->one_minus_b1;
+    *v_new = v + (g * g - v) * k->one_minus_b2;
+}
+
+/* One parameter's new weight and moments. */
+static inline void update(float w, float m, float v, float g, const adam_consts *k,
+                          float *w_new, float *m_new, float *v_new)
+{
+    float mi, vi;
+    moments(m, v, g, k, &mi, &vi);
+    *w_new = w - k->alpha * mi / (sqrtf(vi) + k->eps);
     *m_new = mi;
     *v_new = vi;
 }
@@ -36,18 +47,13 @@ static inline void prefetch4(const float *w, const float *m, const float *v, con
     __builtin_prefetch((const void *)((uintptr_t)(g + i) + ahead), 0, 1);
 }
 
-typedef struct {
-    float alpha, one_minus_b1, one_minus_b2, eps, inv_eps;
-} adam_consts;
-
 /* Commits n updates; returns those not finite. */
 static inline size_t commit_run(float *restrict w, float *restrict m, float *restrict v,
                                 const float *restrict g, size_t n, const adam_consts *k)
 {
     size_t bad = 0;
     for (size_t i = 0; i < n; i++) {
-        update(w[i], m[i], v[i], g[i], k->alpha, k->one_minus_b1, k->one_minus_b2, k->eps, &w[i],
-               &m[i], &v[i]);
+        update(w[i], m[i], v[i], g[i], k, &w[i], &m[i], &v[i]);
         bad += not_finite(w[i], v[i]);
     }
     return bad;
@@ -61,8 +67,7 @@ static inline size_t check_exact(const float *w, const float *m, const float *v,
     size_t bad = 0;
     for (size_t i = 0; i < n; i++) {
         float wi, mi, vi;
-        update(w[i], m[i], v[i], g[i], k->alpha, k->one_minus_b1, k->one_minus_b2, k->eps, &wi,
-               &mi, &vi);
+        update(w[i], m[i], v[i], g[i], k, &wi, &mi, &vi);
         bad += not_finite(wi, vi);
     }
     return bad;
@@ -81,8 +86,8 @@ static inline size_t check_run(const float *restrict w, const float *restrict m,
 {
     size_t unsure = 0, bad_g = 0;
     for (size_t i = 0; i < n; i++) {
-        const float mi = m[i] + (g[i] - m[i]) * k->one_minus_b1;
-        const float vi = v[i] + (g[i] * g[i] - v[i]) * k->one_minus_b2;
+        float mi, vi;
+        moments(m[i], v[i], g[i], k, &mi, &vi);
         const float bound = fabsf(w[i]) + fabsf(k->alpha * mi) * k->inv_eps;
         unsure += !((vi >= 0.0f) & (vi <= FLT_MAX) & (bound < FLT_MAX / 4));
         bad_g += not_finite(g[i], 0.0f);
