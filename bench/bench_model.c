@@ -2,7 +2,7 @@
  * random images, for the tutorial's 256x256x3 and a 32x32x1 (Fashion-MNIST
  * sized) model, batch 32 by default.
  *
- *   bench_model [--threads N] [--seconds S] [--batch B] [--size HxWxC]...
+ *   bench_model [--threads N] [--seconds S] [--batch B] [--size HxWxC]... [--modes M]
  *
  * Each measurement runs one untimed warm-up step, then repeats until S seconds
  * have passed (at least 3 timed steps), and reports the median step. Besides the human-readable table it
@@ -59,10 +59,11 @@ static int usage(const char *prog)
 {
     fprintf(stderr,
             "usage: %s [--threads N] [--seconds S] [--batch B] [--size HxWxC]... [--gemm-peak 0|1]\n"
-            "          [--bf16 0|1]\n"
+            "          [--bf16 0|1] [--modes train|infer|both]\n"
             "  defaults: all cores, 3 seconds per measurement, batch 32,\n"
             "  sizes 32x32x1 then 256x256x3, the sgemm peak measured first (1),\n"
-            "  float32 (--bf16 1: ae_model_set_bf16, AMX tiles)\n",
+            "  float32 (--bf16 1: ae_model_set_bf16, AMX tiles), training and scoring\n"
+            "  (--modes: one of them alone, as for a profile)\n",
             prog);
     return 2;
 }
@@ -244,6 +245,9 @@ static void machine_peaks(int threads, double peaks[3])
 
 static double gemm_peak = 0;
 static int use_bf16 = 0;
+/* Which measurements to run (--modes). */
+enum { MODE_TRAIN = 1, MODE_INFER = 2 };
+static int modes = MODE_TRAIN | MODE_INFER;
 
 static int bench_size(image_size s, int batch, double seconds)
 {
@@ -283,6 +287,8 @@ static int bench_size(image_size s, int batch, double seconds)
     printf("# kernels: %s\n", ae_model_kernels(m));
     int rc = 0;
     for (int train = 1; train >= 0 && rc == 0; train--) {
+        if (!(modes & (train ? MODE_TRAIN : MODE_INFER)))
+            continue;
         result r;
         ae_model_reset_layer_times(m);
         rc = measure(m, x, batch, train, seconds, flops, &r);
@@ -325,6 +331,14 @@ int main(int argc, char **argv)
             gemm = (int)strtol(v, &end, 10);
         } else if (strcmp(a, "--bf16") == 0) {
             use_bf16 = (int)strtol(v, &end, 10);
+        } else if (strcmp(a, "--modes") == 0) {
+            modes = strcmp(v, "train") == 0   ? MODE_TRAIN
+                    : strcmp(v, "infer") == 0 ? MODE_INFER
+                    : strcmp(v, "both") == 0  ? MODE_TRAIN | MODE_INFER
+                                              : 0;
+            if (!modes)
+                return usage(argv[0]);
+            end = (char *)v + strlen(v);
         } else if (strcmp(a, "--batch") == 0) {
             batch = (int)strtol(v, &end, 10);
             if (batch < 1 || batch > 4096)

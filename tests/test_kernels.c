@@ -246,6 +246,8 @@ static const shape shapes[] = {
     {1, 2, 10, 64, 16, 2},
     {1, 6, 10, 8, 5, 2},   /* the same for 5 and 8 channels, both layers */
     {10, 4, 4, 8, 16, 2},  /* small images sharing weight-gradient slots: 8, then 2 */
+    {1, 4, 14, 24, 50, 2}, /* 4-vector blocks with a masked tail, rows of 6 + 4 + 1 pixels; taps in 2 calls */
+    {1, 2, 64, 16, 64, 2}, /* 4-vector blocks along a row of 32: 6 6 6 6 4 4 */
 };
 
 static int isa_available(int isa)
@@ -1226,6 +1228,65 @@ static void test_tiles_do_not_change_bits(void **state)
     }
 }
 
+/* 4-vector blocks and taps split over calls (ae_direct_set_plain_blocks)
+ * add each output's terms in the same order as plain 2-vector blocks: the
+ * layers' outputs and input gradients keep their bits. */
+static void test_wide_blocks_do_not_change_bits(void **state)
+{
+    (void)state;
+    static const shape wide[] = {
+        {1, 4, 36, 64, 64, 2}, /* 64 channels both sides: taps in pairs */
+        {1, 4, 14, 24, 50, 2}, /* a masked fourth vector; rows of 7: 4 + 1 + 1 + 1 pixels */
+        {1, 2, 64, 16, 64, 2}, /* rows of 32: 6 6 6 6 4 4 */
+        {2, 6, 24, 32, 64, 2}, /* 32 -> 64 channels, taps in fours */
+    };
+    for (int isa = AE_ISA_AVX2; isa < AE_ISA_COUNT; isa++) {
+        if (!isa_available(isa) || isa == AE_ISA_AMX_BF16)
+            continue;
+        ae_rng_seed(&rng, 17);
+        for (size_t k = 0; k < sizeof wide / sizeof *wide; k++) {
+            const shape *sh = &wide[k];
+            for (int deconv = 0; deconv <= 1; deconv++) {
+                ae_conv_geom g;
+                const int small_c = shape_geom(sh, deconv, &g);
+                size_t big = (size_t)g.big_h * g.big_w * g.big_c;
+                size_t small = (size_t)g.small_h * g.small_w * small_c;
+                size_t nx = sh->n * (deconv ? small : big), ny = sh->n * (deconv ? big : small);
+                size_t nw = 9 * (size_t)g.big_c * small_c;
+                float *x = random_floats(nx), *w = random_floats(nw);
+                float *b = random_floats((size_t)sh->cout), *dy = random_floats(ny);
+                float *y[2], *dx[2], *dw = filled_floats(nw, NAN), *db = filled_floats(nw, NAN);
+                for (int plain = 0; plain <= 1; plain++) {
+                    ae_scratch s;
+                    ae_direct_set_plain_blocks(plain);
+                    scratch_make(&s, isa, sh->n, &g, small_c);
+                    y[plain] = filled_floats(ny, NAN);
+                    dx[plain] = filled_floats(nx, NAN);
+                    if (!deconv) {
+                        ae_conv2d_forward(y[plain], x, NULL, w, b, sh->n, &g, sh->cout, &s);
+                        ae_conv2d_backward(dx[plain], dw, db, dy, x, NULL, w, sh->n, &g,
+                                           sh->cout, &s);
+                    } else {
+                        ae_deconv2d_forward(y[plain], x, NULL, w, b, sh->n, &g, sh->cin, &s);
+                        ae_deconv2d_backward(dx[plain], dw, db, dy, x, NULL, w, sh->n, &g,
+                                             sh->cin, &s);
+                    }
+                    scratch_free(&s);
+                }
+                ae_direct_set_plain_blocks(0);
+                if (memcmp(y[0], y[1], ny * sizeof(float)) ||
+                    memcmp(dx[0], dx[1], nx * sizeof(float)))
+                    fail_msg("%s on %s, %dx%dx%d->%d: wide blocks change the bits",
+                             deconv ? "deconv" : "conv", ae_isa_name(isa), sh->h, sh->w, sh->cin,
+                             sh->cout);
+                for (int plain = 0; plain <= 1; plain++)
+                    free(y[plain]), free(dx[plain]);
+                free(x), free(w), free(b), free(dy), free(dw), free(db);
+            }
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1245,6 +1306,7 @@ int main(void)
         cmocka_unit_test(test_dense_backward_on_the_pool),
         cmocka_unit_test(test_small_images_match_portable),
         cmocka_unit_test(test_tiles_do_not_change_bits),
+        cmocka_unit_test(test_wide_blocks_do_not_change_bits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -46,6 +46,8 @@ typedef __m512d vecd;
     _mm512_cvtps_pd(_mm256_castsi256_ps(_mm512_extracti64x4_epi64(_mm512_castps_si512(v), 1)))
 #define RMAX1 16
 #define RMAX2 8
+/* Pixels per block of four vectors of output channels (64 channels: 24 accumulators). */
+#define RMAX4 6
 #define CBMAX1 8
 #define CBMAX2 4
 /* Pixels per block of big_to_small from one channel (nine tap vectors held). */

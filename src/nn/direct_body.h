@@ -36,35 +36,51 @@
 #define UNROLL_ALL _Pragma("GCC unroll 64")
 #endif
 
+/* Vectors of output channels per block: 4 where the ISA defines RMAX4. */
+#ifdef RMAX4
+#define BLOCK_VMAX 4
+#define BLOCK_RMAX4 RMAX4
+#else
+#define BLOCK_VMAX 2
+#define BLOCK_RMAX4 1
+#endif
+
 /* acc[r][v] = sum over ntaps taps, k channels: src[t][pos(r) + c] wt[t][c ldw + v VW],
  * pos(r) = (r / COLS) srow + (r % COLS) rstride: R pixels as R / COLS rows of
  * COLS (one row when COLS = R; a tile of several rows when rows are short);
  * then dst[(r / COLS) drow + (r % COLS) dstride + v VW] = acc + init (channels
  * past the mask are not written). Each output sums taps, then channels, in
  * the same order whatever tile it is in: the tile shape never changes bits.
- * RS > 0 is rstride as a compile-time constant (the caller's rstride equals it). */
+ * RS > 0 is rstride as a compile-time constant (the caller's rstride equals it).
+ * resume: acc starts from dst instead of 0 (and init should be NULL until the
+ * last taps): a sum split over calls at tap boundaries adds its terms in the
+ * same order, so it has the same bits as one call. */
 static TARGET ALWAYS_INLINE void FN(block)(const int R, const int V, const int COLS,
                                            const int RS, const float *const *src, int ntaps,
                                            int rstride, size_t srow, int k,
                                            const float *const *wt, int ldw, float *dst,
                                            int dstride, size_t drow, vmask last,
-                                           const float *init)
+                                           const float *init, int resume)
 {
-    vec acc[RMAX1][2];
+    vec acc[RMAX1][BLOCK_VMAX];
     if (RS > 0)
         rstride = RS;
     UNROLL
-    for (int r = 0; r < R; r++)
+    for (int r = 0; r < R; r++) {
+        const float *d = dst + (size_t)(r / COLS) * drow + (size_t)(r % COLS) * dstride;
         UNROLL
         for (int v = 0; v < V; v++)
-            acc[r][v] = V_ZERO();
+            acc[r][v] = !resume          ? V_ZERO()
+                        : v == V - 1 ? V_LOADM(d + v * VW, last)
+                                     : V_LOAD(d + v * VW);
+    }
     for (int t = 0; t < ntaps; t++) {
         const float *s = src[t], *w = wt[t];
         for (int c = 0; c < k; c++, w += ldw) {
-            vec wv[2];
-            wv[0] = V == 1 ? V_LOADM(w, last) : V_LOAD(w);
-            if (V == 2)
-                wv[1] = V_LOADM(w + VW, last);
+            vec wv[BLOCK_VMAX];
+            UNROLL
+            for (int v = 0; v < V; v++)
+                wv[v] = v == V - 1 ? V_LOADM(w + v * VW, last) : V_LOAD(w + v * VW);
             UNROLL
             for (int r = 0; r < R; r++) {
                 vec b = V_SET1(s[(size_t)(r / COLS) * srow + (size_t)(r % COLS) * rstride + c]);
@@ -74,34 +90,35 @@ static TARGET ALWAYS_INLINE void FN(block)(const int R, const int V, const int C
             }
         }
     }
-    vec bias[2] = {V_ZERO(), V_ZERO()};
-    if (init) {
-        bias[0] = V == 1 ? V_LOADM(init, last) : V_LOAD(init);
-        if (V == 2)
-            bias[1] = V_LOADM(init + VW, last);
-    }
+    vec bias[BLOCK_VMAX];
+    UNROLL
+    for (int v = 0; v < V; v++)
+        bias[v] = !init ? V_ZERO() : v == V - 1 ? V_LOADM(init + v * VW, last)
+                                                : V_LOAD(init + v * VW);
     UNROLL
     for (int r = 0; r < R; r++) {
         float *d = dst + (size_t)(r / COLS) * drow + (size_t)(r % COLS) * dstride;
-        if (V == 1) {
-            V_STOREM(d, last, V_ADD(acc[r][0], bias[0]));
-        } else {
-            V_STORE(d, V_ADD(acc[r][0], bias[0]));
-            V_STOREM(d + VW, last, V_ADD(acc[r][1], bias[1]));
+        UNROLL
+        for (int v = 0; v < V; v++) {
+            if (v == V - 1)
+                V_STOREM(d + v * VW, last, V_ADD(acc[r][v], bias[v]));
+            else
+                V_STORE(d + v * VW, V_ADD(acc[r][v], bias[v]));
         }
     }
 }
 
 typedef void (*FN(block_fn))(const float *const *, int, int, size_t, int, const float *const *,
-                             int, float *, int, size_t, vmask, const float *);
+                             int, float *, int, size_t, vmask, const float *, int);
 
 #define BLOCK_VARIANT_RS(NAME, V, R, COLS, RS)                                                  \
     static TARGET void FN(NAME)(const float *const *src, int ntaps, int rstride, size_t srow,   \
                                 int k, const float *const *wt, int ldw, float *dst,            \
-                                int dstride, size_t drow, vmask last, const float *init)       \
+                                int dstride, size_t drow, vmask last, const float *init,       \
+                                int resume)                                                    \
     {                                                                                           \
         FN(block)(R, V, COLS, RS, src, ntaps, rstride, srow, k, wt, ldw, dst, dstride, drow,    \
-                  last, init);                                                                  \
+                  last, init, resume);                                                          \
     }
 #define BLOCK_VARIANT(V, R, COLS) BLOCK_VARIANT_RS(block_##V##_##R##_##COLS, V, R, COLS, 0)
 BLOCK_VARIANT(1, RMAX1, RMAX1)
@@ -115,6 +132,11 @@ BLOCK_VARIANT(1, 1, 1)
 BLOCK_VARIANT(2, RMAX2, RMAX2)
 BLOCK_VARIANT(2, 4, 4)
 BLOCK_VARIANT(2, 1, 1)
+#ifdef RMAX4
+BLOCK_VARIANT(4, RMAX4, RMAX4)
+BLOCK_VARIANT(4, 4, 4)
+BLOCK_VARIANT(4, 1, 1)
+#endif
 /* Tiles of several short rows (TILE_ROWS_<V>_<COLS> rows of COLS pixels, set
  * by the ISA file for the row widths where one row gives too few chains). */
 #ifdef TILE_ROWS_1_4
@@ -173,9 +195,9 @@ static TARGET FN(block_fn) FN(row_tile)(int V, int n, int *rows)
 static TARGET void FN(blocks)(int V, int n, int nrows, const float *const *src0, int ntaps,
                               int rstride, size_t srow, int k, const float *const *wt, int ldw,
                               float *dst0, int dstride, size_t drow, vmask last,
-                              const float *init)
+                              const float *init, int resume)
 {
-    const int rmax = V == 1 ? RMAX1 : RMAX2;
+    const int rmax = V == 1 ? RMAX1 : V == 2 ? RMAX2 : BLOCK_RMAX4;
     const float *src[9];
     int tile_rows;
     FN(block_fn) tile = FN(row_tile)(V, n, &tile_rows);
@@ -185,7 +207,7 @@ static TARGET void FN(blocks)(int V, int n, int nrows, const float *const *src0,
             for (int t = 0; t < ntaps; t++)
                 src[t] = src0[t] + (size_t)row * srow;
             tile(src, ntaps, rstride, srow, k, wt, ldw, dst0 + (size_t)row * drow, dstride,
-                 drow, last, init);
+                 drow, last, init, resume);
         }
     for (; row < nrows; row++) {
         for (int t = 0; t < ntaps; t++)
@@ -194,20 +216,45 @@ static TARGET void FN(blocks)(int V, int n, int nrows, const float *const *src0,
         int done = 0;
         while (done < n) {
             int r = n - done >= rmax ? rmax : n - done >= 4 ? 4 : 1;
+            /* 4-vector blocks: 6-pixel blocks leave a row of 32 with 2 single
+             * pixels (slow: a load per 4 FMAs), so end such rows in 4-pixel blocks */
+            if (V == 4 && r == rmax && n - done != rmax && n - done < rmax + 4)
+                r = 4;
             FN(block_fn) f;
             if (V == 1)
                 f = r == rmax ? FN(widest_1)(rstride) : r == 4 ? FN(block_1_4_4)
                                                                 : FN(block_1_1_1);
-            else
+            else if (V == 2)
                 f = r == rmax ? FN(block_2_RMAX2_RMAX2) : r == 4 ? FN(block_2_4_4)
                                                                  : FN(block_2_1_1);
-            f(src, ntaps, rstride, 0, k, wt, ldw, dst, dstride, 0, last, init);
+#ifdef RMAX4
+            else
+                f = r == rmax ? FN(block_4_RMAX4_RMAX4) : r == 4 ? FN(block_4_4_4)
+                                                                 : FN(block_4_1_1);
+#else
+            else
+                f = NULL; /* block_vectors never asks for 4 vectors */
+#endif
+            f(src, ntaps, rstride, 0, k, wt, ldw, dst, dstride, 0, last, init, resume);
             for (int t = 0; t < ntaps; t++)
                 src[t] += (size_t)r * rstride;
             dst += (size_t)r * dstride;
             done += r;
         }
     }
+}
+
+/* Taps per call of blocks when a tap's weights are tap_floats floats: as
+ * many as fit in TAP_CHUNK_BYTES (at least one). */
+#ifndef TAP_CHUNK_BYTES
+#define TAP_CHUNK_BYTES (32 << 10)
+#endif
+static inline int tap_chunk(int tap_floats)
+{
+    if (ae_direct_plain_blocks())
+        return 9;
+    int n = TAP_CHUNK_BYTES / (tap_floats * (int)sizeof(float));
+    return n < 1 ? 1 : n > 9 ? 9 : n;
 }
 
 /* Output channels come in groups of up to two vectors; the last vector of a
@@ -218,6 +265,22 @@ static TARGET int group_vectors(int remaining, vmask *last)
     int v = width > VW ? 2 : 1;
     *last = mask_first(width - (v - 1) * VW);
     return v;
+}
+
+/* The output channel groups of blocks: four vectors where the ISA has the
+ * registers for them (RMAX4: pixels of such a block) and the rows are long
+ * enough (n pixels: a block of 4 vectors reads each input value once for 64
+ * channels, where two groups of two read it twice), else as group_vectors. */
+static TARGET int block_vectors(int remaining, int n, vmask *last)
+{
+#ifdef RMAX4
+    if (remaining > 3 * VW && n >= RMAX4 && !ae_direct_plain_blocks()) {
+        *last = mask_first(remaining < 4 * VW ? remaining - 3 * VW : VW);
+        return 4;
+    }
+#endif
+    (void)n;
+    return group_vectors(remaining, last);
 }
 
 /* big_to_small from CB = 1 or 3 big channels (Conv2D on a gray or an RGB
@@ -322,17 +385,18 @@ static TARGET void FN(big_to_small)(const float *pad, int row0, const ae_conv_ge
     }
     /* rows per pass: a multi-row tile's when small rows are short */
     int step = 1;
-    for (int o0 = 0; o0 < cs; o0 += 2 * VW) {
+    for (int o0 = 0, v; o0 < cs; o0 += v * VW) {
         vmask unused;
         int rows;
-        if (FN(row_tile)(group_vectors(cs - o0, &unused), g->small_w, &rows) && rows > step)
+        v = block_vectors(cs - o0, g->small_w, &unused);
+        if (FN(row_tile)(v, g->small_w, &rows) && rows > step)
             step = rows;
     }
     for (int oy = oy0; oy < oy1; oy += step) {
         const int nrows = oy1 - oy < step ? oy1 - oy : step;
-        for (int o0 = 0; o0 < cs; o0 += 2 * VW) {
+        for (int o0 = 0, v; o0 < cs; o0 += v * VW) {
             vmask last;
-            int v = group_vectors(cs - o0, &last);
+            v = block_vectors(cs - o0, g->small_w, &last);
             const float *src[9], *wt[9];
             for (int kh = 0; kh < 3; kh++)
                 for (int kw = 0; kw < 3; kw++) {
@@ -340,10 +404,17 @@ static TARGET void FN(big_to_small)(const float *pad, int row0, const ae_conv_ge
                     src[kh * 3 + kw] = pad + ((size_t)py * pw + px) * cb;
                     wt[kh * 3 + kw] = w + (size_t)(kh * 3 + kw) * cb * cs + o0;
                 }
-            FN(blocks)(v, g->small_w, nrows, src, 9, s * cb, (size_t)s * pw * cb, cb, wt, cs,
-                       small + (size_t)(oy - small_row0) * g->small_w * cs + o0, cs,
-                       (size_t)g->small_w * cs,
-                       last, init ? init + o0 : NULL);
+            /* Taps in chunks whose weights stay in L1 (a block reads all of
+             * them; 9 taps of 32 or 64 channels do not fit), each chunk over
+             * the whole row before the next. */
+            const int chunk = tap_chunk(cb * v * VW);
+            for (int t0 = 0; t0 < 9; t0 += chunk) {
+                const int n = 9 - t0 < chunk ? 9 - t0 : chunk;
+                FN(blocks)(v, g->small_w, nrows, src + t0, n, s * cb, (size_t)s * pw * cb, cb,
+                           wt + t0, cs, small + (size_t)(oy - small_row0) * g->small_w * cs + o0,
+                           cs, (size_t)g->small_w * cs, last,
+                           init && t0 + n == 9 ? init + o0 : NULL, t0 > 0);
+            }
         }
     }
 }
@@ -470,10 +541,11 @@ static TARGET void FN(small_to_big)(const float *pad, int row0, const ae_conv_ge
      * rows: when a phase's rows are short, a multi-row tile takes several. */
     int step = 1;
     for (int phase = 0; phase < s && phase < g->big_w; phase++)
-        for (int c0 = 0; c0 < cb; c0 += 2 * VW) {
+        for (int c0 = 0, v; c0 < cb; c0 += v * VW) {
             vmask unused;
             int rows, n = (g->big_w - phase + s - 1) / s;
-            if (FN(row_tile)(group_vectors(cb - c0, &unused), n, &rows) && rows > step)
+            v = block_vectors(cb - c0, n, &unused);
+            if (FN(row_tile)(v, n, &rows) && rows > step)
                 step = rows;
         }
     for (int yb = y0; yb < y1; yb += s * step)
@@ -489,9 +561,9 @@ static TARGET void FN(small_to_big)(const float *pad, int row0, const ae_conv_ge
             }
             for (int phase = 0; phase < s && phase < g->big_w; phase++) {
                 int n = (g->big_w - phase + s - 1) / s;
-                for (int c0 = 0; c0 < cb; c0 += 2 * VW) {
+                for (int c0 = 0, v; c0 < cb; c0 += v * VW) {
                     vmask last;
-                    int v = group_vectors(cb - c0, &last);
+                    v = block_vectors(cb - c0, n, &last);
                     const float *src[9], *w[9];
                     int ntaps = 0;
                     for (int a = 0; a < nkh; a++)
@@ -505,8 +577,14 @@ static TARGET void FN(small_to_big)(const float *pad, int row0, const ae_conv_ge
                             w[ntaps++] = wt + (size_t)(kh_list[a] * 3 + kw) * cs * cb + c0;
                         }
                     float *dst = big + ((size_t)(y - big_row0) * g->big_w + phase) * cb + c0;
-                    FN(blocks)(v, n, nrows, src, ntaps, cs, (size_t)pw * cs, cs, w, cb, dst,
-                               s * cb, (size_t)s * g->big_w * cb, last, init ? init + c0 : NULL);
+                    /* taps in chunks, as in big_to_small */
+                    const int chunk = tap_chunk(cs * v * VW);
+                    for (int t0 = 0; t0 < ntaps; t0 += chunk) {
+                        const int m = ntaps - t0 < chunk ? ntaps - t0 : chunk;
+                        FN(blocks)(v, n, nrows, src + t0, m, cs, (size_t)pw * cs, cs, w + t0, cb,
+                                   dst, s * cb, (size_t)s * g->big_w * cb, last,
+                                   init && t0 + m == ntaps ? init + c0 : NULL, t0 > 0);
+                    }
                 }
             }
         }

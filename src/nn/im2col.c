@@ -215,6 +215,12 @@ static int band_override;
 
 void ae_direct_set_band(int rows) { band_override = rows; }
 
+static int plain_blocks;
+
+void ae_direct_set_plain_blocks(int on) { plain_blocks = on; }
+
+int ae_direct_plain_blocks(void) { return plain_blocks; }
+
 int ae_direct_band(const ae_conv_geom *g, int to_small, int in_c)
 {
     if (band_override > 0)
