@@ -577,9 +577,10 @@ static TARGET void FN(small_to_big)(const float *pad, int row0, const ae_conv_ge
                             w[ntaps++] = wt + (size_t)(kh_list[a] * 3 + kw) * cs * cb + c0;
                         }
                     float *dst = big + ((size_t)(y - big_row0) * g->big_w + phase) * cb + c0;
-                    /* taps in chunks, as in big_to_small */
+                    /* taps in chunks, as in big_to_small (one call even without taps:
+                     * it writes the bias) */
                     const int chunk = tap_chunk(cs * v * VW);
-                    for (int t0 = 0; t0 < ntaps; t0 += chunk) {
+                    for (int t0 = 0; t0 == 0 || t0 < ntaps; t0 += chunk) {
                         const int m = ntaps - t0 < chunk ? ntaps - t0 : chunk;
                         FN(blocks)(v, n, nrows, src + t0, m, cs, (size_t)pw * cs, cs, w + t0, cb,
                                    dst, s * cb, (size_t)s * g->big_w * cb, last,
