@@ -224,17 +224,14 @@ static TARGET void FN(blocks)(int V, int n, int nrows, const float *const *src0,
             if (V == 1)
                 f = r == rmax ? FN(widest_1)(rstride) : r == 4 ? FN(block_1_4_4)
                                                                 : FN(block_1_1_1);
-            else if (V == 2)
-                f = r == rmax ? FN(block_2_RMAX2_RMAX2) : r == 4 ? FN(block_2_4_4)
-                                                                 : FN(block_2_1_1);
 #ifdef RMAX4
-            else
+            else if (V == 4)
                 f = r == rmax ? FN(block_4_RMAX4_RMAX4) : r == 4 ? FN(block_4_4_4)
                                                                  : FN(block_4_1_1);
-#else
-            else
-                f = NULL; /* block_vectors never asks for 4 vectors */
 #endif
+            else
+                f = r == rmax ? FN(block_2_RMAX2_RMAX2) : r == 4 ? FN(block_2_4_4)
+                                                                 : FN(block_2_1_1);
             f(src, ntaps, rstride, 0, k, wt, ldw, dst, dstride, 0, last, init, resume);
             for (int t = 0; t < ntaps; t++)
                 src[t] += (size_t)r * rstride;
