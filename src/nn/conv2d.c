@@ -43,11 +43,12 @@ static void forward_image(void *arg, int i, int t)
     size_t next = 0; /* the first pixel of yi not yet in the statistics */
     if (j->ops) { /* in bands of output rows, each band's input padded just before */
         const int band = ae_direct_band(g, 1, g->big_c);
+        ae_band_rows held = {0, 0};
         for (int first = 0; first < g->small_h; first += band) {
             int end = first + band < g->small_h ? first + band : g->small_h, lo, hi;
             ae_direct_rows_needed(g, 1, first, end, &lo, &hi);
             ae_conv_input_rows(j->ops, s->pad[t], xi, 0, j->tf, g->big_h, g->big_w, g->big_c, lo,
-                               hi);
+                               hi, &held);
             j->ops->big_to_small(s->pad[t], lo, g, out_c, j->w, j->b, yi, 0, first, end);
             if (j->stats)
                 ae_bn_stats_image(j->stats, yi, i, t, (size_t)end * g->small_w, &next);
@@ -112,10 +113,12 @@ static void backward_image(const void *arg, int i, int t, float *dw_i, int overw
         if (overwrite)
             memset(dw_i, 0, kernel * sizeof *dw_i);
         int band = ae_direct_band(g, 1, g->big_c), lo, hi;
+        ae_band_rows held = {0, 0};
         for (int first = 0; first < g->small_h; first += band) {
             int end = first + band < g->small_h ? first + band : g->small_h;
             ae_direct_rows_needed(g, 1, first, end, &lo, &hi);
-            ae_conv_input_rows(ops, pad, xi, 0, j->tf, g->big_h, g->big_w, g->big_c, lo, hi);
+            ae_conv_input_rows(ops, pad, xi, 0, j->tf, g->big_h, g->big_w, g->big_c, lo, hi,
+                               &held);
             ops->weight_grad(pad, lo, dy_i, 0, g, out_c, dw_i, first, end);
         }
         if (!dx_i)
@@ -123,10 +126,12 @@ static void backward_image(const void *arg, int i, int t, float *dw_i, int overw
         band = ae_direct_band(g, 0, out_c);
         if (j->sums) /* dx and z of a band stay in cache for the sums */
             band = ae_direct_band_fit(band, 2 * (size_t)g->big_w * g->big_c);
+        held = (ae_band_rows){0, 0}; /* pad now takes dy's rows */
         for (int first = 0; first < g->big_h; first += band) {
             int end = first + band < g->big_h ? first + band : g->big_h;
             ae_direct_rows_needed(g, 0, first, end, &lo, &hi);
-            ae_conv_input_rows(ops, pad, dy_i, 0, NULL, g->small_h, g->small_w, out_c, lo, hi);
+            ae_conv_input_rows(ops, pad, dy_i, 0, NULL, g->small_h, g->small_w, out_c, lo, hi,
+                               &held);
             ops->small_to_big(pad, lo, g, out_c, s->wt, NULL, dx_i, 0, first, end);
             if (j->sums)
                 ae_bn_grad_sums_image(j->sums, dx_i, i, (size_t)end * g->big_w, &next);

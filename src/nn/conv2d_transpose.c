@@ -48,16 +48,17 @@ static void forward_image(void *arg, int i, int t)
     if (j->ops) { /* in bands of output rows, each band's input padded just before */
         const int band = ae_direct_band(g, 0, in_c);
         float *tmp = s->pad[t] + ae_direct_padded_floats(g->small_h, g->small_w, in_c);
+        ae_band_rows held = {0, 0};
         for (int first = 0; first < g->big_h; first += band) {
             int end = first + band < g->big_h ? first + band : g->big_h, lo, hi;
             ae_direct_rows_needed(g, 0, first, end, &lo, &hi);
             if (j->narrow) {
                 ae_conv_input_planar_rows(j->ops, s->pad[t], xi, 0, j->tf, g->small_h,
-                                          g->small_w, in_c, lo, hi, tmp, 1, NULL);
+                                          g->small_w, in_c, lo, hi, tmp, 1, NULL, &held);
                 j->ops->small_to_big_narrow(s->pad[t], lo, g, in_c, j->w, j->b, yi, first, end);
             } else {
                 ae_conv_input_rows(j->ops, s->pad[t], xi, 0, j->tf, g->small_h, g->small_w, in_c,
-                                   lo, hi);
+                                   lo, hi, &held);
                 j->ops->small_to_big(s->pad[t], lo, g, in_c, s->wt, j->b, yi, 0, first, end);
             }
             if (j->sigmoid) { /* while the band is in cache */
@@ -158,11 +159,12 @@ static void backward_image(const void *arg, int i, int t, float *dw_i, int overw
         float *xt = pad_dy + ae_direct_padded_floats(g->big_h, g->big_w, out_c);
         if (overwrite)
             memset(dw_i, 0, kernel * sizeof *dw_i);
+        ae_band_rows held = {0, 0};
         for (int first = 0; first < g->small_h; first += band) {
             int end = first + band < g->small_h ? first + band : g->small_h, lo, hi;
             ae_direct_rows_needed(g, 1, first, end, &lo, &hi);
             ae_conv_grad_rows(ops, pad_dy, dy_i, z_i, j->gtf, g->big_h, g->big_w, out_c, lo, hi,
-                              db_i, &summed);
+                              db_i, &summed, &held);
             const float *x_rows = xi;
             int x_row0 = 0;
             if (j->tf) {
@@ -180,7 +182,7 @@ static void backward_image(const void *arg, int i, int t, float *dw_i, int overw
         /* Rows no band read (none in TF's geometry) still count for the bias. */
         while (summed < g->big_h)
             ae_conv_grad_rows(ops, pad_dy, dy_i, z_i, j->gtf, g->big_h, g->big_w, out_c,
-                              summed + 1, summed + 2, db_i, &summed);
+                              summed + 1, summed + 2, db_i, &summed, NULL);
         return;
     }
     if (j->tf) {
@@ -324,12 +326,13 @@ static void head_image(const void *arg, int i, int t, float *dw_i, int overwrite
     ring_rows = ring_rows < h ? ring_rows : h;
     double lanes[AE_LOSS_LANES] = {0};
     int done = 0; /* rows of dx and dw done */
+    ae_band_rows held = {0, 0};
     for (int first = 0; first < h; first += band) {
         const int end = first + band < h ? first + band : h;
         int lo, hi;
         ae_direct_rows_needed(g, 0, first, end, &lo, &hi);
         ae_conv_input_planar_rows(ops, planar, xi, 0, j->tf, h, w, in_c, lo, hi, ring, ring_rows,
-                                  defer ? &hat : NULL);
+                                  defer ? &hat : NULL, &held);
         ops->small_to_big_narrow(planar, lo, g, in_c, j->w, j->b, yi, first, end);
         ops->sigmoid(yi + first * out_row, yi + first * out_row, (size_t)(end - first) * out_row);
         for (int r = first; r < end; r++) {

@@ -83,18 +83,32 @@ typedef struct ae_direct_ops_s {
  * (im2col's); ops (may be NULL) vectorizes the transform. In im2col.c. */
 void ae_conv_input(const ae_direct_ops *ops, float *dst, const float *x, const ae_input_tf *tf,
                    int h, int w, int c, int pad);
+/* The padded rows a band buffer holds, [lo, hi) (none while equal). The
+ * bands of a layer's pass overlap by a row or two (a 3x3 window reaches past
+ * its band); with one of these, a band that starts inside the rows its
+ * buffer holds moves them to its front instead of making them again: the
+ * same values (a row's transform does not depend on its band), without
+ * reading its input from memory a second time. */
+typedef struct {
+    int lo, hi;
+} ae_band_rows;
+
 /* Padded rows [lo, hi) of x' (row 0 and row h + 1 are the zero border) into
  * dst, row lo first, x holding image rows from x_row0 on (0: the whole
- * image); planar: channel-planar as ae_conv_input_planar. */
+ * image); planar: channel-planar as ae_conv_input_planar. held (may be NULL)
+ * says which rows dst holds, and is updated. */
 void ae_conv_input_rows(const ae_direct_ops *ops, float *dst, const float *x, int x_row0,
-                        const ae_input_tf *tf, int h, int w, int c, int lo, int hi);
+                        const ae_input_tf *tf, int h, int w, int c, int lo, int hi,
+                        ae_band_rows *held);
 /* ...planar_rows: with tf, each image row y of x' is made in tmp first, at row y % tmp_rows
  * of tmp_rows rows of w x c floats, and stays there: a caller can read the
  * rows back (the training head's backward does); with tmp_tf too (may be
- * NULL), what stays there is tmp_tf(x)'s row, made once x' is planar. */
+ * NULL), what stays there is tmp_tf(x)'s row, made once x' is planar. Rows
+ * taken from held were made by an earlier call, their tmp rows with them. */
 void ae_conv_input_planar_rows(const ae_direct_ops *ops, float *dst, const float *x, int x_row0,
                                const ae_input_tf *tf, int h, int w, int c, int lo, int hi,
-                               float *tmp, int tmp_rows, const ae_input_tf *tmp_tf);
+                               float *tmp, int tmp_rows, const ae_input_tf *tmp_tf,
+                               ae_band_rows *held);
 /* ae_conv_input_rows for an output gradient: padded rows [lo, hi) of dy or,
  * under a BatchNorm, of dz = gtf(dy) (one image; z its part of gtf->z; gtf
  * and z NULL: dy as is; with gtf->above_w, dy is the image's padded
@@ -104,7 +118,7 @@ void ae_conv_input_planar_rows(const ae_direct_ops *ops, float *dst, const float
  * *summed moves past it. */
 void ae_conv_grad_rows(const ae_direct_ops *ops, float *dst, const float *dy, const float *z,
                        const ae_grad_tf *gtf, int h, int w, int c, int lo, int hi, float *db,
-                       int *summed);
+                       int *summed, ae_band_rows *held);
 /* The padded input rows [*lo, *hi) that output rows [first, end) read:
  * big_to_small and weight_grad (output = small rows) when to_small is set,
  * small_to_big (output = big rows) otherwise. */

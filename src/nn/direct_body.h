@@ -1236,6 +1236,26 @@ static TARGET int FN(planar_tf_row)(float *rows, float *keep, const float *src, 
 static TARGET ALWAYS_INLINE void FN(bias_sum)(float *db, const float *dy, size_t pixels, int c,
                                               const int add)
 {
+    if (4 * c <= VW) {
+        /* Few channels (the output layer's): the four chains side by side in
+         * one vector, lane j c + ch chain j's channel ch, so four pixels are
+         * one load (four masked loads of c lanes were slower than the adds).
+         * The masked tail adds +0.0 to the chains it does not reach, which
+         * leaves them as they are (a chain that starts at +0.0 is never -0.0). */
+        vec acc = V_ZERO();
+        const vmask four = mask_first(4 * c);
+        size_t p = 0;
+        for (; p + 4 <= pixels; p += 4)
+            acc = V_ADD(acc, V_LOADM(dy + p * c, four));
+        acc = V_ADD(acc, V_LOADM(dy + p * c, mask_first((int)(pixels - p) * c)));
+        float a[VW];
+        V_STORE(a, acc);
+        for (int ch = 0; ch < c; ch++) {
+            const float sum = (a[ch] + a[c + ch]) + (a[2 * c + ch] + a[3 * c + ch]);
+            db[ch] = add ? db[ch] + sum : sum;
+        }
+        return;
+    }
     for (int c0 = 0; c0 < c; c0 += VW) {
         vmask m = mask_first(c - c0 < VW ? c - c0 : VW);
         vec a0 = V_ZERO(), a1 = V_ZERO(), a2 = V_ZERO(), a3 = V_ZERO();
@@ -1342,9 +1362,8 @@ static TARGET void FN(sigmoid)(float *y, const float *x, size_t count)
         vec f = V_SUB(V_SUB(r, V_MUL(n, c1)), V_MUL(n, c2));
         vec p = V_FMA(V_FMA(V_FMA(V_FMA(V_FMA(p0, f, p1), f, p2), f, p3), f, p4), f, p5);
         vec e = V_SCALE2(V_ADD(V_FMA(V_MUL(p, f), f, f), one), n);
-        vec den = V_ADD(one, e);
-        /* x >= 0: 1 / (1 + e); x < 0: e / (1 + e) */
-        V_STOREM(y + i, m, V_SELECT_NONNEG(v, V_DIV(one, den), V_DIV(e, den)));
+        /* x >= 0: 1 / (1 + e); x < 0: e / (1 + e) (one division: they are slow) */
+        V_STOREM(y + i, m, V_DIV(V_SELECT_NONNEG(v, one, e), V_ADD(one, e)));
     }
 }
 

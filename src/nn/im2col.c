@@ -108,10 +108,29 @@ static float *padded_row(float *dst, int lo, int r, int h, int w, int c)
     return d + c;
 }
 
-void ae_conv_input_rows(const ae_direct_ops *ops, float *dst, const float *x, int x_row0,
-                        const ae_input_tf *tf, int h, int w, int c, int lo, int hi)
+/* The first of rows [lo, hi) to make into dst (ae_band_rows): the rows held
+ * from lo on are moved to dst's front first. */
+static int reuse_held_rows(float *dst, size_t row, ae_band_rows *held, int lo, int hi)
 {
-    for (int r = lo; r < hi; r++) {
+    int from = lo;
+    if (held && held->lo <= lo && lo < held->hi) {
+        from = held->hi < hi ? held->hi : hi;
+        memmove(dst, dst + (size_t)(lo - held->lo) * row,
+                (size_t)(from - lo) * row * sizeof *dst);
+    }
+    if (held) {
+        held->lo = lo;
+        held->hi = hi;
+    }
+    return from;
+}
+
+void ae_conv_input_rows(const ae_direct_ops *ops, float *dst, const float *x, int x_row0,
+                        const ae_input_tf *tf, int h, int w, int c, int lo, int hi,
+                        ae_band_rows *held)
+{
+    const int from = reuse_held_rows(dst, (size_t)(w + 2) * c, held, lo, hi);
+    for (int r = from; r < hi; r++) {
         float *d = padded_row(dst, lo, r, h, w, c);
         if (d)
             transform_row(ops, d, x + (size_t)(r - 1 - x_row0) * w * c, tf, w, c);
@@ -120,9 +139,10 @@ void ae_conv_input_rows(const ae_direct_ops *ops, float *dst, const float *x, in
 
 void ae_conv_grad_rows(const ae_direct_ops *ops, float *dst, const float *dy, const float *z,
                        const ae_grad_tf *gtf, int h, int w, int c, int lo, int hi, float *db,
-                       int *summed)
+                       int *summed, ae_band_rows *held)
 {
-    for (int r = lo; r < hi; r++) {
+    const int from = reuse_held_rows(dst, (size_t)(w + 2) * c, held, lo, hi);
+    for (int r = from; r < hi; r++) {
         float *d = padded_row(dst, lo, r, h, w, c);
         if (!d)
             continue;
@@ -147,7 +167,7 @@ void ae_conv_input(const ae_direct_ops *ops, float *dst, const float *x, const a
                    int h, int w, int c, int pad)
 {
     if (pad) {
-        ae_conv_input_rows(ops, dst, x, 0, tf, h, w, c, 0, h + 2);
+        ae_conv_input_rows(ops, dst, x, 0, tf, h, w, c, 0, h + 2, NULL);
         return;
     }
     const size_t inner = (size_t)w * c;
@@ -157,10 +177,12 @@ void ae_conv_input(const ae_direct_ops *ops, float *dst, const float *x, const a
 
 void ae_conv_input_planar_rows(const ae_direct_ops *ops, float *dst, const float *x, int x_row0,
                                const ae_input_tf *tf, int h, int w, int c, int lo, int hi,
-                               float *tmp, int tmp_rows, const ae_input_tf *tmp_tf)
+                               float *tmp, int tmp_rows, const ae_input_tf *tmp_tf,
+                               ae_band_rows *held)
 {
     const size_t pw = (size_t)w + 2, plane_row = pw * c, inner = (size_t)w * c;
-    for (int r = lo; r < hi; r++) {
+    const int from = reuse_held_rows(dst, plane_row, held, lo, hi);
+    for (int r = from; r < hi; r++) {
         float *rows = dst + (size_t)(r - lo) * plane_row;
         if (r == 0 || r == h + 1) {
             memset(rows, 0, plane_row * sizeof *rows);

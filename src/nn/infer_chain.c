@@ -108,7 +108,7 @@ static void ensure_rows(const chain_job *j, window *wins, int k, const float *xi
         in = wins[k - 1].win;
         in_row0 = wins[k - 1].have_lo;
     }
-    ae_conv_input_rows(j->ops, v->pad, in, in_row0, l->tf, in_h, in_w, l->in_c, lo, hi);
+    ae_conv_input_rows(j->ops, v->pad, in, in_row0, l->tf, in_h, in_w, l->in_c, lo, hi, NULL);
     if (l->conv)
         j->ops->big_to_small(v->pad, lo, l->g, l->out_c, l->w, l->b, v->win, v->have_lo,
                              v->have_hi, need_hi);
@@ -175,7 +175,7 @@ static void score_image(void *arg, int i, int t)
         ensure_rows(j, wins, top - 1, image_input(j, i), lo > 0 ? lo - 1 : 0,
                     hi - 1 < h ? hi - 1 : h);
         ae_conv_input_planar_rows(j->ops, planar, wins[top - 1].win, wins[top - 1].have_lo, o->tf,
-                                  h, w, c, lo, hi, row, 1, NULL);
+                                  h, w, c, lo, hi, row, 1, NULL, NULL);
         j->ops->small_to_big_narrow(planar, lo, g, c, o->w, o->b, yi, first, end);
         const size_t from = (size_t)first * y_row, count = (size_t)(end - first) * y_row;
         j->ops->sigmoid(yi + from, yi + from, count);
