@@ -454,7 +454,7 @@ static void test_pad_and_transpose(void **state)
 static void test_elementwise_passes_match_portable(void **state)
 {
     (void)state;
-    const int cs[] = {1, 3, 16, 17, 40, 64};
+    const int cs[] = {1, 3, 16, 17, 40, 64, 100}; /* 100: two groups of sums (SUM_GROUP) */
     ae_rng_seed(&rng, 9);
     for (int isa = AE_ISA_AVX2; isa < AE_ISA_COUNT; isa++) {
         if (!isa_available(isa))

@@ -1050,33 +1050,53 @@ static TARGET ALWAYS_INLINE vec FN(bn_term)(const float *zp, vmask m, vec slope,
         (sum) = V_ADD(V_ADD(a0_, a1_), V_ADD(a2_, a3_));                                \
     } while (0)
 
+/* The sums below take the channels in groups of up to SUM_GROUP vectors, and
+ * each run of pixels for the whole group before the next run: a pass over the
+ * pixels reads all of their lines (64 channels: 4 a pixel). One vector of
+ * channels at a time, a pass reads every second or fourth line, and ran at
+ * 7-8 GB/s from memory instead of 14. A channel's run sums and their order
+ * are the same either way. */
+enum { SUM_GROUP = 4 };
+
 /* acc[ch] = sum over pixels of leaky(z) or, with mean, of (leaky(z) - (float)mean)^2. */
 static TARGET void FN(bn_sums)(double *acc, const float *z, size_t pixels, int c, float slope,
                                const double *mean)
 {
     const vec vslope = V_SET1(slope);
-    for (int c0 = 0; c0 < c; c0 += VW) {
-        const int width = c - c0 < VW ? c - c0 : VW;
-        const vmask m = mask_first(width);
-        float mu[VW];
-        for (int j = 0; j < VW; j++)
-            mu[j] = mean && j < width ? (float)mean[c0 + j] : 0.0f;
-        const vec vmu = V_LOADM(mu, m);
-        vecd t0 = VD_LO(V_ZERO()), t1 = t0;
+    for (int g0 = 0; g0 < c; g0 += SUM_GROUP * VW) {
+        const int nv = (c - g0 + VW - 1) / VW < SUM_GROUP ? (c - g0 + VW - 1) / VW : SUM_GROUP;
+        vmask m[SUM_GROUP];
+        vec vmu[SUM_GROUP];
+        vecd t[SUM_GROUP][2];
+        for (int v = 0; v < nv; v++) {
+            const int c0 = g0 + v * VW, width = c - c0 < VW ? c - c0 : VW;
+            float mu[VW];
+            for (int j = 0; j < VW; j++)
+                mu[j] = mean && j < width ? (float)mean[c0 + j] : 0.0f;
+            m[v] = mask_first(width);
+            vmu[v] = V_LOADM(mu, m[v]);
+            t[v][0] = t[v][1] = VD_LO(V_ZERO());
+        }
         for (size_t p0 = 0; p0 < pixels; p0 += BN_RUN) {
             const size_t p1 = pixels - p0 < BN_RUN ? pixels : p0 + BN_RUN;
-            vec sum;
-#define TERM(q) FN(bn_term)(z + (q) * c + c0, m, vslope, mean != NULL, vmu)
-            BN_RUN_SUM(sum, p0, p1, TERM);
+            for (int v = 0; v < nv; v++) {
+                const float *zc = z + g0 + v * VW;
+                vec sum;
+#define TERM(q) FN(bn_term)(zc + (q) * c, m[v], vslope, mean != NULL, vmu[v])
+                BN_RUN_SUM(sum, p0, p1, TERM);
 #undef TERM
-            t0 = VD_ADD(t0, VD_LO(sum));
-            t1 = VD_ADD(t1, VD_HI(sum));
+                t[v][0] = VD_ADD(t[v][0], VD_LO(sum));
+                t[v][1] = VD_ADD(t[v][1], VD_HI(sum));
+            }
         }
-        double a[VW];
-        VD_STORE(a, t0);
-        VD_STORE(a + VW / 2, t1);
-        for (int j = 0; j < width; j++)
-            acc[c0 + j] = a[j];
+        for (int v = 0; v < nv; v++) {
+            const int c0 = g0 + v * VW, width = c - c0 < VW ? c - c0 : VW;
+            double a[VW];
+            VD_STORE(a, t[v][0]);
+            VD_STORE(a + VW / 2, t[v][1]);
+            for (int j = 0; j < width; j++)
+                acc[c0 + j] = a[j];
+        }
     }
 }
 
@@ -1091,63 +1111,91 @@ static TARGET void FN(bn_grad_sums)(double *acc, const float *dy, const float *z
                                     int c, float slope, const float *mean, const float *invstd)
 {
     const vec vslope = V_SET1(slope);
-    for (int c0 = 0; c0 < c; c0 += VW) {
-        const int width = c - c0 < VW ? c - c0 : VW;
-        const vmask m = mask_first(width);
-        const vec mu = V_LOADM(mean + c0, m), is = V_LOADM(invstd + c0, m);
-        vecd t[4];
-        t[0] = t[1] = t[2] = t[3] = VD_LO(V_ZERO());
+    for (int g0 = 0; g0 < c; g0 += SUM_GROUP * VW) { /* as bn_sums */
+        const int nv = (c - g0 + VW - 1) / VW < SUM_GROUP ? (c - g0 + VW - 1) / VW : SUM_GROUP;
+        vmask m[SUM_GROUP];
+        vec mu[SUM_GROUP], is[SUM_GROUP];
+        vecd t[SUM_GROUP][4];
+        for (int v = 0; v < nv; v++) {
+            const int c0 = g0 + v * VW;
+            m[v] = mask_first(c - c0 < VW ? c - c0 : VW);
+            mu[v] = V_LOADM(mean + c0, m[v]);
+            is[v] = V_LOADM(invstd + c0, m[v]);
+            t[v][0] = t[v][1] = t[v][2] = t[v][3] = VD_LO(V_ZERO());
+        }
         for (size_t p0 = 0; p0 < pixels; p0 += BN_RUN) {
             const size_t p1 = pixels - p0 < BN_RUN ? pixels : p0 + BN_RUN;
-            for (size_t p = p0; p < p1; p++) {
-                prefetch_ahead(z + p * c + c0);
-                prefetch_ahead(dy + p * c + c0);
-            }
-            vec sum_dy, sum_dy_xhat;
-#define DY(q) V_LOADM(dy + (q) * c + c0, m)
-#define DY_XHAT(q) V_MUL(DY(q), FN(bn_xhat)(z + (q) * c + c0, m, vslope, mu, is))
-            BN_RUN_SUM(sum_dy, p0, p1, DY);
-            BN_RUN_SUM(sum_dy_xhat, p0, p1, DY_XHAT);
+            for (int v = 0; v < nv; v++) {
+                const float *zc = z + g0 + v * VW, *dyc = dy + g0 + v * VW;
+                for (size_t p = p0; p < p1; p++) {
+                    prefetch_ahead(zc + p * c);
+                    prefetch_ahead(dyc + p * c);
+                }
+                vec sum_dy, sum_dy_xhat;
+#define DY(q) V_LOADM(dyc + (q) * c, m[v])
+#define DY_XHAT(q) V_MUL(DY(q), FN(bn_xhat)(zc + (q) * c, m[v], vslope, mu[v], is[v]))
+                BN_RUN_SUM(sum_dy, p0, p1, DY);
+                BN_RUN_SUM(sum_dy_xhat, p0, p1, DY_XHAT);
 #undef DY
 #undef DY_XHAT
-            t[0] = VD_ADD(t[0], VD_LO(sum_dy));
-            t[1] = VD_ADD(t[1], VD_HI(sum_dy));
-            t[2] = VD_ADD(t[2], VD_LO(sum_dy_xhat));
-            t[3] = VD_ADD(t[3], VD_HI(sum_dy_xhat));
+                t[v][0] = VD_ADD(t[v][0], VD_LO(sum_dy));
+                t[v][1] = VD_ADD(t[v][1], VD_HI(sum_dy));
+                t[v][2] = VD_ADD(t[v][2], VD_LO(sum_dy_xhat));
+                t[v][3] = VD_ADD(t[v][3], VD_HI(sum_dy_xhat));
+            }
         }
-        double a[2 * VW];
-        for (int k = 0; k < 4; k++)
-            VD_STORE(a + k * (VW / 2), t[k]);
-        for (int j = 0; j < width; j++) {
-            acc[c0 + j] += a[j];
-            acc[c + c0 + j] += a[VW + j];
+        for (int v = 0; v < nv; v++) {
+            const int c0 = g0 + v * VW, width = c - c0 < VW ? c - c0 : VW;
+            double a[2 * VW];
+            for (int k = 0; k < 4; k++)
+                VD_STORE(a + k * (VW / 2), t[v][k]);
+            for (int j = 0; j < width; j++) {
+                acc[c0 + j] += a[j];
+                acc[c + c0 + j] += a[VW + j];
+            }
         }
     }
 }
 
-/* dz = leaky'(z) k_dy (dy - k_mean - xhat k_xhat); dz may alias dy. */
+/* dz = leaky'(z) k_dy (dy - k_mean - xhat k_xhat) for one vector of channels
+ * [c0, c0 + VW) (m: those there are); dz may alias dy. */
+static TARGET ALWAYS_INLINE void FN(bn_grad_one)(float *dz, const float *dy, const float *z,
+                                                vmask m, vec slope, vec mu, vec is, vec kd,
+                                                vec km, vec kx)
+{
+    prefetch_ahead(z);
+    prefetch_ahead(dy);
+    const vec zv = V_LOADM(z, m);
+    const vec xhat = V_MUL(V_SUB(FN(leaky)(zv, slope), mu), is);
+    const vec da = V_MUL(kd, V_SUB(V_SUB(V_LOADM(dy, m), km), V_MUL(xhat, kx)));
+    V_STOREM(dz, m, V_SELECT_POS(zv, da, V_MUL(slope, da)));
+}
+
+/* dz = leaky'(z) k_dy (dy - k_mean - xhat k_xhat); dz may alias dy. Pixel
+ * after pixel, all of a pixel's channels at once: by vectors of channels in
+ * turn, each pass over the pixels reads every other line of z and dy (32
+ * channels), and the pass ran at 9-10 GB/s instead of 14. */
 static TARGET void FN(bn_grad_apply)(float *dz, const float *dy, const float *z, size_t pixels,
                                      int c, float slope, const float *mean, const float *invstd,
                                      const float *k_dy, const float *k_mean, const float *k_xhat)
 {
     const vec vslope = V_SET1(slope);
-    for (size_t p0 = 0; p0 < pixels; p0 += CHUNK) {
-        size_t p1 = pixels - p0 < CHUNK ? pixels : p0 + CHUNK;
-        for (int c0 = 0; c0 < c; c0 += VW) {
-            vmask m = mask_first(c - c0 < VW ? c - c0 : VW);
-            vec mu = V_LOADM(mean + c0, m), is = V_LOADM(invstd + c0, m);
-            vec kd = V_LOADM(k_dy + c0, m), km = V_LOADM(k_mean + c0, m);
-            vec kx = V_LOADM(k_xhat + c0, m);
-            for (size_t p = p0; p < p1; p++) {
-                prefetch_ahead(z + p * c + c0);
-                prefetch_ahead(dy + p * c + c0);
-                vec zv = V_LOADM(z + p * c + c0, m);
-                vec xhat = V_MUL(V_SUB(FN(leaky)(zv, vslope), mu), is);
-                vec da = V_MUL(kd, V_SUB(V_SUB(V_LOADM(dy + p * c + c0, m), km), V_MUL(xhat, kx)));
-                V_STOREM(dz + p * c + c0, m, V_SELECT_POS(zv, da, V_MUL(vslope, da)));
-            }
-        }
+    if (c <= VW) { /* the channels' constants stay in registers */
+        const vmask m = mask_first(c);
+        const vec mu = V_LOADM(mean, m), is = V_LOADM(invstd, m), kd = V_LOADM(k_dy, m);
+        const vec km = V_LOADM(k_mean, m), kx = V_LOADM(k_xhat, m);
+        for (size_t p = 0; p < pixels; p++)
+            FN(bn_grad_one)(dz + p * c, dy + p * c, z + p * c, m, vslope, mu, is, kd, km, kx);
+        return;
     }
+    for (size_t p = 0; p < pixels; p++)
+        for (int c0 = 0; c0 < c; c0 += VW) {
+            const vmask m = mask_first(c - c0 < VW ? c - c0 : VW);
+            const size_t at = p * c + c0;
+            FN(bn_grad_one)(dz + at, dy + at, z + at, m, vslope, V_LOADM(mean + c0, m),
+                            V_LOADM(invstd + c0, m), V_LOADM(k_dy + c0, m),
+                            V_LOADM(k_mean + c0, m), V_LOADM(k_xhat + c0, m));
+        }
 }
 
 /* dst = tf(x) over pixels x c (one image row or more): leaky, then scale and shift. */
