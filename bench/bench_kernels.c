@@ -8,28 +8,10 @@
 #include "nn/direct.h"
 #include "nn/isa.h"
 
+#include "bench_util.h"
+
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static float *random_floats(size_t n)
-{
-    float *v = malloc(n * sizeof *v);
-    if (!v) {
-        fprintf(stderr, "bench_kernels: out of memory\n");
-        exit(1);
-    }
-    for (size_t i = 0; i < n; i++)
-        v[i] = (float)rand() / (float)RAND_MAX - 0.5f;
-    return v;
-}
 
 int main(int argc, char **argv)
 {
@@ -44,11 +26,11 @@ int main(int argc, char **argv)
     const int cs = a[3], stride = a[4], band = a[5];
     ae_conv_geom g;
     ae_conv_geom_init(&g, a[0], a[1], a[2], stride);
-    float *big_padded = random_floats(ae_direct_padded_floats(g.big_h, g.big_w, g.big_c));
-    float *small_padded = random_floats(ae_direct_padded_floats(g.small_h, g.small_w, cs));
-    float *small = random_floats((size_t)g.small_h * g.small_w * cs);
-    float *big = random_floats((size_t)g.big_h * g.big_w * g.big_c);
-    float *w = random_floats(9 * (size_t)g.big_c * cs), *dw = random_floats(9 * (size_t)g.big_c * cs);
+    float *big_padded = bench_random_floats(ae_direct_padded_floats(g.big_h, g.big_w, g.big_c));
+    float *small_padded = bench_random_floats(ae_direct_padded_floats(g.small_h, g.small_w, cs));
+    float *small = bench_random_floats((size_t)g.small_h * g.small_w * cs);
+    float *big = bench_random_floats((size_t)g.big_h * g.big_w * g.big_c);
+    float *w = bench_random_floats(9 * (size_t)g.big_c * cs), *dw = bench_random_floats(9 * (size_t)g.big_c * cs);
     const double flops = 2.0 * g.small_h * g.small_w * 9 * g.big_c * cs;
     printf("# %dx%dx%d <-> %dx%dx%d, stride %d, bands of %d output rows: ms per image (GFLOP/s)\n",
            g.big_h, g.big_w, g.big_c, g.small_h, g.small_w, cs, stride, band);
@@ -58,19 +40,19 @@ int main(int argc, char **argv)
             continue;
         double best[3] = {1e9, 1e9, 1e9};
         for (int rep = 0; rep < 20; rep++) {
-            double t0 = now();
+            double t0 = bench_now();
             for (int f = 0; f < g.small_h; f += band)
                 ops->big_to_small(big_padded, 0, &g, cs, w, NULL, small, 0, f,
                                   f + band < g.small_h ? f + band : g.small_h);
-            double t1 = now();
+            double t1 = bench_now();
             for (int f = 0; f < g.big_h; f += band * stride)
                 ops->small_to_big(small_padded, 0, &g, cs, w, NULL, big, 0, f,
                                   f + band * stride < g.big_h ? f + band * stride : g.big_h);
-            double t2 = now();
+            double t2 = bench_now();
             for (int f = 0; f < g.small_h; f += band)
                 ops->weight_grad(big_padded, 0, small, 0, &g, cs, dw, f,
                                  f + band < g.small_h ? f + band : g.small_h);
-            double t3 = now(), t[3] = {t1 - t0, t2 - t1, t3 - t2};
+            double t3 = bench_now(), t[3] = {t1 - t0, t2 - t1, t3 - t2};
             for (int k = 0; k < 3; k++)
                 best[k] = t[k] < best[k] ? t[k] : best[k];
         }

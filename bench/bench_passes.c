@@ -11,30 +11,12 @@
 #include "nn/direct.h"
 #include "nn/isa.h"
 
+#include "bench_util.h"
+
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 enum { ARRAY_BYTES = 64 << 20, ROW_PIXELS = 128, BAND_ROWS = 16, SUM_CHUNK = 1 << 15 };
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static float *random_floats(size_t n)
-{
-    float *v = malloc(n * sizeof *v);
-    if (!v) {
-        fprintf(stderr, "bench_passes: out of memory\n");
-        exit(1);
-    }
-    for (size_t i = 0; i < n; i++)
-        v[i] = (float)rand() / (float)RAND_MAX - 0.5f;
-    return v;
-}
 
 /* The four passes over z (and dy) once; times[k] gets each pass's seconds. */
 static void passes(const ae_direct_ops *ops, int c, const float *z, const float *dy, float *band,
@@ -43,23 +25,23 @@ static void passes(const ae_direct_ops *ops, int c, const float *z, const float 
     const size_t values = ARRAY_BYTES / sizeof(float), row = (size_t)ROW_PIXELS * c;
     const size_t rows = values / row, chunk_pixels = SUM_CHUNK / (size_t)c;
     double mean[256] = {0};
-    double t0 = now();
+    double t0 = bench_now();
     for (size_t r = 0; r < rows; r++)
         ops->bn_grad_apply(band + (r % BAND_ROWS) * row, dy + r * row, z + r * row, ROW_PIXELS, c,
                            0.2f, k[0], k[1], k[2], k[3], k[4]);
-    double t1 = now();
+    double t1 = bench_now();
     for (size_t p = 0; p + chunk_pixels * c <= values; p += chunk_pixels * c)
         ops->bn_grad_sums(acc, dy + p % (BAND_ROWS * row), z + p, chunk_pixels, c, 0.2f, k[0],
                           k[1]);
-    double t2 = now();
+    double t2 = bench_now();
     for (size_t p = 0; p + chunk_pixels * c <= values; p += chunk_pixels * c) {
         ops->bn_sums(acc, z + p, chunk_pixels, c, 0.2f, NULL);
         ops->bn_sums(acc + c, z + p, chunk_pixels, c, 0.2f, mean);
     }
-    double t3 = now();
+    double t3 = bench_now();
     for (size_t r = 0; r < rows; r++)
         ops->apply_tf(band + (r % BAND_ROWS) * row, z + r * row, ROW_PIXELS, c, k[0], k[1], 0.2f);
-    double t4 = now();
+    double t4 = bench_now();
     times[0] = t1 - t0, times[1] = t2 - t1, times[2] = t3 - t2, times[3] = t4 - t3;
 }
 
@@ -78,9 +60,9 @@ int main(int argc, char **argv)
         }
     }
     const size_t values = ARRAY_BYTES / sizeof(float);
-    float *z = random_floats(values), *dy = random_floats(values);
-    float *band = random_floats((size_t)BAND_ROWS * ROW_PIXELS * 256);
-    float *constants = random_floats(5 * 256);
+    float *z = bench_random_floats(values), *dy = bench_random_floats(values);
+    float *band = bench_random_floats((size_t)BAND_ROWS * ROW_PIXELS * 256);
+    float *constants = bench_random_floats(5 * 256);
     const float *k[5];
     for (int i = 0; i < 5; i++)
         k[i] = constants + i * 256;
