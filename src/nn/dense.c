@@ -154,7 +154,7 @@ void ae_dense_forward(float *y, const float *x, const float *w, const float *b, 
 }
 
 typedef struct {
-    float *dx, *dw;
+    float *dx, *dw, *db;
     const float *dy, *x, *w;
     int n, in, out;
     size_t dx_items; /* the first items: dx's (0 without dx); then dw's chunks */
@@ -167,11 +167,25 @@ static void dw_rows(const dense_grad_job *j, size_t k0, size_t k1)
                 j->x + k0, j->in, j->dy, j->out, 0.0f, j->dw + k0 * j->out, j->out);
 }
 
-/* dw's columns [o0, o1) (outputs). */
+/* db's values [o0, o1): each the sum over images in image order. */
+static void db_range(const dense_grad_job *j, size_t o0, size_t o1)
+{
+    for (size_t o = o0; o < o1; o++)
+        j->db[o] = 0.0f;
+    for (int i = 0; i < j->n; i++) {
+        const float *row = j->dy + (size_t)i * j->out;
+        for (size_t o = o0; o < o1; o++)
+            j->db[o] += row[o];
+    }
+}
+
+/* dw's columns [o0, o1) (outputs), and db's: the same columns of dy, while
+ * they are in cache (with many outputs, dy is as large as dw). */
 static void dw_columns(const dense_grad_job *j, size_t o0, size_t o1)
 {
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, j->in, (int)(o1 - o0), j->n, 1.0f,
                 j->x, j->in, j->dy + o0, j->out, 0.0f, j->dw + o0, j->out);
+    db_range(j, o0, o1);
 }
 
 /* dx's columns [k0, k1) (inputs), each value a sum over all outputs. */
@@ -220,19 +234,14 @@ static size_t chunks(int count) { return ((size_t)count + K_CHUNK - 1) / K_CHUNK
 void ae_dense_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                        const float *w, int n, int in, int out, ae_scratch *s)
 {
-    for (int o = 0; o < out; o++)
-        db[o] = 0.0f;
-    for (int i = 0; i < n; i++) {
-        const float *row = dy + (size_t)i * out;
-        for (int o = 0; o < out; o++)
-            db[o] += row[o];
-    }
     /* The GEMMs in fixed chunks of the longer side (dx in one call when it
      * has fewer than K_CHUNK columns): every value comes from one call over
      * the same sum, whoever runs it. dx and dw in one pass over the pool. */
     const size_t dx_items = !dx ? 0 : in >= K_CHUNK ? chunks(in) : 1;
     const size_t dw_items = chunks(in >= out ? in : out);
-    dense_grad_job j = {dx, dw, dy, x, w, n, in, out, dx_items};
+    dense_grad_job j = {dx, dw, db, dy, x, w, n, in, out, dx_items};
+    if (in >= out) /* few outputs: db is small; otherwise dw_columns makes it */
+        db_range(&j, 0, (size_t)out);
     const size_t work = (size_t)n * in * out / 16; /* in values, as element-wise passes */
     ae_parallel_chunks(s, dx_items + dw_items, 1, work, grad_items, &j);
 }
