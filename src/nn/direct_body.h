@@ -995,7 +995,7 @@ static TARGET void FN(small_to_big_narrow)(const float *pad, int row0, const ae_
  * (pixel offset mod 4), added as (a0 + a1) + (a2 + a3), each run's sum added
  * to a double; no fused multiply-adds. */
 
-enum { CHUNK = 64, BN_RUN = 32 };
+enum { BN_RUN = 32 };
 
 /* The passes below stream activations from memory (the transforms, the
  * BatchNorm gradient); by the hardware's prefetchers alone they read them at
