@@ -33,10 +33,12 @@ typedef struct {
 } chain_job;
 
 /* One image's window of a layer's output rows and the padded input band its
- * kernel reads: rows [have_lo, have_hi) of the output are in win. */
+ * kernel reads: rows [have_lo, have_hi) of the output are in win, and
+ * pad_rows says which input rows pad holds. */
 typedef struct {
     float *win, *pad;
     int have_lo, have_hi;
+    ae_band_rows pad_rows;
 } window;
 
 /* A layer's input and output image: height and width (the channels are
@@ -108,7 +110,8 @@ static void ensure_rows(const chain_job *j, window *wins, int k, const float *xi
         in = wins[k - 1].win;
         in_row0 = wins[k - 1].have_lo;
     }
-    ae_conv_input_rows(j->ops, v->pad, in, in_row0, l->tf, in_h, in_w, l->in_c, lo, hi, NULL);
+    ae_conv_input_rows(j->ops, v->pad, in, in_row0, l->tf, in_h, in_w, l->in_c, lo, hi,
+                       &v->pad_rows);
     if (l->conv)
         j->ops->big_to_small(v->pad, lo, l->g, l->out_c, l->w, l->b, v->win, v->have_lo,
                              v->have_hi, need_hi);
@@ -168,6 +171,7 @@ static void score_image(void *arg, int i, int t)
     float *row = planar + ae_direct_padded_floats(h, w, c);
     double lanes[AE_LOSS_LANES] = {0};
     const int band = ae_direct_band(g, 0, c);
+    ae_band_rows planar_rows = {0, 0};
     for (int first = 0; first < h; first += band) {
         const int end = first + band < h ? first + band : h;
         int lo, hi;
@@ -175,7 +179,7 @@ static void score_image(void *arg, int i, int t)
         ensure_rows(j, wins, top - 1, image_input(j, i), lo > 0 ? lo - 1 : 0,
                     hi - 1 < h ? hi - 1 : h);
         ae_conv_input_planar_rows(j->ops, planar, wins[top - 1].win, wins[top - 1].have_lo, o->tf,
-                                  h, w, c, lo, hi, row, 1, NULL, NULL);
+                                  h, w, c, lo, hi, row, 1, NULL, &planar_rows);
         j->ops->small_to_big_narrow(planar, lo, g, c, o->w, o->b, yi, first, end);
         const size_t from = (size_t)first * y_row, count = (size_t)(end - first) * y_row;
         j->ops->sigmoid(yi + from, yi + from, count);
