@@ -1058,13 +1058,20 @@ static TARGET ALWAYS_INLINE vec FN(bn_term)(const float *zp, vmask m, vec slope,
  * are the same either way. */
 enum { SUM_GROUP = 4 };
 
+/* The vectors of channels in the group from channel g0 on (the last may be partial). */
+static inline int sum_group_vectors(int c, int g0)
+{
+    const int left = (c - g0 + VW - 1) / VW;
+    return left < SUM_GROUP ? left : SUM_GROUP;
+}
+
 /* acc[ch] = sum over pixels of leaky(z) or, with mean, of (leaky(z) - (float)mean)^2. */
 static TARGET void FN(bn_sums)(double *acc, const float *z, size_t pixels, int c, float slope,
                                const double *mean)
 {
     const vec vslope = V_SET1(slope);
     for (int g0 = 0; g0 < c; g0 += SUM_GROUP * VW) {
-        const int nv = (c - g0 + VW - 1) / VW < SUM_GROUP ? (c - g0 + VW - 1) / VW : SUM_GROUP;
+        const int nv = sum_group_vectors(c, g0);
         vmask m[SUM_GROUP];
         vec vmu[SUM_GROUP];
         vecd t[SUM_GROUP][2];
@@ -1112,7 +1119,7 @@ static TARGET void FN(bn_grad_sums)(double *acc, const float *dy, const float *z
 {
     const vec vslope = V_SET1(slope);
     for (int g0 = 0; g0 < c; g0 += SUM_GROUP * VW) { /* as bn_sums */
-        const int nv = (c - g0 + VW - 1) / VW < SUM_GROUP ? (c - g0 + VW - 1) / VW : SUM_GROUP;
+        const int nv = sum_group_vectors(c, g0);
         vmask m[SUM_GROUP];
         vec mu[SUM_GROUP], is[SUM_GROUP];
         vecd t[SUM_GROUP][4];
