@@ -18,7 +18,7 @@ CFLAGS   = -std=c11 $(WARN) $(OPT) $(ARCH) -ffp-contract=off -fno-math-errno -fo
 LDLIBS   = -lopenblas -ljpeg -lpng -lz -lm -lpthread
 SANFLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
-LIB_SRC  = $(wildcard src/common/*.c src/nn/*.c src/data/*.c src/io/*.c src/eval/*.c src/train/*.c)
+LIB_SRC  = $(wildcard src/common/*.c src/nn/*.c src/data/*.c src/io/*.c src/eval/*.c src/score/*.c src/train/*.c)
 CLI_SRC  = $(wildcard src/cli/*.c)
 TEST_SRC = $(wildcard tests/test_*.c)
 BENCH_SRC = $(wildcard bench/bench_*.c)
@@ -45,7 +45,7 @@ DEB_BUILD = build-essential libopenblas-dev libjpeg62-turbo-dev libpng-dev zlib1
 DEB_TEST  = libcmocka-dev clang libclang-rt-14-dev chromium
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps test test-build check bench bench-compare bench-data fuzz install clean
+.PHONY: all deps test test-build check bench bench-compare bench-data bench-quality fuzz install clean
 all: $(REL)/libaedet.a $(REL)/libaedet.so $(REL)/aedet
 
 $(REL)/%.o: %.c
@@ -87,13 +87,30 @@ $(REL)/bench/%: $(REL)/bench/%.o $(REL)/libaedet.a
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 # Installs what the build and the tests need (as root, or through sudo).
+# Both steps wait up to 10 minutes for apt's locks (a boot-time unattended
+# upgrade holds them) rather than fail at once: install through
+# DPkg::Lock::Timeout; update too, but apt 2.6 ignores it for the lists lock,
+# so update is also retried every 5 s while that lock is its error. env
+# passes DEBIAN_FRONTEND through sudo, which drops the caller's environment.
+APT = $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600
 deps:
-	$(SUDO) apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEB_BUILD) $(DEB_TEST)
+	@echo "$(strip $(APT)) update -qq"
+	@for i in $$(seq 120); do \
+	    out=$$($(APT) update -qq 2>&1); rc=$$?; \
+	    case "$$rc $$out" in "0 "*) ;; *"Could not get lock"*) [ $$i = 120 ] || { sleep 5; continue; };; esac; \
+	    [ -z "$$out" ] || printf '%s\n' "$$out"; exit $$rc; \
+	done
+	$(APT) install -y -qq --no-install-recommends $(DEB_BUILD) $(DEB_TEST)
 
-# Everything CI runs: the sanitized test suite, then each fuzzer for a while.
+# Everything CI runs: the sanitized test suite on the best kernels the CPU
+# has, then all of it again with AEDET_ISA capping them at AVX2 and at the
+# portable loops (what CPUs without AVX-512, or without AVX2, run; each pass
+# takes under a minute, so every program reruns, not just those that run the
+# model); then a clang build and each fuzzer for a while. The last line counts
+# the test cases of every pass.
+CHECK_ISAS = default avx2 portable
 check:
-	$(MAKE) test
+	$(MAKE) test TEST_ISAS="$(CHECK_ISAS)"
 	$(MAKE) CC=clang REL=build/clang build/clang/aedet
 	$(MAKE) fuzz
 	@cat build/test-summary.txt
@@ -101,14 +118,24 @@ check:
 test-build: $(TESTS) $(SAN)/aedet $(REL)/aedet
 
 # The tests run the sanitized library; the end-to-end tests run both tools.
+# TEST_ISAS: the AEDET_ISA values to run the suite under, one pass each
+# (tests/run.sh; default: as the environment has it).
+TEST_ISAS ?= default
 test: test-build
-	AEDET=$(SAN)/aedet AEDET_RELEASE=$(REL)/aedet AEDET_FUZZ_CORPUS=build/fuzz-corpus tests/run.sh $(TESTS)
+	AEDET=$(SAN)/aedet AEDET_RELEASE=$(REL)/aedet AEDET_FUZZ_CORPUS=build/fuzz-corpus \
+	    AEDET_TEST_ISAS="$(TEST_ISAS)" tests/run.sh $(TESTS)
 
 bench: $(BENCHES) $(REL)/aedet
 	bench/run.sh
 
 bench-compare: $(BENCHES)
 	bench/compare.sh
+
+# Detection quality (docs/QUALITY.md): one-class Fashion-MNIST, the tutorial's
+# recipe and synthetic surface defects, per score rule; what each rule costs.
+bench-quality: $(REL)/aedet $(REL)/bench/bench_textures $(REL)/bench/bench_scores
+	bench/quality.sh
+	$(REL)/bench/bench_scores
 
 # Decoding throughput (256x256 JPEGs) and peak memory, in memory and streamed.
 bench-data: $(REL)/bench/bench_decode $(REL)/bench/bench_data

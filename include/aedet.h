@@ -9,6 +9,7 @@
 #include "aedet/data.h"
 #include "aedet/eval.h"
 #include "aedet/model_file.h"
+#include "aedet/score.h"
 #include "aedet/train.h"
 #include "aedet/report.h"
 

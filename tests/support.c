@@ -72,6 +72,24 @@ double test_max_rel_error(const float *a, const float *b, size_t n, double floor
     return worst;
 }
 
+char *test_env_save(const char *name)
+{
+    const char *v = getenv(name);
+    char *copy = v ? strdup(v) : NULL;
+    if (v && !copy)
+        abort();
+    return copy;
+}
+
+void test_env_restore(const char *name, char *saved)
+{
+    if (saved)
+        setenv(name, saved, 1);
+    else
+        unsetenv(name);
+    free(saved);
+}
+
 /* ---- Test images written directly with libpng / libjpeg ---- */
 #include <png.h>
 #include <jpeglib.h>

@@ -22,6 +22,12 @@ const char *test_fixture(const char *name);
 /* max |a-b| / max(|b|, floor) over n values; for reports in failure messages. */
 double test_max_rel_error(const float *a, const float *b, size_t n, double floor);
 
+/* A copy of the environment variable name (NULL when unset), and putting it
+ * back (unset for NULL) and freeing the copy: a test that sets AEDET_ISA
+ * itself restores the one tests/run.sh forced for the whole program. */
+char *test_env_save(const char *name);
+void test_env_restore(const char *name, char *saved);
+
 
 /* Test images written directly with libpng / libjpeg (not with the library,
  * so the readers are not checked against themselves). Both abort() on error.

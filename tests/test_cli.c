@@ -3,7 +3,7 @@
 #include "support.h"
 
 #include "aedet.h"
-#include "nn/direct.h" /* ae_amx_usable */
+#include "nn/isa.h" /* ae_isa_supported, ae_isa_best */
 
 #include <math.h>
 #include <signal.h>
@@ -152,8 +152,14 @@ static void test_train_score_encode_reconstruct(void **state)
 
     /* Scores keyed by path, most anomalous first, flagged by >= threshold. */
     TMP_PATH(scores, "scores.csv");
-    assert_int_equal(run("score %s %s --layout classes --normal-class 0 --batch 8 -o %s --metrics %s", model,
-                         test_path("classes"), scores, test_path("metrics.json")),
+    /* By default, the threshold training stored: no labels, no scored set needed. */
+    assert_int_equal(run("score %s %s --layout classes --normal-class 0 --batch 8", model, test_path("classes")), 0);
+    expect_output("quantile 0.99");
+    expect_output("validation scores stored in the model (its threshold)");
+    /* The tutorial's rule on request. */
+    assert_int_equal(run("score %s %s --layout classes --normal-class 0 --batch 8 -o %s --metrics %s "
+                         "--threshold-from scored",
+                         model, test_path("classes"), scores, test_path("metrics.json")),
                      0);
     expect_output("quantile 0.95");
     expect_output("score >= threshold");
@@ -245,6 +251,64 @@ static int compare_floats(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* The score rules end to end: the rule trained with is stored and used, the
+ * others are chosen at scoring, each ranks the noise images as it should, and the
+ * stored threshold is the rule's own (its 0.99 quantile of the validation
+ * scores, the same value `--threshold-from validation --quantile 0.99`
+ * computes). */
+static void test_score_rules(void **state)
+{
+    (void)state;
+    TMP_PATH(model, "combined.aedet");
+    TMP_PATH(scores, "rule_scores.csv");
+    assert_int_equal(run("train %s --layout classes --epochs 3 --score combined " SMALL " -o %s",
+                         test_path("classes"), model), 0);
+    assert_int_equal(run("info %s", model), 0);
+    expect_output("score.rule");
+    expect_output("score.reference");
+    expect_output("threshold.value");
+    const char *rules[] = {"", "mse", "max", "topk:5", "ssim", "relative", "latent-knn"};
+    for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++) {
+        char flag[64] = "";
+        if (rules[i][0])
+            snprintf(flag, sizeof flag, "--score %s --threshold-from scored", rules[i]);
+        assert_int_equal(run("score %s %s --layout classes --normal-class 0 --batch 8 %s -o %s", model,
+                             test_path("classes"), flag, scores), 0);
+        expect_output(rules[i][0] ? rules[i] : "score combined");
+        float col[64];
+        assert_int_equal(read_column(scores, 2, col, 64), NUM_NORMAL + NUM_ODD);
+        /* noise cannot be reconstructed like gradients, nor encoded like them */
+        const char *auc_at = strstr(last_output, "ROC AUC");
+        double auc = 0;
+        assert_non_null(auc_at);
+        assert_int_equal(sscanf(auc_at, "ROC AUC %lf", &auc), 1);
+        /* relative divides by the image's detail, and noise has the most:
+         * it ranks noise last (docs/QUALITY.md says so), and drags the
+         * combined rule (here, the default) down with it */
+        int is_relative = !strcmp(rules[i], "relative"), is_combined = !rules[i][0];
+        if (is_relative ? !(auc < 0.5) : !(auc >= (is_combined ? 0.6 : 0.9)))
+            fail_msg("--score '%s': ROC AUC %.4f", rules[i], auc);
+    }
+    /* The stored threshold is the combined rule's. */
+    assert_int_equal(run("score %s %s --layout classes --batch 8", model, test_path("classes")), 0);
+    expect_output("(its threshold)");
+    char stored[256];
+    const char *at = strstr(last_output, "= ");
+    assert_non_null(at);
+    snprintf(stored, sizeof stored, "%.20s", at);
+    assert_int_equal(run("score %s %s --layout classes --batch 8 --threshold-from validation --quantile 0.99", model,
+                         test_path("classes")), 0);
+    expect_output(stored);
+    /* The stored scores are the combined rule's: another rule cannot use them. */
+    assert_int_equal(run("score %s %s --layout classes --score max --threshold-from model", model,
+                         test_path("classes")), 2);
+    expect_output("holds no threshold for the max score");
+    assert_int_equal(run("score %s %s --layout classes --score median", model, test_path("classes")), 2);
+    expect_output("unknown score 'median'");
+    assert_int_equal(run("train %s --layout classes --score topk:0 -o %s", test_path("classes"), model), 2);
+    expect_output("topk:P");
+}
+
 /* Uses the model and outputs of test_train_score_encode_reconstruct. */
 static void test_every_path_scores_alike(void **state)
 {
@@ -325,6 +389,19 @@ static void load_params(const char *path, float **params, size_t *n)
     ae_model_free(m);
 }
 
+/* Two model files hold the same parameters, bit for bit. */
+static void expect_same_params(const char *path_a, const char *path_b)
+{
+    float *a, *b;
+    size_t na, nb;
+    load_params(path_a, &a, &na);
+    load_params(path_b, &b, &nb);
+    assert_int_equal(na, nb);
+    assert_memory_equal(a, b, na * sizeof *a);
+    free(a);
+    free(b);
+}
+
 static void test_resume_gives_the_same_weights(void **state)
 {
     (void)state;
@@ -348,14 +425,63 @@ static void test_resume_gives_the_same_weights(void **state)
     assert_int_equal(run("train %s --layout classes --resume %s " SMALL " -o %s", test_path("classes"), ckpt, resumed), 0);
     expect_output("resuming");
 
-    float *a, *b;
-    size_t na, nb;
-    load_params(straight, &a, &na);
-    load_params(resumed, &b, &nb);
-    assert_int_equal(na, nb);
-    assert_memory_equal(a, b, na * sizeof *a);
-    free(a);
-    free(b);
+    expect_same_params(straight, resumed);
+}
+
+/* Early stopping and keep-best: the model ends with the weights of the epoch
+ * with the lowest validation loss (its stored validation errors average to
+ * that epoch's loss), stops only after `patience` epochs without a better
+ * one, and a run interrupted and resumed (augmentations included) ends with
+ * the same weights as one never stopped. */
+static void test_early_stopping_keep_best_and_augmentation(void **state)
+{
+    (void)state;
+    TMP_PATH(straight, "best_straight.aedet");
+    TMP_PATH(resumed, "best_resumed.aedet");
+    TMP_PATH(ckpt, "best_resumed.aedet.ckpt");
+    /* a large learning rate, so the validation loss goes up and down */
+#define BEST_FLAGS "--layout classes --epochs 8 --lr 0.03 --early-stop 2 --augment flip,shift,brightness " SMALL
+    int rc;
+    rc = run("train %s " BEST_FLAGS " -o %s", test_path("classes"), straight);
+    if (rc != 0)
+        fail_msg("exit %d:\n%s", rc, last_output);
+    expect_output("kept the weights of epoch");
+    ae_model *m;
+    ae_meta *meta;
+    ae_error err;
+    assert_int_equal(ae_model_load(straight, 1, &m, &meta, NULL, &err), AE_OK);
+    int64_t done = 0, best = 0;
+    size_t nv = 0, ne = 0;
+    assert_true(ae_meta_get_int(meta, AE_KEY_EPOCHS_DONE, &done));
+    assert_true(ae_meta_get_int(meta, AE_KEY_BEST_EPOCH, &best));
+    const double *val = ae_meta_get_doubles(meta, AE_KEY_VAL_LOSSES, &nv);
+    const float *errors = ae_meta_get_floats(meta, AE_KEY_VAL_ERRORS, &ne);
+    assert_int_equal(nv, (size_t)done);
+    assert_true(best >= 1 && best <= done);
+    for (size_t i = 0; i < nv; i++)
+        assert_true(val[i] >= val[best - 1]);
+    if (done < 8) /* stopped early: exactly `patience` epochs after the best */
+        assert_int_equal(done - best, 2);
+    double mean = 0;
+    for (size_t i = 0; i < ne; i++)
+        mean += errors[i];
+    mean /= (double)ne;
+    assert_float_equal(mean, val[best - 1], 1e-6 * val[best - 1]);
+    assert_null(ae_meta_get_floats(meta, AE_KEY_BEST_PARAMS, &ne)); /* only checkpoints carry a copy */
+    ae_meta_free(meta);
+    ae_model_free(m);
+
+    setenv("AEDET_TEST_INTERRUPT_AFTER", "12", 1); /* epoch 3 of 8, batch 2 */
+    rc = run("train %s " BEST_FLAGS " -o %s", test_path("classes"), resumed);
+    unsetenv("AEDET_TEST_INTERRUPT_AFTER");
+    assert_int_equal(rc, 130);
+    /* the flags come from the checkpoint */
+    assert_int_equal(run("train %s --layout classes --resume %s " SMALL " -o %s", test_path("classes"), ckpt,
+                         resumed), 0);
+    expect_same_params(straight, resumed);
+    assert_int_equal(run("train %s --layout classes --augment flip,rotate -o %s", test_path("classes"), resumed), 2);
+    expect_output("not 'rotate'");
+#undef BEST_FLAGS
 }
 
 /* A real SIGINT: the run finishes its step, saves a checkpoint, exits 130. */
@@ -492,6 +618,36 @@ static void test_mvtec_layout_with_pixel_auc(void **state)
     assert_int_equal(ae_read_file(metrics, &json, &len, &err), AE_OK);
     assert_non_null(strstr((const char *)json, "\"pixel_roc_auc\""));
     free(json);
+
+    /* At the images' own size: the same maps and masks when the model has
+     * that size, so the same AUROC to the last digit... */
+    char same[64];
+    snprintf(same, sizeof same, "%.20s", line);
+    assert_int_equal(run("score %s %s --mvtec-split test --batch 8 --pixel-maps input", model, test_path("mvtec")), 0);
+    expect_output(same);
+    /* ...and other pixels when it has not: 64 a map at the model's size, 256
+     * at the images'. */
+    TMP_PATH(small, "mvtec8.aedet");
+    assert_int_equal(run("train %s --epochs 3 " SMALL " --size 8 -o %s", test_path("mvtec"), small), 0);
+    double at[2];
+    const char *sizes[] = {"model", "input"};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(run("score %s %s --mvtec-split test --batch 8 --pixel-maps %s", small, test_path("mvtec"),
+                             sizes[i]), 0);
+        line = strstr(last_output, "pixel ROC AUC");
+        assert_non_null(line);
+        assert_int_equal(sscanf(line, "pixel ROC AUC %lf", &at[i]), 1);
+        assert_true(at[i] >= 0 && at[i] <= 1);
+    }
+    assert_true(at[0] != at[1]);
+    assert_int_equal(run("score %s %s --mvtec-split test --pixel-maps native", small, test_path("mvtec")), 2);
+    expect_output("--pixel-maps wants model or input");
+    /* at the input's size a mask must be the image's size */
+    uint8_t tiny[4 * 4] = {0};
+    snprintf(path, sizeof path, "%s/mvtec/ground_truth/noise/000_mask.png", test_tmpdir());
+    test_write_png(path, tiny, 4, 4, 0, 8);
+    assert_int_equal(run("score %s %s --mvtec-split test --pixel-maps input", small, test_path("mvtec")), 3);
+    expect_output("000_mask.png is 4x4, but its image 16x16");
 }
 
 /* `aedet eval` on score's CSV gives score's numbers. */
@@ -513,7 +669,7 @@ static void test_eval_agrees_with_score(void **state)
     assert_int_equal(run("eval %s --threshold-from validation", scores), 2);
     expect_output("needs --model");
     assert_int_equal(run("eval %s --threshold-from validation --model %s", scores, model), 0);
-    expect_output("validation errors stored in the model");
+    expect_output("validation scores stored in the model");
     test_write_file(test_path("bad.csv"), "score,label\n0.5,0\nfoo,1\n", 24);
     assert_int_equal(run("eval %s", test_path("bad.csv")), 3);
     expect_output("bad.csv line 3: the score is not a number");
@@ -532,11 +688,21 @@ static void test_eval_agrees_with_score(void **state)
     expect_output("--split needs the data");
 }
 
-/* The tutorial's experiment on the real Fashion-MNIST, one epoch, with the
- * release build (the sanitized one is ~10x slower). */
-/* --bf16: the portable kernels refuse it on any machine, as does a CPU
- * without AMX tiles, with a usage error that writes nothing; where the tiles
- * are, training (32x32 images, filters 16 and 32: the last transposed
+/* What --bf16 must say, for the AEDET_ISA the tool will see, as
+ * ae_model_set_bf16 decides (src/nn/model.c): first no AMX tiles (detected
+ * as the library does), then the portable kernels; NULL where it runs. */
+static const char *bf16_refusal(void)
+{
+    if (!ae_isa_supported(AE_ISA_AMX_BF16))
+        return "bf16: this CPU or OS has no AMX-BF16 tiles";
+    if (ae_isa_best() == AE_ISA_PORTABLE)
+        return "bf16: the model runs the portable kernels";
+    return NULL;
+}
+
+/* --bf16: refused with a usage error that writes nothing on the portable
+ * kernels and on a CPU without AMX tiles (the message says which); where the
+ * tiles are, training (32x32 images, filters 16 and 32: the last transposed
  * convolution's products take the tiles) and scoring run in bfloat16, and
  * the model file records the kernels. */
 static void test_bf16_flag(void **state)
@@ -544,17 +710,21 @@ static void test_bf16_flag(void **state)
     (void)state;
     TMP_PATH(model, "bf16.aedet");
     const char *classes = test_path("classes");
+    char *saved_isa = test_env_save("AEDET_ISA");
     setenv("AEDET_ISA", "portable", 1);
+    const char *refusal = bf16_refusal();
     int rc = run("train %s --layout classes --epochs 1 --bf16 " SMALL " -o %s", classes, model);
-    unsetenv("AEDET_ISA");
+    test_env_restore("AEDET_ISA", saved_isa);
+    assert_non_null(refusal);
     assert_int_equal(rc, 2);
-    expect_output("bf16: the model runs the portable kernels");
+    expect_output(refusal);
     assert_false(file_exists(model));
 #define BF16_MODEL "--size 32 --filters 16,32 --latent 4 --batch 8 --threads 1"
+    refusal = bf16_refusal(); /* under the AEDET_ISA tests/run.sh set, if any */
     rc = run("train %s --layout classes --epochs 2 --bf16 " BF16_MODEL " -o %s", classes, model);
-    if (!ae_amx_usable()) {
+    if (refusal) {
         assert_int_equal(rc, 2);
-        expect_output("no AMX-BF16 tiles");
+        expect_output(refusal);
         assert_false(file_exists(model));
         return;
     }
@@ -571,6 +741,8 @@ static void test_bf16_flag(void **state)
 #undef BF16_MODEL
 }
 
+/* The tutorial's experiment on the real Fashion-MNIST, one epoch, with the
+ * release build (the sanitized one is ~10x slower). */
 static void test_demo_runs_end_to_end(void **state)
 {
     (void)state;
@@ -607,7 +779,9 @@ int main(void)
         cmocka_unit_test(test_help_and_usage_errors),
         cmocka_unit_test(test_train_score_encode_reconstruct),
         cmocka_unit_test(test_every_path_scores_alike),
+        cmocka_unit_test(test_score_rules),
         cmocka_unit_test(test_resume_gives_the_same_weights),
+        cmocka_unit_test(test_early_stopping_keep_best_and_augmentation),
         cmocka_unit_test(test_ctrl_c_saves_a_checkpoint),
         cmocka_unit_test(test_bad_input_exits),
         cmocka_unit_test(test_mvtec_layout_with_pixel_auc),

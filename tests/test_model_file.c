@@ -5,8 +5,10 @@
 #include "aedet/image.h"
 #include "aedet/model_file.h"
 #include "aedet/nn.h"
+#include "aedet/score.h"
 
 #include <dirent.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -627,6 +629,86 @@ static void test_model_tensors_must_match_the_config(void **state)
     ae_model_free(b);
 }
 
+/* fuzz/fuzz_model's seeds, when AEDET_FUZZ_CORPUS is set: model files with
+ * and without Adam moments and a detector, each behind the fuzzer's first
+ * byte (1: as it is; 0: checksum rewritten). */
+static void write_model_seeds(ae_model *m)
+{
+    const char *dir = getenv("AEDET_FUZZ_CORPUS");
+    if (!dir || !*dir)
+        return;
+    ae_error err;
+    ae_meta *meta = ae_meta_new();
+    ae_score_rule rule;
+    ae_detector *d;
+    float latents[4 * 3] = {0.1f, 0.2f, 0.3f, 1, 2, 3, -1, 0, 1, 0.5f, 0.5f, 0.5f};
+    float x[64] = {0}, mse[1] = {0.01f};
+    ae_score_rule_parse("combined", &rule, NULL);
+    assert_int_equal(ae_detector_create(&rule, &d, &err), AE_OK);
+    assert_int_equal(ae_detector_set_reference(d, latents, 4, 3, 0, &err), AE_OK);
+    assert_int_equal(ae_detector_calibrate(d, ae_model_config(m), x, mse, NULL, latents, 1, &err), AE_OK);
+    assert_int_equal(ae_detector_to_meta(d, meta, &err), AE_OK);
+    char folder[1024], path[1200];
+    snprintf(folder, sizeof folder, "%s/fuzz_model", dir);
+    mkdir(dir, 0755);
+    mkdir(folder, 0755);
+    for (int variant = 0; variant < 4; variant++) {
+        const char *tmp = test_path("seed.aedet");
+        assert_int_equal(ae_model_save(tmp, m, variant & 2 ? meta : NULL, variant & 1, &err), AE_OK);
+        uint8_t *bytes;
+        size_t len;
+        assert_int_equal(ae_read_file(tmp, &bytes, &len, &err), AE_OK);
+        uint8_t *seed = malloc(len + 1);
+        assert_non_null(seed);
+        seed[0] = (uint8_t)(variant & 1);
+        memcpy(seed + 1, bytes, len);
+        snprintf(path, sizeof path, "%s/model%d.aedet", folder, variant);
+        test_write_file(path, seed, len + 1);
+        free(seed);
+        free(bytes);
+    }
+    ae_detector_free(d);
+    ae_meta_free(meta);
+}
+
+/* Values no training makes, in a file with a valid checksum: a bad model
+ * file (AE_ERR_FORMAT naming the tensor), never a model that scores NaN. */
+static void test_nonfinite_weights_and_negative_variance_are_refused(void **state)
+{
+    (void)state;
+    ae_error err;
+    ae_model *m = filled_model(4, 3);
+    write_model_seeds(m);
+    ae_file_tensor t[64];
+    int n = model_tensors(m, t);
+    assert_int_equal(ae_model_save(test_path("nan.aedet"), m, NULL, 0, &err), AE_OK);
+    ae_model *loaded;
+    ae_meta *saved_meta;
+    assert_int_equal(ae_model_load(test_path("nan.aedet"), 1, &loaded, &saved_meta, NULL, &err), AE_OK);
+    ae_model_free(loaded);
+    assert_int_equal(load_crafted(saved_meta, t, n, &err), AE_OK);
+
+    const float bad[] = {NAN, INFINITY, -INFINITY};
+    int kernel = ae_model_find_tensor(m, "enc.dense.kernel"), var = ae_model_find_tensor(m, "enc0.bn.moving_var");
+    assert_true(kernel >= 0 && var >= 0);
+    float *w = ae_model_params(m) + ae_model_tensor(m, kernel)->offset;
+    float *v = ae_model_state(m) + ae_model_tensor(m, var)->offset;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        float keep = w[5];
+        w[5] = bad[i];
+        assert_int_equal(load_crafted(saved_meta, t, n, &err), AE_ERR_FORMAT);
+        assert_non_null(strstr(err.message, "bad model file: enc.dense.kernel[5]"));
+        w[5] = keep;
+    }
+    v[1] = -0.5f;
+    assert_int_equal(load_crafted(saved_meta, t, n, &err), AE_ERR_FORMAT);
+    assert_non_null(strstr(err.message, "enc0.bn.moving_var[1] is -0.5"));
+    v[1] = 0.0f; /* a zero variance is legal: epsilon keeps it finite */
+    assert_int_equal(load_crafted(saved_meta, t, n, &err), AE_OK);
+    ae_meta_free(saved_meta);
+    ae_model_free(m);
+}
+
 static int count_dir_entries(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -738,6 +820,7 @@ int main(void)
         cmocka_unit_test(test_bad_insides_with_valid_checksum),
         cmocka_unit_test(test_model_round_trip),
         cmocka_unit_test(test_model_tensors_must_match_the_config),
+        cmocka_unit_test(test_nonfinite_weights_and_negative_variance_are_refused),
         cmocka_unit_test(test_save_is_atomic),
         cmocka_unit_test(test_model_file_truncated_anywhere),
     };

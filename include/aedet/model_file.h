@@ -111,10 +111,23 @@ const char *ae_meta_type_name(ae_meta_type t);
 #define AE_KEY_DATA_FINGERPRINT "train.data_fingerprint" /* int: hash of the chosen images */
 #define AE_KEY_LOSS_SUM "train.loss_sum"         /* float: running sum in the current epoch */
 #define AE_KEY_LOSS_COUNT "train.loss_count"     /* int */
+#define AE_KEY_PATIENCE "train.early_stop"       /* int: patience in epochs, 0 off */
+#define AE_KEY_KEEP_BEST "train.keep_best"       /* int: 0 or 1 */
+#define AE_KEY_AUGMENT "train.augment"           /* int: AE_AUGMENT_* flags */
+#define AE_KEY_BEST_EPOCH "train.best_epoch"     /* int: 1-based; 0 none */
+#define AE_KEY_BEST_PARAMS "train.best_params"   /* float32 array (checkpoints): the best epoch's */
+#define AE_KEY_BEST_STATE "train.best_state"     /* float32 array (checkpoints): its BatchNorm state */
 #define AE_KEY_TRAIN_LOSSES "train.losses"       /* float64 array, per epoch */
 #define AE_KEY_VAL_LOSSES "train.val_losses"     /* float64 array, per epoch */
 #define AE_KEY_TRAIN_ERRORS "train.errors"       /* float32 array, per training image */
 #define AE_KEY_VAL_ERRORS "val.errors"           /* float32 array, per validation image */
+/* train.errors and val.errors are scores by the model's rule (score.rule in
+ * aedet/score.h; mse when absent). The deployable threshold: the quantile
+ * q of the stored validation scores (of the training scores without a
+ * validation split), and its value. */
+#define AE_KEY_THRESHOLD_QUANTILE "threshold.quantile" /* float */
+#define AE_KEY_THRESHOLD_VALUE "threshold.value"       /* float */
+#define AE_KEY_THRESHOLD_SOURCE "threshold.source"     /* string: "validation" or "train" */
 
 /* ---- The format layer: metadata + named float32 tensors <-> bytes ---- */
 

@@ -12,16 +12,32 @@
 #include "aedet/common.h"
 #include "aedet/data.h"
 #include "aedet/nn.h"
+#include "aedet/score.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Augmentations for small sets (ae_train_options.augment), each drawn per
+ * image from (seed, epoch, batch), so a resumed run sees the same ones. */
+enum {
+    AE_AUGMENT_FLIP = 1u << 0,       /* mirrored left to right, half of the time */
+    AE_AUGMENT_SHIFT = 1u << 1,      /* moved up to 1/16 of the size each way, edges repeated */
+    AE_AUGMENT_BRIGHTNESS = 1u << 2  /* scaled by a factor in [0.9, 1.1], clipped to [0, 1] */
+};
 
 typedef struct {
     int epochs;        /* 30 */
     int batch_size;    /* 32 */
     uint64_t seed;     /* shuffling; the weights are seeded by ae_model_init_weights */
     ae_adam_config adam;
+    /* Early stopping: stop once this many epochs have passed without a lower
+     * validation loss (0: never), and end with the best epoch's weights. */
+    int patience;
+    /* End with the weights of the epoch with the lowest validation loss,
+     * even without early stopping (needs a validation set). */
+    int keep_best;
+    unsigned augment;  /* AE_AUGMENT_* flags; 0: none */
     /* Set (to non-zero) from a signal handler to stop after the current step. */
     volatile sig_atomic_t *stop;
     /* Called after every step and at the end of every epoch (may be NULL). */
@@ -41,6 +57,12 @@ typedef struct {
     int num_history;       /* epochs recorded */
     double *train_loss;    /* per epoch, capacity epochs */
     double *val_loss;      /* per epoch; NaN when there is no validation set */
+    /* With patience or keep_best: the epoch (1-based, 0: none yet) whose
+     * validation loss is the lowest so far, and a copy of its parameters and
+     * BatchNorm state (allocated by ae_train; a checkpoint carries them). */
+    int best_epoch;
+    float *best_params, *best_state;
+    int stopped_early;     /* 1 when patience ended the run */
 } ae_train_state;
 
 ae_status ae_train_state_init(ae_train_state *st, int epochs, ae_error *err);
@@ -49,7 +71,13 @@ void ae_train_state_free(ae_train_state *st);
 /* The shuffle seed of an epoch: a pure function of (seed, epoch). */
 uint64_t ae_epoch_seed(uint64_t seed, int epoch);
 
-/* Trains from st's position to opt->epochs. val may be NULL. Returns
+/* The buffers for the best epoch's weights, sized for m (ae_train makes
+ * them when needed; a resumed run makes them first to fill them). */
+ae_status ae_train_state_keep_best(ae_train_state *st, const ae_model *m, ae_error *err);
+
+/* Trains from st's position to opt->epochs (or until patience stops it:
+ * st->stopped_early; with patience or keep_best the model then holds the
+ * best epoch's weights). val may be NULL. Returns
  * AE_ERR_INTERRUPTED (st tells where) when *opt->stop was set, AE_ERR_NUMERIC
  * when the loss or weights stop being finite. */
 ae_status ae_train(ae_model *m, ae_loader *train, ae_loader *val, const ae_train_options *opt,
@@ -63,6 +91,28 @@ typedef ae_status (*ae_batch_visitor)(void *user, const ae_batch *batch, const f
                                       const float *recon, const float *errors, ae_error *err);
 ae_status ae_score_loader(ae_model *m, ae_loader *l, int batch_size, float *errors,
                           size_t *items, ae_batch_visitor on_batch, void *user, ae_error *err);
+
+/* Scores n images of x (n x H x W x C floats, 1 <= n <= the model's
+ * max_batch) by d's rule (NULL: the mean squared error, ae_model_score's),
+ * writing scores[0..n) and, when recon is not NULL, the reconstructions
+ * (required by the rules that read them: ae_score_rule_uses_recon). */
+ae_status ae_score_batch(ae_model *m, const ae_detector *d, const float *x, int n, float *scores, float *recon,
+                         ae_error *err);
+
+/* ae_score_loader by a detector's rule (aedet/score.h): scores[i] for each
+ * item, and on_batch sees those scores. NULL detector: the mean squared
+ * error, exactly ae_score_loader. */
+ae_status ae_score_loader_by(ae_model *m, const ae_detector *d, ae_loader *l, int batch_size,
+                             float *scores, size_t *items, ae_batch_visitor on_batch, void *user,
+                             ae_error *err);
+
+/* Teaches a detector what the latent rules need after training, whatever its
+ * own rule (so that any rule can score with the model later): the latents of
+ * the train loader's images as the reference (a sample drawn with seed
+ * beyond AE_DETECTOR_MAX_REFERENCE), and the standardization of `combined`
+ * from held_out's images (NULL or empty: from the training images). */
+ae_status ae_detector_fit(ae_detector *d, ae_model *m, ae_loader *train, ae_loader *held_out,
+                          int batch_size, uint64_t seed, ae_error *err);
 
 /* Mean per-image error over a loader (validation loss). */
 ae_status ae_mean_error(ae_model *m, ae_loader *l, int batch_size, double *mean, ae_error *err);

@@ -151,6 +151,7 @@ typedef struct {
     ae_dataset ds;
     size_t *items, n_items; /* the chosen images (dataset indices) */
     ae_loader *loader;      /* at the model's size; ae_loader_count may skip bad files */
+    ae_detector *detector;  /* the model's score rule, or --score's */
 } cli_session;
 
 /* Loads MODEL for batches of d->batch, opens DATA with the data flags (the
@@ -159,6 +160,9 @@ typedef struct {
  * after printing the error (nothing left to close). */
 int cli_session_open(const cli_command *cmd, const cli_data_args *d, const char *model_path,
                      const char *data_path, const char *split, cli_session *s);
+/* The session's detector: the rule stored in the model, or score (when not
+ * NULL) with what the model learned for it. 0, or the exit code. */
+int cli_session_detector(const cli_command *cmd, cli_session *s, const char *model_path, const char *score);
 void cli_session_close(cli_session *s);
 
 /* ---- training, shared by `train` and `demo` ---- */
@@ -175,6 +179,12 @@ typedef struct {
     double slope, learning_rate, decay, val_fraction;
     int epochs;
     uint64_t seed;
+    const char *score;         /* the score rule stored in the model [mse] */
+    double sigma;              /* its smoothing, NaN for the rule's default */
+    double threshold_quantile; /* of the held-out scores: the stored threshold [0.99] */
+    int early_stop;            /* patience in epochs; 0: off */
+    int keep_best;             /* end with the best validation epoch's weights */
+    cli_list augment;          /* flip, shift, brightness */
 } cli_train_args;
 
 /* The model and training flags, shared by `train` and `demo`. */
@@ -188,7 +198,15 @@ typedef struct {
     {"lr", OPT_DOUBLE, &(t).learning_rate, "F", "Adam learning rate [0.001]"},                                \
     {"decay", OPT_DOUBLE, &(t).decay, "F", "time decay: lr / (1 + decay * step) [2e-05 = lr/50]"},            \
     {"val-fraction", OPT_DOUBLE, &(t).val_fraction, "F", "held-out validation share [0.2]"},                  \
-    {"seed", OPT_U64, &(t).seed, "N", "seed for weights, selection, split and shuffling [0]"}
+    {"seed", OPT_U64, &(t).seed, "N", "seed for weights, selection, split and shuffling [0]"},                \
+    {"score", OPT_STRING, &(t).score, "RULE", "mse, max, topk:P, ssim, relative, latent-knn or combined [mse]"}, \
+    {"sigma", OPT_DOUBLE, &(t).sigma, "S", "smoothing of the error map for max and topk, pixels [1]"},          \
+    {"threshold-quantile", OPT_DOUBLE, &(t).threshold_quantile, "Q",                                          \
+     "threshold stored in the model: this quantile of the validation scores [0.99]"},                        \
+    {"early-stop", OPT_INT, &(t).early_stop, "N",                                                           \
+     "stop after N epochs without a lower validation loss, keep the best [off]"},                             \
+    {"keep-best", OPT_FLAG, &(t).keep_best, NULL, "end with the weights of the best validation epoch"},       \
+    {"augment", OPT_LIST, &(t).augment, "LIST", "flip, shift, brightness: for small sets (comma list) [none]"}
 
 void cli_train_defaults(cli_train_args *a);
 /* Runs a whole training; fills the selection it used when the pointers are not NULL. */
@@ -199,7 +217,9 @@ typedef struct {
     cli_data_args data;
     const char *model_path, *data_path, *output, *metrics, *report, *csv;
     double quantile, threshold, sd_k;
-    const char *threshold_from; /* "scored", "train" or "validation" */
+    const char *threshold_from; /* "auto", "model", "scored", "train" or "validation" */
+    const char *score;          /* --score: another rule than the model's, or NULL */
+    const char *pixel_maps;     /* pixel AUROC at the "model"'s size or each "input"'s */
     const char *split;          /* images scored: "all", or the model's "train" or "validation" split */
     int top;                    /* rows printed */
     int gallery;                /* report: images per gallery set */
@@ -208,11 +228,12 @@ typedef struct {
 /* The threshold flags, shared by `score`, `report` and `eval`; --best-f1
  * sets the int best_f1 (the caller turns it into quantile -1). */
 #define CLI_THRESHOLD_OPTIONS(a, best_f1)                                                                        \
-    {"quantile", OPT_DOUBLE, &(a).quantile, "Q", "flag scores >= this quantile [0.95]"},                       \
+    {"quantile", OPT_DOUBLE, &(a).quantile, "Q", "flag scores >= this quantile of the scored set [0.95]"},     \
     {"threshold", OPT_DOUBLE, &(a).threshold, "X", "flag scores >= X (overrides --quantile)"},                  \
     {"mean-sd", OPT_DOUBLE, &(a).sd_k, "K", "threshold = mean + K sd of the values (ddof 0)"},                \
     {"best-f1", OPT_FLAG, &(best_f1), NULL, "threshold with the best F1 on the labels"},                       \
-    {"threshold-from", OPT_STRING, &(a).threshold_from, "SET", "scored, train or validation [scored]"},        \
+    {"threshold-from", OPT_STRING, &(a).threshold_from, "SET",                                                 \
+     "model, scored, train or validation [model's stored threshold, else scored]"},                           \
     {"metrics", OPT_STRING, &(a).metrics, "FILE", "write metrics.json (threshold rule, counts, metrics)"}
 
 void cli_score_defaults(cli_score_args *a);
@@ -230,7 +251,10 @@ typedef struct cli_pixel_maps cli_pixel_maps;
 cli_pixel_maps *cli_pixel_maps_begin(const cli_session *s);
 ae_status cli_pixel_maps_visit(void *maps, const ae_batch *b, const float *input, const float *recon,
                                const float *errors, ae_error *err);
-int cli_pixel_maps_finish(cli_pixel_maps *maps, const cli_session *s, const size_t *scored, double *auc);
+/* at_input: each map resized to its mask's own size (the input's), rather
+ * than the masks to the model's. */
+int cli_pixel_maps_finish(cli_pixel_maps *maps, const cli_session *s, const size_t *scored, int at_input,
+                          double *auc);
 void cli_pixel_maps_free(cli_pixel_maps *maps);
 /* AUROC of the normal classes against each other class present, into m,
  * when there are two or more such classes. */

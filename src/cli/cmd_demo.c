@@ -78,6 +78,7 @@ int cmd_demo(int argc, char **argv)
     s.metrics = metrics;
     s.report = report;
     s.top = top;
+    s.threshold_from = "scored"; /* the tutorial's rule: the 0.95 quantile of the contaminated set */
     if (!cli_out.quiet && !cli_out.json)
         printf("\nscoring every image of the contaminated set (%s, classes %s + %s)\n", images,
                t.data.normal.items[0], t.data.anomaly.count ? t.data.anomaly.items[0] : "none");

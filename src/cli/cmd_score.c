@@ -12,11 +12,12 @@ void cli_score_defaults(cli_score_args *a)
 {
     *a = (cli_score_args){0};
     cli_data_defaults(&a->data);
-    a->quantile = 0.95;
+    a->quantile = NAN; /* 0.95 when the threshold comes from the scored set */
     a->threshold = NAN;
     a->sd_k = NAN;
-    a->threshold_from = "scored";
+    a->threshold_from = "auto";
     a->split = "all";
+    a->pixel_maps = "model";
     a->top = 10;
     a->gallery = 8;
 }
@@ -50,6 +51,20 @@ static void print_summary(const cli_score_args *a, const ae_metrics_summary *m, 
     }
 }
 
+/* A threshold that flags far more or far fewer images than the labels call
+ * anomalies is worth a word: the 0.95 quantile of the scored set flags 5%
+ * whatever the data holds. */
+static void warn_flagged_share(const ae_metrics_summary *m)
+{
+    if (!m->has_labels || !m->count || cli_out.json)
+        return;
+    double flagged = (double)m->flagged / (double)m->count, labelled = (double)m->num_anomalies / (double)m->count;
+    if (flagged > 2 * labelled + 0.01 || flagged < 0.5 * labelled - 0.01)
+        fprintf(stderr, "aedet: warning: the threshold flags %.1f%% of the images, but the labels say %.1f%% are "
+                        "anomalies (choose it with --threshold-from, --quantile or --threshold)\n",
+                100 * flagged, 100 * labelled);
+}
+
 /* scores.csv, most anomalous first, streamed to a temp file renamed into place. */
 static int write_scores_csv(const char *path, const ae_dataset *ds, const size_t *items, const float *scores,
                             const size_t *order, size_t n, double threshold)
@@ -81,6 +96,14 @@ int cli_score_run(const cli_command *cmd, cli_score_args *a)
     int rc = cli_session_open(cmd, &a->data, a->model_path, a->data_path, a->split, &se);
     if (rc)
         return rc;
+    if (strcmp(a->pixel_maps, "model") && strcmp(a->pixel_maps, "input")) {
+        cli_session_close(&se);
+        return cli_usage_error(cmd, "--pixel-maps wants model or input, not '%s'", a->pixel_maps);
+    }
+    if ((rc = cli_session_detector(cmd, &se, a->model_path, a->score))) {
+        cli_session_close(&se);
+        return rc;
+    }
     ae_error err = {0};
     size_t n = ae_loader_count(se.loader), *scored = NULL, *order = NULL;
     float *scores = NULL;
@@ -98,15 +121,17 @@ int cli_score_run(const cli_command *cmd, cli_score_args *a)
     }
     maps = cli_pixel_maps_begin(&se);
     double started = cli_now();
-    if (ae_score_loader(se.model, se.loader, a->data.batch, scores, scored, maps ? cli_pixel_maps_visit : NULL,
-                        maps, &err) != AE_OK) {
+    if (ae_score_loader_by(se.model, se.detector, se.loader, a->data.batch, scores, scored,
+                           maps ? cli_pixel_maps_visit : NULL, maps, &err) != AE_OK) {
         rc = cli_report_error(&err);
         goto done;
     }
     double seconds = cli_now() - started;
+    char rule[32];
     if (!cli_out.quiet && !cli_out.json)
-        fprintf(stderr, "scored %zu images in %.2fs (%.0f images/s, %.3f ms/image)\n", n, seconds,
-                (double)n / seconds, 1000 * seconds / (double)(n ? n : 1));
+        fprintf(stderr, "scored %zu images in %.2fs (%.0f images/s, %.3f ms/image), score %s\n", n, seconds,
+                (double)n / seconds, 1000 * seconds / (double)(n ? n : 1),
+                ae_score_rule_name(ae_detector_rule(se.detector), rule, sizeof rule));
 
     /* Labels for evaluation: anomaly = any class outside --normal-class
      * (MVTec: outside "good"). They never influence the scores. */
@@ -135,7 +160,7 @@ int cli_score_run(const cli_command *cmd, cli_score_args *a)
     }
     if (have_labels && (rc = cli_per_class_auc(scores, classes, n, normal, nn, &m)))
         goto done;
-    rc = cli_pixel_maps_finish(maps, &se, scored, &m.pixel_auc);
+    rc = cli_pixel_maps_finish(maps, &se, scored, !strcmp(a->pixel_maps, "input"), &m.pixel_auc);
     maps = NULL;
     if (rc)
         goto done;
@@ -145,6 +170,7 @@ int cli_score_run(const cli_command *cmd, cli_score_args *a)
         goto done;
     }
     print_summary(a, &m, &se.ds, scored, scores, order, n);
+    warn_flagged_share(&m);
     fflush(stdout);
     if (a->output && (rc = write_scores_csv(a->output, &se.ds, scored, scores, order, n, t.value)))
         goto done;
@@ -173,12 +199,16 @@ done:
 
 static const cli_command score_cmd = {
     "score", "MODEL DATA [options] [-o scores.csv]",
-    "Scores every image in DATA by its reconstruction error (mean squared error over all\n"
-    "pixels and channels) and flags those with error >= the threshold.",
-    "The threshold is the 0.95 quantile (numpy's linear interpolation) of the scored set's\n"
-    "errors, as in the tutorial. --threshold-from train|validation takes it from the errors\n"
-    "stored in MODEL instead (needed to score new images one at a time), --threshold X fixes\n"
-    "it, --mean-sd K uses mean + K standard deviations, --best-f1 the F1-best one (labels).\n"
+    "Scores every image in DATA by the model's score rule (by default its reconstruction\n"
+    "error: mean squared error over all pixels and channels) and flags those with score >=\n"
+    "the threshold.",
+    "The threshold is the one stored in MODEL by training (the 0.99 quantile of the held-out\n"
+    "validation scores), so new images can be scored one at a time. --threshold-from scored\n"
+    "(or --quantile Q) takes the 0.95 (Q) quantile of the scored set's scores instead, as in\n"
+    "the tutorial; --threshold-from train|validation a quantile of the scores stored in\n"
+    "MODEL; --threshold X fixes it, --mean-sd K uses mean + K standard deviations, --best-f1\n"
+    "the F1-best one (labels). --score picks another rule (docs/QUALITY.md): max or topk:P\n"
+    "for small defects, relative or combined for images simpler than the normal ones.\n"
     "Images are compared with >=: an image whose error equals the threshold is flagged.\n"
     "DATA's images are all scored, unless --anomaly-class asks for the tutorial's recipe;\n"
     "--split validation scores only the images the model held out (same data flags as train).\n"
@@ -205,6 +235,8 @@ static int run_score(const cli_command *cmd, int argc, char **argv, int as_repor
         {"csv", OPT_STRING, &a.csv, "FILE", "also write the scores CSV (report)"},
         CLI_THRESHOLD_OPTIONS(a, best_f1),
         {"split", OPT_STRING, &a.split, "SET", "score all of DATA, or the model's train or validation split [all]"},
+        {"score", OPT_STRING, &a.score, "RULE", "mse, max, topk:P, ssim, relative, latent-knn, combined [the model's]"},
+        {"pixel-maps", OPT_STRING, &a.pixel_maps, "SIZE", "pixel AUROC at the model's size or each input's: model, input [model]"},
         {"top", OPT_INT, &a.top, "N", "most anomalous images to print [10]"},
         {"report", OPT_STRING, &a.report, "FILE", "write a self-contained HTML report"},
         {"gallery", OPT_INT, &a.gallery, "K", "report: most anomalous and typical images shown [8]"},

@@ -27,6 +27,9 @@ void cli_train_defaults(cli_train_args *a)
     a->val_fraction = 0.2;
     a->epochs = 30;
     a->seed = 0;
+    a->score = "mse";
+    a->sigma = NAN;
+    a->threshold_quantile = 0.99;
 }
 
 typedef struct {
@@ -50,7 +53,13 @@ static ae_status record_state(train_session *t, ae_error *err)
         (s = ae_meta_set_float(m, AE_KEY_LOSS_SUM, st->loss_sum, err)) ||
         (s = ae_meta_set_int(m, AE_KEY_LOSS_COUNT, (int64_t)st->loss_count, err)) ||
         (s = ae_meta_set_doubles(m, AE_KEY_TRAIN_LOSSES, st->train_loss, (size_t)st->num_history, err)) ||
-        (s = ae_meta_set_doubles(m, AE_KEY_VAL_LOSSES, st->val_loss, (size_t)st->num_history, err)))
+        (s = ae_meta_set_doubles(m, AE_KEY_VAL_LOSSES, st->val_loss, (size_t)st->num_history, err)) ||
+        (s = ae_meta_set_int(m, AE_KEY_BEST_EPOCH, st->best_epoch, err)))
+        return s;
+    /* A checkpoint carries the best epoch's weights so far, for --resume. */
+    if (st->best_epoch && st->best_params &&
+        ((s = ae_meta_set_floats(m, AE_KEY_BEST_PARAMS, st->best_params, ae_model_num_params(t->model), err)) ||
+         (s = ae_meta_set_floats(m, AE_KEY_BEST_STATE, st->best_state, ae_model_num_state(t->model), err))))
         return s;
     return AE_OK;
 }
@@ -220,12 +229,17 @@ static int resume_settings(const cli_command *cmd, cli_train_args *a, const ae_m
         a->decay = f;
     if (ae_meta_get_float(meta, AE_KEY_VAL_FRACTION, &f))
         a->val_fraction = f;
+    if (ae_meta_get_int(meta, AE_KEY_PATIENCE, &v) && v >= 0 && v <= INT32_MAX)
+        a->early_stop = (int)v;
+    if (ae_meta_get_int(meta, AE_KEY_KEEP_BEST, &v))
+        a->keep_best = v != 0;
     return 0;
 }
 
 /* Where the checkpoint stopped; every value is checked against the run's
  * size, since a file with a valid checksum can still hold nonsense. */
-static ae_status restore_state(const ae_meta *meta, int epochs, ae_train_state *st, ae_error *err)
+static ae_status restore_state(const ae_meta *meta, int epochs, const ae_model *m, ae_train_state *st,
+                               ae_error *err)
 {
     int64_t epoch = 0, batch = 0, count = 0;
     double sum = 0;
@@ -248,11 +262,27 @@ static ae_status restore_state(const ae_meta *meta, int epochs, ae_train_state *
         st->val_loss[i] = vl[i];
     }
     st->num_history = (int)n1;
+    int64_t best = 0;
+    size_t np = 0, ns = 0;
+    ae_meta_get_int(meta, AE_KEY_BEST_EPOCH, &best);
+    const float *bp = ae_meta_get_floats(meta, AE_KEY_BEST_PARAMS, &np);
+    const float *bs = ae_meta_get_floats(meta, AE_KEY_BEST_STATE, &ns);
+    if (best < 0 || best > epoch || (best && (!bp || !bs || np != ae_model_num_params(m) ||
+                                              ns != ae_model_num_state(m))))
+        return ae_fail(err, AE_ERR_FORMAT, "checkpoint: inconsistent best epoch or its weights");
+    if (best) {
+        ae_status s = ae_train_state_keep_best(st, m, err);
+        if (s != AE_OK)
+            return s;
+        memcpy(st->best_params, bp, np * sizeof *bp);
+        memcpy(st->best_state, bs, ns * sizeof *bs);
+        st->best_epoch = (int)best;
+    }
     return AE_OK;
 }
 
 static ae_status base_meta(const cli_train_args *a, const ae_dataset *ds, int64_t fingerprint,
-                           const char *kernels, ae_meta *m, ae_error *err)
+                           const char *kernels, unsigned augment, ae_meta *m, ae_error *err)
 {
     ae_status s;
     if ((s = ae_meta_set_int(m, AE_KEY_SEED, (int64_t)a->seed, err)) ||
@@ -265,15 +295,19 @@ static ae_status base_meta(const cli_train_args *a, const ae_dataset *ds, int64_
         (s = ae_meta_set_float(m, AE_KEY_VAL_FRACTION, a->val_fraction, err)) ||
         (s = ae_meta_set_int(m, AE_KEY_THREADS, ae_get_num_threads(), err)) ||
         (s = ae_meta_set_str(m, AE_KEY_KERNELS, kernels, err)) ||
-        (s = ae_meta_set_int(m, AE_KEY_DATA_FINGERPRINT, fingerprint, err)))
+        (s = ae_meta_set_int(m, AE_KEY_DATA_FINGERPRINT, fingerprint, err)) ||
+        (s = ae_meta_set_int(m, AE_KEY_PATIENCE, a->early_stop, err)) ||
+        (s = ae_meta_set_int(m, AE_KEY_KEEP_BEST, a->keep_best, err)) ||
+        (s = ae_meta_set_int(m, AE_KEY_AUGMENT, (int64_t)augment, err)))
         return s;
     return AE_OK;
 }
 
-/* After training: the errors of the training and validation images, by the
- * one scoring path, so a threshold can be chosen later without labels. */
-static ae_status store_errors(ae_model *m, ae_loader *l, int batch, const char *key, ae_meta *meta,
-                              ae_error *err)
+/* After training: the scores of the training and validation images by the
+ * model's rule, by the one scoring path, so a threshold can be chosen later
+ * without labels; *values (may be NULL) keeps them. */
+static ae_status store_errors(ae_model *m, const ae_detector *d, ae_loader *l, int batch, const char *key,
+                              ae_meta *meta, float **values, ae_error *err)
 {
     size_t n = ae_loader_count(l);
     if (n == 0)
@@ -281,10 +315,47 @@ static ae_status store_errors(ae_model *m, ae_loader *l, int batch, const char *
     float *errors = malloc(n * sizeof *errors);
     if (!errors)
         return ae_fail(err, AE_ERR_NOMEM, "out of memory for %zu errors", n);
-    ae_status s = ae_score_loader(m, l, batch, errors, NULL, NULL, NULL, err);
+    ae_status s = ae_score_loader_by(m, d, l, batch, errors, NULL, NULL, NULL, err);
     if (s == AE_OK)
         s = ae_meta_set_floats(meta, key, errors, n, err);
-    free(errors);
+    if (s == AE_OK && values)
+        *values = errors;
+    else
+        free(errors);
+    return s;
+}
+
+/* What scoring needs later: the rule and what it learned, the training and
+ * validation scores, and the deployable threshold (a quantile of the
+ * held-out scores: no labels needed). */
+static ae_status store_detector(const cli_train_args *a, ae_model *m, ae_loader *train, ae_loader *val,
+                                ae_meta *meta, ae_error *err)
+{
+    ae_score_rule rule;
+    ae_detector *d = NULL;
+    float *held_out = NULL;
+    ae_status s = ae_score_rule_parse(a->score, &rule, err);
+    if (s == AE_OK && !isnan(a->sigma))
+        rule.sigma = a->sigma;
+    if (s == AE_OK)
+        s = ae_detector_create(&rule, &d, err);
+    if (s == AE_OK)
+        s = ae_detector_fit(d, m, train, val, a->data.batch, a->seed, err);
+    if (s == AE_OK)
+        s = ae_detector_to_meta(d, meta, err);
+    int from_val = val && ae_loader_count(val) > 0;
+    if (s == AE_OK)
+        s = store_errors(m, d, train, a->data.batch, AE_KEY_TRAIN_ERRORS, meta, from_val ? NULL : &held_out, err);
+    if (s == AE_OK && from_val)
+        s = store_errors(m, d, val, a->data.batch, AE_KEY_VAL_ERRORS, meta, &held_out, err);
+    double value;
+    size_t n = from_val ? ae_loader_count(val) : ae_loader_count(train);
+    if (s == AE_OK && held_out && (s = ae_quantile(held_out, n, a->threshold_quantile, &value, err)) == AE_OK &&
+        !(s = ae_meta_set_float(meta, AE_KEY_THRESHOLD_QUANTILE, a->threshold_quantile, err)) &&
+        !(s = ae_meta_set_float(meta, AE_KEY_THRESHOLD_VALUE, value, err)))
+        s = ae_meta_set_str(meta, AE_KEY_THRESHOLD_SOURCE, from_val ? "validation" : "train", err);
+    free(held_out);
+    ae_detector_free(d);
     return s;
 }
 
@@ -311,6 +382,39 @@ int cli_train_run(const cli_command *cmd, cli_train_args *a)
         ae_meta_free(resume_meta);
         return cli_usage_error(cmd, "--epochs, --batch and --latent must be at least 1, --lr positive, "
                                     "--decay non-negative, --val-fraction in [0, 1)");
+    }
+    ae_score_rule rule;
+    ae_error rule_err;
+    if (ae_score_rule_parse(a->score, &rule, &rule_err) != AE_OK) {
+        ae_meta_free(resume_meta);
+        return cli_usage_error(cmd, "--score: %s", rule_err.message);
+    }
+    if (!(isnan(a->sigma) || (a->sigma >= 0 && a->sigma <= 8)) ||
+        !(a->threshold_quantile >= 0 && a->threshold_quantile <= 1)) {
+        ae_meta_free(resume_meta);
+        return cli_usage_error(cmd, "--sigma wants a value in [0, 8], --threshold-quantile one in [0, 1]");
+    }
+    unsigned augment = 0;
+    for (int i = 0; i < a->augment.count; i++)
+        for (const char *name = a->augment.items[i]; *name;) {
+            size_t len = strcspn(name, ",");
+            unsigned flag = !strncmp(name, "flip", len) && len == 4    ? AE_AUGMENT_FLIP
+                            : !strncmp(name, "shift", len) && len == 5 ? AE_AUGMENT_SHIFT
+                            : !strncmp(name, "brightness", len) && len == 10 ? AE_AUGMENT_BRIGHTNESS
+                                                                            : 0;
+            if (!flag) {
+                ae_meta_free(resume_meta);
+                return cli_usage_error(cmd, "--augment wants flip, shift or brightness, not '%.*s'", (int)len, name);
+            }
+            augment |= flag;
+            name += len + (name[len] == ',');
+        }
+    int64_t resumed_augment;
+    if (resume_meta && ae_meta_get_int(resume_meta, AE_KEY_AUGMENT, &resumed_augment))
+        augment = (unsigned)resumed_augment & (AE_AUGMENT_FLIP | AE_AUGMENT_SHIFT | AE_AUGMENT_BRIGHTNESS);
+    if (a->early_stop < 0) {
+        ae_meta_free(resume_meta);
+        return cli_usage_error(cmd, "--early-stop wants a number of epochs (0: off)");
     }
     ae_set_num_threads(a->data.threads);
 
@@ -381,8 +485,8 @@ int cli_train_run(const cli_command *cmd, cli_train_args *a)
         goto done;
     }
     if (ae_train_state_init(&st, a->epochs, &err) != AE_OK ||
-        (a->resume && restore_state(meta, a->epochs, &st, &err) != AE_OK) ||
-        base_meta(a, &ds, fingerprint, ae_model_kernels(model), meta, &err) != AE_OK) {
+        (a->resume && restore_state(meta, a->epochs, model, &st, &err) != AE_OK) ||
+        base_meta(a, &ds, fingerprint, ae_model_kernels(model), augment, meta, &err) != AE_OK) {
         rc = cli_report_error(&err);
         goto done;
     }
@@ -395,6 +499,9 @@ int cli_train_run(const cli_command *cmd, cli_train_args *a)
     ae_train_options opt = {.epochs = a->epochs, .batch_size = a->data.batch, .seed = a->seed,
                             .stop = &stop_requested, .on_step = on_step, .on_epoch = on_epoch,
                             .on_checkpoint = save_checkpoint, .user = &t};
+    opt.patience = a->early_stop;
+    opt.keep_best = a->keep_best;
+    opt.augment = augment;
     ae_adam_config_init(&opt.adam, (float)a->learning_rate, 0);
     opt.adam.decay = (float)a->decay;
 
@@ -420,6 +527,13 @@ int cli_train_run(const cli_command *cmd, cli_train_args *a)
         rc = cli_report_error(&err);
         goto done;
     }
+    if (st.best_epoch && (a->early_stop || a->keep_best) && !cli_out.quiet && !cli_out.json) {
+        if (st.stopped_early)
+            fprintf(stderr, "stopped early after epoch %d: no lower validation loss in %d epochs\n", st.epoch,
+                    a->early_stop);
+        fprintf(stderr, "kept the weights of epoch %d (validation loss %.6f)\n", st.best_epoch,
+                st.val_loss[st.best_epoch - 1]);
+    }
     if (record_state(&t, &err) != AE_OK) {
         rc = cli_report_error(&err);
         goto done;
@@ -428,8 +542,9 @@ int cli_train_run(const cli_command *cmd, cli_train_args *a)
     ae_meta_remove(meta, AE_KEY_BATCH);
     ae_meta_remove(meta, AE_KEY_LOSS_SUM);
     ae_meta_remove(meta, AE_KEY_LOSS_COUNT);
-    if (store_errors(model, train, a->data.batch, AE_KEY_TRAIN_ERRORS, meta, &err) != AE_OK ||
-        (val && store_errors(model, val, a->data.batch, AE_KEY_VAL_ERRORS, meta, &err) != AE_OK) ||
+    ae_meta_remove(meta, AE_KEY_BEST_PARAMS); /* the model holds the best weights themselves */
+    ae_meta_remove(meta, AE_KEY_BEST_STATE);
+    if (store_detector(a, model, train, val, meta, &err) != AE_OK ||
         ae_model_save(a->output, model, meta, 0, &err) != AE_OK) {
         rc = cli_report_error(&err);
         goto done;

@@ -6,8 +6,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The stored scores are by the model's rule: another --score cannot use them. */
+static int stored_scores_apply(const cli_score_args *a, const ae_meta *meta)
+{
+    if (!a->score)
+        return 1;
+    const char *stored = ae_meta_get_str(meta, AE_KEY_SCORE_RULE);
+    ae_score_rule want, have;
+    char w[32], h[32];
+    return ae_score_rule_parse(a->score, &want, NULL) == AE_OK &&
+           ae_score_rule_parse(stored ? stored : "mse", &have, NULL) == AE_OK &&
+           !strcmp(ae_score_rule_name(&want, w, sizeof w), ae_score_rule_name(&have, h, sizeof h));
+}
+
 int cli_choose_threshold(const cli_command *cmd, const cli_score_args *a, const float *scores,
-                            const int *labels, size_t n, const ae_meta *meta, ae_threshold *t)
+                         const int *labels, size_t n, const ae_meta *meta, ae_threshold *t)
 {
     ae_error err = {0};
     ae_status s;
@@ -15,29 +28,55 @@ int cli_choose_threshold(const cli_command *cmd, const cli_score_args *a, const 
     size_t nv = n;
     char source[96];
     snprintf(source, sizeof source, "scored set");
-    if (!strcmp(a->threshold_from, "train") || !strcmp(a->threshold_from, "validation")) {
-        int train = !strcmp(a->threshold_from, "train");
+    const char *from = a->threshold_from;
+    int rule_given = !isnan(a->threshold) || !isnan(a->sd_k) || !isnan(a->quantile);
+    double stored_q = NAN;
+    const char *stored_set = meta ? ae_meta_get_str(meta, AE_KEY_THRESHOLD_SOURCE) : NULL;
+    if (meta)
+        ae_meta_get_float(meta, AE_KEY_THRESHOLD_QUANTILE, &stored_q);
+    int has_stored = !isnan(stored_q) && stored_set && stored_scores_apply(a, meta);
+    if (!strcmp(from, "auto"))
+        from = !rule_given && has_stored ? "model" : "scored";
+    else if (!strcmp(from, "model") && !has_stored)
+        return cli_usage_error(cmd, "%s holds no threshold for the %s score (train with this version, and "
+                                    "the same --score)", a->model_path ? a->model_path : "the model",
+                               a->score ? a->score : "model's");
+    int use_model = !strcmp(from, "model");
+    if (use_model)
+        from = stored_set;
+    if (!strcmp(from, "train") || !strcmp(from, "validation")) {
+        int train = !strcmp(from, "train");
         if (!meta)
-            return cli_usage_error(cmd, "--threshold-from %s needs --model", a->threshold_from);
+            return cli_usage_error(cmd, "--threshold-from %s needs --model", from);
+        if (!stored_scores_apply(a, meta))
+            return cli_usage_error(cmd, "the scores stored in %s are by the model's own rule, not --score %s",
+                                   a->model_path, a->score);
         values = ae_meta_get_floats(meta, train ? AE_KEY_TRAIN_ERRORS : AE_KEY_VAL_ERRORS, &nv);
         if (!values || nv == 0)
             return cli_usage_error(cmd, "%s holds no %s errors", a->model_path, train ? "training" : "validation");
-        snprintf(source, sizeof source, "%s errors stored in the model", train ? "training" : "validation");
-    } else if (strcmp(a->threshold_from, "scored"))
-        return cli_usage_error(cmd, "--threshold-from wants scored, train or validation, not '%s'",
-                               a->threshold_from);
+        for (size_t i = 0; i < nv; i++)
+            if (!isfinite(values[i])) {
+                ae_fail(&err, AE_ERR_FORMAT, "%s: bad model file: %s score %zu is %g", a->model_path,
+                        train ? "training" : "validation", i, (double)values[i]);
+                return cli_report_error(&err);
+            }
+        snprintf(source, sizeof source, "%s scores stored in the model%s", train ? "training" : "validation",
+                 use_model ? " (its threshold)" : "");
+    } else if (strcmp(from, "scored"))
+        return cli_usage_error(cmd, "--threshold-from wants model, scored, train or validation, not '%s'", from);
+    double q = use_model ? stored_q : isnan(a->quantile) ? 0.95 : a->quantile;
     if (!isnan(a->threshold))
         s = ae_threshold_fixed(a->threshold, "--threshold", t, &err);
     else if (!isnan(a->sd_k))
         s = ae_threshold_mean_sd(values, nv, a->sd_k, source, t, &err);
-    else if (a->quantile < 0) { /* --best-f1 */
+    else if (q < 0) { /* --best-f1 */
         if (!labels)
             return cli_usage_error(cmd, "--best-f1 needs labels (--normal-class with labelled data)");
         s = ae_threshold_best_f1(scores, labels, n, "scored set (labels)", t, &err);
     } else {
-        if (!(a->quantile >= 0 && a->quantile <= 1))
-            return cli_usage_error(cmd, "--quantile wants a value in [0, 1], not %g", a->quantile);
-        s = ae_threshold_quantile(values, nv, a->quantile, source, t, &err);
+        if (!(q >= 0 && q <= 1))
+            return cli_usage_error(cmd, "--quantile wants a value in [0, 1], not %g", q);
+        s = ae_threshold_quantile(values, nv, q, source, t, &err);
     }
     return s == AE_OK ? 0 : cli_report_error(&err);
 }

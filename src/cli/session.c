@@ -60,8 +60,28 @@ int cli_session_open(const cli_command *cmd, const cli_data_args *d, const char 
     return 0;
 }
 
+int cli_session_detector(const cli_command *cmd, cli_session *s, const char *model_path, const char *score)
+{
+    ae_error err = {0};
+    const ae_config *cfg = ae_model_config(s->model);
+    if (ae_detector_from_meta(s->meta, cfg->latent_dim, model_path, &s->detector, &err) != AE_OK)
+        return cli_report_error(&err);
+    if (!score)
+        return 0;
+    ae_score_rule rule;
+    if (ae_score_rule_parse(score, &rule, &err) != AE_OK)
+        return cli_usage_error(cmd, "--score: %s", err.message);
+    ae_detector_set_rule(s->detector, &rule);
+    if (!ae_detector_ready(s->detector))
+        return cli_usage_error(cmd, "--score %s needs what training learns for it (reference latents), and "
+                                    "%s has none: retrain it with this version",
+                               score, model_path);
+    return 0;
+}
+
 void cli_session_close(cli_session *s)
 {
+    ae_detector_free(s->detector);
     ae_loader_free(s->loader);
     free(s->items);
     ae_dataset_free(&s->ds);

@@ -226,6 +226,29 @@ static ae_status load_tensor(const ae_model_file *f, const char *name, const ae_
     return AE_OK;
 }
 
+/* A file whose checksum is right can still hold values no training makes:
+ * NaN or Inf weights or moments, or a negative BatchNorm variance (which
+ * would make NaN scores). That is a bad model file, not bad data. */
+static ae_status check_values(const char *name, ae_model *m, ae_error *err)
+{
+    for (int i = 0; i < ae_model_num_tensors(m); i++) {
+        const ae_tensor_info *info = ae_model_tensor(m, i);
+        const float *v = (info->is_state ? ae_model_state(m) : ae_model_params(m)) + info->offset;
+        const float *am = info->is_state ? NULL : ae_model_adam_m(m) + info->offset;
+        const float *av = info->is_state ? NULL : ae_model_adam_v(m) + info->offset;
+        int variance = strstr(info->name, "moving_var") != NULL;
+        for (size_t k = 0; k < info->size; k++) {
+            if (!isfinite(v[k]) || (variance && v[k] < 0))
+                return ae_fail(err, AE_ERR_FORMAT, "%s: bad model file: %s[%zu] is %g", name, info->name, k,
+                               (double)v[k]);
+            if (am && (!isfinite(am[k]) || !isfinite(av[k]) || av[k] < 0))
+                return ae_fail(err, AE_ERR_FORMAT, "%s: bad model file: the Adam moments of %s[%zu] are %g, %g",
+                               name, info->name, k, (double)am[k], (double)av[k]);
+        }
+    }
+    return AE_OK;
+}
+
 static ae_status fill_model(const ae_model_file *f, const char *name, ae_model *m,
                             int *has_optimizer, ae_error *err)
 {
@@ -275,7 +298,7 @@ static ae_status fill_model(const ae_model_file *f, const char *name, ae_model *
     ae_model_set_iterations(m, iterations);
     if (has_optimizer)
         *has_optimizer = with_optimizer;
-    return AE_OK;
+    return check_values(name, m, err);
 }
 
 ae_status ae_model_load_bytes(const uint8_t *bytes, size_t len, const char *name, int max_batch,

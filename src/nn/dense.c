@@ -21,15 +21,19 @@
 
 /* 8 floats as one value (GCC/clang vector extension: AVX or SSE pairs, or
  * scalar code where neither exists); loaded and stored with memcpy, which
- * compiles to unaligned vector moves. */
+ * compiles to unaligned vector moves. load_vec writes through a pointer
+ * rather than returning the value: a 32-byte vector returned by value has
+ * another ABI without AVX (-Wpsabi, an error in `make ARCH=`). Through the
+ * local t, the inlined code is the same instructions as a return (a memcpy
+ * straight into *v makes gcc move integer vectors). */
 typedef float dense_vec __attribute__((vector_size(32)));
 enum { VEC = 8, OUT_BLOCK = 2 * VEC, IMAGE_BLOCK = 8, K_CHUNK = 1024 };
 
-static inline dense_vec load_vec(const float *p)
+static inline void load_vec(dense_vec *v, const float *p)
 {
-    dense_vec v;
-    memcpy(&v, p, sizeof v);
-    return v;
+    dense_vec t;
+    memcpy(&t, p, sizeof t);
+    *v = t;
 }
 
 /* y[i][o0 .. o0 + 16) for images i0 .. i0 + 8, k in [k0, k1): accumulators
@@ -41,12 +45,14 @@ static void dense_block(float *y, const float *x, const float *w, const float *b
     const float *start = k0 == 0 ? b + o0 : NULL;
     for (int r = 0; r < IMAGE_BLOCK; r++) {
         const float *from = start ? start : y + (size_t)(i0 + r) * out + o0;
-        acc[r][0] = load_vec(from);
-        acc[r][1] = load_vec(from + VEC);
+        load_vec(&acc[r][0], from);
+        load_vec(&acc[r][1], from + VEC);
     }
     for (int k = k0; k < k1; k++) {
         const float *wk = w + (size_t)k * out + o0;
-        const dense_vec w0 = load_vec(wk), w1 = load_vec(wk + VEC);
+        dense_vec w0, w1;
+        load_vec(&w0, wk);
+        load_vec(&w1, wk + VEC);
         for (int r = 0; r < IMAGE_BLOCK; r++) {
             const float xv = x[(size_t)(i0 + r) * in + k];
             acc[r][0] = acc[r][0] + xv * w0;

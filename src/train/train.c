@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 ae_status ae_train_state_init(ae_train_state *st, int epochs, ae_error *err)
@@ -24,7 +25,79 @@ void ae_train_state_free(ae_train_state *st)
 {
     free(st->train_loss);
     free(st->val_loss);
+    free(st->best_params);
+    free(st->best_state);
     st->train_loss = st->val_loss = NULL;
+    st->best_params = st->best_state = NULL;
+}
+
+ae_status ae_train_state_keep_best(ae_train_state *st, const ae_model *m, ae_error *err)
+{
+    if (st->best_params)
+        return AE_OK;
+    size_t np = ae_model_num_params(m), ns = ae_model_num_state(m);
+    st->best_params = malloc(np * sizeof *st->best_params);
+    st->best_state = malloc((ns ? ns : 1) * sizeof *st->best_state);
+    if (!st->best_params || !st->best_state) {
+        free(st->best_params), free(st->best_state);
+        st->best_params = st->best_state = NULL;
+        return ae_fail(err, AE_ERR_NOMEM, "out of memory for a copy of the best weights");
+    }
+    return AE_OK;
+}
+
+/* After an epoch: remember its weights when its validation loss is the
+ * lowest yet; 1 when patience says to stop. */
+static int track_best(ae_model *m, const ae_train_options *opt, ae_train_state *st, double val_loss)
+{
+    if (isnan(val_loss))
+        return 0;
+    if (!st->best_epoch || val_loss < st->val_loss[st->best_epoch - 1]) {
+        st->best_epoch = st->epoch;
+        memcpy(st->best_params, ae_model_params(m), ae_model_num_params(m) * sizeof(float));
+        memcpy(st->best_state, ae_model_state((ae_model *)m), ae_model_num_state(m) * sizeof(float));
+    }
+    return opt->patience > 0 && st->epoch - st->best_epoch >= opt->patience;
+}
+
+/* The augmentations of one batch, in place (tmp holds one image). */
+static void augment_batch(const ae_config *c, float *x, int n, unsigned flags, uint64_t seed, float *tmp)
+{
+    ae_rng rng;
+    ae_rng_seed(&rng, seed);
+    int h = c->height, w = c->width, ch = c->channels;
+    size_t per_image = (size_t)h * (size_t)w * (size_t)ch;
+    int reach = w / 16 > 1 ? w / 16 : 1;
+    for (int i = 0; i < n; i++) {
+        float *img = x + (size_t)i * per_image;
+        /* every draw is taken whatever the flags, so each flag's draws do
+         * not depend on which others are on */
+        int flip = (int)ae_rng_below(&rng, 2);
+        int dy = (int)ae_rng_below(&rng, (uint64_t)(2 * reach + 1)) - reach;
+        int dx = (int)ae_rng_below(&rng, (uint64_t)(2 * reach + 1)) - reach;
+        float gain = (float)(0.9 + 0.2 * ae_rng_uniform(&rng));
+        if (!(flags & AE_AUGMENT_SHIFT))
+            dx = dy = 0;
+        if (!(flags & AE_AUGMENT_FLIP))
+            flip = 0;
+        if (flip || dx || dy) {
+            memcpy(tmp, img, per_image * sizeof *tmp);
+            for (int y = 0; y < h; y++) {
+                int sy = y - dy < 0 ? 0 : (y - dy >= h ? h - 1 : y - dy);
+                for (int u = 0; u < w; u++) {
+                    int su = (flip ? w - 1 - u : u) - dx;
+                    su = su < 0 ? 0 : (su >= w ? w - 1 : su);
+                    memcpy(img + ((size_t)y * (size_t)w + (size_t)u) * (size_t)ch,
+                           tmp + ((size_t)sy * (size_t)w + (size_t)su) * (size_t)ch, (size_t)ch * sizeof *img);
+                }
+            }
+        }
+        if (flags & AE_AUGMENT_BRIGHTNESS)
+            for (size_t p = 0; p < per_image; p++) {
+                float v = img[p] * gain;
+                img[p] = v > 1 ? 1 : v;
+            }
+    }
 }
 
 uint64_t ae_epoch_seed(uint64_t seed, int epoch)
@@ -51,7 +124,7 @@ static size_t batch_floats(const ae_model *m, int batch_size)
 
 /* Runs one epoch from st->batch on; returns with st updated after every step. */
 static ae_status train_epoch(ae_model *m, ae_loader *train, const ae_train_options *opt,
-                             ae_train_state *st, float *x, ae_error *err)
+                             ae_train_state *st, float *x, float *tmp, ae_error *err)
 {
     ae_status s = ae_loader_start(train, opt->batch_size, 1, ae_epoch_seed(opt->seed, st->epoch), err);
     if (s != AE_OK)
@@ -71,6 +144,9 @@ static ae_status train_epoch(ae_model *m, ae_loader *train, const ae_train_optio
         if (b.count == 0)
             return AE_OK;
         ae_pixels_to_float(b.pixels, batch_floats(m, b.count), x);
+        if (opt->augment)
+            augment_batch(ae_model_config(m), x, b.count, opt->augment,
+                          ae_epoch_seed(opt->seed ^ 0xa5a5a5a5a5a5a5a5ULL, st->epoch) + (uint64_t)st->batch, tmp);
         float loss;
         s = ae_model_train_step(m, &opt->adam, x, b.count, &loss, err);
         if (s != AE_OK) {
@@ -93,13 +169,21 @@ ae_status ae_train(ae_model *m, ae_loader *train, ae_loader *val, const ae_train
                        ae_model_max_batch(m));
     if (ae_loader_count(train) == 0)
         return ae_fail(err, AE_ERR_DATA, "no training images");
+    int keep = (opt->patience > 0 || opt->keep_best) && val && ae_loader_count(val) > 0;
+    if (keep && ae_train_state_keep_best(st, m, err) != AE_OK)
+        return err ? err->code : AE_ERR_NOMEM;
     float *x = ae_alloc_floats(batch_floats(m, opt->batch_size));
-    if (!x)
+    float *tmp = ae_alloc_floats(batch_floats(m, 1));
+    if (!x || !tmp) {
+        ae_free_floats(x);
+        ae_free_floats(tmp);
         return ae_fail(err, AE_ERR_NOMEM, "out of memory for a batch");
+    }
     ae_status s = AE_OK;
-    while (st->epoch < opt->epochs) {
+    st->stopped_early = 0;
+    while (st->epoch < opt->epochs && !st->stopped_early) {
         double start = now_seconds();
-        if ((s = train_epoch(m, train, opt, st, x, err)) != AE_OK)
+        if ((s = train_epoch(m, train, opt, st, x, tmp, err)) != AE_OK)
             break;
         double val_loss = NAN;
         if (val && ae_loader_count(val) > 0 &&
@@ -113,11 +197,18 @@ ae_status ae_train(ae_model *m, ae_loader *train, ae_loader *val, const ae_train
         st->batch = 0;
         st->loss_sum = 0;
         st->loss_count = 0;
+        if (keep)
+            st->stopped_early = track_best(m, opt, st, val_loss);
         if (opt->on_epoch)
             opt->on_epoch(opt->user, st->epoch, train_loss, val_loss, now_seconds() - start);
         if (opt->on_checkpoint && (s = opt->on_checkpoint(opt->user, err)) != AE_OK)
             break;
     }
+    if (s == AE_OK && keep && st->best_epoch) { /* end with the best epoch's weights */
+        memcpy(ae_model_params(m), st->best_params, ae_model_num_params(m) * sizeof(float));
+        memcpy(ae_model_state(m), st->best_state, ae_model_num_state(m) * sizeof(float));
+    }
     ae_free_floats(x);
+    ae_free_floats(tmp);
     return s;
 }
