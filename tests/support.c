@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char tmpdir[PATH_MAX];
@@ -207,4 +208,51 @@ void test_write_jpeg(const char *path, const uint8_t *pixels, int height, int wi
         perror(path);
         abort();
     }
+}
+
+static char run_output[1 << 16];
+
+const char *test_aedet(void)
+{
+    static char path[PATH_MAX];
+    if (!path[0]) {
+        const char *bin = getenv("AEDET");
+        if (!realpath(bin ? bin : "build/asan/aedet", path))
+            fail_msg("the aedet tool under test (%s) is missing", bin ? bin : "build/asan/aedet");
+    }
+    return path;
+}
+
+int test_run(const char *fmt, ...)
+{
+    char args[8192], cmd[16384], log[PATH_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(log, sizeof log, "%s/last.log", test_tmpdir());
+    snprintf(cmd, sizeof cmd, "%s %s > '%s' 2>&1 < /dev/null", test_aedet(), args, log);
+    int status = system(cmd);
+    FILE *f = fopen(log, "r");
+    size_t n = f ? fread(run_output, 1, sizeof run_output - 1, f) : 0;
+    run_output[n] = '\0';
+    if (f)
+        fclose(f);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+const char *test_output(void) { return run_output; }
+
+void test_set_output(const char *text) { snprintf(run_output, sizeof run_output, "%s", text); }
+
+void test_expect_output(const char *needle)
+{
+    if (!strstr(run_output, needle))
+        fail_msg("expected \"%s\" in the output:\n%s", needle, run_output);
+}
+
+void test_expect_no_output(const char *needle)
+{
+    if (strstr(run_output, needle))
+        fail_msg("did not expect \"%s\" in the output:\n%s", needle, run_output);
 }

@@ -29,6 +29,20 @@ char *test_env_save(const char *name);
 void test_env_restore(const char *name, char *saved);
 
 
+/* The aedet tool under test: $AEDET (default build/asan/aedet), as an
+ * absolute path, so a test may change folders. */
+const char *test_aedet(void);
+/* Runs `aedet ARGS` through the shell with no standard input; returns its
+ * exit status (128 + the signal when killed) and keeps the first 64 KiB of
+ * its stdout and stderr for test_output(). */
+int test_run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+const char *test_output(void);
+/* Puts text in test_output()'s place (for a test's own ways of running it). */
+void test_set_output(const char *text);
+/* Fails the test, showing the output, unless needle is in it (is not in it). */
+void test_expect_output(const char *needle);
+void test_expect_no_output(const char *needle);
+
 /* Test images written directly with libpng / libjpeg (not with the library,
  * so the readers are not checked against themselves). Both abort() on error.
  *

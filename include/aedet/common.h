@@ -56,8 +56,10 @@ uint64_t ae_rng_below(ae_rng *rng, uint64_t n); /* uniform in [0, n), n > 0, unb
 double ae_rng_normal(ae_rng *rng);             /* standard normal (Box-Muller) */
 void ae_shuffle_sizes(ae_rng *rng, size_t *v, size_t n); /* Fisher-Yates */
 
-/* Threads used by the library's OpenMP regions; 0 or less means all cores.
+/* Threads used by the library's OpenMP regions; 0 or less means all cores,
+ * and more than AE_MAX_THREADS means AE_MAX_THREADS (so do decoding threads).
  * BLAS is always called single-threaded from inside those regions. */
+#define AE_MAX_THREADS 1024
 void ae_set_num_threads(int n);
 int ae_get_num_threads(void);
 
@@ -69,6 +71,13 @@ void ae_free_floats(float *p);
 
 /* Overflow-checked size arithmetic: returns 0 and leaves *out alone on overflow. */
 int ae_mul_size(size_t a, size_t b, size_t *out);
+
+/* The most bytes ae_model_load may plan for a model (weights, activations and
+ * scratch for its batch), checked before anything is allocated: a file of a
+ * few KB can declare 8192x8192 images. 0 restores the default, half of the
+ * physical memory. Process-wide, like ae_set_num_threads: set it first. */
+void ae_set_memory_limit(size_t bytes);
+size_t ae_get_memory_limit(void);
 
 #ifdef __cplusplus
 }

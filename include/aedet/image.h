@@ -25,6 +25,15 @@ void ae_image_free(ae_image *img);
 #define AE_IMAGE_MAX_PIXELS (1UL << 28) /* width * height */
 #define AE_IMAGE_MAX_SIDE (1L << 20)    /* width or height */
 
+/* A lower pixel limit, checked from the header like the above (Pillow's
+ * MAX_IMAGE_PIXELS): a 1 KB file can declare a 64512x2296 image that decodes
+ * to 0.9 GB. Default AE_IMAGE_DEFAULT_PIXELS (2^26 = 64 Mi pixels, 8192x8192);
+ * 0 restores it; capped at AE_IMAGE_MAX_PIXELS. Process-wide (read by every
+ * decoder thread): set it before decoding. */
+#define AE_IMAGE_DEFAULT_PIXELS (1UL << 26)
+void ae_image_set_max_pixels(size_t pixels);
+size_t ae_image_max_pixels(void);
+
 /* Decodes JPEG or PNG (detected from the bytes, not the name): 8 or 16 bit
  * (16 is rounded to 8: v * 255 / 65535 to nearest), 1/2/4-bit gray (scaled
  * to 0..255), gray, gray+alpha, RGB, RGBA, palette (with or without tRNS).
@@ -45,7 +54,7 @@ ae_status ae_image_prepare(const ae_image *src, int height, int width, int chann
 
 /* PNG writing, 8 bits, channels 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA).
  * ae_png_encode returns a malloc'ed buffer. ae_png_write is atomic (see
- * ae_write_file_atomic). */
+ * ae_write_file_atomic_many: it does not look for stale temp files). */
 ae_status ae_png_encode(const uint8_t *pixels, int height, int width, int channels,
                         uint8_t **out, size_t *out_len, ae_error *err);
 ae_status ae_png_write(const char *path, const uint8_t *pixels, int height, int width,
@@ -87,17 +96,27 @@ int ae_csv_column(const ae_csv *csv, const char *header_name); /* index, or -1 *
 void ae_csv_free(ae_csv *csv);
 
 /* Reads a whole file into memory (gzip is NOT undone here). The buffer holds
- * one extra NUL byte after the len bytes; free it with free(). */
+ * one extra NUL byte after the len bytes; free it with free(). Only regular
+ * files of at most AE_MAX_FILE_BYTES are read: a device, FIFO or socket is
+ * AE_ERR_IO at once (a FIFO is opened without waiting for a writer). */
+#define AE_MAX_FILE_BYTES (4ULL << 30)
 ae_status ae_read_file(const char *path, uint8_t **bytes, size_t *len, ae_error *err);
 
 /* A file of unknown size written atomically: ae_atomic_open gives a stream on
  * a temp file beside path (same folder, so rename is atomic); write to af.f;
  * ae_atomic_commit with ok != 0 checks that every write succeeded, fsyncs,
  * renames over path and fsyncs the folder; with ok == 0 (or on any failure)
- * it removes the temp file and path is untouched. */
+ * it removes the temp file and path is untouched. A failed write is reported
+ * with its errno ("No space left on device") and path.
+ *
+ * Temp files are named ".NAME.tmp-XXXXXX", or ".aedet-<hash of NAME>.tmp-XXXXXX"
+ * when NAME is too long for that (names stay within NAME_MAX). A successful
+ * commit also removes the temp files of the same target that a killed run
+ * left behind: those not modified for 10 minutes. */
 typedef struct {
     FILE *f;
     char *path, *tmp, *dir;
+    void *sink_; /* internal: the descriptor and the first write error */
 } ae_atomic_file;
 
 ae_status ae_atomic_open(const char *path, ae_atomic_file *af, ae_error *err);
@@ -108,6 +127,9 @@ ae_status ae_atomic_commit(ae_atomic_file *af, int ok, ae_error *err);
  * and an existing file at path is left untouched. An existing file's mode is
  * kept; a new file gets 0644. */
 ae_status ae_write_file_atomic(const char *path, const void *bytes, size_t len, ae_error *err);
+/* The same without looking for stale temp files: for many files written into
+ * one folder (ae_png_write), where a scan per file would cost files^2. */
+ae_status ae_write_file_atomic_many(const char *path, const void *bytes, size_t len, ae_error *err);
 
 #ifdef __cplusplus
 }

@@ -183,12 +183,26 @@ ae_status ae_model_save(const char *path, const ae_model *m, const ae_meta *meta
                         int with_optimizer, ae_error *err);
 
 /* Loads a model saved by ae_model_save, created for batches of up to
- * max_batch images. meta (may be NULL) receives every metadata entry;
+ * max_batch images. A file without aedet.version, for other than 1 or 3
+ * channels, or whose model would need more than ae_get_memory_limit() bytes
+ * for max_batch is AE_ERR_FORMAT, refused before anything is allocated. meta (may be NULL) receives every metadata entry;
  * has_optimizer (may be NULL) says whether the Adam state was loaded (else
  * it is reset). The file must hold exactly the model's tensors with the
  * model's shapes. */
 ae_status ae_model_load(const char *path, int max_batch, ae_model **model, ae_meta **meta,
                         int *has_optimizer, ae_error *err);
+
+/* What a file holds, checked as ae_model_load checks it (keys, every
+ * tensor's shape, finite values) but without building the model: nothing is
+ * allocated for activations, so a small file that declares huge images costs
+ * only its own size (`aedet info`). meta (may be NULL) receives the metadata. */
+typedef struct {
+    ae_config config;
+    size_t num_params;
+    int num_tensors;   /* the model's (parameters and state) */
+    int has_optimizer; /* the file holds Adam's moments (a checkpoint) */
+} ae_model_summary;
+ae_status ae_model_inspect(const char *path, ae_model_summary *out, ae_meta **meta, ae_error *err);
 
 /* The same from bytes in memory; name is used in messages. */
 ae_status ae_model_load_bytes(const uint8_t *bytes, size_t len, const char *name, int max_batch,

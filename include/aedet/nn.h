@@ -48,6 +48,11 @@ void ae_config_init(ae_config *cfg, int height, int width, int channels);
  * activation memory over a sane bound for max_batch. */
 ae_status ae_config_check(const ae_config *cfg, int max_batch, ae_error *err);
 
+/* The bytes ae_model_create would allocate for cfg and max_batch (the figure
+ * ae_config_check bounds), computed without allocating; 0 for a config that
+ * fails ae_config_check, SIZE_MAX when the size overflows. */
+size_t ae_config_memory_bytes(const ae_config *cfg, int max_batch);
+
 /* Multiply-adds x 2 of one image's forward pass (convolutions and dense layers),
  * for the benchmark's GFLOP/s; a training step is about 3x this. */
 double ae_config_forward_flops(const ae_config *cfg);

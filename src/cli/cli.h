@@ -91,6 +91,8 @@ typedef struct {
     cli_list include, exclude, normal, anomaly;
     double contamination;
     size_t memory_budget;
+    size_t memory_limit; /* the model's bytes for its batch; 0: half of physical memory */
+    uint64_t max_pixels; /* per image, checked from its header; 0: 64 Mi */
     int threads, batch, bf16;
 } cli_data_args;
 
@@ -107,11 +109,16 @@ typedef struct {
     {"contamination", OPT_DOUBLE, &(d).contamination, "F", "fraction of each anomaly class mixed in [0.01]"}, \
     {"memory-budget", OPT_BYTES, &(d).memory_budget, "BYTES", "decoded images kept in memory, else streamed [1G]"}, \
     {"bad-files", OPT_STRING, &(d).bad_files, "POLICY", "stop at the first bad file, or skip and list them [stop]"}, \
-    {"threads", OPT_INT, &(d).threads, "N", "threads for training and decoding [all cores]"},                   \
+    {"memory-limit", OPT_BYTES, &(d).memory_limit, "BYTES", "the most a model may allocate for its batch [half of RAM]"}, \
+    {"max-pixels", OPT_U64, &(d).max_pixels, "N", "refuse images of more pixels, from their header [67108864]"}, \
+    {"threads", OPT_INT, &(d).threads, "N", "threads for training and decoding, at most 1024 [all cores]"},     \
     {"batch", OPT_INT, &(d).batch, "N", "images per batch [32]"},                                           \
     {"bf16", OPT_FLAG, &(d).bf16, NULL, "convolutions in bfloat16 on AMX tiles (opt-in; float32 by default)"}
 
 void cli_data_defaults(cli_data_args *d);
+/* The process-wide limits the data flags set (threads, pixels per image,
+ * a model's memory), before a model is loaded or an image decoded. */
+void cli_apply_data_limits(const cli_data_args *d);
 
 /* Opens the data set and chooses items by the recipe flags. With
  * normal_selects 0 (scoring), --normal-class alone selects nothing: every
@@ -121,6 +128,11 @@ int cli_open_data(const cli_command *cmd, const cli_data_args *d, const char *ro
 /* A fingerprint of the selected images (their names, in order): a resumed
  * run, or a score of the training split, must see the same images. */
 int64_t cli_selection_fingerprint(const ae_dataset *ds, const size_t *items, size_t n);
+/* The same over the names relative to root (DATA), so that "data", "./data",
+ * "data/" and an absolute path agree: what train stores (fingerprint.c). */
+int64_t cli_data_fingerprint(const ae_dataset *ds, const char *root, const size_t *items, size_t n);
+/* stored is this selection's fingerprint, either form (older models hold the first). */
+int cli_same_data(const ae_dataset *ds, const char *root, const size_t *items, size_t n, int64_t stored);
 /* A loader for items at the model's size, honouring threads and the bad-file
  * policy; images are kept decoded in memory when they fit memory_budget
  * bytes, else streamed. */
@@ -129,8 +141,32 @@ int cli_make_loader(const cli_data_args *d, const ae_dataset *ds, const size_t *
 /* After a loader is made: print how many bad files were skipped, and which. */
 void cli_print_bad_files(const ae_loader *l);
 
-/* A CSV field, quoted when it holds a comma, quote or newline. */
+/* A CSV field, quoted when it holds a comma, quote or newline: every field
+ * the tool writes that is not a number goes through here. Fields are kept as
+ * they are, a leading =, +, - or @ included (README, "Output files"). */
 void cli_csv_field(FILE *f, const char *field);
+
+/* Writes s (a file name, a message, a model's metadata) to f; when f is a
+ * terminal, control characters are shown as \xHH, so a name cannot move the
+ * cursor, recolour or retitle it. Elsewhere the bytes are kept. */
+void cli_put_text(FILE *f, const char *s);
+
+/* ---- outputs: checked before any work ---- */
+typedef struct {
+    const char *what; /* "-o", "--metrics"; for inputs "the model", "the labels" */
+    const char *path; /* NULL when not given */
+    int is_dir;       /* reconstruct's -o DIR: PNGs and index.csv are made inside */
+} cli_path;
+
+/* Refuses (EXIT_USAGE, naming both paths) an output that is one of inputs, a
+ * file of ds (may be NULL), or another output; an existing output that is a
+ * folder, a device, a FIFO or a symbolic link (outputs are written to a temp
+ * file and renamed over the path); and a folder output that holds images of
+ * ds. An output whose folder is missing or not writable is EXIT_IO. Existing
+ * files are compared by device and inode, outputs not made yet by the real
+ * path of their folder and their name. 0 when all is well. */
+int cli_check_outputs(const cli_command *cmd, const cli_path *inputs, int n_inputs, const ae_dataset *ds,
+                      const cli_path *outputs, int n_outputs);
 
 /* ---- subcommands ---- */
 int cmd_train(int argc, char **argv);
@@ -156,10 +192,12 @@ typedef struct {
 
 /* Loads MODEL for batches of d->batch, opens DATA with the data flags (the
  * recipe drawn with the model's seed), keeps split ("all", or the model's
- * "train" or "validation" split), and makes the loader. 0, or the exit code
- * after printing the error (nothing left to close). */
+ * "train" or "validation" split), checks the outputs against the model and
+ * data (cli_check_outputs) and makes the loader. 0, or the exit code after
+ * printing the error (nothing left to close). */
 int cli_session_open(const cli_command *cmd, const cli_data_args *d, const char *model_path,
-                     const char *data_path, const char *split, cli_session *s);
+                     const char *data_path, const char *split, const cli_path *outputs, int n_outputs,
+                     cli_session *s);
 /* The session's detector: the rule stored in the model, or score (when not
  * NULL) with what the model learned for it. 0, or the exit code. */
 int cli_session_detector(const cli_command *cmd, cli_session *s, const char *model_path, const char *score);

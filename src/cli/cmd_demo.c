@@ -66,6 +66,14 @@ int cmd_demo(int argc, char **argv)
         t.size.height = t.size.width = 32;
     t.data_path = images;
     t.output = model;
+    static char held_out[4096];
+    snprintf(held_out, sizeof held_out, "%s/metrics_validation.json", dir);
+    /* Every output, before training (scoring checks its own again later). */
+    const cli_path inputs[] = {{"the images", images, 0}, {"the labels", t.data.labels, 0}};
+    const cli_path outputs[] = {{"the model", model, 0}, {"the scores", scores, 0}, {"the metrics", metrics, 0},
+                                {"the validation metrics", held_out, 0}, {"--report", report, 0}};
+    if ((rc = cli_check_outputs(&demo_cmd, inputs, 2, NULL, outputs, 5)))
+        return rc;
     if ((rc = cli_train_run(&demo_cmd, &t)))
         return rc;
 
@@ -88,8 +96,6 @@ int cmd_demo(int argc, char **argv)
 
     /* The tutorial scored only its test split: the same figures on the images
      * the model never trained on, with a threshold of their own. */
-    static char held_out[4096];
-    snprintf(held_out, sizeof held_out, "%s/metrics_validation.json", dir);
     s.split = "validation";
     s.output = s.report = NULL;
     s.metrics = held_out;

@@ -53,7 +53,9 @@ static uint8_t to_byte(float v)
     return x <= 0 ? 0 : x >= 255 ? 255 : (uint8_t)x;
 }
 
-/* "00042_name.png" from the item's file name (or "00042.png" for IDX). */
+/* "00042_name.png" from the item's file name (or "00042.png" for IDX). A
+ * long name is cut to fit NAME_MAX (255 bytes) at a UTF-8 character
+ * boundary; the number keeps the names apart. */
 static void output_name(const ae_item *it, size_t n, const char *suffix, char *out, size_t size)
 {
     const char *base = it->path ? strrchr(it->path, '/') : NULL;
@@ -64,6 +66,12 @@ static void output_name(const ae_item *it, size_t n, const char *suffix, char *o
     }
     const char *dot = strrchr(base, '.');
     int len = dot ? (int)(dot - base) : (int)strlen(base);
+    int room = 255 - snprintf(NULL, 0, "%05zu_%s.png", n, suffix);
+    if (len > room) {
+        len = room;
+        while (len > 0 && ((unsigned char)base[len] & 0xc0) == 0x80)
+            len--;
+    }
     snprintf(out, size, "%05zu_%.*s%s.png", n, len, base, suffix);
 }
 
@@ -80,12 +88,14 @@ static ae_status reconstruct_batch(void *user, const ae_batch *b, const float *i
         for (size_t k = 0; k < per; k++)
             c->pixels[k] = to_byte(r[k]);
         output_name(it, c->done, "", name, sizeof name);
-        snprintf(path, sizeof path, "%s/%s", c->dir, name);
+        if (snprintf(path, sizeof path, "%s/%s", c->dir, name) >= (int)sizeof path)
+            return ae_fail(err, AE_ERR_USAGE, "%s/%s: path too long", c->dir, name);
         ae_status s = ae_png_write(path, c->pixels, cfg->height, cfg->width, cfg->channels, err);
         if (s != AE_OK)
             return s;
         cli_csv_field(c->out.f, ae_item_name(it, buf, sizeof buf));
-        fprintf(c->out.f, ",%.9g,%s", errors[i], name);
+        fprintf(c->out.f, ",%.9g,", errors[i]);
+        cli_csv_field(c->out.f, name);
         if (c->error_maps) {
             /* Mean absolute error over the channels, 0..255: dark is good. */
             for (size_t p = 0; p < hw; p++) {
@@ -95,10 +105,12 @@ static ae_status reconstruct_batch(void *user, const ae_batch *b, const float *i
                 c->pixels[p] = to_byte(e / (float)cfg->channels);
             }
             output_name(it, c->done, "_error", name, sizeof name);
-            snprintf(path, sizeof path, "%s/%s", c->dir, name);
+            if (snprintf(path, sizeof path, "%s/%s", c->dir, name) >= (int)sizeof path)
+                return ae_fail(err, AE_ERR_USAGE, "%s/%s: path too long", c->dir, name);
             if ((s = ae_png_write(path, c->pixels, cfg->height, cfg->width, 1, err)) != AE_OK)
                 return s;
-            fprintf(c->out.f, ",%s", name);
+            fputc(',', c->out.f);
+            cli_csv_field(c->out.f, name);
         }
         fputc('\n', c->out.f);
     }
@@ -111,12 +123,15 @@ typedef struct {
     int error_maps;
 } walk_args;
 
+static int reconstruct_begin(visit_ctx *c, const walk_args *a);
+
 /* Loads the model and data and walks every image through visit. */
 static int walk(const cli_command *cmd, const char *model_path, const char *data_path, walk_args *a,
                 visit_ctx *c, ae_batch_visitor visit, int (*begin)(visit_ctx *, const walk_args *))
 {
     cli_session se;
-    int rc = cli_session_open(cmd, &a->data, model_path, data_path, "all", &se);
+    const cli_path output = {"-o", a->output, begin == reconstruct_begin};
+    int rc = cli_session_open(cmd, &a->data, model_path, data_path, "all", &output, 1, &se);
     if (rc)
         return rc;
     ae_error err = {0};

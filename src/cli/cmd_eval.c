@@ -47,6 +47,10 @@ int cmd_eval(int argc, char **argv)
     if (best_f1)
         a.quantile = -1;
 
+    const cli_path inputs[] = {{"the scores", pos[0], 0}, {"the model", a.model_path, 0}};
+    const cli_path output = {"--metrics", a.metrics, 0};
+    if ((rc = cli_check_outputs(&eval_cmd, inputs, 2, NULL, &output, 1)))
+        return rc;
     ae_error err = {0};
     ae_csv csv;
     if (ae_csv_read(pos[0], &csv, &err) != AE_OK)

@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 static void summarize_floats(FILE *o, const float *v, size_t n)
 {
@@ -23,7 +24,9 @@ static void print_entry(FILE *o, const ae_meta *meta, size_t i)
     size_t n = 0;
     int64_t iv;
     double fv;
-    fprintf(o, "  %-26s ", key);
+    fputs("  ", o);
+    cli_put_text(o, key); /* keys and strings come from the file: escaped on a terminal */
+    fprintf(o, "%*s ", strlen(key) < 26 ? (int)(26 - strlen(key)) : 0, "");
     switch (ae_meta_entry_type(meta, i)) {
     case AE_META_INT:
         ae_meta_get_int(meta, key, &iv);
@@ -34,7 +37,7 @@ static void print_entry(FILE *o, const ae_meta *meta, size_t i)
         fprintf(o, "%.9g", fv);
         break;
     case AE_META_STRING:
-        fprintf(o, "%s", ae_meta_get_str(meta, key));
+        cli_put_text(o, ae_meta_get_str(meta, key));
         break;
     case AE_META_FLOATS: {
         const float *v = ae_meta_get_floats(meta, key, &n);
@@ -73,32 +76,33 @@ int cmd_info(int argc, char **argv)
     if (rc)
         return rc < 0 ? 0 : rc;
     ae_error err = {0};
-    ae_model *m = NULL;
     ae_meta *meta = NULL;
-    int has_opt = 0;
-    if (ae_model_load(pos[0], 1, &m, &meta, &has_opt, &err) != AE_OK)
+    ae_model_summary sum;
+    /* Checked like a load, but from the file alone: no activations are
+     * allocated, however large the images it declares. */
+    if (ae_model_inspect(pos[0], &sum, &meta, &err) != AE_OK)
         return cli_report_error(&err);
-    const ae_config *c = ae_model_config(m);
+    const ae_config *c = &sum.config;
+    int has_opt = sum.has_optimizer;
     FILE *o = stdout;
     if (cli_out.json) {
         printf("{\"event\":\"info\",\"file\":");
         cli_json_string(o, pos[0]);
         printf(",\"height\":%d,\"width\":%d,\"channels\":%d,\"latent\":%d,\"parameters\":%zu,"
                "\"checkpoint\":%s}\n",
-               c->height, c->width, c->channels, c->latent_dim, ae_model_num_params(m), has_opt ? "true" : "false");
+               c->height, c->width, c->channels, c->latent_dim, sum.num_params, has_opt ? "true" : "false");
     } else {
-        fprintf(o, "%s: aedet model file, format %d%s\n", pos[0], AE_MODEL_FORMAT_VERSION,
+        cli_put_text(o, pos[0]);
+        fprintf(o, ": aedet model file, format %d%s\n", AE_MODEL_FORMAT_VERSION,
                 has_opt ? " (training checkpoint: holds the optimizer state)" : "");
         fprintf(o, "  input %dx%dx%d, filters", c->height, c->width, c->channels);
         for (int i = 0; i < c->num_filters; i++)
             fprintf(o, "%s%d", i ? "," : " ", c->filters[i]);
-        fprintf(o, ", latent %d, %zu parameters, %d tensors\n", c->latent_dim, ae_model_num_params(m),
-                ae_model_num_tensors(m));
+        fprintf(o, ", latent %d, %zu parameters, %d tensors\n", c->latent_dim, sum.num_params, sum.num_tensors);
         fprintf(o, "metadata:\n");
         for (size_t i = 0; i < ae_meta_count(meta); i++)
             print_entry(o, meta, i);
     }
     ae_meta_free(meta);
-    ae_model_free(m);
     return 0;
 }

@@ -43,8 +43,8 @@ static void print_summary(const cli_score_args *a, const ae_metrics_summary *m, 
     for (size_t r = 0; r < show; r++) {
         size_t i = order[r];
         const ae_item *it = &ds->items[items[i]];
-        fprintf(o, "  %3zu  %.6f  %s  %s", r + 1, scores[i], scores[i] >= m->threshold.value ? "FLAG" : "    ",
-                ae_item_name(it, buf, sizeof buf));
+        fprintf(o, "  %3zu  %.6f  %s  ", r + 1, scores[i], scores[i] >= m->threshold.value ? "FLAG" : "    ");
+        cli_put_text(o, ae_item_name(it, buf, sizeof buf));
         if (it->label >= 0)
             fprintf(o, "  (label %d)", it->label);
         fprintf(o, "\n");
@@ -93,7 +93,11 @@ static int write_scores_csv(const char *path, const ae_dataset *ds, const size_t
 int cli_score_run(const cli_command *cmd, cli_score_args *a)
 {
     cli_session se;
-    int rc = cli_session_open(cmd, &a->data, a->model_path, a->data_path, a->split, &se);
+    /* report's -o is a->report and its --csv a->output (run_score) */
+    int as_report = !strcmp(cmd->name, "report");
+    const cli_path outputs[] = {{as_report ? "--csv" : "-o", a->output, 0}, {"--metrics", a->metrics, 0},
+                                {as_report ? "-o" : "--report", a->report, 0}};
+    int rc = cli_session_open(cmd, &a->data, a->model_path, a->data_path, a->split, outputs, 3, &se);
     if (rc)
         return rc;
     if (strcmp(a->pixel_maps, "model") && strcmp(a->pixel_maps, "input")) {

@@ -416,7 +416,7 @@ int cli_train_run(const cli_command *cmd, cli_train_args *a)
         ae_meta_free(resume_meta);
         return cli_usage_error(cmd, "--early-stop wants a number of epochs (0: off)");
     }
-    ae_set_num_threads(a->data.threads);
+    cli_apply_data_limits(&a->data);
 
     ae_dataset ds = {0};
     size_t *items = NULL, n_items = 0, *train_items = NULL, *val_items = NULL, n_train = 0, n_val = 0;
@@ -430,11 +430,18 @@ int cli_train_run(const cli_command *cmd, cli_train_args *a)
 
     if ((rc = cli_open_data(cmd, &a->data, a->data_path, a->seed, 1, &ds, &items, &n_items)))
         goto done;
-    int64_t fingerprint = cli_selection_fingerprint(&ds, items, n_items);
+    /* Before any image is decoded. --resume is no input here: it is read
+     * whole now, and is usually the checkpoint itself. */
+    const cli_path inputs[] = {{"DATA", a->data_path, 0}, {"the labels", a->data.labels, 0}};
+    const cli_path outputs[] = {{"-o", a->output, 0},
+                                {a->checkpoint ? "--checkpoint" : "the checkpoint", checkpoint, 0}};
+    if ((rc = cli_check_outputs(cmd, inputs, 2, &ds, outputs, 2)))
+        goto done;
+    int64_t fingerprint = cli_data_fingerprint(&ds, a->data_path, items, n_items);
     if (resume_meta) {
         int64_t old = 0;
         ae_meta_get_int(resume_meta, AE_KEY_DATA_FINGERPRINT, &old);
-        if (old != fingerprint) {
+        if (!cli_same_data(&ds, a->data_path, items, n_items, old)) {
             rc = cli_usage_error(cmd, "%s was trained on other images: give the same DATA and data "
                                       "flags to --resume", a->resume);
             goto done;

@@ -3,10 +3,12 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -53,7 +55,9 @@ int cli_report_error(const ae_error *err)
         printf(",\"exit\":%d}\n", cli_exit_code(err->code));
         fflush(stdout);
     }
-    fprintf(stderr, "aedet: %s: %s\n", ae_status_name(err->code), err->message);
+    fprintf(stderr, "aedet: %s: ", ae_status_name(err->code));
+    cli_put_text(stderr, err->message); /* it names files */
+    fputc('\n', stderr);
     return cli_exit_code(err->code);
 }
 
@@ -186,8 +190,11 @@ void cli_print_bad_files(const ae_loader *l)
     if (n == 0)
         return;
     fprintf(stderr, "aedet: skipped %zu bad file%s:\n", n, n == 1 ? "" : "s");
-    for (size_t i = 0; i < n; i++)
-        fprintf(stderr, "  %s\n", ae_loader_bad(l, i));
+    for (size_t i = 0; i < n; i++) {
+        fputs("  ", stderr);
+        cli_put_text(stderr, ae_loader_bad(l, i));
+        fputc('\n', stderr);
+    }
 }
 
 void cli_csv_field(FILE *f, const char *field)
@@ -217,4 +224,172 @@ int64_t cli_selection_fingerprint(const ae_dataset *ds, const size_t *items, siz
         h = (h ^ 0xff) * 1099511628211ULL;
     }
     return (int64_t)(h >> 1);
+}
+
+void cli_put_text(FILE *f, const char *s)
+{
+    if (!isatty(fileno(f))) {
+        fputs(s, f);
+        return;
+    }
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        /* C0 controls and DEL, and C1 controls (U+0080..U+009F, UTF-8 C2 80..C2 9F:
+         * some terminals take U+009B as CSI). */
+        if (*p < 0x20 || *p == 0x7f)
+            fprintf(f, "\\x%02x", *p);
+        else if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+            fprintf(f, "\\xc2\\x%02x", p[1]);
+            p++;
+        } else
+            fputc(*p, f);
+    }
+}
+
+/* A file's identity: device and inode when it exists, else the real path of
+ * its folder and its name (the folder must exist; else where is empty). */
+typedef struct {
+    int exists;
+    struct stat st;
+    char where[PATH_MAX + NAME_MAX + 2];
+} file_id;
+
+/* The folder part of path ("." when there is none). */
+static void folder_part(const char *path, char *buf, size_t size)
+{
+    const char *slash = strrchr(path, '/');
+    size_t n = !slash ? 0 : slash == path ? 1 : (size_t)(slash - path);
+    if (n == 0) /* a bare name: the current folder */
+        snprintf(buf, size, ".");
+    else
+        snprintf(buf, size, "%.*s", (int)n, path);
+}
+
+static void identify(const char *path, file_id *id)
+{
+    char dir[PATH_MAX], real[PATH_MAX];
+    id->exists = stat(path, &id->st) == 0;
+    id->where[0] = '\0';
+    folder_part(path, dir, sizeof dir);
+    const char *slash = strrchr(path, '/');
+    if (!id->exists && realpath(dir, real))
+        snprintf(id->where, sizeof id->where, "%s/%s", real, slash ? slash + 1 : path);
+}
+
+static int same_file(const file_id *a, const file_id *b)
+{
+    if (a->exists || b->exists)
+        return a->exists && b->exists && a->st.st_dev == b->st.st_dev && a->st.st_ino == b->st.st_ino;
+    return a->where[0] && !strcmp(a->where, b->where);
+}
+
+/* One output alone: what it is, and whether its folder takes files. */
+static int check_output_kind(const cli_command *cmd, const cli_path *o, const file_id *id)
+{
+    struct stat lst;
+    if (!o->is_dir && lstat(o->path, &lst) == 0 && S_ISLNK(lst.st_mode))
+        return cli_usage_error(cmd, "%s %s is a symbolic link, not a regular file: outputs are written to a "
+                                    "temporary file renamed over the path, which would replace the link; "
+                                    "give the file it points to", o->what, o->path);
+    if (id->exists && o->is_dir && !S_ISDIR(id->st.st_mode))
+        return cli_usage_error(cmd, "%s %s is not a folder", o->what, o->path);
+    if (id->exists && !o->is_dir && S_ISDIR(id->st.st_mode))
+        return cli_usage_error(cmd, "%s %s is a folder, not a file", o->what, o->path);
+    if (id->exists && !o->is_dir && !S_ISREG(id->st.st_mode))
+        return cli_usage_error(cmd, "%s %s is not a regular file (a device, FIFO or socket): outputs are "
+                                    "written to a temporary file renamed over the path; write to a file",
+                               o->what, o->path);
+    char folder[PATH_MAX], bare[PATH_MAX];
+    snprintf(bare, sizeof bare, "%s", o->path);
+    for (size_t n = strlen(bare); o->is_dir && n > 1 && bare[n - 1] == '/'; n--)
+        bare[n - 1] = '\0'; /* "out/": the folder to make is out, in . */
+    if (o->is_dir && id->exists)
+        snprintf(folder, sizeof folder, "%s", bare);
+    else
+        folder_part(bare, folder, sizeof folder);
+    if (access(folder, W_OK | X_OK) != 0) {
+        ae_error err;
+        ae_fail(&err, AE_ERR_IO, "%s %s: cannot write to the folder %s: %s", o->what, o->path, folder,
+                strerror(errno));
+        return cli_report_error(&err);
+    }
+    return 0;
+}
+
+/* Every image (and mask) of ds against the outputs that exist: an output
+ * file that is one of them, or an output folder holding a PNG of them. */
+static int check_against_data(const cli_command *cmd, const ae_dataset *ds, const cli_path *outputs,
+                              const file_id *ids, int n_outputs)
+{
+    for (size_t i = 0; i < ds->count; i++)
+        for (int which = 0; which < 2; which++) {
+            const char *p = which ? ds->items[i].mask_path : ds->items[i].path;
+            struct stat st;
+            if (!p || stat(p, &st) != 0)
+                continue;
+            char folder[PATH_MAX];
+            struct stat fst;
+            const char *dot = strrchr(p, '.');
+            int png = dot && !strcasecmp(dot, ".png");
+            for (int k = 0; k < n_outputs; k++) {
+                if (!outputs[k].path || !ids[k].exists)
+                    continue;
+                if (outputs[k].is_dir) {
+                    folder_part(p, folder, sizeof folder);
+                    if (png && stat(folder, &fst) == 0 && fst.st_dev == ids[k].st.st_dev &&
+                        fst.st_ino == ids[k].st.st_ino)
+                        return cli_usage_error(cmd, "%s %s holds %s, an image of the data set: the reconstructions "
+                                                    "written there could replace such images (and be read as "
+                                                    "data next time); choose another folder",
+                                               outputs[k].what, outputs[k].path, p);
+                } else if (st.st_dev == ids[k].st.st_dev && st.st_ino == ids[k].st.st_ino)
+                    return cli_usage_error(cmd, "%s %s would overwrite %s %s", outputs[k].what, outputs[k].path,
+                                           which ? "a mask of the data set" : "an image of the data set", p);
+            }
+        }
+    return 0;
+}
+
+int cli_check_outputs(const cli_command *cmd, const cli_path *inputs, int n_inputs, const ae_dataset *ds,
+                      const cli_path *outputs, int n_outputs)
+{
+    enum { MAX_OUTPUTS = 8 };
+    file_id ids[MAX_OUTPUTS], in;
+    int rc, any_exists = 0;
+    if (n_outputs > MAX_OUTPUTS)
+        n_outputs = MAX_OUTPUTS;
+    for (int k = 0; k < n_outputs; k++) {
+        const cli_path *o = &outputs[k];
+        if (!o->path)
+            continue;
+        identify(o->path, &ids[k]);
+        any_exists |= ids[k].exists;
+        if ((rc = check_output_kind(cmd, o, &ids[k])))
+            return rc;
+        /* reconstruct's folder: its index.csv is the file that could be an input */
+        file_id index;
+        char index_path[PATH_MAX];
+        const file_id *id = &ids[k];
+        if (o->is_dir) {
+            snprintf(index_path, sizeof index_path, "%s/index.csv", o->path);
+            identify(index_path, &index);
+            id = &index;
+        }
+        for (int j = 0; j < n_inputs; j++) {
+            if (!inputs[j].path)
+                continue;
+            identify(inputs[j].path, &in);
+            if (same_file(id, &in))
+                return cli_usage_error(cmd, "%s %s would overwrite %s %s", o->what, o->is_dir ? index_path : o->path,
+                                       inputs[j].what, inputs[j].path);
+        }
+        for (int j = 0; j < k; j++)
+            if (outputs[j].path && same_file(&ids[k], &ids[j]))
+                return cli_usage_error(cmd, "%s %s would overwrite %s %s (the same file)", o->what, o->path,
+                                       outputs[j].what, outputs[j].path);
+    }
+    /* A new file cannot be an image already there: the data set's files are
+     * only looked at when some output exists. */
+    if (ds && any_exists && (rc = check_against_data(cmd, ds, outputs, ids, n_outputs)))
+        return rc;
+    return 0;
 }

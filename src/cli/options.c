@@ -3,6 +3,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,10 +11,12 @@
 int cli_usage_error(const cli_command *cmd, const char *fmt, ...)
 {
     va_list ap;
-    fprintf(stderr, "aedet %s: ", cmd->name);
+    char message[8192]; /* it may name files: escaped on a terminal */
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
+    fprintf(stderr, "aedet %s: ", cmd->name);
+    cli_put_text(stderr, message);
     fprintf(stderr, "\nusage: aedet %s %s\n(see 'aedet %s --help')\n", cmd->name, cmd->usage, cmd->name);
     return EXIT_USAGE;
 }
@@ -80,7 +83,7 @@ static int parse_bytes(const char *s, size_t *out)
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (end == s || errno || v < 0)
+    if (end == s || errno || !(v >= 0) || isinf(v)) /* NaN fails v >= 0 */
         return 0;
     double scale = 1;
     switch (*end) {
@@ -97,6 +100,50 @@ static int parse_bytes(const char *s, size_t *out)
     return 1;
 }
 
+/* Every numeric option's allowed values, checked where it is parsed (one
+ * place for every command; an option has one meaning wherever it appears).
+ * Options not listed take any finite number; NaN and Inf are never taken. */
+static const struct {
+    const char *name;
+    double min, max;
+} ranges[] = {
+    {"threads", 0, 1024}, /* 0: all cores; libgomp crashes on thread counts it cannot create */
+    {"batch", 1, 65536},
+    {"epochs", 1, 1e9},
+    {"latent", 1, 65536},
+    {"early-stop", 0, 1e9},
+    {"top", 0, 1e9},
+    {"gallery", 0, 1e6},
+    {"quantile", 0, 1},
+    {"threshold-quantile", 0, 1},
+    {"contamination", 0, 1},
+    {"val-fraction", 0, 1},
+    {"slope", 0, 1},
+    {"lr", 0, 1e3},
+    {"decay", 0, 1e6},
+    {"sigma", 0, 8},
+    {"max-pixels", 1, (double)AE_IMAGE_MAX_PIXELS},
+    {"memory-limit", 1, 1e18},
+};
+
+static int check_range(const cli_command *cmd, const cli_option *o, double x, const char *v)
+{
+    for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++)
+        if (!strcmp(ranges[i].name, o->name) && !(x >= ranges[i].min && x <= ranges[i].max))
+            return cli_usage_error(cmd, "--%s wants a value from %.10g to %.10g, not '%s'", o->name,
+                                   ranges[i].min, ranges[i].max, v);
+    return 0;
+}
+
+/* A list item ("4,8") with an empty part: "1,", ",4", "4,,8" or "". Globs
+ * (--include, --exclude) are taken whole, commas and all. */
+static int has_empty_item(const cli_option *o, const char *v)
+{
+    if (!strcmp(o->name, "include") || !strcmp(o->name, "exclude"))
+        return !*v;
+    return !*v || *v == ',' || v[strlen(v) - 1] == ',' || strstr(v, ",,");
+}
+
 static int set_value(const cli_command *cmd, const cli_option *o, const char *v)
 {
     char *end;
@@ -109,6 +156,8 @@ static int set_value(const cli_command *cmd, const cli_option *o, const char *v)
         long x = strtol(v, &end, 10);
         if (end == v || *end || errno || x < -2147483647L || x > 2147483647L)
             return cli_usage_error(cmd, "--%s wants a whole number, not '%s'", o->name, v);
+        if (check_range(cmd, o, (double)x, v))
+            return EXIT_USAGE;
         *(int *)o->target = (int)x;
         return 0;
     }
@@ -116,13 +165,17 @@ static int set_value(const cli_command *cmd, const cli_option *o, const char *v)
         unsigned long long x = strtoull(v, &end, 10);
         if (end == v || *end || errno || v[0] == '-')
             return cli_usage_error(cmd, "--%s wants a non-negative whole number, not '%s'", o->name, v);
+        if (check_range(cmd, o, (double)x, v))
+            return EXIT_USAGE;
         *(uint64_t *)o->target = (uint64_t)x;
         return 0;
     }
     case OPT_DOUBLE: {
         double x = strtod(v, &end);
-        if (end == v || *end || errno)
-            return cli_usage_error(cmd, "--%s wants a number, not '%s'", o->name, v);
+        if (end == v || *end || errno || !isfinite(x))
+            return cli_usage_error(cmd, "--%s wants a finite number, not '%s'", o->name, v);
+        if (check_range(cmd, o, x, v))
+            return EXIT_USAGE;
         *(double *)o->target = x;
         return 0;
     }
@@ -133,13 +186,15 @@ static int set_value(const cli_command *cmd, const cli_option *o, const char *v)
         cli_list *l = o->target;
         if (l->count == (int)(sizeof l->items / sizeof l->items[0]))
             return cli_usage_error(cmd, "--%s given too many times", o->name);
+        if (has_empty_item(o, v))
+            return cli_usage_error(cmd, "--%s has an empty item in '%s'", o->name, v);
         l->items[l->count++] = v;
         return 0;
     }
     case OPT_BYTES:
         if (!parse_bytes(v, o->target))
             return cli_usage_error(cmd, "--%s wants a size such as 512M or 2G, not '%s'", o->name, v);
-        return 0;
+        return check_range(cmd, o, (double)*(size_t *)o->target, v);
     case OPT_SIZE: {
         cli_size *sz = o->target;
         long h = strtol(v, &end, 10), w = h;
@@ -245,4 +300,11 @@ int cli_list_ints(const cli_command *cmd, const char *flag, const cli_list *l, i
         }
     }
     return 0;
+}
+
+void cli_apply_data_limits(const cli_data_args *d)
+{
+    ae_set_num_threads(d->threads);
+    ae_image_set_max_pixels((size_t)d->max_pixels);
+    ae_set_memory_limit(d->memory_limit);
 }

@@ -7,7 +7,8 @@
 
 /* Narrows the selection to the model's training or validation split: the
  * same recipe, seed and fraction as `train`, checked by the fingerprint. */
-static int keep_split(const cli_command *cmd, const char *model_path, const char *split, cli_session *s)
+static int keep_split(const cli_command *cmd, const char *model_path, const char *data_path, const char *split,
+                      cli_session *s)
 {
     int64_t seed = 0, fingerprint = 0;
     double fraction;
@@ -15,7 +16,7 @@ static int keep_split(const cli_command *cmd, const char *model_path, const char
         !ae_meta_get_int(s->meta, AE_KEY_SEED, &seed) ||
         !ae_meta_get_int(s->meta, AE_KEY_DATA_FINGERPRINT, &fingerprint))
         return cli_usage_error(cmd, "%s does not record its split", model_path);
-    if (cli_selection_fingerprint(&s->ds, s->items, s->n_items) != fingerprint)
+    if (!cli_same_data(&s->ds, data_path, s->items, s->n_items, fingerprint))
         return cli_usage_error(cmd, "--split needs the data and data flags %s was trained with", model_path);
     size_t *train = NULL, *val = NULL, n_train = 0, n_val = 0;
     ae_error err = {0};
@@ -30,11 +31,12 @@ static int keep_split(const cli_command *cmd, const char *model_path, const char
 }
 
 int cli_session_open(const cli_command *cmd, const cli_data_args *d, const char *model_path,
-                     const char *data_path, const char *split, cli_session *s)
+                     const char *data_path, const char *split, const cli_path *outputs, int n_outputs,
+                     cli_session *s)
 {
     *s = (cli_session){0};
     ae_error err = {0};
-    ae_set_num_threads(d->threads);
+    cli_apply_data_limits(d);
     if (d->batch < 1)
         return cli_usage_error(cmd, "--batch must be at least 1");
     if (strcmp(split, "all") && strcmp(split, "train") && strcmp(split, "validation"))
@@ -49,8 +51,11 @@ int cli_session_open(const cli_command *cmd, const cli_data_args *d, const char 
     int64_t seed = 0;
     ae_meta_get_int(s->meta, AE_KEY_SEED, &seed);
     int whole = !strcmp(split, "all"), rc;
+    /* Before the loader decodes anything: no output may replace an input. */
+    const cli_path inputs[] = {{"the model", model_path, 0}, {"DATA", data_path, 0}, {"the labels", d->labels, 0}};
     if ((rc = cli_open_data(cmd, d, data_path, (uint64_t)seed, !whole, &s->ds, &s->items, &s->n_items)) ||
-        (!whole && (rc = keep_split(cmd, model_path, split, s))) ||
+        (rc = cli_check_outputs(cmd, inputs, 3, &s->ds, outputs, n_outputs)) ||
+        (!whole && (rc = keep_split(cmd, model_path, data_path, split, s))) ||
         (rc = cli_make_loader(d, &s->ds, s->items, s->n_items, d->memory_budget ? d->memory_budget : 1,
                               ae_model_config(s->model),
                               &s->loader))) {

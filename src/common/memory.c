@@ -5,9 +5,11 @@
  * memory that asks gets huge pages. */
 #include "aedet/common.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 enum { HUGE_PAGE = 1 << 21 };
 
@@ -29,3 +31,18 @@ float *ae_alloc_floats(size_t count)
 }
 
 void ae_free_floats(float *p) { free(p); }
+
+static _Atomic size_t memory_limit; /* 0: half of physical memory */
+
+void ae_set_memory_limit(size_t bytes) { memory_limit = bytes; }
+
+size_t ae_get_memory_limit(void)
+{
+    if (memory_limit)
+        return memory_limit;
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    size_t total;
+    if (pages <= 0 || page <= 0 || !ae_mul_size((size_t)pages, (size_t)page, &total))
+        return SIZE_MAX / 2; /* unknown: no limit beyond ae_config_check's */
+    return total / 2;
+}

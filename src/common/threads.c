@@ -4,7 +4,9 @@
 
 void ae_set_num_threads(int n)
 {
-    omp_set_num_threads(n > 0 ? n : omp_get_num_procs());
+    /* capped: libgomp aborts (or crashes) when it cannot create the threads */
+    n = n > 0 ? n : omp_get_num_procs();
+    omp_set_num_threads(n < AE_MAX_THREADS ? n : AE_MAX_THREADS);
 }
 
 int ae_get_num_threads(void) { return omp_get_max_threads(); }

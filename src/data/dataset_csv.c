@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum { MAX_LABEL = 65535 };
 
@@ -179,8 +180,9 @@ static ae_status read_rows(const ae_source *src, const char *root, const ae_csv 
          * item stays, its decode fails in the loader, which lists and skips it. */
         if (src->bad_policy == AE_BAD_STOP && !data_is_file(path)) {
             char shown[512];
-            s = ae_fail(err, AE_ERR_DATA, "%s line %zu: image %s not found", file, line,
-                        quote_for_message(path, shown, sizeof shown));
+            s = ae_fail(err, AE_ERR_DATA, "%s line %zu: image %s %s", file, line,
+                        quote_for_message(path, shown, sizeof shown),
+                        access(path, F_OK) == 0 ? "is not a regular file" : "not found");
             free(path);
             break;
         }

@@ -23,16 +23,25 @@ void ae_image_free(ae_image *img)
     }
 }
 
+static _Atomic size_t max_pixels; /* 0: AE_IMAGE_DEFAULT_PIXELS */
+
+void ae_image_set_max_pixels(size_t pixels)
+{
+    max_pixels = pixels < AE_IMAGE_MAX_PIXELS ? pixels : AE_IMAGE_MAX_PIXELS;
+}
+
+size_t ae_image_max_pixels(void) { return max_pixels ? max_pixels : AE_IMAGE_DEFAULT_PIXELS; }
+
 static ae_status check_size(size_t width, size_t height, const char *name, ae_error *err)
 {
     if (width == 0 || height == 0)
         return ae_fail(err, AE_ERR_DATA, "%s: image has no pixels (%zux%zu)", name, width, height);
-    if (width > (size_t)AE_IMAGE_MAX_SIDE || height > (size_t)AE_IMAGE_MAX_SIDE ||
-        width * height > (size_t)AE_IMAGE_MAX_PIXELS)
+    size_t limit = ae_image_max_pixels();
+    if (width > (size_t)AE_IMAGE_MAX_SIDE || height > (size_t)AE_IMAGE_MAX_SIDE || width * height > limit)
         return ae_fail(err, AE_ERR_DATA,
-                       "%s: image is %zux%zu (width x height), over the limit of %lu pixels; "
-                       "refusing to decode it (possible decompression bomb)",
-                       name, width, height, (unsigned long)AE_IMAGE_MAX_PIXELS);
+                       "%s: image is %zux%zu (width x height), over the limit of %zu pixels; "
+                       "refusing to decode it (possible decompression bomb; --max-pixels raises it)",
+                       name, width, height, limit);
     return AE_OK;
 }
 

@@ -177,6 +177,12 @@ ae_status ae_loader_create(const ae_dataset *ds, const size_t *items, size_t cou
     l->channels = cfg->channels;
     l->image_bytes = image_bytes;
     l->threads = cfg->threads > 0 ? cfg->threads : omp_get_num_procs();
+    /* More decoders than images do nothing, and every thread costs a stack:
+     * libgomp aborts, and pthread_create fails, past what the system allows. */
+    if ((size_t)l->threads > count)
+        l->threads = (int)count;
+    if (l->threads > AE_MAX_THREADS)
+        l->threads = AE_MAX_THREADS;
     l->ring_batches = cfg->ring_batches > 0 ? cfg->ring_batches : DEFAULT_RING;
     l->streaming = all_bytes > (cfg->memory_budget ? cfg->memory_budget : DEFAULT_BUDGET);
     if (!l->streaming && !(l->images = malloc(all_bytes)))

@@ -118,7 +118,7 @@ ae_status ae_png_write(const char *path, const uint8_t *pixels, int height, int 
         ae_error_prefix(err, "%s", path);
         return st;
     }
-    st = ae_write_file_atomic(path, png, len, err);
+    st = ae_write_file_atomic_many(path, png, len, err); /* reconstruct writes thousands */
     free(png);
     return st;
 }

@@ -1,20 +1,26 @@
 /* Whole-file reads, and atomic whole-file writes (temp file, fsync, rename). */
 #include "aedet/image.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 ae_status ae_read_file(const char *path, uint8_t **bytes, size_t *len, ae_error *err)
 {
     *bytes = NULL;
     *len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused
+     * below like every other file that is not a regular one (/dev/zero never
+     * ends). Reads from a regular file ignore the flag. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return ae_fail(err, AE_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
@@ -27,8 +33,17 @@ ae_status ae_read_file(const char *path, uint8_t **bytes, size_t *len, ae_error 
         close(fd);
         return ae_fail(err, AE_ERR_IO, "%s: is a folder, not a file", path);
     }
-    /* The size is a hint only (pipes report 0, files may grow): read to EOF. */
-    size_t cap = S_ISREG(st.st_mode) && st.st_size > 0 ? (size_t)st.st_size + 1 : 65536;
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return ae_fail(err, AE_ERR_IO, "%s: not a regular file (a device, FIFO or socket)", path);
+    }
+    if ((uintmax_t)st.st_size > AE_MAX_FILE_BYTES) {
+        close(fd);
+        return ae_fail(err, AE_ERR_IO, "%s: %jd bytes, over the limit of %llu bytes for one file", path,
+                       (intmax_t)st.st_size, (unsigned long long)AE_MAX_FILE_BYTES);
+    }
+    /* The size is a hint only (files may grow while read): read to EOF, up to the limit. */
+    size_t cap = st.st_size > 0 ? (size_t)st.st_size + 1 : 65536;
     size_t used = 0;
     uint8_t *buf = malloc(cap + 1);
     if (!buf) {
@@ -37,6 +52,12 @@ ae_status ae_read_file(const char *path, uint8_t **bytes, size_t *len, ae_error 
     }
     for (;;) {
         if (used == cap) {
+            if (used > AE_MAX_FILE_BYTES) {
+                free(buf);
+                close(fd);
+                return ae_fail(err, AE_ERR_IO, "%s: grew over the limit of %llu bytes for one file", path,
+                               (unsigned long long)AE_MAX_FILE_BYTES);
+            }
             size_t bigger = cap * 2;
             uint8_t *grown = bigger > cap ? realloc(buf, bigger + 1) : NULL;
             if (!grown) {
@@ -82,16 +103,66 @@ static int folder_of(const char *path, char *buf, size_t size)
     return 0;
 }
 
+/* The temporary file's name beside the target: ".NAME.tmp-" + 6 random
+ * characters, or ".aedet-HASH.tmp-..." when that would pass NAME_MAX (a legal
+ * 250-byte name has no room for the suffix). Either way the prefix is the
+ * same for every write of one target, so stale ones can be found. */
+static void temp_prefix(const char *base, char *out, size_t size)
+{
+    if (strlen(base) + 12 <= NAME_MAX) {
+        snprintf(out, size, ".%s.tmp-", base);
+        return;
+    }
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (const char *p = base; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    snprintf(out, size, ".aedet-%016llx.tmp-", (unsigned long long)h);
+}
+
+/* The stream writes through this, so a failed write keeps its errno (stdio
+ * only keeps a flag: a full disk would read as "Input/output error"). */
+typedef struct {
+    int fd;
+    int error; /* the first write's errno, 0 if none */
+} atomic_sink;
+
+static ssize_t sink_write(void *cookie, const char *buf, size_t len)
+{
+    atomic_sink *s = cookie;
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = write(s->fd, buf + done, len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (!s->error)
+                s->error = n < 0 ? errno : EIO;
+            break; /* short: stdio sets the stream's error flag */
+        }
+        done += (size_t)n;
+    }
+    return (ssize_t)done;
+}
+
+static int sink_close(void *cookie)
+{
+    atomic_sink *s = cookie;
+    int rc = close(s->fd);
+    free(s);
+    return rc;
+}
+
 ae_status ae_atomic_open(const char *path, ae_atomic_file *af, ae_error *err)
 {
     memset(af, 0, sizeof *af);
-    char dir[PATH_MAX], tmp[PATH_MAX];
+    char dir[PATH_MAX], tmp[PATH_MAX], prefix[NAME_MAX + 1];
     const char *slash = strrchr(path, '/');
     const char *base = slash ? slash + 1 : path;
     if (!*base)
         return ae_fail(err, AE_ERR_USAGE, "%s: not a file name", path);
+    temp_prefix(base, prefix, sizeof prefix);
     if (folder_of(path, dir, sizeof dir) != 0 ||
-        snprintf(tmp, sizeof tmp, "%s/.%s.tmp-XXXXXX", dir, base) >= (int)sizeof tmp)
+        snprintf(tmp, sizeof tmp, "%s/%sXXXXXX", dir, prefix) >= (int)sizeof tmp)
         return ae_fail(err, AE_ERR_USAGE, "%s: path too long", path);
     int fd = mkstemp(tmp);
     if (fd < 0)
@@ -101,16 +172,25 @@ ae_status ae_atomic_open(const char *path, ae_atomic_file *af, ae_error *err)
     struct stat old;
     mode_t mode = stat(path, &old) == 0 ? (old.st_mode & 07777) : 0644;
     int e = 0;
-    if (fchmod(fd, mode) != 0 || !(af->f = fdopen(fd, "wb")))
+    atomic_sink *sink = malloc(sizeof *sink);
+    if (sink)
+        *sink = (atomic_sink){fd, 0};
+    if (fchmod(fd, mode) != 0)
         e = errno;
+    else if (sink && !(af->f = fopencookie(sink, "wb", (cookie_io_functions_t){.write = sink_write,
+                                                                              .close = sink_close})))
+        e = errno;
+    af->sink_ = sink;
     af->path = strdup(path);
     af->tmp = strdup(tmp);
     af->dir = strdup(dir);
-    if (e || !af->path || !af->tmp || !af->dir) {
+    if (e || !sink || !af->path || !af->tmp || !af->dir) {
         if (af->f)
-            fclose(af->f);
-        else
+            fclose(af->f); /* closes fd, frees sink */
+        else {
             close(fd);
+            free(sink);
+        }
         unlink(tmp);
         free(af->path);
         free(af->tmp);
@@ -122,18 +202,41 @@ ae_status ae_atomic_open(const char *path, ae_atomic_file *af, ae_error *err)
     return AE_OK;
 }
 
-ae_status ae_atomic_commit(ae_atomic_file *af, int ok, ae_error *err)
+/* Temporary files of this same target left by a killed run (kill -9): the
+ * names of tmp's prefix + 6 characters that nothing has modified for 10
+ * minutes (a live writer keeps writing, and a fresh one may be another run's). */
+#define AE_STALE_SECONDS 600
+
+static void remove_stale_temps(const char *dir, const char *tmp)
+{
+    const char *name = strrchr(tmp, '/') + 1;
+    size_t len = strlen(name), prefix = len - 6; /* without mkstemp's XXXXXX */
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    time_t now = time(NULL);
+    struct dirent *e;
+    struct stat st;
+    while ((e = readdir(d)))
+        if (e->d_name[0] == '.' && strlen(e->d_name) == len && !strncmp(e->d_name, name, prefix) &&
+            fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+            st.st_mtime < now - AE_STALE_SECONDS)
+            unlinkat(dirfd(d), e->d_name, 0); /* best effort: another run may remove it first */
+    closedir(d);
+}
+
+static ae_status atomic_commit(ae_atomic_file *af, int ok, int sweep, ae_error *err)
 {
     if (!af->f)
         return AE_OK;
-    /* Any write that failed earlier (a full disk) left the stream's error flag. */
+    /* Any write that failed earlier (a full disk) left the stream's error
+     * flag, and the sink its errno. */
+    atomic_sink *sink = af->sink_;
     const char *step = NULL;
     int e = 0;
-    if (ferror(af->f))
-        step = "write", e = EIO;
-    else if (fflush(af->f) != 0)
-        step = "write", e = errno;
-    else if (fsync(fileno(af->f)) != 0)
+    if (ferror(af->f) || fflush(af->f) != 0)
+        step = "write", e = sink->error ? sink->error : EIO;
+    else if (fsync(sink->fd) != 0)
         step = "fsync", e = errno;
     if (fclose(af->f) != 0 && !step)
         step = "close", e = errno;
@@ -155,6 +258,8 @@ ae_status ae_atomic_commit(ae_atomic_file *af, int ok, ae_error *err)
                             strerror(errno));
             close(dfd);
         }
+        if (sweep)
+            remove_stale_temps(af->dir, af->tmp);
     }
     free(af->path);
     free(af->tmp);
@@ -163,15 +268,30 @@ ae_status ae_atomic_commit(ae_atomic_file *af, int ok, ae_error *err)
     return s;
 }
 
-ae_status ae_write_file_atomic(const char *path, const void *bytes, size_t len, ae_error *err)
+ae_status ae_atomic_commit(ae_atomic_file *af, int ok, ae_error *err)
+{
+    return atomic_commit(af, ok, 1, err);
+}
+
+static ae_status write_atomic(const char *path, const void *bytes, size_t len, int sweep, ae_error *err)
 {
     ae_atomic_file af;
     ae_status s = ae_atomic_open(path, &af, err);
     if (s != AE_OK)
         return s;
     int ok = len == 0 || fwrite(bytes, 1, len, af.f) == len;
-    s = ae_atomic_commit(&af, 1, err);
+    s = atomic_commit(&af, 1, sweep, err);
     if (s == AE_OK && !ok) /* fwrite's failure also sets ferror: commit already failed */
         s = ae_fail(err, AE_ERR_IO, "%s: write failed", path);
     return s;
+}
+
+ae_status ae_write_file_atomic(const char *path, const void *bytes, size_t len, ae_error *err)
+{
+    return write_atomic(path, bytes, len, 1, err);
+}
+
+ae_status ae_write_file_atomic_many(const char *path, const void *bytes, size_t len, ae_error *err)
+{
+    return write_atomic(path, bytes, len, 0, err);
 }

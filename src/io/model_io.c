@@ -3,6 +3,7 @@
  * tensors (params, BatchNorm state, and in checkpoints Adam's moments). */
 #include "aedet/model_file.h"
 #include "aedet/image.h"
+#include "nn/model.h" /* ae_plan: a file's tensors checked without building the model */
 
 #include <limits.h>
 #include <math.h>
@@ -198,6 +199,28 @@ static ae_status check_preprocessing(const ae_meta *meta, const char *name, cons
     return AE_OK;
 }
 
+/* What every loader checks before building anything: a file this aedet
+ * wrote (docs/MODEL_FORMAT.md requires aedet.version), for images it can
+ * feed (decoders give gray or RGB: a 2- or 4-channel model could pass `info`
+ * and never score), with the preprocessing it does, and a buildable config. */
+static ae_status check_model_keys(const ae_meta *meta, const char *name, ae_config *cfg, ae_error *err)
+{
+    if (!ae_meta_get_str(meta, AE_KEY_VERSION))
+        return ae_fail(err, AE_ERR_FORMAT, "%s: bad model file: the key '%s' is missing or not a string", name,
+                       AE_KEY_VERSION);
+    ae_status st = ae_model_config_from_meta(meta, name, cfg, err);
+    if (st == AE_OK && cfg->channels != 1 && cfg->channels != 3)
+        st = ae_fail(err, AE_ERR_FORMAT, "%s: bad model file: %d channels; aedet models take 1 (gray) or 3 (RGB)",
+                     name, cfg->channels);
+    if (st == AE_OK)
+        st = check_preprocessing(meta, name, cfg, err);
+    if (st == AE_OK && ae_config_check(cfg, 1, err) != AE_OK) {
+        ae_error_prefix(err, "%s describes a model that cannot be built", name);
+        st = err ? (err->code = AE_ERR_FORMAT) : AE_ERR_FORMAT;
+    }
+    return st;
+}
+
 /* Copies the tensor (name, kind) of the file into dst after checking its shape. */
 static ae_status load_tensor(const ae_model_file *f, const char *name, const ae_tensor_info *info,
                              ae_tensor_kind kind, float *dst, ae_error *err)
@@ -313,13 +336,16 @@ ae_status ae_model_load_bytes(const uint8_t *bytes, size_t len, const char *name
         return st;
     ae_config cfg;
     ae_model *m = NULL;
-    st = ae_model_config_from_meta(ae_model_file_meta(f), name, &cfg, err);
-    if (st == AE_OK)
-        st = check_preprocessing(ae_model_file_meta(f), name, &cfg, err);
-    if (st == AE_OK && ae_config_check(&cfg, 1, err) != AE_OK) {
-        ae_error_prefix(err, "%s describes a model that cannot be built", name);
+    st = check_model_keys(ae_model_file_meta(f), name, &cfg, err);
+    /* The plan's bytes before any allocation: a small file may declare huge images. */
+    size_t need = st == AE_OK ? ae_config_memory_bytes(&cfg, max_batch) : 0;
+    if (need == SIZE_MAX && ae_config_check(&cfg, max_batch, err) != AE_OK) /* its own message */
         st = err ? (err->code = AE_ERR_FORMAT) : AE_ERR_FORMAT;
-    }
+    else if (st == AE_OK && need > ae_get_memory_limit())
+        st = ae_fail(err, AE_ERR_FORMAT,
+                     "%s: a model for %dx%dx%d images needs %zu bytes for batches of %d, over the memory "
+                     "limit of %zu bytes (--memory-limit raises it; a smaller --batch needs less)",
+                     name, cfg.height, cfg.width, cfg.channels, need, max_batch, ae_get_memory_limit());
     if (st == AE_OK)
         st = ae_model_create(&cfg, max_batch, &m, err);
     if (st == AE_OK)
@@ -347,6 +373,59 @@ ae_status ae_model_load(const char *path, int max_batch, ae_model **model, ae_me
     if (st != AE_OK)
         return st;
     st = ae_model_load_bytes(bytes, len, path, max_batch, model, meta, has_optimizer, err);
+    free(bytes);
+    return st;
+}
+
+ae_status ae_model_inspect(const char *path, ae_model_summary *out, ae_meta **meta, ae_error *err)
+{
+    memset(out, 0, sizeof *out);
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    ae_model_file *f = NULL;
+    ae_plan plan;
+    float *params = NULL, *state = NULL;
+    ae_status st = ae_read_file(path, &bytes, &len, err);
+    if (st == AE_OK)
+        st = ae_model_file_parse(bytes, len, path, &f, err);
+    if (st == AE_OK)
+        st = check_model_keys(ae_model_file_meta(f), path, &out->config, err);
+    if (st == AE_OK)
+        st = ae_plan_make(&plan, &out->config, 1, 1, err);
+    /* Room for the weights only (the file's own size), never the activations. */
+    if (st == AE_OK && (!(params = malloc((plan.num_params ? plan.num_params : 1) * sizeof *params)) ||
+                        !(state = malloc((plan.num_state ? plan.num_state : 1) * sizeof *state))))
+        st = ae_fail(err, AE_ERR_NOMEM, "%s: out of memory", path);
+    int num_adam = 0, expected = 0;
+    for (int i = 0; st == AE_OK && i < ae_model_file_num_tensors(f); i++)
+        num_adam += ae_model_file_tensor(f, i)->kind >= AE_KIND_ADAM_M;
+    for (int i = 0; st == AE_OK && i < plan.num_tensors; i++) {
+        const ae_tensor_info *info = &plan.tensors[i];
+        int num_kinds = info->is_state ? 1 : num_adam ? 3 : 1;
+        for (int k = 0; st == AE_OK && k < num_kinds; k++) {
+            ae_tensor_kind kind = info->is_state ? AE_KIND_STATE : (ae_tensor_kind)(AE_KIND_PARAM + (k ? k + 1 : 0));
+            float *dst = info->is_state ? state : params;
+            st = load_tensor(f, path, info, kind, dst, err);
+            int variance = kind == AE_KIND_ADAM_V || strstr(info->name, "moving_var") != NULL;
+            for (size_t j = 0; st == AE_OK && j < info->size; j++)
+                if (!isfinite(dst[info->offset + j]) || (variance && dst[info->offset + j] < 0))
+                    st = ae_fail(err, AE_ERR_FORMAT, "%s: bad model file: %s %s[%zu] is %g", path, kind_name(kind),
+                                 info->name, j, (double)dst[info->offset + j]);
+            expected++;
+        }
+    }
+    if (st == AE_OK && ae_model_file_num_tensors(f) != expected)
+        st = ae_fail(err, AE_ERR_FORMAT, "%s: unexpected tensors in the file", path);
+    if (st == AE_OK) {
+        out->num_params = plan.num_params;
+        out->num_tensors = plan.num_tensors;
+        out->has_optimizer = num_adam > 0;
+        if (meta && !(*meta = ae_model_file_take_meta(f)))
+            st = ae_fail(err, AE_ERR_NOMEM, "%s: out of memory", path);
+    }
+    free(params);
+    free(state);
+    ae_model_file_free(f);
     free(bytes);
     return st;
 }

@@ -389,6 +389,16 @@ ae_status ae_config_check(const ae_config *cfg, int max_batch, ae_error *err)
     return ae_plan_make(&plan, cfg, max_batch, ae_get_num_threads(), err);
 }
 
+size_t ae_config_memory_bytes(const ae_config *cfg, int max_batch)
+{
+    ae_plan plan;
+    ae_error err;
+    if (ae_plan_make(&plan, cfg, max_batch, ae_get_num_threads(), &err) == AE_OK)
+        return plan.memory_bytes;
+    /* over AE_MAX_MEMORY or overflowing: more than any limit */
+    return ae_plan_make(&plan, cfg, 1, 1, &err) == AE_OK ? SIZE_MAX : 0;
+}
+
 double ae_config_forward_flops(const ae_config *cfg)
 {
     double macs = 0;

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 /* An image with no detail at all would divide by zero: the floor is about
  * a quarter of a grey level of mean gradient. */
 #define DETAIL_FLOOR 1e-3
@@ -113,6 +112,12 @@ static int knn_k(const ae_detector *d)
     return k < 1 ? 1 : (int)k;
 }
 
+static int compare_sizes(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return (x > y) - (x < y);
+}
+
 ae_status ae_detector_set_reference(ae_detector *d, const float *latents, size_t n, int dim,
                                     uint64_t seed, ae_error *err)
 {
@@ -131,11 +136,7 @@ ae_status ae_detector_set_reference(ae_detector *d, const float *latents, size_t
         ae_rng rng;
         ae_rng_seed(&rng, seed);
         ae_shuffle_sizes(&rng, order, n);
-        for (size_t i = 1; i < keep; i++)
-            for (size_t j = i; j > 0 && order[j - 1] > order[j]; j--) {
-                size_t t = order[j];
-                order[j] = order[j - 1], order[j - 1] = t;
-            }
+        qsort(order, keep, sizeof *order, compare_sizes);
     }
     for (size_t i = 0; i < keep; i++)
         memcpy(ref + i * (size_t)dim, latents + order[i] * (size_t)dim, (size_t)dim * sizeof *ref);
