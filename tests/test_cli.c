@@ -452,39 +452,44 @@ static void test_early_stopping_keep_best_and_augmentation(void **state)
 #undef BEST_FLAGS
 }
 
-/* A real SIGINT: the run finishes its step, saves a checkpoint, exits 130. */
+/* A real SIGINT (Ctrl-C), and a SIGTERM (a scheduler's stop): the run
+ * finishes its step, saves a checkpoint, exits 130. */
 static void test_ctrl_c_saves_a_checkpoint(void **state)
 {
     (void)state;
     TMP_PATH(model, "sigint.aedet");
     char ckpt[600];
     snprintf(ckpt, sizeof ckpt, "%s.ckpt", model);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        freopen("/dev/null", "w", stderr);
-        execl(test_aedet(), "aedet", "train", test_path("classes"), "--layout", "classes", "--epochs", "100000",
-              "--size", "16", "--filters", "4,8", "--latent", "4", "--batch", "8", "--threads", "1", "-o", model,
-              (char *)NULL);
-        _exit(127);
+    const int signals[] = {SIGINT, SIGTERM};
+    for (size_t k = 0; k < sizeof signals / sizeof signals[0]; k++) {
+        unlink(ckpt);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            freopen("/dev/null", "w", stderr);
+            execl(test_aedet(), "aedet", "train", test_path("classes"), "--layout", "classes", "--epochs", "100000",
+                  "--size", "16", "--filters", "4,8", "--latent", "4", "--batch", "8", "--threads", "1", "-o", model,
+                  (char *)NULL);
+            _exit(127);
+        }
+        for (int i = 0; i < 600 && !file_exists(ckpt); i++) /* the first epoch's checkpoint */
+            usleep(100000);
+        assert_true(file_exists(ckpt));
+        kill(pid, signals[k]);
+        int status;
+        waitpid(pid, &status, 0);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 130);
+        ae_model *m;
+        ae_meta *meta;
+        ae_error err;
+        assert_int_equal(ae_model_load(ckpt, 1, &m, &meta, NULL, &err), AE_OK);
+        int64_t epochs;
+        assert_true(ae_meta_get_int(meta, AE_KEY_EPOCHS_DONE, &epochs));
+        assert_true(epochs >= 1);
+        ae_meta_free(meta);
+        ae_model_free(m);
     }
-    for (int i = 0; i < 600 && !file_exists(ckpt); i++) /* the first epoch's checkpoint */
-        usleep(100000);
-    assert_true(file_exists(ckpt));
-    kill(pid, SIGINT);
-    int status;
-    waitpid(pid, &status, 0);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 130);
-    ae_model *m;
-    ae_meta *meta;
-    ae_error err;
-    assert_int_equal(ae_model_load(ckpt, 1, &m, &meta, NULL, &err), AE_OK);
-    int64_t epochs;
-    assert_true(ae_meta_get_int(meta, AE_KEY_EPOCHS_DONE, &epochs));
-    assert_true(epochs >= 1);
-    ae_meta_free(meta);
-    ae_model_free(m);
 }
 
 static void test_bad_input_exits(void **state)

@@ -512,11 +512,14 @@ int cli_train_run(const cli_command *cmd, cli_train_args *a)
     ae_adam_config_init(&opt.adam, (float)a->learning_rate, 0);
     opt.adam.decay = (float)a->decay;
 
-    struct sigaction sa = {0}, old_sa;
+    /* Ctrl-C, and SIGTERM (a scheduler's or `kill`'s stop), checkpoint alike. */
+    struct sigaction sa = {0}, old_sa, old_term;
     sa.sa_handler = on_sigint;
     sigaction(SIGINT, &sa, &old_sa);
+    sigaction(SIGTERM, &sa, &old_term);
     ae_status s = ae_train(model, train, val, &opt, &st, &err);
     sigaction(SIGINT, &old_sa, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
     cli_progress_end();
     if (s == AE_ERR_INTERRUPTED) {
         ae_error save_err = {0};
