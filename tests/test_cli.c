@@ -389,6 +389,20 @@ static void test_resume_gives_the_same_weights(void **state)
     assert_int_equal(test_run("train %s --layout classes --resume %s " SMALL " --exclude '*img00*' -o %s",
                          test_path("classes"), ckpt, resumed), 2);
     test_expect_output("trained on other images");
+    /* A checkpoint whose running loss is not a number is a bad file, not a
+     * run to continue. */
+    TMP_PATH(crafted, "crafted.aedet.ckpt");
+    ae_model *cm;
+    ae_meta *cmeta;
+    ae_error cerr;
+    assert_int_equal(ae_model_load(ckpt, 8, &cm, &cmeta, NULL, &cerr), AE_OK);
+    assert_int_equal(ae_meta_set_float(cmeta, AE_KEY_LOSS_SUM, NAN, &cerr), AE_OK);
+    assert_int_equal(ae_model_save(crafted, cm, cmeta, 1, &cerr), AE_OK);
+    ae_meta_free(cmeta);
+    ae_model_free(cm);
+    assert_int_equal(test_run("train %s --layout classes --resume %s " SMALL " -o %s", test_path("classes"), crafted,
+                              resumed), 5);
+    test_expect_output("inconsistent training position or history");
     /* ...and on the same ones it ends where the straight run ended. */
     assert_int_equal(test_run("train %s --layout classes --resume %s " SMALL " -o %s", test_path("classes"), ckpt, resumed), 0);
     test_expect_output("resuming");

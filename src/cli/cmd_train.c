@@ -250,8 +250,11 @@ static ae_status restore_state(const ae_meta *meta, int epochs, const ae_model *
     ae_meta_get_int(meta, AE_KEY_LOSS_COUNT, &count);
     const double *tl = ae_meta_get_doubles(meta, AE_KEY_TRAIN_LOSSES, &n1);
     const double *vl = ae_meta_get_doubles(meta, AE_KEY_VAL_LOSSES, &n2);
+    int finite = isfinite(sum) && sum >= 0;
+    for (size_t i = 0; finite && i < n1; i++) /* a validation loss is NaN without a validation set */
+        finite = isfinite(tl[i]) && tl[i] >= 0 && !(vl[i] < 0) && !isinf(vl[i]);
     if (epoch < 0 || epoch > epochs || batch < 0 || batch > INT32_MAX || count < 0 ||
-        n1 != (size_t)epoch || n2 != n1)
+        n1 != (size_t)epoch || n2 != n1 || !finite)
         return ae_fail(err, AE_ERR_FORMAT, "checkpoint: inconsistent training position or history");
     st->epoch = (int)epoch;
     st->batch = (int)batch;
