@@ -1,5 +1,5 @@
 /* The three convolution products (direct.h) alone, one image, on each vector
- * kernel table this CPU has (avx2, avx512, amx-bf16): the best of 20 passes
+ * kernel table this CPU has (avx2, avx512, amx-bf16, avx512-bf16): the best of 20 passes
  * over the image in bands of output rows, as the layers call them.
  *   build/release/bench/bench_kernels BIG_H BIG_W BIG_C SMALL_C STRIDE BAND
  * e.g. dec2 of the tutorial's model at 256x256x3: 256 256 16 32 2 4. The

@@ -24,6 +24,7 @@
  * and, as comments, the mean time per step spent in each layer's forward
  * and backward. */
 #include "aedet/nn.h"
+#include "nn/model_hooks.h" /* the per-layer times */
 
 #include <cblas.h>
 #include <stdio.h>
@@ -62,7 +63,7 @@ static int usage(const char *prog)
             "          [--bf16 0|1] [--modes train|infer|both]\n"
             "  defaults: all cores, 3 seconds per measurement, batch 32,\n"
             "  sizes 32x32x1 then 256x256x3, the sgemm peak measured first (1),\n"
-            "  float32 (--bf16 1: ae_model_set_bf16, AMX tiles), training and scoring\n"
+            "  float32 (--bf16 1: ae_model_set_bf16, AMX or AVX512-BF16), training and scoring\n"
             "  (--modes: one of them alone, as for a profile)\n",
             prog);
     return 2;

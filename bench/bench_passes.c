@@ -71,7 +71,7 @@ int main(int argc, char **argv)
            ARRAY_BYTES >> 20);
     for (int isa = AE_ISA_AVX2; isa < AE_ISA_COUNT; isa++) {
         const ae_direct_ops *ops = ae_direct_ops_for(isa);
-        if (!ops || isa == AE_ISA_AMX_BF16) /* the same passes as avx512 */
+        if (!ops || ae_isa_is_bf16(isa)) /* the same passes as avx512 */
             continue;
         for (int i = 0; i < n; i++) {
             double best[4] = {1e9, 1e9, 1e9, 1e9}, t[4];

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# What the opt-in bfloat16 mode (--bf16, AMX tiles) does to results, on the
-# demo's experiment (Fashion-MNIST: class 5 with 1% of class 1 mixed in):
+# What the opt-in bfloat16 mode (--bf16: AMX tiles, or AVX512-BF16 where the
+# CPU has no tiles) does to results, on the demo's experiment (Fashion-MNIST:
+# class 5 with 1% of class 1 mixed in):
 #  1. training: `aedet demo` in float32 and in bf16 from the same seed, at
 #     each size in SIZES (images resized), for each seed in SEEDS; prints the
 #     last epoch's loss and validation loss and the ROC AUC on every image
@@ -9,7 +10,8 @@
 #     the largest relative difference of an image's score and whether the
 #     same images are flagged.
 # Environment: SIZES ("32 64 128"), SEEDS ("0 1"), EPOCHS (30), THREADS (all
-# cores), AEDET (build/release/aedet). Needs a CPU with AMX-BF16.
+# cores), AEDET (build/release/aedet). Needs a CPU with AMX-BF16 or
+# AVX512-BF16 (the tiles where it has both).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 aedet=${AEDET:-build/release/aedet}
@@ -28,7 +30,8 @@ summary() {
          END { printf "loss %s val_loss %s auc %s heldout_auc %s", loss, val, auc[1], auc[2] }' "$1"
 }
 
-echo "# $(lscpu | sed -n 's/^Model name: *//p'), $threads threads, $epochs epochs"
+. bench/cpu.sh
+echo "# $(cpu_line), $threads threads, $epochs epochs"
 echo "# size seed mode: last loss, val_loss, ROC AUC (all images, held-out split)"
 for size in $sizes; do
     for seed in $seeds; do

@@ -11,7 +11,8 @@
 # Environment: THREADS (default: all cores), SECONDS_PER_RUN (default 3),
 # SIZES (default "32x32x1 256x256x3"), BATCH (32), PYTHON (/usr/bin/python3),
 # BENCH_BIN, BF16 (0; 1: aedet in its opt-in bfloat16 mode, which needs AMX
-# tiles; PyTorch stays float32), REPEATS (1; with more, both sides run that many times in turn
+# tiles or AVX512-BF16; PyTorch stays float32), AEDET_ISA (the kernels:
+# portable, avx2, avx512; default the best), REPEATS (1; with more, both sides run that many times in turn
 # and each ratio is the median, the lower middle one for an even count, with
 # every repeat's in brackets). PyTorch runs with jemalloc preloaded (decay
 # off, transparent huge pages, as aedet asks for its own big buffers) when
@@ -38,7 +39,8 @@ if [ -e "$jemalloc" ]; then
 else
     allocator="glibc malloc (libjemalloc2 not installed: apt-get install libjemalloc2)"
 fi
-echo "# $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $threads threads, batch $batch"
+. bench/cpu.sh
+echo "# $(cpu_line), $(nproc) cores; $threads threads, batch $batch"
 echo "# torch allocator: $allocator"
 
 dir=$(mktemp -d)

@@ -12,6 +12,7 @@ if [ ! -x "$bin" ]; then
 fi
 threads=${THREADS:-$(nproc)}
 seconds=${SECONDS_PER_RUN:-3}
-echo "# $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $threads threads"
+. bench/cpu.sh
+echo "# $(cpu_line), $(nproc) cores; $threads threads"
 # BLAS is called from inside the library's own threads: keep it single-threaded.
 OPENBLAS_NUM_THREADS=1 exec "$bin" --threads "$threads" --seconds "$seconds" "$@"

@@ -9,8 +9,11 @@
 #include "aedet/data.h"
 #include "aedet/eval.h"
 #include "aedet/model_file.h"
+#include "aedet/keras.h"
 #include "aedet/score.h"
 #include "aedet/train.h"
 #include "aedet/report.h"
+#include "aedet/fit.h"
+#include "aedet/array.h"
 
 #endif

@@ -403,9 +403,24 @@ static void test_resume_gives_the_same_weights(void **state)
     assert_int_equal(test_run("train %s --layout classes --resume %s " SMALL " -o %s", test_path("classes"), crafted,
                               resumed), 5);
     test_expect_output("inconsistent training position or history");
-    /* ...and on the same ones it ends where the straight run ended. */
-    assert_int_equal(test_run("train %s --layout classes --resume %s " SMALL " -o %s", test_path("classes"), ckpt, resumed), 0);
+    /* ...and on the same ones it ends where the straight run ended, the
+     * checkpoint's settings winning over conflicting flags, with a warning. */
+    TMP_PATH(ckpt_copy, "resumed-copy.aedet.ckpt");
+    uint8_t *ckpt_bytes;
+    size_t ckpt_len;
+    assert_int_equal(ae_read_file(ckpt, &ckpt_bytes, &ckpt_len, &cerr), AE_OK);
+    test_write_file(ckpt_copy, ckpt_bytes, ckpt_len);
+    free(ckpt_bytes);
+    assert_int_equal(test_run("train %s --layout classes --resume %s " SMALL " --epochs 9 -o %s", test_path("classes"),
+                              ckpt, resumed),
+                     0);
     test_expect_output("resuming");
+    test_expect_output("--epochs 9 ignored: the checkpoint's 3 is kept");
+    expect_same_params(straight, resumed);
+    /* --resume alone repeats the command the checkpoint stored. */
+    assert_int_equal(unlink(resumed), 0);
+    assert_int_equal(test_run("train --resume %s", ckpt_copy), 0);
+    test_expect_output("as the checkpoint began");
 
     expect_same_params(straight, resumed);
 }
@@ -676,22 +691,36 @@ static void test_eval_agrees_with_score(void **state)
 }
 
 /* What --bf16 must say, for the AEDET_ISA the tool will see, as
- * ae_model_set_bf16 decides (src/nn/model.c): first no AMX tiles (detected
- * as the library does), then the portable kernels; NULL where it runs. */
+ * ae_model_set_bf16 decides (src/nn/model.c): first neither AVX512-BF16 nor
+ * AMX tiles (detected as the library does), then kernels capped below
+ * AVX-512; NULL where it runs. */
 static const char *bf16_refusal(void)
 {
-    if (!ae_isa_supported(AE_ISA_AMX_BF16))
-        return "bf16: this CPU or OS has no AMX-BF16 tiles";
+    if (ae_isa_bf16() == AE_ISA_PORTABLE)
+        return "bf16: this CPU or OS has neither AVX512-BF16";
     if (ae_isa_best() == AE_ISA_PORTABLE)
         return "bf16: the model runs the portable kernels";
+    if (ae_isa_best() == AE_ISA_AVX2)
+        return "bf16: the model runs the avx2 kernels";
     return NULL;
 }
 
-/* --bf16: refused with a usage error that writes nothing on the portable
- * kernels and on a CPU without AMX tiles (the message says which); where the
- * tiles are, training (32x32 images, filters 16 and 32: the last transposed
- * convolution's products take the tiles) and scoring run in bfloat16, and
- * the model file records the kernels. */
+/* The kernels --bf16 runs where it is not refused: those AEDET_ISA forced
+ * (amx-bf16, avx512-bf16), else the tiles where the CPU has them, else
+ * AVX512-BF16. */
+static const char *bf16_kernels(void)
+{
+    return ae_isa_name(ae_isa_is_bf16(ae_isa_best()) ? ae_isa_best() : ae_isa_bf16());
+}
+
+/* --bf16: refused with a usage error that writes nothing on the portable and
+ * avx2 kernels and on a CPU with neither AMX tiles nor AVX512-BF16 (the
+ * message says which); elsewhere training (32x32 images, filters 16 and 32:
+ * the last transposed convolution's products take the tiles; every layer
+ * but the first and the output takes the dot products) and scoring run in
+ * bfloat16, and the model file records the kernels. Under the AEDET_ISA
+ * tests/run.sh set, then forced to avx2 and to avx512-bf16 (the dot
+ * products even where the CPU has tiles; refused where it has neither). */
 static void test_bf16_flag(void **state)
 {
     (void)state;
@@ -707,24 +736,44 @@ static void test_bf16_flag(void **state)
     test_expect_output(refusal);
     assert_false(file_exists(model));
 #define BF16_MODEL "--size 32 --filters 16,32 --latent 4 --batch 8 --threads 1"
-    refusal = bf16_refusal(); /* under the AEDET_ISA tests/run.sh set, if any */
-    rc = test_run("train %s --layout classes --epochs 2 --bf16 " BF16_MODEL " -o %s", classes, model);
-    if (refusal) {
-        assert_int_equal(rc, 2);
-        test_expect_output(refusal);
-        assert_false(file_exists(model));
-        return;
+    static const char *forced[] = {NULL, "avx2", "avx512-bf16"};
+    char ran[32] = ""; /* the kernels a run before took: not again */
+    for (size_t k = 0; k < sizeof forced / sizeof *forced; k++) {
+        saved_isa = test_env_save("AEDET_ISA");
+        if (forced[k])
+            setenv("AEDET_ISA", forced[k], 1);
+        refusal = bf16_refusal();
+        const char *kernels = bf16_kernels();
+        if (!refusal && strcmp(kernels, ran) == 0) {
+            test_env_restore("AEDET_ISA", saved_isa);
+            continue;
+        }
+        remove(model);
+        rc = test_run("train %s --layout classes --epochs 2 --bf16 " BF16_MODEL " -o %s", classes,
+                      model);
+        if (refusal) {
+            test_env_restore("AEDET_ISA", saved_isa);
+            assert_int_equal(rc, 2);
+            test_expect_output(refusal);
+            assert_false(file_exists(model));
+            continue;
+        }
+        assert_int_equal(rc, 0);
+        char line[64];
+        snprintf(line, sizeof line, "%s kernels", kernels);
+        test_expect_output(line);
+        assert_int_equal(test_run("info %s", model), 0);
+        test_expect_output("train.kernels");
+        test_expect_output(kernels);
+        TMP_PATH(scores, "bf16.csv");
+        remove(scores);
+        rc = test_run("score %s %s --layout classes --normal-class 0 --batch 8 --bf16 -o %s", model,
+                      classes, scores);
+        test_env_restore("AEDET_ISA", saved_isa);
+        assert_int_equal(rc, 0);
+        assert_int_equal(count_lines(scores), NUM_NORMAL + NUM_ODD + 1);
+        snprintf(ran, sizeof ran, "%s", kernels);
     }
-    assert_int_equal(rc, 0);
-    test_expect_output("amx-bf16 kernels");
-    assert_int_equal(test_run("info %s", model), 0);
-    test_expect_output("train.kernels");
-    test_expect_output("amx-bf16");
-    TMP_PATH(scores, "bf16.csv");
-    assert_int_equal(test_run("score %s %s --layout classes --normal-class 0 --batch 8 --bf16 -o %s", model,
-                         classes, scores),
-                     0);
-    assert_int_equal(count_lines(scores), NUM_NORMAL + NUM_ODD + 1);
 #undef BF16_MODEL
 }
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* ---- small trees ---- */
@@ -407,6 +408,97 @@ static void test_csv_missing_file_follows_bad_policy(void **state)
     ae_dataset_free(&ds);
 }
 
+/* Rows naming files outside the data folder are refused unless allowed;
+ * rows naming one file with two labels are kept and noted. */
+static void test_csv_outside_rows_and_conflicting_labels(void **state)
+{
+    (void)state;
+    char root[1024], labels[4096];
+    snprintf(root, sizeof root, "%s", csv_root());
+    expect_csv_error("climb.csv", "Filename,Label\na.jpg,0\nsub/../../weeds/b.jpg,1\n", "climb.csv line 3",
+                     "outside the data folder");
+    expect_csv_error("absolute.csv", "Filename,Label\n/etc/passwd,0\n", "absolute.csv line 2", "--allow-outside");
+
+    put_text(root, "inside.csv", "Filename,Label\n./a.jpg,0\n.//b.jpg,1\n");
+    snprintf(labels, sizeof labels, "%s/inside.csv", root);
+    ae_source src = {.kind = AE_SOURCE_CSV, .root = root, .labels = labels};
+    ae_dataset ds;
+    open_ok(&src, &ds); /* "." is no climb */
+    assert_int_equal(ds.count, 2);
+    assert_int_equal(ds.num_notes, 0);
+    ae_dataset_free(&ds);
+
+    char outside[4096];
+    snprintf(outside, sizeof outside, "Filename,Label\n../weeds/c.jpg,2\n%s/a.jpg,0\n", root);
+    put_text(root, "outside.csv", outside);
+    snprintf(labels, sizeof labels, "%s/outside.csv", root);
+    src.allow_outside = 1;
+    open_ok(&src, &ds);
+    assert_int_equal(ds.count, 2);
+    ae_dataset_free(&ds);
+
+    put_text(root, "twice.csv", "Filename,Label\nb.jpg,1\na.jpg,0\nb.jpg,2\na.jpg,0\n");
+    snprintf(labels, sizeof labels, "%s/twice.csv", root);
+    src.allow_outside = 0;
+    open_ok(&src, &ds);
+    assert_int_equal(ds.count, 4);
+    assert_int_equal(ds.num_notes, 1); /* a.jpg twice with the same label is no conflict */
+    assert_non_null(strstr(ds.notes[0], "twice.csv lines 2 and 4 name b.jpg with different labels (1, 2)"));
+    ae_dataset_free(&ds);
+}
+
+/* A subfolder that cannot be opened stops the listing, or under AE_BAD_SKIP
+ * is left out with a note; the folder asked for itself always stops it.
+ * Root reads every folder, so the check runs in a child that drops to
+ * nobody when the tests run as root (as in CI). */
+static int open_listing(const char *root, ae_bad_policy policy, size_t *count, size_t *notes, ae_error *err)
+{
+    ae_source src = {.kind = AE_SOURCE_FOLDER, .root = root, .bad_policy = policy};
+    ae_dataset ds;
+    ae_status s = ae_dataset_open(&src, &ds, err);
+    if (s == AE_OK) {
+        *count = ds.count;
+        *notes = ds.num_notes;
+        if (ds.num_notes && !strstr(ds.notes[0], "locked: cannot open it"))
+            s = AE_ERR_DATA;
+        ae_dataset_free(&ds);
+    }
+    return s;
+}
+
+static void test_unreadable_subfolder_follows_bad_policy(void **state)
+{
+    (void)state;
+    const char *root = test_path("unreadable");
+    put_image(root, "a/x.png", 1);
+    put_image(root, "locked/y.png", 2);
+    char locked[4096];
+    snprintf(locked, sizeof locked, "%s/locked", root);
+    assert_int_equal(chmod(locked, 0), 0);
+    assert_int_equal(chmod(test_tmpdir(), 0755), 0); /* nobody must reach root */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0))
+            _exit(10);
+        ae_error err;
+        size_t count = 0, notes = 0;
+        if (open_listing(root, AE_BAD_STOP, &count, &notes, &err) != AE_ERR_IO || !strstr(err.message, "locked"))
+            _exit(11);
+        if (open_listing(root, AE_BAD_SKIP, &count, &notes, &err) != AE_OK || count != 1 || notes != 1)
+            _exit(12);
+        if (open_listing(locked, AE_BAD_SKIP, &count, &notes, &err) != AE_ERR_IO)
+            _exit(13);
+        _exit(0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_int_equal(chmod(locked, 0755), 0);
+    assert_int_equal(chmod(test_tmpdir(), 0700), 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 /* Labels no row has get no name (one pass over the rows, no string per unused
  * label); ae_class_name prints their number. */
 static void test_csv_sparse_labels_are_named_lazily(void **state)
@@ -755,6 +847,8 @@ int main(void)
         cmocka_unit_test(test_csv_errors_name_file_and_line),
         cmocka_unit_test(test_csv_missing_file_follows_bad_policy),
         cmocka_unit_test(test_csv_sparse_labels_are_named_lazily),
+        cmocka_unit_test(test_csv_outside_rows_and_conflicting_labels),
+        cmocka_unit_test(test_unreadable_subfolder_follows_bad_policy),
         cmocka_unit_test(test_idx_source),
         cmocka_unit_test(test_recipe_contamination),
         cmocka_unit_test(test_recipe_rounds_half_away_from_zero),

@@ -315,36 +315,77 @@ static const shape amx_shapes[] = {
     {1, 40, 128, 64, 16, 1}, /* input rows past the thread's buffer: a call's rows in two parts */
 };
 
-/* The bfloat16 kernels against the portable float32 path, twice: with the
- * inputs, kernels and gradients rounded to bfloat16 first, every product is
- * exact in float32 and only the order of the sums differs, so the float32
+/* Shapes for the AVX512-BF16 products, which take any even channel count
+ * and any row: rows under one block of pixels (R = 1 and 4 blocks), pairs
+ * of channels that are not whole vectors, output channels past one group of
+ * four vectors with a masked tail, odd widths (a zero pixel ends the weight
+ * gradient's last pair), stride 1 and 2, and input rows past the thread's
+ * buffer. Every product of these takes the dot products (deconv forward:
+ * stride 2 or more than 4 output channels, so not the narrow kernel). */
+static const shape avx512bf16_shapes[] = {
+    {2, 6, 40, 16, 32, 2},
+    {1, 5, 34, 48, 64, 2},
+    {1, 3, 5, 2, 6, 2},     /* one pair of channels; rows of 3 and 2 pixels */
+    {3, 7, 9, 10, 18, 2},   /* 5 pairs; 2 vectors of outputs, the second of 2 */
+    {1, 2, 70, 8, 80, 1},   /* 5 vectors of outputs: a block of 4, then one */
+    {1, 4, 14, 24, 50, 2},  /* 4 vectors with a masked tail; rows of 7 */
+    {2, 4, 9, 6, 12, 1},    /* stride 1, odd width: 5 pixel pairs, the last with a zero */
+    {1, 3, 18, 8, 16, 1},   /* rows of 18: one vector of outputs in blocks of 16 pixels */
+    {2, 4, 10, 12, 16, 2},  /* transposed rows of 10 per phase: blocks of 8 */
+    {1, 40, 128, 64, 16, 1}, /* input rows past the thread's buffer: a call's rows in two parts */
+};
+
+/* A bfloat16 ISA against the portable float32 path, twice: with the inputs,
+ * kernels and gradients rounded to bfloat16 first, every product is exact
+ * in float32 and only the order of the sums differs, so the float32
  * tolerance holds; with float32 values, the error is bfloat16's own (about
  * 2^-8 relative per product), under 1e-2 of the largest output and, so that
  * a silent fall-back to float32 cannot pass, over 1e-5. */
-static void test_amx_bf16_matches_portable(void **state)
+static void check_bf16_isa(int isa, const shape *list, size_t count)
 {
-    (void)state;
-    ae_rng_seed(&rng, 1616);
-    if (!isa_available(AE_ISA_AMX_BF16))
-        return;
-    const size_t count = sizeof amx_shapes / sizeof *amx_shapes;
     for (int band = 0; band <= 3; band++) {
         ae_direct_set_band(band);
         for (size_t k = 0; k < count; k++) {
             if (band > 0 && k == count - 1)
                 continue; /* the large one in whole images only */
             const compare exact = {1e-5, 1, NULL};
-            check_shape_as(AE_ISA_AMX_BF16, &amx_shapes[k], 0, &exact);
+            check_shape_as(isa, &list[k], 0, &exact);
             double errors[6];
             const compare rounded = {1e-2, 0, errors};
-            check_shape_as(AE_ISA_AMX_BF16, &amx_shapes[k], (int)((k + (size_t)band) % 2), &rounded);
+            check_shape_as(isa, &list[k], (int)((k + (size_t)band) % 2), &rounded);
             for (int e = 0; e < 6; e++)
                 if (!(errors[e] > 1e-5))
-                    fail_msg("shape %zu, band %d, product %d: within %.3g of float32, so the "
-                             "bfloat16 tiles did not run", k, band, e, errors[e]);
+                    fail_msg("%s, shape %zu, band %d, product %d: within %.3g of float32, so "
+                             "bfloat16 did not run", ae_isa_name(isa), k, band, e, errors[e]);
         }
     }
     ae_direct_set_band(0);
+}
+
+static void test_amx_bf16_matches_portable(void **state)
+{
+    (void)state;
+    ae_rng_seed(&rng, 1616);
+    if (!isa_available(AE_ISA_AMX_BF16))
+        return;
+    check_bf16_isa(AE_ISA_AMX_BF16, amx_shapes, sizeof amx_shapes / sizeof *amx_shapes);
+}
+
+static void test_avx512bf16_matches_portable(void **state)
+{
+    (void)state;
+    ae_rng_seed(&rng, 1617);
+    if (!isa_available(AE_ISA_AVX512_BF16))
+        return;
+    check_bf16_isa(AE_ISA_AVX512_BF16, avx512bf16_shapes,
+                   sizeof avx512bf16_shapes / sizeof *avx512bf16_shapes);
+    /* the amx shapes too (all even), and odd channel counts, which take the
+     * avx512 kernels (the rounded inputs keep them within the tolerance) */
+    check_bf16_isa(AE_ISA_AVX512_BF16, amx_shapes, sizeof amx_shapes / sizeof *amx_shapes);
+    static const shape odd[] = {{2, 8, 8, 3, 16, 2}, {1, 6, 20, 17, 8, 1}};
+    const compare exact = {1e-5, 1, NULL};
+    for (size_t k = 0; k < sizeof odd / sizeof *odd; k++)
+        check_shape_as(AE_ISA_AVX512_BF16, &odd[k], 0, &exact);
 }
 
 /* Per-image work and fixed-order sums: the same bits for 1 and 2 threads. */
@@ -403,6 +444,8 @@ static void test_direct_kernels_do_not_depend_on_threads(void **state)
     /* rows of 20 small pixels: the bfloat16 tiles take every product */
     if (isa_available(AE_ISA_AMX_BF16))
         check_thread_independence(AE_ISA_AMX_BF16, 40);
+    if (isa_available(AE_ISA_AVX512_BF16))
+        check_thread_independence(AE_ISA_AVX512_BF16, 10);
 }
 
 /* The padded, transformed input copy (each path) and the kernel transpose, by hand. */
@@ -577,7 +620,9 @@ static void on_every_path_and_band(uint64_t seed, shape_check check, const shape
     ae_rng_seed(&rng, seed);
     ae_set_parallel_thresholds(0, 0);
     for (int isa = AE_ISA_PORTABLE; isa < AE_ISA_COUNT; isa++) {
-        if (isa != AE_ISA_PORTABLE && !isa_available(isa))
+        /* avx512-bf16 runs any even channel count in bfloat16, past these
+         * float32 tolerances (test_avx512bf16_matches_portable) */
+        if (isa == AE_ISA_AVX512_BF16 || (isa != AE_ISA_PORTABLE && !isa_available(isa)))
             continue;
         for (int band = 0; band <= 3; band++) {
             ae_direct_set_band(band);
@@ -1160,7 +1205,7 @@ static void test_small_images_match_portable(void **state)
     (void)state;
     for (int isa = AE_ISA_AVX2; isa < AE_ISA_COUNT; isa++) {
         ae_rng_seed(&rng, 77 + (uint64_t)isa);
-        if (!isa_available(isa))
+        if (isa == AE_ISA_AVX512_BF16 || !isa_available(isa)) /* as on_every_path_and_band */
             continue;
         check_shapes_in_bands(isa, small_shapes, sizeof small_shapes / sizeof *small_shapes);
     }
@@ -1241,7 +1286,7 @@ static void test_wide_blocks_do_not_change_bits(void **state)
         {2, 6, 24, 32, 64, 2}, /* 32 -> 64 channels, taps in fours */
     };
     for (int isa = AE_ISA_AVX2; isa < AE_ISA_COUNT; isa++) {
-        if (!isa_available(isa) || isa == AE_ISA_AMX_BF16)
+        if (!isa_available(isa) || ae_isa_is_bf16(isa)) /* plain blocks are float32's */
             continue;
         ae_rng_seed(&rng, 17);
         for (size_t k = 0; k < sizeof wide / sizeof *wide; k++) {
@@ -1295,6 +1340,7 @@ int main(void)
         cmocka_unit_test(test_avx2_matches_portable),
         cmocka_unit_test(test_avx512_matches_portable),
         cmocka_unit_test(test_amx_bf16_matches_portable),
+        cmocka_unit_test(test_avx512bf16_matches_portable),
         cmocka_unit_test(test_direct_kernels_do_not_depend_on_threads),
         cmocka_unit_test(test_elementwise_passes_match_portable),
         cmocka_unit_test(test_fused_batchnorm_backward_matches_two_passes),

@@ -338,13 +338,49 @@ static void test_fingerprint_ignores_how_data_is_spelled(void **state)
     assert_int_equal(rc, 130);
     assert_int_equal(test_run("train %s --resume r.aedet.ckpt " SMALL " -o ./r.aedet", test_path("data")), 0);
     test_expect_output("resuming");
+    /* --resume alone, from another folder: the checkpoint's own command,
+     * its relative paths taken from the folder it ran in */
+    setenv("AEDET_TEST_INTERRUPT_AFTER", "1", 1);
+    rc = test_run("train data --epochs 2 " SMALL " -o r2.aedet");
+    unsetenv("AEDET_TEST_INTERRUPT_AFTER");
+    assert_int_equal(rc, 130);
+    test_expect_output("continue with: aedet train --resume r2.aedet.ckpt");
     assert_int_equal(chdir(cwd), 0);
+    assert_int_equal(test_run("train --resume %s --epochs 7", test_path("r2.aedet.ckpt")), 0);
+    test_expect_output("as the checkpoint began");
+    test_expect_output("--epochs 7 ignored: the checkpoint's 2 is kept");
+    assert_true(access(test_path("r2.aedet"), F_OK) == 0);
+    assert_false(access(test_path("r2.aedet.ckpt"), F_OK) == 0);
+    /* without DATA and without a checkpoint there is nothing to run */
+    assert_int_equal(test_run("train -o %s", test_path("r3.aedet")), 2);
+    test_expect_output("DATA is required");
+}
+
+/* ---- 16: what a labels CSV may name, and how it may contradict itself ---- */
+
+static void test_csv_rows_outside_data_and_conflicts(void **state)
+{
+    (void)state;
+    mkdir(test_path("elsewhere"), 0777);
+    const char *csv = "Filename,Label\n../data/img00.png,0\n../data/img01.png,1\n../data/img01.png,0\n";
+    test_write_file(test_path("elsewhere/labels.csv"), csv, strlen(csv));
+    assert_int_equal(test_run("score %s %s --labels %s --batch 8 -o %s", test_path("m.aedet"), test_path("elsewhere"),
+                              test_path("elsewhere/labels.csv"), test_path("outside.csv")),
+                     3);
+    test_expect_output("labels.csv line 2");
+    test_expect_output("--allow-outside");
+    assert_int_equal(test_run("score %s %s --labels %s --allow-outside --batch 8 -o %s", test_path("m.aedet"),
+                              test_path("elsewhere"), test_path("elsewhere/labels.csv"), test_path("outside.csv")),
+                     0);
+    test_expect_output("warning: ");
+    test_expect_output("lines 3 and 4 name ../data/img01.png with different labels (1, 0)");
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_threads_are_bounded),
+        cmocka_unit_test(test_csv_rows_outside_data_and_conflicts),
         cmocka_unit_test(test_huge_model_is_refused_before_allocating),
         cmocka_unit_test(test_models_the_tool_cannot_run_are_refused),
         cmocka_unit_test(test_non_regular_files_fail_at_once),

@@ -4,6 +4,7 @@
 #include "support.h"
 
 #include "aedet/nn.h"
+#include "nn/model_hooks.h" /* forward, loss, backward, Adam step, layer outputs */
 #include "nn/direct.h" /* ae_direct_set_band */
 #include "nn/isa.h"    /* ae_isa_supported */
 #include "nn/layers.h" /* ae_set_parallel_thresholds */
@@ -687,11 +688,12 @@ static void test_loss_goes_down_with_adam(void **state)
     ae_model_free(m);
 }
 
-/* The opt-in bfloat16 mode. Where the CPU has no AMX tiles (as the library
- * detects them), or the model runs the portable kernels (AEDET_ISA), it is
- * refused with a usage error that says which, and the model keeps its
- * kernels. Where it has them, the tutorial's model at 64x64x3
- * (whose middle layers take the tiles) trains along float32's path from the
+/* The opt-in bfloat16 mode. Where the CPU has neither AMX tiles nor
+ * AVX512-BF16 (as the library detects them), or the model runs the portable
+ * or avx2 kernels (AEDET_ISA), it is refused with a usage error that says
+ * which, and the model keeps its kernels. Where it has them, the tutorial's
+ * model at 64x64x3 (whose middle layers take the tiles or the bfloat16 dot
+ * products; amx-bf16 where both are) trains along float32's path from the
  * same weights: every step's loss within 1% of float32's, yet not the same
  * bits (the tiles ran), and the scores after training within 1%. */
 static void test_bf16_tracks_float32(void **state)
@@ -708,9 +710,11 @@ static void test_bf16_tracks_float32(void **state)
     ae_model_init_weights(f, 31);
     ae_model_init_weights(b, 31);
     ae_status st = ae_model_set_bf16(b, 1, &err);
-    const char *refusal = !ae_isa_supported(AE_ISA_AMX_BF16) ? "no AMX-BF16 tiles"
+    const char *refusal = ae_isa_bf16() == AE_ISA_PORTABLE ? "neither AVX512-BF16"
                           : strcmp(ae_model_kernels(f), "portable") == 0
                               ? "the model runs the portable kernels"
+                          : strcmp(ae_model_kernels(f), "avx2") == 0
+                              ? "the model runs the avx2 kernels"
                               : NULL;
     if (refusal) {
         assert_int_equal(st, AE_ERR_USAGE);
@@ -720,7 +724,7 @@ static void test_bf16_tracks_float32(void **state)
         print_message("skipped after the refusal (%s)\n", err.message);
     } else {
         assert_int_equal(st, AE_OK);
-        assert_string_equal(ae_model_kernels(b), "amx-bf16");
+        assert_string_equal(ae_model_kernels(b), ae_isa_name(ae_isa_bf16()));
         float *x = random_images(N, d, 32);
         ae_adam_config adam;
         ae_adam_config_init(&adam, 1e-3f, 0);
@@ -739,8 +743,8 @@ static void test_bf16_tracks_float32(void **state)
             if (!(fabsf(sb[i] - sf[i]) <= 0.01f * sf[i]))
                 fail_msg("image %d: score %.7g in bfloat16, %.7g in float32", i, (double)sb[i],
                          (double)sf[i]);
-        /* back to float32 on the avx512 kernels (src/nn/model.c), even where
-         * AEDET_ISA=avx2 capped f's: a CPU with AMX has them */
+        /* back to float32 on the avx512 kernels (src/nn/model.c), which both
+         * bfloat16 modes build on */
         assert_int_equal(ae_model_set_bf16(b, 0, &err), AE_OK);
         assert_string_equal(ae_model_kernels(b), "avx512");
         free(x);

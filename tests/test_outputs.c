@@ -12,6 +12,7 @@
 #include <limits.h>
 #include <math.h>
 #include <pty.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -238,24 +239,34 @@ static void test_outputs_checked_before_work(void **state)
     test_expect_no_output("epoch");
     assert_int_equal(test_run("train %s --epochs 1 " SMALL " -o /dev/stdout", q(data)), 2);
     test_expect_output("not a regular file");
+    test_expect_output("give --checkpoint FILE");
     test_expect_no_output("epoch");
-    assert_int_equal(test_run("score %s %s --batch 8 -o /dev/full", q(model), q(data)), 2);
+    /* a device is written as it is, and its errors told */
+    assert_int_equal(test_run("score %s %s --batch 8 -o /dev/full", q(model), q(data)), 4);
     test_expect_output("/dev/full");
-    test_expect_output("not a regular file");
+    test_expect_output(strerror(ENOSPC));
     assert_int_equal(test_run("score %s %s --batch 8 --metrics %s", q(model), q(data), test_tmpdir()), 2);
     test_expect_output("is a folder");
     assert_int_equal(test_run("encode %s %s --batch 8 -o %s/nodir/z.csv", q(model), q(data), test_tmpdir()), 4);
-    /* A link would be replaced, not written through: refused. */
-    char target[PATH_MAX], link[PATH_MAX];
+    /* A link is written through: it stays a link, its file is replaced;
+     * one to nowhere is refused. */
+    char target[PATH_MAX], link[PATH_MAX], dangling[PATH_MAX];
     snprintf(target, sizeof target, "%s/target.csv", test_tmpdir());
     snprintf(link, sizeof link, "%s/link.csv", test_tmpdir());
+    snprintf(dangling, sizeof dangling, "%s/dangling.csv", test_tmpdir());
     test_write_file(target, "keep\n", 5);
     assert_int_equal(symlink(target, link), 0);
-    assert_int_equal(test_run("score %s %s --batch 8 -o %s", q(model), q(data), q(link)), 2);
-    test_expect_output("symbolic link");
+    assert_int_equal(test_run("score %s %s --batch 8 -o %s", q(model), q(data), q(link)), 0);
     struct stat st;
     assert_int_equal(lstat(link, &st), 0);
     assert_true(S_ISLNK(st.st_mode));
+    size_t target_len;
+    uint8_t *written = slurp(target, &target_len);
+    assert_true(target_len > 5 && !memcmp(written, "rank,image,", 11));
+    free(written);
+    assert_int_equal(symlink("no-such-file.csv", dangling), 0);
+    assert_int_equal(test_run("score %s %s --batch 8 -o %s", q(model), q(data), q(dangling)), 2);
+    test_expect_output("symbolic link to a file that does not exist");
 
     /* A bare name is a file in the current folder (the README's
      * `-o model.aedet`), not a folder named "". */
@@ -271,6 +282,67 @@ static void test_outputs_checked_before_work(void **state)
     assert_int_equal(rc, 0);
     snprintf(bare, sizeof bare, "%s/bare.csv", test_tmpdir());
     assert_int_equal(stat(bare, &st), 0);
+}
+
+/* Defect 15 / issue 20: "-" is standard output (messages then go to
+ * standard error), through a pipe as into a file; one output per run. */
+static int shell(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int shell(const char *fmt, ...)
+{
+    char cmd[16384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int status = system(cmd);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void test_standard_output(void **state)
+{
+    (void)state;
+    char file[PATH_MAX], out[PATH_MAX], piped[PATH_MAX], errs[PATH_MAX], ckpt[PATH_MAX], got_model[PATH_MAX];
+    snprintf(file, sizeof file, "%s/as-file.csv", test_tmpdir());
+    snprintf(out, sizeof out, "%s/stdout.csv", test_tmpdir());
+    snprintf(piped, sizeof piped, "%s/piped.csv", test_tmpdir());
+    snprintf(errs, sizeof errs, "%s/stderr.txt", test_tmpdir());
+    assert_int_equal(test_run("score %s %s --batch 8 -o %s", q(model), q(data), q(file)), 0);
+    assert_int_equal(shell("%s score %s %s --batch 8 -o - > %s 2> %s < /dev/null", test_aedet(), q(model), q(data),
+                           q(out), q(errs)),
+                     0);
+    assert_int_equal(shell("%s score %s %s --batch 8 -o - 2> /dev/null < /dev/null | cat > %s", test_aedet(),
+                           q(model), q(data), q(piped)),
+                     0);
+    size_t n_file, n_out, n_piped, n_errs;
+    uint8_t *want = slurp(file, &n_file), *got = slurp(out, &n_out), *through = slurp(piped, &n_piped);
+    uint8_t *messages = slurp(errs, &n_errs);
+    assert_int_equal(n_out, n_file);
+    assert_memory_equal(got, want, n_file);
+    assert_int_equal(n_piped, n_file);
+    assert_memory_equal(through, want, n_file);
+    assert_non_null(strstr((char *)messages, "flagged")); /* the summary went to standard error */
+    free(want);
+    free(got);
+    free(through);
+    free(messages);
+    assert_int_equal(test_run("score %s %s --batch 8 -o - --metrics -", q(model), q(data)), 2);
+    test_expect_output("only one output can be standard output");
+    /* a model to standard output needs a file for its checkpoints */
+    snprintf(ckpt, sizeof ckpt, "%s/stdout.ckpt", test_tmpdir());
+    snprintf(got_model, sizeof got_model, "%s/from-stdout.aedet", test_tmpdir());
+    assert_int_equal(test_run("train %s --epochs 1 " SMALL " -o -", q(data)), 2);
+    test_expect_output("give --checkpoint FILE");
+    assert_int_equal(shell("%s train %s --epochs 1 " SMALL " -o - --checkpoint %s > %s 2> /dev/null < /dev/null",
+                           test_aedet(), q(data), q(ckpt), q(got_model)),
+                     0);
+    ae_model *m;
+    ae_meta *meta;
+    ae_error err;
+    assert_int_equal(ae_model_load(got_model, 8, &m, &meta, NULL, &err), AE_OK);
+    ae_meta_free(meta);
+    ae_model_free(m);
+    assert_false(file_exists(ckpt));
+    assert_int_equal(test_run("score %s %s --batch 8 -o /dev/null", q(model), q(data)), 0);
 }
 
 /* Defect 3: every CSV field the tool writes is quoted when it must be, the
@@ -413,6 +485,32 @@ static void test_stale_temps_removed(void **state)
     assert_int_equal(ae_atomic_open(path, &af, &err), AE_OK);
     assert_int_equal(ae_atomic_commit(&af, 0, &err), AE_OK);
     assert_true(file_exists(p));
+
+    /* reconstruct's PNGs are written without a sweep each; the run sweeps
+     * its folder once at the end: old PNG temps go, a fresh one and other
+     * kinds of file stay. */
+    char out[PATH_MAX];
+    snprintf(out, sizeof out, "%s/stale_pngs", test_tmpdir());
+    mkdir(out, 0777);
+    const char *gone[] = {".img00.png.tmp-AbC123", ".aedet-0123456789abcdef.tmp-AbC123"};
+    const char *kept[] = {".img01.png.tmp-XyZ789", ".notes.txt.tmp-AbC123", ".img02.png.tmp-short"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(p, sizeof p, "%s/%s", out, gone[i]);
+        touch_old(p, 3600);
+    }
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s/%s", out, kept[i]);
+        touch_old(p, i == 0 ? 60 : 3600);
+    }
+    assert_int_equal(test_run("reconstruct %s %s --batch 8 -o %s", q(model), q(data), q(out)), 0);
+    for (int i = 0; i < 2; i++) {
+        snprintf(p, sizeof p, "%s/%s", out, gone[i]);
+        assert_false(file_exists(p));
+    }
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s/%s", out, kept[i]);
+        assert_true(file_exists(p));
+    }
 }
 
 /* A model whose metadata holds an escape sequence, and an image named with one. */
@@ -514,6 +612,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_output_onto_an_input_is_refused),
         cmocka_unit_test(test_outputs_checked_before_work),
+        cmocka_unit_test(test_standard_output),
         cmocka_unit_test(test_csv_fields_quoted),
         cmocka_unit_test(test_long_file_names),
         cmocka_unit_test(test_stale_temps_removed),

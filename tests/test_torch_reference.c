@@ -17,6 +17,7 @@
 #include "support.h"
 
 #include "aedet/nn.h"
+#include "nn/model_hooks.h" /* forward, loss, backward, Adam step, layer outputs */
 
 #include <math.h>
 #include <stdio.h>

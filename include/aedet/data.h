@@ -58,9 +58,15 @@ typedef struct {
     const char *mvtec_split; /* "train" or "test" (default "train") */
     /* CSV: a row naming a missing file. AE_BAD_STOP (default) fails the open
      * with AE_ERR_DATA naming the CSV file and line; AE_BAD_SKIP keeps the
-     * item, so the loader's bad-file policy lists and skips it. Pass the same
-     * policy as the loader's. */
+     * item, so the loader's bad-file policy lists and skips it. Folders: a
+     * subfolder that cannot be opened fails the open, or under AE_BAD_SKIP
+     * is left out with a note (ae_dataset.notes). Pass the same policy as
+     * the loader's. */
     ae_bad_policy bad_policy;
+    /* CSV: rows may name files outside root (an absolute path, or one whose
+     * ".." climbs above root). Off by default: a labels file from elsewhere
+     * must not make the tool read, say, ../../etc/passwd. */
+    int allow_outside;
 } ae_source;
 
 typedef struct {
@@ -79,17 +85,22 @@ typedef struct {
     char *description;  /* one line, for the resolved configuration */
     /* IDX data sets keep their (small, uint8) pixels here. */
     ae_idx idx_images;
+    /* What the listing left out or found odd, one line each, for the caller
+     * to show: folders skipped under AE_BAD_SKIP, CSV rows naming one file
+     * with different labels. */
+    char **notes;
+    size_t num_notes;
 } ae_dataset;
 
-ae_status ae_dataset_open(const ae_source *src, ae_dataset *out, ae_error *err);
-void ae_dataset_free(ae_dataset *ds);
+AE_API ae_status ae_dataset_open(const ae_source *src, ae_dataset *out, ae_error *err);
+AE_API void ae_dataset_free(ae_dataset *ds);
 /* One item decoded at its own size (channels as stored: 1 or 3). */
-ae_status ae_dataset_load(const ae_dataset *ds, size_t i, ae_image *out, ae_error *err);
+AE_API ae_status ae_dataset_load(const ae_dataset *ds, size_t i, ae_image *out, ae_error *err);
 /* "path" or "#index", for messages and output files. */
-const char *ae_item_name(const ae_item *item, char *buf, size_t bufsize);
+AE_API const char *ae_item_name(const ae_item *item, char *buf, size_t bufsize);
 /* The name of class `label`: class_names[label] when there is one, else the
  * number (or "unlabeled" for -1) written to buf. Never NULL. */
-const char *ae_class_name(const ae_dataset *ds, int label, char *buf, size_t bufsize);
+AE_API const char *ae_class_name(const ae_dataset *ds, int label, char *buf, size_t bufsize);
 
 /* The tutorial's recipe: every item of the normal classes plus
  * round(contamination * count) items of each anomaly class (rounded half away
@@ -104,13 +115,13 @@ typedef struct {
     uint64_t seed;
 } ae_recipe;
 
-ae_status ae_recipe_select(const ae_dataset *ds, const ae_recipe *r, size_t **indices,
+AE_API ae_status ae_recipe_select(const ae_dataset *ds, const ae_recipe *r, size_t **indices,
                            size_t *count, ae_error *err);
 
 /* Seeded shuffled split: the first round(val_fraction * n) of a shuffled copy
  * go to validation, the rest to training; each part is returned sorted (in
  * dataset order). val_fraction in [0, 1). */
-ae_status ae_split(const size_t *indices, size_t n, double val_fraction, uint64_t seed,
+AE_API ae_status ae_split(const size_t *indices, size_t n, double val_fraction, uint64_t seed,
                    size_t **train, size_t *num_train, size_t **val, size_t *num_val,
                    ae_error *err);
 
@@ -140,28 +151,42 @@ typedef struct ae_loader ae_loader;
  * ae_loader_bad); a streamed epoch therefore costs one extra decoding pass up
  * front. A file that turns bad later fails the batch that holds it. The
  * dataset must outlive the loader. */
-ae_status ae_loader_create(const ae_dataset *ds, const size_t *items, size_t count,
+AE_API ae_status ae_loader_create(const ae_dataset *ds, const size_t *items, size_t count,
                            const ae_loader_config *cfg, ae_loader **out, ae_error *err);
-void ae_loader_free(ae_loader *l);
-int ae_loader_is_streaming(const ae_loader *l);
-size_t ae_loader_count(const ae_loader *l);      /* usable items (bad ones skipped) */
-size_t ae_loader_num_bad(const ae_loader *l);
-const char *ae_loader_bad(const ae_loader *l, size_t i); /* "path: reason" */
+AE_API void ae_loader_free(ae_loader *l);
+AE_API int ae_loader_is_streaming(const ae_loader *l);
+AE_API size_t ae_loader_count(const ae_loader *l);      /* usable items (bad ones skipped) */
+AE_API size_t ae_loader_num_bad(const ae_loader *l);
+AE_API const char *ae_loader_bad(const ae_loader *l, size_t i); /* "path: reason" */
 /* Expected peak bytes of pixels: all images plus one batch in memory, or
  * ring_batches batches when streaming; for the batch size of the latest
  * ae_loader_start (32 before the first). */
-size_t ae_loader_peak_bytes(const ae_loader *l);
+AE_API size_t ae_loader_peak_bytes(const ae_loader *l);
 
 /* Starts an epoch of batches of batch_size (the last one may be partial), in a
  * seeded shuffled order when shuffle, else in item order; abandons any epoch
  * under way. The caller derives seed from its base seed and the epoch number.
  * The same items, batch size and seed give the same batches, byte for byte,
  * in memory or streamed. */
-ae_status ae_loader_start(ae_loader *l, int batch_size, int shuffle, uint64_t seed, ae_error *err);
-ae_status ae_loader_next(ae_loader *l, ae_batch *batch, ae_error *err);
+AE_API ae_status ae_loader_start(ae_loader *l, int batch_size, int shuffle, uint64_t seed, ae_error *err);
+AE_API ae_status ae_loader_next(ae_loader *l, ae_batch *batch, ae_error *err);
+
+/* Data-parallel runs (aedet/train.h): a batch of n images spread over
+ * `ranks` ranks in rank order. Rank r holds ae_shard_count(n, r, ranks) =
+ * n / ranks images, one more for the first n % ranks ranks, from image
+ * ae_shard_first(n, r, ranks) of the batch on. */
+AE_API int ae_shard_count(int n, int rank, int ranks);
+AE_API int ae_shard_first(int n, int rank, int ranks);
+/* ae_loader_start's epoch cut into the same global batches of batch_size,
+ * of which this loader hands out only rank's share, in order: batches of
+ * ae_shard_count(batch_size, rank, ranks), then the last global batch's
+ * share (which may be empty: the epoch then ends a batch early). Only
+ * those images are decoded when streaming. batch_size >= ranks. */
+AE_API ae_status ae_loader_start_shard(ae_loader *l, int batch_size, int shuffle, uint64_t seed,
+                                       int rank, int ranks, ae_error *err);
 
 /* Pixels / 255 into floats (exactly x / 255.0f). */
-void ae_pixels_to_float(const uint8_t *pixels, size_t count, float *out);
+AE_API void ae_pixels_to_float(const uint8_t *pixels, size_t count, float *out);
 
 #ifdef __cplusplus
 }

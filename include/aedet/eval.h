@@ -21,12 +21,12 @@ extern "C" {
 
 /* Area under the ROC curve = Mann-Whitney U / (positives * negatives), ties
  * counted 1/2; O(n log n). AE_ERR_USAGE when either class is empty. */
-ae_status ae_roc_auc(const float *scores, const int *labels, size_t n, double *auc,
+AE_API ae_status ae_roc_auc(const float *scores, const int *labels, size_t n, double *auc,
                      ae_error *err);
 
 /* scikit-learn's average_precision_score: sum over distinct thresholds t, from
  * the highest, of (R(t) - R(previous t)) * P(t). AE_ERR_USAGE without anomalies. */
-ae_status ae_average_precision(const float *scores, const int *labels, size_t n, double *ap,
+AE_API ae_status ae_average_precision(const float *scores, const int *labels, size_t n, double *ap,
                                ae_error *err);
 
 /* A curve as point arrays, one point per distinct threshold plus the point at
@@ -44,17 +44,17 @@ typedef struct {
     double *y;
 } ae_curve;
 
-ae_status ae_roc_curve(const float *scores, const int *labels, size_t n, ae_curve *out,
+AE_API ae_status ae_roc_curve(const float *scores, const int *labels, size_t n, ae_curve *out,
                        ae_error *err);
-ae_status ae_pr_curve(const float *scores, const int *labels, size_t n, ae_curve *out,
+AE_API ae_status ae_pr_curve(const float *scores, const int *labels, size_t n, ae_curve *out,
                       ae_error *err);
-void ae_curve_free(ae_curve *curve);
+AE_API void ae_curve_free(ae_curve *curve);
 
 /* The indices 0..n-1 ordered by score, highest first: order[0] is the most
  * anomalous. Equal scores keep index order (lower index first), so the order
  * is total and deterministic. O(n) radix sort, no global state; order holds n
  * entries. n == 0 is fine (nothing written); AE_ERR_DATA for a NaN score. */
-ae_status ae_rank_by_score(const float *scores, size_t n, size_t *order, ae_error *err);
+AE_API ae_status ae_rank_by_score(const float *scores, size_t n, size_t *order, ae_error *err);
 
 /* ---- Counts at a threshold --------------------------------------------- */
 
@@ -65,17 +65,17 @@ typedef struct {
     size_t fn; /* anomalies not flagged */
 } ae_confusion;
 
-ae_status ae_confusion_at(const float *scores, const int *labels, size_t n, double threshold,
+AE_API ae_status ae_confusion_at(const float *scores, const int *labels, size_t n, double threshold,
                           ae_confusion *out, ae_error *err);
 /* 0/0 is defined as 0 for all three (nothing flagged: precision 0). */
-double ae_precision(const ae_confusion *c);
-double ae_recall(const ae_confusion *c);
-double ae_f1(const ae_confusion *c);
+AE_API double ae_precision(const ae_confusion *c);
+AE_API double ae_recall(const ae_confusion *c);
+AE_API double ae_f1(const ae_confusion *c);
 
 /* The threshold, among the distinct score values, whose `>=` gives the best F1;
  * on equal F1 the highest such threshold (fewest flagged). AE_ERR_USAGE when
  * there is no anomaly label. f1 may be NULL. */
-ae_status ae_best_f1_threshold(const float *scores, const int *labels, size_t n,
+AE_API ae_status ae_best_f1_threshold(const float *scores, const int *labels, size_t n,
                                double *threshold, double *f1, ae_error *err);
 
 /* ---- Per-class and pixel-level AUROC ----------------------------------- */
@@ -89,7 +89,7 @@ typedef struct {
 /* For each of classes[0..num_classes), the AUROC of the images whose class is
  * in normal_classes (negatives) against the images of that class (positives).
  * out holds num_classes entries. AE_ERR_USAGE when no image is normal. */
-ae_status ae_per_class_auc(const float *scores, const int *classes, size_t n,
+AE_API ae_status ae_per_class_auc(const float *scores, const int *classes, size_t n,
                            const int *normal_classes, int num_normal, const int *eval_classes,
                            int num_classes, ae_class_auc *out, ae_error *err);
 
@@ -107,7 +107,7 @@ typedef struct {
  * hold pixels[i] values; mask nonzero = anomalous pixel). Memory is bounded:
  * 2 MiB of histograms plus 16 bytes x at most sort_budget pixels (0 = the
  * default, 64 MiB); more pixels only cost more passes over the maps. */
-ae_status ae_pixel_roc_auc(const float *const *maps, const uint8_t *const *masks,
+AE_API ae_status ae_pixel_roc_auc(const float *const *maps, const uint8_t *const *masks,
                            const size_t *pixels, size_t num_images, size_t sort_budget,
                            ae_pixel_auc *out, ae_error *err);
 
@@ -116,8 +116,8 @@ ae_status ae_pixel_roc_auc(const float *const *maps, const uint8_t *const *masks
 /* numpy.quantile(values, q) with its default method "linear": sorted x,
  * h = (n - 1) q, x[floor h] + (h - floor h)(x[floor h + 1] - x[floor h]),
  * in double. ae_quantiles sorts once for num_q values of q. */
-ae_status ae_quantile(const float *values, size_t n, double q, double *out, ae_error *err);
-ae_status ae_quantiles(const float *values, size_t n, const double *q, size_t num_q,
+AE_API ae_status ae_quantile(const float *values, size_t n, double q, double *out, ae_error *err);
+AE_API ae_status ae_quantiles(const float *values, size_t n, const double *q, size_t num_q,
                        double *out, ae_error *err);
 
 typedef enum {
@@ -140,7 +140,7 @@ enum {
 #define AE_FEW_VALUES 20
 
 /* One line of text for one flag (e.g. AE_WARN_CONSTANT); NULL for others. */
-const char *ae_warning_text(unsigned flag);
+AE_API const char *ae_warning_text(unsigned flag);
 
 typedef struct {
     ae_rule rule;
@@ -154,13 +154,13 @@ typedef struct {
 } ae_threshold;
 
 /* source: e.g. "validation split" or "scored set"; copied (truncated to fit). */
-ae_status ae_threshold_quantile(const float *values, size_t n, double q, const char *source,
+AE_API ae_status ae_threshold_quantile(const float *values, size_t n, double q, const char *source,
                                 ae_threshold *out, ae_error *err);
-ae_status ae_threshold_fixed(double value, const char *source, ae_threshold *out,
+AE_API ae_status ae_threshold_fixed(double value, const char *source, ae_threshold *out,
                              ae_error *err);
-ae_status ae_threshold_mean_sd(const float *values, size_t n, double k, const char *source,
+AE_API ae_status ae_threshold_mean_sd(const float *values, size_t n, double k, const char *source,
                                ae_threshold *out, ae_error *err);
-ae_status ae_threshold_best_f1(const float *scores, const int *labels, size_t n,
+AE_API ae_status ae_threshold_best_f1(const float *scores, const int *labels, size_t n,
                                const char *source, ae_threshold *out, ae_error *err);
 
 /* ---- Summary and metrics.json (src/eval/metrics_json.c) ---------------- */
@@ -185,16 +185,16 @@ typedef struct {
 } ae_metrics_summary;
 
 /* Fills out from the scores, labels (NULL when unknown) and the rule. */
-ae_status ae_metrics_summarize(const float *scores, const int *labels, size_t n,
+AE_API ae_status ae_metrics_summarize(const float *scores, const int *labels, size_t n,
                                const ae_threshold *threshold, ae_metrics_summary *out,
                                ae_error *err);
 
 /* The summary as a JSON object (malloc'd, NUL-terminated; *len excludes NUL).
  * Numbers use %.9g (integers exactly); NaN and infinities are written null. */
-ae_status ae_metrics_json(const ae_metrics_summary *s, char **json, size_t *len, ae_error *err);
+AE_API ae_status ae_metrics_json(const ae_metrics_summary *s, char **json, size_t *len, ae_error *err);
 /* Writes metrics.json atomically (ae_write_file_atomic). */
-ae_status ae_metrics_write_json(const char *path, const ae_metrics_summary *s, ae_error *err);
-ae_status ae_metrics_write_json_stream(FILE *f, const ae_metrics_summary *s, ae_error *err);
+AE_API ae_status ae_metrics_write_json(const char *path, const ae_metrics_summary *s, ae_error *err);
+AE_API ae_status ae_metrics_write_json_stream(FILE *f, const ae_metrics_summary *s, ae_error *err);
 
 #ifdef __cplusplus
 }

@@ -18,7 +18,7 @@ typedef struct {
     uint8_t *pixels;
 } ae_image;
 
-void ae_image_free(ae_image *img);
+AE_API void ae_image_free(ae_image *img);
 
 /* Decoders refuse images over these sizes before allocating anything, with a
  * message naming the file (a small file can claim a huge image). */
@@ -31,8 +31,8 @@ void ae_image_free(ae_image *img);
  * 0 restores it; capped at AE_IMAGE_MAX_PIXELS. Process-wide (read by every
  * decoder thread): set it before decoding. */
 #define AE_IMAGE_DEFAULT_PIXELS (1UL << 26)
-void ae_image_set_max_pixels(size_t pixels);
-size_t ae_image_max_pixels(void);
+AE_API void ae_image_set_max_pixels(size_t pixels);
+AE_API size_t ae_image_max_pixels(void);
 
 /* Decodes JPEG or PNG (detected from the bytes, not the name): 8 or 16 bit
  * (16 is rounded to 8: v * 255 / 65535 to nearest), 1/2/4-bit gray (scaled
@@ -42,22 +42,22 @@ size_t ae_image_max_pixels(void);
  * files accordingly). No gamma or ICC colour management is applied. A
  * truncated or corrupt file (libjpeg's corrupt-data warnings included) is
  * AE_ERR_DATA with name in the message; nothing is ever printed. */
-ae_status ae_image_decode(const uint8_t *bytes, size_t len, const char *name, ae_image *out,
+AE_API ae_status ae_image_decode(const uint8_t *bytes, size_t len, const char *name, ae_image *out,
                           ae_error *err);
-ae_status ae_image_load(const char *path, ae_image *out, ae_error *err);
+AE_API ae_status ae_image_load(const char *path, ae_image *out, ae_error *err);
 
 /* Converts src to channels (gray <-> RGB; gray is ITU-R 601 luma, rounded) and
  * resizes it to height x width: area averaging when shrinking, bilinear when
  * growing (per axis). dst holds height*width*channels bytes. */
-ae_status ae_image_prepare(const ae_image *src, int height, int width, int channels,
+AE_API ae_status ae_image_prepare(const ae_image *src, int height, int width, int channels,
                            uint8_t *dst, ae_error *err);
 
 /* PNG writing, 8 bits, channels 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA).
  * ae_png_encode returns a malloc'ed buffer. ae_png_write is atomic (see
  * ae_write_file_atomic_many: it does not look for stale temp files). */
-ae_status ae_png_encode(const uint8_t *pixels, int height, int width, int channels,
+AE_API ae_status ae_png_encode(const uint8_t *pixels, int height, int width, int channels,
                         uint8_t **out, size_t *out_len, ae_error *err);
-ae_status ae_png_write(const char *path, const uint8_t *pixels, int height, int width,
+AE_API ae_status ae_png_write(const char *path, const uint8_t *pixels, int height, int width,
                        int channels, ae_error *err);
 
 /* IDX files (MNIST, Fashion-MNIST), plain or gzip (found by its magic bytes,
@@ -70,10 +70,10 @@ typedef struct {
     uint8_t *data;
 } ae_idx;
 
-ae_status ae_idx_parse(const uint8_t *bytes, size_t len, const char *name, ae_idx *out,
+AE_API ae_status ae_idx_parse(const uint8_t *bytes, size_t len, const char *name, ae_idx *out,
                        ae_error *err);
-ae_status ae_idx_read(const char *path, ae_idx *out, ae_error *err);
-void ae_idx_free(ae_idx *idx);
+AE_API ae_status ae_idx_read(const char *path, ae_idx *out, ae_error *err);
+AE_API void ae_idx_free(ae_idx *idx);
 
 /* CSV (RFC 4180: quotes, doubled quotes, newlines inside quotes, CRLF; a
  * UTF-8 BOM and empty lines are skipped). The first row is the header. Rows
@@ -90,17 +90,17 @@ typedef struct {
     char **fields_;   /* internal: every field pointer; header and rows point into it */
 } ae_csv;
 
-ae_status ae_csv_parse(const char *text, size_t len, const char *name, ae_csv *out, ae_error *err);
-ae_status ae_csv_read(const char *path, ae_csv *out, ae_error *err);
-int ae_csv_column(const ae_csv *csv, const char *header_name); /* index, or -1 */
-void ae_csv_free(ae_csv *csv);
+AE_API ae_status ae_csv_parse(const char *text, size_t len, const char *name, ae_csv *out, ae_error *err);
+AE_API ae_status ae_csv_read(const char *path, ae_csv *out, ae_error *err);
+AE_API int ae_csv_column(const ae_csv *csv, const char *header_name); /* index, or -1 */
+AE_API void ae_csv_free(ae_csv *csv);
 
 /* Reads a whole file into memory (gzip is NOT undone here). The buffer holds
  * one extra NUL byte after the len bytes; free it with free(). Only regular
  * files of at most AE_MAX_FILE_BYTES are read: a device, FIFO or socket is
  * AE_ERR_IO at once (a FIFO is opened without waiting for a writer). */
 #define AE_MAX_FILE_BYTES (4ULL << 30)
-ae_status ae_read_file(const char *path, uint8_t **bytes, size_t *len, ae_error *err);
+AE_API ae_status ae_read_file(const char *path, uint8_t **bytes, size_t *len, ae_error *err);
 
 /* A file of unknown size written atomically: ae_atomic_open gives a stream on
  * a temp file beside path (same folder, so rename is atomic); write to af.f;
@@ -108,6 +108,11 @@ ae_status ae_read_file(const char *path, uint8_t **bytes, size_t *len, ae_error 
  * renames over path and fsyncs the folder; with ok == 0 (or on any failure)
  * it removes the temp file and path is untouched. A failed write is reported
  * with its errno ("No space left on device") and path.
+ *
+ * A path that is a device or FIFO (a terminal, a pipe, /dev/null), or an
+ * open descriptor (/dev/fd/N), is opened and written directly: there is nothing to rename
+ * over, and a failed write may leave part of the output there. A symbolic
+ * link is kept: the file it points to is the one replaced.
  *
  * Temp files are named ".NAME.tmp-XXXXXX", or ".aedet-<hash of NAME>.tmp-XXXXXX"
  * when NAME is too long for that (names stay within NAME_MAX). A successful
@@ -119,17 +124,24 @@ typedef struct {
     void *sink_; /* internal: the descriptor and the first write error */
 } ae_atomic_file;
 
-ae_status ae_atomic_open(const char *path, ae_atomic_file *af, ae_error *err);
-ae_status ae_atomic_commit(ae_atomic_file *af, int ok, ae_error *err);
+AE_API ae_status ae_atomic_open(const char *path, ae_atomic_file *af, ae_error *err);
+/* Whether path names an open descriptor (/dev/fd/N, /proc/self/fd/N,
+ * /dev/stdout, /dev/stderr), which is written directly. */
+AE_API int ae_names_descriptor(const char *path);
+AE_API ae_status ae_atomic_commit(ae_atomic_file *af, int ok, ae_error *err);
 
 /* Writes a whole file atomically: temp file beside it (mkstemp), fsync,
  * rename over path, fsync the folder. On failure the temp file is removed
  * and an existing file at path is left untouched. An existing file's mode is
  * kept; a new file gets 0644. */
-ae_status ae_write_file_atomic(const char *path, const void *bytes, size_t len, ae_error *err);
+AE_API ae_status ae_write_file_atomic(const char *path, const void *bytes, size_t len, ae_error *err);
+/* Removes from dir the temp files of targets named *suffix (".png") that a
+ * killed run left behind, as a commit does for its own target: for a folder
+ * of many files written by ae_write_file_atomic_many. */
+AE_API void ae_remove_stale_temps_in(const char *dir, const char *suffix);
 /* The same without looking for stale temp files: for many files written into
  * one folder (ae_png_write), where a scan per file would cost files^2. */
-ae_status ae_write_file_atomic_many(const char *path, const void *bytes, size_t len, ae_error *err);
+AE_API ae_status ae_write_file_atomic_many(const char *path, const void *bytes, size_t len, ae_error *err);
 
 #ifdef __cplusplus
 }

@@ -34,44 +34,44 @@ typedef enum {
 
 typedef struct ae_meta ae_meta;
 
-ae_meta *ae_meta_new(void); /* NULL when out of memory */
-void ae_meta_free(ae_meta *m);
-ae_status ae_meta_copy(const ae_meta *src, ae_meta **out, ae_error *err);
+AE_API ae_meta *ae_meta_new(void); /* NULL when out of memory */
+AE_API void ae_meta_free(ae_meta *m);
+AE_API ae_status ae_meta_copy(const ae_meta *src, ae_meta **out, ae_error *err);
 
 /* Setting a key that exists replaces its value (and type), keeping its place.
  * Keys are 1 to AE_META_MAX_KEY bytes with no NUL; AE_ERR_USAGE otherwise. */
 #define AE_META_MAX_KEY 255
 #define AE_META_MAX_ENTRIES 4096 /* a file may hold no more; setters refuse more */
-ae_status ae_meta_set_int(ae_meta *m, const char *key, int64_t value, ae_error *err);
-ae_status ae_meta_set_float(ae_meta *m, const char *key, double value, ae_error *err);
-ae_status ae_meta_set_str(ae_meta *m, const char *key, const char *value, ae_error *err);
-ae_status ae_meta_set_floats(ae_meta *m, const char *key, const float *v, size_t n,
+AE_API ae_status ae_meta_set_int(ae_meta *m, const char *key, int64_t value, ae_error *err);
+AE_API ae_status ae_meta_set_float(ae_meta *m, const char *key, double value, ae_error *err);
+AE_API ae_status ae_meta_set_str(ae_meta *m, const char *key, const char *value, ae_error *err);
+AE_API ae_status ae_meta_set_floats(ae_meta *m, const char *key, const float *v, size_t n,
                              ae_error *err);
-ae_status ae_meta_set_ints(ae_meta *m, const char *key, const int64_t *v, size_t n,
+AE_API ae_status ae_meta_set_ints(ae_meta *m, const char *key, const int64_t *v, size_t n,
                            ae_error *err);
-ae_status ae_meta_set_doubles(ae_meta *m, const char *key, const double *v, size_t n,
+AE_API ae_status ae_meta_set_doubles(ae_meta *m, const char *key, const double *v, size_t n,
                               ae_error *err);
 /* key = the current time as ISO 8601 UTC, "2024-05-01T12:34:56Z". */
-ae_status ae_meta_set_now(ae_meta *m, const char *key, ae_error *err);
-int ae_meta_remove(ae_meta *m, const char *key); /* 1 if it was there */
-int ae_meta_has(const ae_meta *m, const char *key);
+AE_API ae_status ae_meta_set_now(ae_meta *m, const char *key, ae_error *err);
+AE_API int ae_meta_remove(ae_meta *m, const char *key); /* 1 if it was there */
+AE_API int ae_meta_has(const ae_meta *m, const char *key);
 
 /* Getters return 1 and fill *value when key exists with that type, else 0
  * (ae_meta_get_float also reads an AE_META_INT). Array getters return NULL
  * when absent; the pointers stay valid until the entry is changed. */
-int ae_meta_get_int(const ae_meta *m, const char *key, int64_t *value);
-int ae_meta_get_float(const ae_meta *m, const char *key, double *value);
-const char *ae_meta_get_str(const ae_meta *m, const char *key);
-const float *ae_meta_get_floats(const ae_meta *m, const char *key, size_t *n);
-const int64_t *ae_meta_get_ints(const ae_meta *m, const char *key, size_t *n);
-const double *ae_meta_get_doubles(const ae_meta *m, const char *key, size_t *n);
+AE_API int ae_meta_get_int(const ae_meta *m, const char *key, int64_t *value);
+AE_API int ae_meta_get_float(const ae_meta *m, const char *key, double *value);
+AE_API const char *ae_meta_get_str(const ae_meta *m, const char *key);
+AE_API const float *ae_meta_get_floats(const ae_meta *m, const char *key, size_t *n);
+AE_API const int64_t *ae_meta_get_ints(const ae_meta *m, const char *key, size_t *n);
+AE_API const double *ae_meta_get_doubles(const ae_meta *m, const char *key, size_t *n);
 
 /* Walking every entry, in order (for `aedet info`). */
-size_t ae_meta_count(const ae_meta *m);
-const char *ae_meta_key(const ae_meta *m, size_t i);
-ae_meta_type ae_meta_entry_type(const ae_meta *m, size_t i);
-size_t ae_meta_entry_length(const ae_meta *m, size_t i); /* array elements; 1 otherwise */
-const char *ae_meta_type_name(ae_meta_type t);
+AE_API size_t ae_meta_count(const ae_meta *m);
+AE_API const char *ae_meta_key(const ae_meta *m, size_t i);
+AE_API ae_meta_type ae_meta_entry_type(const ae_meta *m, size_t i);
+AE_API size_t ae_meta_entry_length(const ae_meta *m, size_t i); /* array elements; 1 otherwise */
+AE_API const char *ae_meta_type_name(ae_meta_type t);
 
 /* Keys the library writes (it replaces any the caller set). */
 #define AE_KEY_VERSION "aedet.version"
@@ -98,6 +98,8 @@ const char *ae_meta_type_name(ae_meta_type t);
  * require them). */
 #define AE_KEY_SEED "train.seed"                 /* int */
 #define AE_KEY_DATA "train.data"                 /* string: where the images came from */
+#define AE_KEY_COMMAND "train.command"           /* string: train's arguments, 0x1f between them */
+#define AE_KEY_CWD "train.cwd"                   /* string: the folder train ran in */
 #define AE_KEY_CREATED "train.created"           /* string: ISO 8601 UTC */
 #define AE_KEY_EPOCHS "train.epochs"             /* int: epochs asked for */
 #define AE_KEY_EPOCHS_DONE "train.epochs_done"   /* int */
@@ -152,7 +154,7 @@ typedef struct {
 
 /* Builds a whole file image in memory (*out from malloc). Names must be
  * unique per kind; AE_ERR_USAGE otherwise. */
-ae_status ae_model_file_encode(const ae_meta *meta, const ae_file_tensor *tensors, int num_tensors,
+AE_API ae_status ae_model_file_encode(const ae_meta *meta, const ae_file_tensor *tensors, int num_tensors,
                                uint8_t **out, size_t *out_len, ae_error *err);
 
 /* A parsed file. It points into the bytes given to parse, which must outlive it. */
@@ -161,16 +163,16 @@ typedef struct ae_model_file ae_model_file;
 /* Checks everything (magic, endianness, version, every length against len,
  * CRC, duplicates) before returning; AE_ERR_FORMAT with a message that starts
  * with name otherwise. */
-ae_status ae_model_file_parse(const uint8_t *bytes, size_t len, const char *name,
+AE_API ae_status ae_model_file_parse(const uint8_t *bytes, size_t len, const char *name,
                               ae_model_file **out, ae_error *err);
-void ae_model_file_free(ae_model_file *f);
-const ae_meta *ae_model_file_meta(const ae_model_file *f);
-ae_meta *ae_model_file_take_meta(ae_model_file *f); /* caller frees; the file keeps an empty one */
-int ae_model_file_num_tensors(const ae_model_file *f);
-const ae_file_tensor *ae_model_file_tensor(const ae_model_file *f, int i);
-int ae_model_file_find(const ae_model_file *f, const char *name, ae_tensor_kind kind); /* or -1 */
+AE_API void ae_model_file_free(ae_model_file *f);
+AE_API const ae_meta *ae_model_file_meta(const ae_model_file *f);
+AE_API ae_meta *ae_model_file_take_meta(ae_model_file *f); /* caller frees; the file keeps an empty one */
+AE_API int ae_model_file_num_tensors(const ae_model_file *f);
+AE_API const ae_file_tensor *ae_model_file_tensor(const ae_model_file *f, int i);
+AE_API int ae_model_file_find(const ae_model_file *f, const char *name, ae_tensor_kind kind); /* or -1 */
 /* Copies tensor i's count values into dst (converting from little-endian). */
-void ae_model_file_copy_tensor(const ae_model_file *f, int i, float *dst);
+AE_API void ae_model_file_copy_tensor(const ae_model_file *f, int i, float *dst);
 
 /* ---- Models ---- */
 
@@ -179,7 +181,7 @@ void ae_model_file_copy_tensor(const ae_model_file *f, int i, float *dst);
  * moments and iteration count too (a checkpoint that --resume continues
  * bit-exactly). An existing file is replaced only when the new one is
  * completely written. */
-ae_status ae_model_save(const char *path, const ae_model *m, const ae_meta *meta,
+AE_API ae_status ae_model_save(const char *path, const ae_model *m, const ae_meta *meta,
                         int with_optimizer, ae_error *err);
 
 /* Loads a model saved by ae_model_save, created for batches of up to
@@ -189,7 +191,7 @@ ae_status ae_model_save(const char *path, const ae_model *m, const ae_meta *meta
  * has_optimizer (may be NULL) says whether the Adam state was loaded (else
  * it is reset). The file must hold exactly the model's tensors with the
  * model's shapes. */
-ae_status ae_model_load(const char *path, int max_batch, ae_model **model, ae_meta **meta,
+AE_API ae_status ae_model_load(const char *path, int max_batch, ae_model **model, ae_meta **meta,
                         int *has_optimizer, ae_error *err);
 
 /* What a file holds, checked as ae_model_load checks it (keys, every
@@ -202,16 +204,16 @@ typedef struct {
     int num_tensors;   /* the model's (parameters and state) */
     int has_optimizer; /* the file holds Adam's moments (a checkpoint) */
 } ae_model_summary;
-ae_status ae_model_inspect(const char *path, ae_model_summary *out, ae_meta **meta, ae_error *err);
+AE_API ae_status ae_model_inspect(const char *path, ae_model_summary *out, ae_meta **meta, ae_error *err);
 
 /* The same from bytes in memory; name is used in messages. */
-ae_status ae_model_load_bytes(const uint8_t *bytes, size_t len, const char *name, int max_batch,
+AE_API ae_status ae_model_load_bytes(const uint8_t *bytes, size_t len, const char *name, int max_batch,
                               ae_model **model, ae_meta **meta, int *has_optimizer,
                               ae_error *err);
 
 /* Reads the config that a file's metadata describes (not yet checked with
  * ae_config_check); AE_ERR_FORMAT naming the missing or bad key otherwise. */
-ae_status ae_model_config_from_meta(const ae_meta *meta, const char *name, ae_config *cfg,
+AE_API ae_status ae_model_config_from_meta(const ae_meta *meta, const char *name, ae_config *cfg,
                                     ae_error *err);
 
 #ifdef __cplusplus

@@ -41,23 +41,21 @@ typedef struct {
 
 /* The tutorial's model for images of height x width x channels:
  * filters 16, 32, 64; latent 32; slope 0.3; momentum 0.99; epsilon 1e-3. */
-void ae_config_init(ae_config *cfg, int height, int width, int channels);
+AE_API void ae_config_init(ae_config *cfg, int height, int width, int channels);
 
 /* AE_ERR_USAGE with a message for a config that cannot work: non-positive sizes,
  * a size not divisible by 2^num_filters, too many filters, a model or
  * activation memory over a sane bound for max_batch. */
-ae_status ae_config_check(const ae_config *cfg, int max_batch, ae_error *err);
+AE_API ae_status ae_config_check(const ae_config *cfg, int max_batch, ae_error *err);
 
 /* The bytes ae_model_create would allocate for cfg and max_batch (the figure
  * ae_config_check bounds), computed without allocating; 0 for a config that
  * fails ae_config_check, SIZE_MAX when the size overflows. */
-size_t ae_config_memory_bytes(const ae_config *cfg, int max_batch);
+AE_API size_t ae_config_memory_bytes(const ae_config *cfg, int max_batch);
 
 /* Multiply-adds x 2 of one image's forward pass (convolutions and dense layers),
  * for the benchmark's GFLOP/s; a training step is about 3x this. */
-double ae_config_forward_flops(const ae_config *cfg);
-
-typedef enum { AE_MODE_INFER = 0, AE_MODE_TRAIN = 1 } ae_mode;
+AE_API double ae_config_forward_flops(const ae_config *cfg);
 
 /* One named tensor of the model, in Keras' layout, for model files and tests.
  * Names: "enc<i>.conv.kernel" (3,3,in,out), "enc<i>.conv.bias", "enc<i>.bn.gamma",
@@ -82,94 +80,56 @@ typedef struct ae_model ae_model;
  * and the model's worker threads (which sleep between jobs) are made for
  * ae_get_num_threads() threads: set the thread count first (a later, larger
  * setting is capped to it). Sets OpenBLAS to one thread. */
-ae_status ae_model_create(const ae_config *cfg, int max_batch, ae_model **out, ae_error *err);
-void ae_model_free(ae_model *m);
-const ae_config *ae_model_config(const ae_model *m);
-int ae_model_max_batch(const ae_model *m);
+AE_API ae_status ae_model_create(const ae_config *cfg, int max_batch, ae_model **out, ae_error *err);
+AE_API void ae_model_free(ae_model *m);
+AE_API const ae_config *ae_model_config(const ae_model *m);
+AE_API int ae_model_max_batch(const ae_model *m);
 
 /* Keras' initial values: glorot-uniform kernels, zero biases, gamma 1, beta 0,
  * moving mean 0, moving variance 1; Adam moments and step count reset. */
-void ae_model_init_weights(ae_model *m, uint64_t seed);
+AE_API void ae_model_init_weights(ae_model *m, uint64_t seed);
 
-size_t ae_model_num_params(const ae_model *m);
-float *ae_model_params(ae_model *m);
-float *ae_model_grads(ae_model *m);
-float *ae_model_adam_m(ae_model *m);
-float *ae_model_adam_v(ae_model *m);
-size_t ae_model_num_state(const ae_model *m);
-float *ae_model_state(ae_model *m);
-int64_t ae_model_iterations(const ae_model *m); /* Adam steps taken */
-void ae_model_set_iterations(ae_model *m, int64_t iterations);
+AE_API size_t ae_model_num_params(const ae_model *m);
+AE_API float *ae_model_params(ae_model *m);
+AE_API float *ae_model_adam_m(ae_model *m);
+AE_API float *ae_model_adam_v(ae_model *m);
+AE_API size_t ae_model_num_state(const ae_model *m);
+AE_API float *ae_model_state(ae_model *m);
+AE_API int64_t ae_model_iterations(const ae_model *m); /* Adam steps taken */
+AE_API void ae_model_set_iterations(ae_model *m, int64_t iterations);
 
-int ae_model_num_tensors(const ae_model *m);
-const ae_tensor_info *ae_model_tensor(const ae_model *m, int i);
-int ae_model_find_tensor(const ae_model *m, const char *name); /* index, or -1 */
+AE_API int ae_model_num_tensors(const ae_model *m);
+AE_API const ae_tensor_info *ae_model_tensor(const ae_model *m, int i);
+AE_API int ae_model_find_tensor(const ae_model *m, const char *name); /* index, or -1 */
 
 /* Bytes the model holds (parameters, optimizer, activations, scratch); the
  * same figure ae_config_check bounds (64 GiB), plus, in the bf16 mode, each
  * thread's buffers for the bfloat16 copies (800 KB a thread). */
-size_t ae_model_memory_bytes(const ae_model *m);
+AE_API size_t ae_model_memory_bytes(const ae_model *m);
 
-/* Runs the autoencoder on n <= max_batch images x (NHWC). In AE_MODE_TRAIN,
- * BatchNorm uses batch statistics and updates its moving statistics; in
- * AE_MODE_INFER it uses the moving statistics. The result stays inside the
- * model until the next call. */
-ae_status ae_model_forward(ae_model *m, const float *x, int n, ae_mode mode, ae_error *err);
-const float *ae_model_output(const ae_model *m); /* n x H x W x C reconstruction */
-const float *ae_model_latent(const ae_model *m); /* n x latent_dim */
+/* The last ae_model_score's (or training step's) reconstruction and latent,
+ * inside the model until the next call. */
+AE_API const float *ae_model_output(const ae_model *m); /* n x H x W x C reconstruction */
+AE_API const float *ae_model_latent(const ae_model *m); /* n x latent_dim */
 
-/* Activations after the last forward, for tests and debugging: layer i of
- * ae_model_num_layers, named like "enc0.conv", "enc0.leaky", "enc0.bn",
- * "enc.dense", "dec.dense", "dec0.deconv", ..., "out.deconv", "out.sigmoid".
- * The model does not keep LeakyReLU outputs, nor BatchNorm outputs that feed
- * a convolution (they are recomputed from the convolution output where they
- * are read): for those, the first call allocates a buffer the size of the
- * largest one, and the values are computed into it and valid until the next
- * call (NULL if that allocation fails). ae_model_score runs the encoder's
- * convolutions, and the decoder's with the output layer, depth-first (on the
- * vector kernels) and stores only the last encoder convolution's output and
- * the model's: after it, the other convolutions (with the LeakyReLUs and
- * BatchNorms over them, and "out.deconv") show the last ae_model_forward's or
- * training step's values; the last encoder convolution, its BatchNorm, the
- * dense layers (the latent) and "out.sigmoid" (the model's output) show the
- * score's. */
-int ae_model_num_layers(const ae_model *m);
-const char *ae_model_layer_name(const ae_model *m, int i);
-const float *ae_model_layer_output(const ae_model *m, int i, size_t *count_per_image);
-
-/* Seconds spent in layer i's forward and backward since the model was made
- * or the times were reset (summed over calls; the loss's backward counts
- * with the last layer), for the benchmark's per-layer breakdown. Returns -1
- * for a bad index. On the vector kernels, ae_model_train_step runs the
- * output layer's forward, its sigmoid, the loss and their backward as one
- * pass, counted as the output layer's backward. */
-int ae_model_layer_times(const ae_model *m, int i, double *forward_s, double *backward_s);
-void ae_model_reset_layer_times(ae_model *m);
-/* The kernels in use: "avx512", "avx2", "portable" (im2col + BLAS) or
- * "amx-bf16" (ae_model_set_bf16). */
-const char *ae_model_kernels(const ae_model *m);
+/* The kernels in use: "avx512", "avx2", "portable" (im2col + GEMM), or
+ * "amx-bf16" or "avx512-bf16" (ae_model_set_bf16). */
+AE_API const char *ae_model_kernels(const ae_model *m);
 
 /* Opt-in bfloat16 (on = 1): the convolutions' three products (forward,
  * input gradient, weight gradient) round their operands to bfloat16 and run
- * on AMX tiles, summing in float32; BatchNorm, the dense layers, the loss,
- * Adam and the weights themselves stay float32 (a model file is the same
- * either way; `aedet train` records the kernels in its metadata). Layers
- * whose channel counts are not multiples of 16 (the first and the output
- * layer), or whose rows are under 16 pixels, stay float32. The results
- * differ from float32 by about bfloat16's precision (2^-8 relative per
- * product; docs/PERFORMANCE.md measures what it does to training).
- * AE_ERR_USAGE when the CPU or OS has no AMX-BF16 tiles, or the model runs
- * the portable kernels. on = 0: float32. */
-ae_status ae_model_set_bf16(ae_model *m, int on, ae_error *err);
-
-/* Mean squared error of the last forward against x: the mean over every pixel
- * and channel of the batch. per_image (may be NULL) gets each image's own mean
- * squared error: the anomaly score. The same code computes both. */
-float ae_model_loss(const ae_model *m, const float *x, int n, float *per_image);
-
-/* Gradient of ae_model_loss with respect to every parameter, after a forward in
- * AE_MODE_TRAIN on the same x. Overwrites the gradient buffer. */
-void ae_model_backward(ae_model *m, const float *x, int n);
+ * on AMX tiles ("amx-bf16") or, on CPUs without them, by AVX512-BF16 dot
+ * products ("avx512-bf16"), summing in float32; BatchNorm, the dense
+ * layers, the loss, Adam and the weights themselves stay float32 (a model
+ * file is the same either way; `aedet train` records the kernels in its
+ * metadata). On the tiles, layers whose channel counts are not multiples of
+ * 16 (the first and the output layer), or whose rows are under 16 pixels,
+ * stay float32; on the dot products, those with odd channel counts. The
+ * results differ from float32 by about bfloat16's precision (2^-8 relative
+ * per product; docs/PERFORMANCE.md measures what it does to training).
+ * AE_ERR_USAGE when the CPU or OS has neither, or the model runs the
+ * portable or avx2 kernels (AEDET_ISA). on = 0: float32. */
+AE_API ae_status ae_model_set_bf16(ae_model *m, int on, ae_error *err);
 
 typedef struct {
     float learning_rate; /* 1e-3 */
@@ -181,28 +141,24 @@ typedef struct {
 
 /* Keras' defaults with the tutorial's decay = learning_rate / decay_epochs
  * (decay_epochs 0 means no decay). */
-void ae_adam_config_init(ae_adam_config *cfg, float learning_rate, int decay_epochs);
-
-/* One Adam step from the gradient buffer, Keras' way (epsilon added before the
- * bias correction); increments the iteration count. */
-void ae_model_adam_step(ae_model *m, const ae_adam_config *cfg);
+AE_API void ae_adam_config_init(ae_adam_config *cfg, float learning_rate, int decay_epochs);
 
 /* forward (train) + loss + backward + Adam. Checks the loss, the gradients and
  * the updated weights: a NaN or Inf gives AE_ERR_NUMERIC naming the step, and
  * the weights, Adam moments, iteration count and BatchNorm moving statistics
  * are left as they were before the step. n must be 1..max_batch (AE_ERR_USAGE). */
-ae_status ae_model_train_step(ae_model *m, const ae_adam_config *cfg, const float *x, int n,
+AE_API ae_status ae_model_train_step(ae_model *m, const ae_adam_config *cfg, const float *x, int n,
                               float *loss, ae_error *err);
 
 /* Inference. The one scoring path: per-image mean squared reconstruction error
  * (n values), optionally the reconstruction too (n x H x W x C, may be NULL);
- * the bits of ae_model_forward (AE_MODE_INFER) and ae_model_loss. */
-ae_status ae_model_score(ae_model *m, const float *x, int n, float *errors, float *recon,
+ * the bits of the step-by-step forward and loss (nn/model_hooks.h). */
+AE_API ae_status ae_model_score(ae_model *m, const float *x, int n, float *errors, float *recon,
                          ae_error *err);
 /* The encoder alone: n x latent_dim. */
-ae_status ae_model_encode(ae_model *m, const float *x, int n, float *latent, ae_error *err);
+AE_API ae_status ae_model_encode(ae_model *m, const float *x, int n, float *latent, ae_error *err);
 /* The decoder alone: latent (n x latent_dim) -> n x H x W x C. */
-ae_status ae_model_decode(ae_model *m, const float *latent, int n, float *out, ae_error *err);
+AE_API ae_status ae_model_decode(ae_model *m, const float *latent, int n, float *out, ae_error *err);
 
 #ifdef __cplusplus
 }

@@ -56,30 +56,30 @@ typedef struct {
 } ae_score_rule;
 
 /* The defaults above for kind. */
-void ae_score_rule_init(ae_score_rule *rule, ae_score_kind kind);
+AE_API void ae_score_rule_init(ae_score_rule *rule, ae_score_kind kind);
 /* "mse", "max", "topk:P", "ssim", "relative", "latent-knn", "combined";
  * AE_ERR_USAGE with the list of names otherwise. Sets the defaults first. */
-ae_status ae_score_rule_parse(const char *text, ae_score_rule *rule, ae_error *err);
+AE_API ae_status ae_score_rule_parse(const char *text, ae_score_rule *rule, ae_error *err);
 /* The name, e.g. "topk:1" (what ae_score_rule_parse reads back). */
-const char *ae_score_rule_name(const ae_score_rule *rule, char *buf, size_t size);
+AE_API const char *ae_score_rule_name(const ae_score_rule *rule, char *buf, size_t size);
 /* 1 when the rule reads the latent space (it needs reference latents). */
-int ae_score_rule_uses_latent(const ae_score_rule *rule);
+AE_API int ae_score_rule_uses_latent(const ae_score_rule *rule);
 /* 1 when the rule needs the reconstruction (anything but mse and latent-knn). */
-int ae_score_rule_uses_recon(const ae_score_rule *rule);
+AE_API int ae_score_rule_uses_recon(const ae_score_rule *rule);
 
 /* ---- Per-pixel maps and their reductions (src/score/maps.c) ------------ */
 
 /* map[p] = mean over channels of (x - r)^2, for h x w pixels of c channels (HWC). */
-void ae_squared_error_map(const float *x, const float *r, int h, int w, int c, float *map);
+AE_API void ae_squared_error_map(const float *x, const float *r, int h, int w, int c, float *map);
 
 /* Floats of scratch that ae_gaussian_blur and ae_ssim_map need for h x w. */
-size_t ae_blur_scratch_floats(int h, int w);
-size_t ae_ssim_scratch_floats(int h, int w);
+AE_API size_t ae_blur_scratch_floats(int h, int w);
+AE_API size_t ae_ssim_scratch_floats(int h, int w);
 
 /* In place, separable, as scipy.ndimage.gaussian_filter(map, sigma) with its
  * defaults: a kernel of radius round(4 sigma), boundary "reflect"
  * (d c b a | a b c d | d c b a). sigma <= 0 leaves map alone. */
-void ae_gaussian_blur(float *map, int h, int w, double sigma, float *scratch);
+AE_API void ae_gaussian_blur(float *map, int h, int w, double sigma, float *scratch);
 
 /* map[p] = 1 - SSIM(x, r) at p over the grey images (the mean of the
  * channels, as Bergmann et al. score grey images): scikit-image's
@@ -88,23 +88,23 @@ void ae_gaussian_blur(float *map, int h, int w, double sigma, float *scratch);
  * windows reflected at the edges (scipy's uniform_filter). A uniform window
  * costs a fraction of a Gaussian one. */
 #define AE_SSIM_WINDOW 7
-void ae_ssim_map(const float *x, const float *r, int h, int w, int c, int window, float *map,
+AE_API void ae_ssim_map(const float *x, const float *r, int h, int w, int c, int window, float *map,
                  float *scratch);
 
 /* The mean over channels of the mean absolute difference between
  * horizontal neighbours plus that between vertical neighbours; 0 for a flat
  * image (callers add a floor). */
-double ae_image_detail(const float *x, int h, int w, int c);
+AE_API double ae_image_detail(const float *x, int h, int w, int c);
 
 /* src (h x w) resized to dst (height x width), bilinear with pixel centres
  * at half-integers and edges repeated (OpenCV's INTER_LINEAR, PIL's
  * BILINEAR when growing): anomaly maps at an input's own resolution. */
-void ae_map_resize(const float *src, int h, int w, float *dst, int height, int width);
+AE_API void ae_map_resize(const float *src, int h, int w, float *dst, int height, int width);
 
-float ae_map_max(const float *map, size_t n);
+AE_API float ae_map_max(const float *map, size_t n);
 /* The mean of the ceil(percent / 100 * n) largest values (at least one);
  * reorders map. */
-float ae_map_top_mean(float *map, size_t n, double percent);
+AE_API float ae_map_top_mean(float *map, size_t n, double percent);
 
 /* ---- Nearest neighbours in the latent space (src/score/knn.c) ---------- */
 
@@ -112,7 +112,7 @@ float ae_map_top_mean(float *map, size_t n, double percent);
  * nearest of the num_ref reference vectors (num_ref x dim), k in
  * 1..num_ref. Distances come from |q|^2 - 2 q.r + |r|^2 (one BLAS product),
  * clamped at 0. AE_ERR_NOMEM, or AE_ERR_USAGE for a bad k. */
-ae_status ae_knn_mean_distance(const float *queries, size_t n, const float *ref, size_t num_ref,
+AE_API ae_status ae_knn_mean_distance(const float *queries, size_t n, const float *ref, size_t num_ref,
                                int dim, int k, float *out, ae_error *err);
 
 /* ---- Detectors (src/score/detector.c) ---------------------------------- */
@@ -123,24 +123,24 @@ typedef struct ae_detector ae_detector;
  * 8192 x 32 floats is 1 MiB of model file. */
 #define AE_DETECTOR_MAX_REFERENCE 8192
 
-ae_status ae_detector_create(const ae_score_rule *rule, ae_detector **out, ae_error *err);
-void ae_detector_free(ae_detector *d);
-const ae_score_rule *ae_detector_rule(const ae_detector *d);
+AE_API ae_status ae_detector_create(const ae_score_rule *rule, ae_detector **out, ae_error *err);
+AE_API void ae_detector_free(ae_detector *d);
+AE_API const ae_score_rule *ae_detector_rule(const ae_detector *d);
 /* Another rule over what the detector learned (the reference and the
  * standardization serve every rule). */
-void ae_detector_set_rule(ae_detector *d, const ae_score_rule *rule);
+AE_API void ae_detector_set_rule(ae_detector *d, const ae_score_rule *rule);
 /* 1 once the detector has what its rule needs (reference latents and
  * standardization); rules that need nothing are always ready. */
-int ae_detector_ready(const ae_detector *d);
+AE_API int ae_detector_ready(const ae_detector *d);
 
 /* What the latent rules learn, from the model's latents of the training
  * images (at most AE_DETECTOR_MAX_REFERENCE, a sample drawn with seed) and
  * the standardization of `combined` from the held-out images' components.
  * Called by the training code (ae_detector_fit, src/train/score.c). */
-ae_status ae_detector_set_reference(ae_detector *d, const float *latents, size_t n, int dim,
+AE_API ae_status ae_detector_set_reference(ae_detector *d, const float *latents, size_t n, int dim,
                                     uint64_t seed, ae_error *err);
 /* Needs the reference first. Per held-out image: its mse, its latent. */
-ae_status ae_detector_calibrate(ae_detector *d, const ae_config *cfg, const float *inputs,
+AE_API ae_status ae_detector_calibrate(ae_detector *d, const ae_config *cfg, const float *inputs,
                                 const float *mse, const float *recon, const float *latents,
                                 size_t n, ae_error *err);
 
@@ -148,7 +148,7 @@ ae_status ae_detector_calibrate(ae_detector *d, const ae_config *cfg, const floa
  * recon may be NULL when the rule does not use it), latents (n x latent_dim,
  * may be NULL likewise) and mse (the model's per-image errors). AE_ERR_USAGE
  * when the detector is not ready. */
-ae_status ae_detector_score(const ae_detector *d, const ae_config *cfg, const float *inputs,
+AE_API ae_status ae_detector_score(const ae_detector *d, const ae_config *cfg, const float *inputs,
                             const float *recon, const float *latents, const float *mse, int n,
                             float *scores, ae_error *err);
 
@@ -156,7 +156,7 @@ ae_status ae_detector_score(const ae_detector *d, const ae_config *cfg, const fl
  * model): the smoothed squared error for mse, max, topk, relative and the
  * latent rules (which have no map of their own), 1 - SSIM for ssim. scratch
  * holds ae_ssim_scratch_floats(h, w). */
-void ae_detector_pixel_map(const ae_detector *d, const ae_config *cfg, const float *input,
+AE_API void ae_detector_pixel_map(const ae_detector *d, const ae_config *cfg, const float *input,
                            const float *recon, float *map, float *scratch);
 
 /* Keys in the model file (docs/MODEL_FORMAT.md). */
@@ -167,8 +167,8 @@ void ae_detector_pixel_map(const ae_detector *d, const ae_config *cfg, const flo
 
 /* Writes the rule and what it learned into meta; reads them back (a file
  * without score.rule is an mse model, as every model before them). */
-ae_status ae_detector_to_meta(const ae_detector *d, ae_meta *meta, ae_error *err);
-ae_status ae_detector_from_meta(const ae_meta *meta, int latent_dim, const char *name,
+AE_API ae_status ae_detector_to_meta(const ae_detector *d, ae_meta *meta, ae_error *err);
+AE_API ae_status ae_detector_from_meta(const ae_meta *meta, int latent_dim, const char *name,
                                 ae_detector **out, ae_error *err);
 
 #ifdef __cplusplus

@@ -33,7 +33,8 @@ typedef enum {
     OPT_STRING, /* const char * */
     OPT_LIST,   /* cli_list: repeatable, or comma-separated */
     OPT_BYTES,  /* size_t, with K/M/G suffixes */
-    OPT_SIZE    /* cli_size: N or HxW */
+    OPT_SIZE,   /* cli_size: N or HxW */
+    OPT_OUTPUT  /* const char *: a file to write; "-" is standard output (cli_stdout_path) */
 } cli_opt_kind;
 
 typedef struct {
@@ -68,6 +69,12 @@ int cli_parse(const cli_command *cmd, const cli_option *opts, int argc, char **a
               const char **positional, int *num_positional);
 void cli_print_help(const cli_command *cmd, const cli_option *opts, FILE *out);
 int cli_usage_error(const cli_command *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* "-" as an output: the path of a copy of standard output (/dev/fd/N), which
+ * the library writes as it would a pipe; standard output itself then goes
+ * to standard error, so that messages never mix with the data. One output
+ * per run can be "-"; NULL (after printing why) for a second. */
+const char *cli_stdout_path(const cli_command *cmd, const char *option);
+
 
 /* Integers from a cli_list ("5" or "5,7"); EXIT_USAGE on a bad number. */
 int cli_list_ints(const cli_command *cmd, const char *flag, const cli_list *l, int *out, int max, int *count);
@@ -94,6 +101,7 @@ typedef struct {
     size_t memory_limit; /* the model's bytes for its batch; 0: half of physical memory */
     uint64_t max_pixels; /* per image, checked from its header; 0: 64 Mi */
     int threads, batch, bf16;
+    int allow_outside; /* CSV rows may name files outside DATA */
 } cli_data_args;
 
 #define CLI_DATA_OPTIONS(d)                                                                                    \
@@ -109,11 +117,12 @@ typedef struct {
     {"contamination", OPT_DOUBLE, &(d).contamination, "F", "fraction of each anomaly class mixed in [0.01]"}, \
     {"memory-budget", OPT_BYTES, &(d).memory_budget, "BYTES", "decoded images kept in memory, else streamed [1G]"}, \
     {"bad-files", OPT_STRING, &(d).bad_files, "POLICY", "stop at the first bad file, or skip and list them [stop]"}, \
+    {"allow-outside", OPT_FLAG, &(d).allow_outside, NULL, "let --labels CSV rows name files outside DATA"}, \
     {"memory-limit", OPT_BYTES, &(d).memory_limit, "BYTES", "the most a model may allocate for its batch [half of RAM]"}, \
     {"max-pixels", OPT_U64, &(d).max_pixels, "N", "refuse images of more pixels, from their header [67108864]"}, \
     {"threads", OPT_INT, &(d).threads, "N", "threads for training and decoding, at most 1024 [all cores]"},     \
     {"batch", OPT_INT, &(d).batch, "N", "images per batch [32]"},                                           \
-    {"bf16", OPT_FLAG, &(d).bf16, NULL, "convolutions in bfloat16 on AMX tiles (opt-in; float32 by default)"}
+    {"bf16", OPT_FLAG, &(d).bf16, NULL, "convolutions in bfloat16 on AMX tiles or AVX512-BF16 (opt-in; float32 by default)"}
 
 void cli_data_defaults(cli_data_args *d);
 /* The process-wide limits the data flags set (threads, pixels per image,
@@ -177,6 +186,8 @@ int cmd_info(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_import_keras(int argc, char **argv);
+int cmd_export_keras(int argc, char **argv);
 
 #endif
 
@@ -223,6 +234,10 @@ typedef struct {
     int early_stop;            /* patience in epochs; 0: off */
     int keep_best;             /* end with the best validation epoch's weights */
     cli_list augment;          /* flip, shift, brightness */
+    /* The command line and working folder stored in checkpoints, so that
+     * `train --resume CKPT` alone can rebuild the run; NULL: not stored. */
+    const char *command;
+    const char *cwd;
 } cli_train_args;
 
 /* The model and training flags, shared by `train` and `demo`. */
@@ -272,7 +287,7 @@ typedef struct {
     {"best-f1", OPT_FLAG, &(best_f1), NULL, "threshold with the best F1 on the labels"},                       \
     {"threshold-from", OPT_STRING, &(a).threshold_from, "SET",                                                 \
      "model, scored, train or validation [model's stored threshold, else scored]"},                           \
-    {"metrics", OPT_STRING, &(a).metrics, "FILE", "write metrics.json (threshold rule, counts, metrics)"}
+    {"metrics", OPT_OUTPUT, &(a).metrics, "FILE", "write metrics.json (threshold rule, counts, metrics)"}
 
 void cli_score_defaults(cli_score_args *a);
 /* The threshold the flags ask for: --threshold, --mean-sd, --best-f1 or

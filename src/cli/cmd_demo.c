@@ -32,7 +32,7 @@ int cmd_demo(int argc, char **argv)
     const cli_option opts[] = {
         {"output", OPT_STRING, &dir, "DIR", "folder for the model, scores and metrics [aedet-demo]"},
         {"data-dir", OPT_STRING, &data_dir, "DIR", "Fashion-MNIST IDX files [" FASHION_DIR "]"},
-        {"report", OPT_STRING, &report, "FILE", "the HTML report [DIR/report.html]"},
+        {"report", OPT_OUTPUT, &report, "FILE", "the HTML report [DIR/report.html]"},
         CLI_TRAINING_OPTIONS(t),
         {"top", OPT_INT, &top, "N", "most anomalous images to print [10]"},
         CLI_DATA_OPTIONS(t.data),

@@ -151,8 +151,12 @@ static int walk(const cli_command *cmd, const char *model_path, const char *data
             rc = cli_report_error(&err);
         } else if (ae_atomic_commit(&c->out, 1, &err) != AE_OK)
             rc = cli_report_error(&err);
-        else if (!cli_out.quiet)
-            fprintf(stderr, "wrote %zu images' results to %s\n", n, a->output);
+        else {
+            if (c->dir) /* the PNGs' temp files that a killed run left */
+                ae_remove_stale_temps_in(c->dir, ".png");
+            if (!cli_out.quiet)
+                fprintf(stderr, "wrote %zu images' results to %s\n", n, a->output);
+        }
     }
     free(c->pixels);
     free(scores);
@@ -208,7 +212,7 @@ static int run_walk(const cli_command *cmd, int argc, char **argv, int reconstru
     walk_args a = {0};
     cli_data_defaults(&a.data);
     const cli_option encode_opts[] = {
-        {"output", OPT_STRING, &a.output, "FILE", "latents CSV to write (required; also -o)"},
+        {"output", OPT_OUTPUT, &a.output, "FILE", "latents CSV to write (required; also -o)"},
         CLI_DATA_OPTIONS(a.data),
         {0},
     };

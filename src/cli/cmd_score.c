@@ -1,6 +1,7 @@
 /* aedet score MODEL DATA: every image's reconstruction error, the threshold
  * rule and its value, the flagged images, and metrics when labels are known. */
 #include "cli.h"
+#include "dist.h"
 #include "report.h"
 
 #include <math.h>
@@ -109,7 +110,8 @@ int cli_score_run(const cli_command *cmd, cli_score_args *a)
         return rc;
     }
     ae_error err = {0};
-    size_t n = ae_loader_count(se.loader), *scored = NULL, *order = NULL;
+    /* under mpirun, every rank's images (dist.h) */
+    size_t n = cli_dist_total(ae_loader_count(se.loader)), *scored = NULL, *order = NULL;
     float *scores = NULL;
     int *labels = NULL, *classes = NULL;
     cli_pixel_maps *maps = NULL;
@@ -130,6 +132,9 @@ int cli_score_run(const cli_command *cmd, cli_score_args *a)
         rc = cli_report_error(&err);
         goto done;
     }
+    /* rank 0 goes on with every rank's scores, in the input order */
+    if ((rc = cli_dist_gather_scores(scores, scored, ae_loader_count(se.loader))) || cli_dist_rank() != 0)
+        goto done;
     double seconds = cli_now() - started;
     char rule[32];
     if (!cli_out.quiet && !cli_out.json)
@@ -235,14 +240,14 @@ static int run_score(const cli_command *cmd, int argc, char **argv, int as_repor
     cli_score_defaults(&a);
     int best_f1 = 0;
     const cli_option opts[] = {
-        {"output", OPT_STRING, &a.output, "FILE", as_report ? "HTML report to write (also -o)" : "scores CSV to write (also -o)"},
-        {"csv", OPT_STRING, &a.csv, "FILE", "also write the scores CSV (report)"},
+        {"output", OPT_OUTPUT, &a.output, "FILE", as_report ? "HTML report to write (also -o)" : "scores CSV to write (also -o)"},
+        {"csv", OPT_OUTPUT, &a.csv, "FILE", "also write the scores CSV (report)"},
         CLI_THRESHOLD_OPTIONS(a, best_f1),
         {"split", OPT_STRING, &a.split, "SET", "score all of DATA, or the model's train or validation split [all]"},
         {"score", OPT_STRING, &a.score, "RULE", "mse, max, topk:P, ssim, relative, latent-knn, combined [the model's]"},
         {"pixel-maps", OPT_STRING, &a.pixel_maps, "SIZE", "pixel AUROC at the model's size or each input's: model, input [model]"},
         {"top", OPT_INT, &a.top, "N", "most anomalous images to print [10]"},
-        {"report", OPT_STRING, &a.report, "FILE", "write a self-contained HTML report"},
+        {"report", OPT_OUTPUT, &a.report, "FILE", "write a self-contained HTML report"},
         {"gallery", OPT_INT, &a.gallery, "K", "report: most anomalous and typical images shown [8]"},
         CLI_DATA_OPTIONS(a.data),
         {0},

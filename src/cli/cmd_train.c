@@ -1,11 +1,13 @@
 /* aedet train DATA -o MODEL: fit the autoencoder, save it with everything
  * scoring needs later (config, preprocessing, the training errors). */
 #include "cli.h"
+#include "dist.h"
 
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t stop_requested;
@@ -194,7 +196,6 @@ static void print_config(const cli_train_args *a, const ae_dataset *ds, const ae
             (double)mem / (1024.0 * 1024.0));
 }
 
-/* The settings a checkpoint carries override the command line's on --resume. */
 /* The metadata of a checkpoint, without building its model. */
 static ae_status read_checkpoint_meta(const char *path, ae_meta **meta, ae_error *err)
 {
@@ -212,25 +213,49 @@ static ae_status read_checkpoint_meta(const char *path, ae_meta **meta, ae_error
     return s;
 }
 
+/* A flag the command line set to something else than the checkpoint holds
+ * is overridden, and the user is told: a resumed run must be the run it
+ * continues. Values equal to the defaults are taken as not given. */
+static void warn_overridden(const char *flag, double given, double fallback, double kept)
+{
+    if (given != fallback && given != kept && !cli_out.quiet)
+        fprintf(stderr, "aedet: warning: --%s %g ignored: the checkpoint's %g is kept\n", flag, given, kept);
+}
+
 static int resume_settings(const cli_command *cmd, cli_train_args *a, const ae_meta *meta)
 {
+    cli_train_args d;
+    cli_train_defaults(&d);
     int64_t v;
     double f;
     if (!ae_meta_get_int(meta, AE_KEY_EPOCHS, &v) || v < 1 || v > INT32_MAX)
         return cli_usage_error(cmd, "%s is not a training checkpoint", a->resume);
+    warn_overridden("epochs", a->epochs, d.epochs, (double)v);
     a->epochs = (int)v;
-    if (ae_meta_get_int(meta, AE_KEY_BATCH_SIZE, &v) && v >= 1 && v <= INT32_MAX)
+    if (ae_meta_get_int(meta, AE_KEY_BATCH_SIZE, &v) && v >= 1 && v <= INT32_MAX) {
+        warn_overridden("batch", a->data.batch, d.data.batch, (double)v);
         a->data.batch = (int)v;
-    if (ae_meta_get_int(meta, AE_KEY_SEED, &v))
+    }
+    if (ae_meta_get_int(meta, AE_KEY_SEED, &v)) {
+        warn_overridden("seed", (double)a->seed, (double)d.seed, (double)(uint64_t)v);
         a->seed = (uint64_t)v;
-    if (ae_meta_get_float(meta, AE_KEY_LEARNING_RATE, &f))
+    }
+    if (ae_meta_get_float(meta, AE_KEY_LEARNING_RATE, &f)) {
+        warn_overridden("lr", a->learning_rate, d.learning_rate, f);
         a->learning_rate = f;
-    if (ae_meta_get_float(meta, AE_KEY_DECAY, &f))
+    }
+    if (ae_meta_get_float(meta, AE_KEY_DECAY, &f)) {
+        warn_overridden("decay", a->decay, d.decay, f);
         a->decay = f;
-    if (ae_meta_get_float(meta, AE_KEY_VAL_FRACTION, &f))
+    }
+    if (ae_meta_get_float(meta, AE_KEY_VAL_FRACTION, &f)) {
+        warn_overridden("val-fraction", a->val_fraction, d.val_fraction, f);
         a->val_fraction = f;
-    if (ae_meta_get_int(meta, AE_KEY_PATIENCE, &v) && v >= 0 && v <= INT32_MAX)
+    }
+    if (ae_meta_get_int(meta, AE_KEY_PATIENCE, &v) && v >= 0 && v <= INT32_MAX) {
+        warn_overridden("early-stop", a->early_stop, d.early_stop, (double)v);
         a->early_stop = (int)v;
+    }
     if (ae_meta_get_int(meta, AE_KEY_KEEP_BEST, &v))
         a->keep_best = v != 0;
     return 0;
@@ -302,6 +327,11 @@ static ae_status base_meta(const cli_train_args *a, const ae_dataset *ds, int64_
         (s = ae_meta_set_int(m, AE_KEY_PATIENCE, a->early_stop, err)) ||
         (s = ae_meta_set_int(m, AE_KEY_KEEP_BEST, a->keep_best, err)) ||
         (s = ae_meta_set_int(m, AE_KEY_AUGMENT, (int64_t)augment, err)))
+        return s;
+    /* A resumed run keeps the command line that began it. */
+    if (a->command && !a->resume &&
+        ((s = ae_meta_set_str(m, AE_KEY_COMMAND, a->command, err)) ||
+         (s = ae_meta_set_str(m, AE_KEY_CWD, a->cwd, err))))
         return s;
     return AE_OK;
 }
@@ -428,6 +458,13 @@ int cli_train_run(const cli_command *cmd, cli_train_args *a)
     ae_train_state st = {0};
     char checkpoint[4096];
     snprintf(checkpoint, sizeof checkpoint, "%s", a->checkpoint ? a->checkpoint : "");
+    struct stat out_st;
+    if (!a->checkpoint && ((stat(a->output, &out_st) == 0 && !S_ISREG(out_st.st_mode)) ||
+                           ae_names_descriptor(a->output))) {
+        rc = cli_usage_error(cmd, "-o %s is not a regular file (standard output, a pipe or a device): "
+                                  "give --checkpoint FILE for the checkpoints", a->output);
+        goto done;
+    }
     if (!a->checkpoint)
         snprintf(checkpoint, sizeof checkpoint, "%s.ckpt", a->output);
 
@@ -479,12 +516,12 @@ int cli_train_run(const cli_command *cmd, cli_train_args *a)
         goto done;
 
     if (a->resume) {
-        if (ae_model_load(a->resume, a->data.batch, &model, &meta, NULL, &err) != AE_OK) {
+        if (ae_model_load(a->resume, cli_dist_local_batch(a->data.batch), &model, &meta, NULL, &err) != AE_OK) {
             rc = cli_report_error(&err);
             goto done;
         }
     } else {
-        if (ae_model_create(&cfg, a->data.batch, &model, &err) != AE_OK || !(meta = ae_meta_new())) {
+        if (ae_model_create(&cfg, cli_dist_local_batch(a->data.batch), &model, &err) != AE_OK || !(meta = ae_meta_new())) {
             rc = err.code ? cli_report_error(&err) : EXIT_INTERNAL;
             goto done;
         }
@@ -512,26 +549,31 @@ int cli_train_run(const cli_command *cmd, cli_train_args *a)
     opt.patience = a->early_stop;
     opt.keep_best = a->keep_best;
     opt.augment = augment;
+    opt.comm = cli_dist_comm(); /* under mpirun: every batch spread over the ranks */
     ae_adam_config_init(&opt.adam, (float)a->learning_rate, 0);
     opt.adam.decay = (float)a->decay;
 
-    /* Ctrl-C, and SIGTERM (a scheduler's or `kill`'s stop), checkpoint alike. */
-    struct sigaction sa = {0}, old_sa, old_term;
+    /* Ctrl-C, and SIGTERM (a scheduler's or `kill`'s stop), checkpoint alike;
+     * so does SIGUSR1, which mpirun passes on to every rank (docs/SCALING.md). */
+    struct sigaction sa = {0}, old_sa, old_term, old_usr1;
     sa.sa_handler = on_sigint;
     sigaction(SIGINT, &sa, &old_sa);
     sigaction(SIGTERM, &sa, &old_term);
+    sigaction(SIGUSR1, &sa, &old_usr1);
     ae_status s = ae_train(model, train, val, &opt, &st, &err);
     sigaction(SIGINT, &old_sa, NULL);
     sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGUSR1, &old_usr1, NULL);
     cli_progress_end();
     if (s == AE_ERR_INTERRUPTED) {
         ae_error save_err = {0};
-        if (save_checkpoint(&t, &save_err) != AE_OK)
+        if (cli_dist_on_root(save_checkpoint, &t, &save_err) != AE_OK) /* rank 0 writes */
             rc = cli_report_error(&save_err);
         else {
-            fprintf(stderr, "aedet: interrupted at epoch %d, batch %d; checkpoint saved to %s\n"
-                            "       continue with: aedet train ... --resume %s\n",
-                    st.epoch + 1, st.batch, checkpoint, checkpoint);
+            if (cli_dist_rank() == 0)
+                fprintf(stderr, "aedet: interrupted at epoch %d, batch %d; checkpoint saved to %s\n"
+                                "       continue with: aedet train --resume %s\n",
+                        st.epoch + 1, st.batch, checkpoint, checkpoint);
             rc = EXIT_INTERRUPTED;
         }
         goto done;
@@ -540,6 +582,8 @@ int cli_train_run(const cli_command *cmd, cli_train_args *a)
         rc = cli_report_error(&err);
         goto done;
     }
+    if (cli_dist_rank() != 0) /* rank 0 alone writes the model */
+        goto done;
     if (st.best_epoch && (a->early_stop || a->keep_best) && !cli_out.quiet && !cli_out.json) {
         if (st.stopped_early)
             fprintf(stderr, "stopped early after epoch %d: no lower validation loss in %d epochs\n", st.epoch,
@@ -594,29 +638,128 @@ static const cli_command train_cmd = {
     "file (Fashion-MNIST) with --labels for its IDX labels. Training on normal images only\n"
     "is the common case; --normal-class/--anomaly-class/--contamination reproduce the\n"
     "tutorial's recipe. A checkpoint (MODEL.ckpt) is saved after every epoch and on Ctrl-C;\n"
-    "--resume MODEL.ckpt continues from it with the same result as an uninterrupted run.\n"
+    "--resume MODEL.ckpt continues from it with the same result as an uninterrupted run\n"
+    "(alone, it repeats the command that began the run; with DATA, the data flags must match).\n"
     "Exit codes: 0 ok, 2 usage, 3 bad data, 4 I/O, 5 bad model file, 6 diverged (NaN),\n"
     "130 interrupted (checkpoint saved).",
-    1, 1};
+    0, 1};
+
+/* argv[1..] joined by 0x1f (a byte no flag or path here holds; NULL when
+ * one does, and the checkpoint then needs DATA given again). */
+static char *join_command(int argc, char **argv)
+{
+    size_t len = 1;
+    for (int i = 1; i < argc; i++) {
+        if (strchr(argv[i], '\x1f'))
+            return NULL;
+        len += strlen(argv[i]) + 1;
+    }
+    char *line = calloc(len, 1);
+    for (int i = 1; line && i < argc; i++) {
+        if (i > 1)
+            strcat(line, "\x1f");
+        strcat(line, argv[i]);
+    }
+    return line;
+}
+
+/* A relative path of the stored command, made relative to where it ran. */
+static const char *stored_path(const char *path, const char *cwd, char *buf, size_t size)
+{
+    if (!path || path[0] == '/' || !cwd)
+        return path;
+    snprintf(buf, size, "%s/%s", cwd, path);
+    return buf;
+}
+
+static int parse_train(int argc, char **argv, cli_train_args *a, int *num_positional);
+
+/* `train --resume CKPT` with no DATA: the run is rebuilt from the command
+ * line the checkpoint stored; -o and --checkpoint given now win. */
+static int resume_alone(const cli_train_args *given)
+{
+    ae_meta *meta = NULL;
+    ae_error err = {0};
+    if (read_checkpoint_meta(given->resume, &meta, &err) != AE_OK)
+        return cli_report_error(&err);
+    const char *line = ae_meta_get_str(meta, AE_KEY_COMMAND), *cwd = ae_meta_get_str(meta, AE_KEY_CWD);
+    if (!line || !cwd) {
+        ae_meta_free(meta);
+        return cli_usage_error(&train_cmd, "%s does not hold the command that began it: give DATA and "
+                                           "the data flags with --resume", given->resume);
+    }
+    char *copy = strdup(line), *args[256] = {"train"};
+    int argc = 1;
+    char *p = copy;
+    for (; p && argc < 256; argc++) {
+        args[argc] = p;
+        if ((p = strchr(p, '\x1f')))
+            *p++ = '\0';
+    }
+    if (p) { /* more arguments than any real command line */
+        free(copy);
+        ae_meta_free(meta);
+        return cli_usage_error(&train_cmd, "%s: the stored command is too long", given->resume);
+    }
+    cli_train_args a;
+    int npos = 0, rc = copy ? parse_train(argc, args, &a, &npos) : EXIT_INTERNAL;
+    char data[4096], output[4096], labels[4096], ckpt[4096];
+    if (!rc && npos == 1) {
+        a.data_path = stored_path(a.data_path, cwd, data, sizeof data);
+        a.data.labels = stored_path(a.data.labels, cwd, labels, sizeof labels);
+        a.output = given->output ? given->output : stored_path(a.output, cwd, output, sizeof output);
+        a.checkpoint = given->checkpoint ? given->checkpoint : stored_path(a.checkpoint, cwd, ckpt, sizeof ckpt);
+        a.resume = given->resume;
+        cli_train_args d;
+        cli_train_defaults(&d);
+        warn_overridden("epochs", given->epochs, d.epochs, a.epochs);
+        warn_overridden("batch", given->data.batch, d.data.batch, a.data.batch);
+        warn_overridden("lr", given->learning_rate, d.learning_rate, a.learning_rate);
+        warn_overridden("seed", (double)given->seed, (double)d.seed, (double)a.seed);
+        if (!cli_out.quiet && !cli_out.json)
+            fprintf(stderr, "  resuming      %s -o %s, as the checkpoint began\n", a.data_path, a.output);
+        rc = cli_train_run(&train_cmd, &a);
+    } else if (!rc)
+        rc = cli_usage_error(&train_cmd, "%s: the stored command has no DATA", given->resume);
+    free(copy);
+    ae_meta_free(meta);
+    return rc;
+}
+
+static int parse_train(int argc, char **argv, cli_train_args *a, int *num_positional)
+{
+    cli_train_defaults(a);
+    const cli_option opts[] = {
+        {"output", OPT_OUTPUT, &a->output, "MODEL", "model file to write (required; also -o)"},
+        CLI_TRAINING_OPTIONS(*a),
+        {"resume", OPT_STRING, &a->resume, "CKPT", "continue from a checkpoint (alone: as it began)"},
+        {"checkpoint", OPT_STRING, &a->checkpoint, "FILE", "checkpoint file [MODEL.ckpt]"},
+        CLI_DATA_OPTIONS(a->data),
+        {0},
+    };
+    const char *pos[1];
+    int rc = cli_parse(&train_cmd, opts, argc, argv, pos, num_positional);
+    a->data_path = *num_positional ? pos[0] : NULL;
+    return rc;
+}
 
 int cmd_train(int argc, char **argv)
 {
     cli_train_args a;
-    cli_train_defaults(&a);
-    const cli_option opts[] = {
-        {"output", OPT_STRING, &a.output, "MODEL", "model file to write (required; also -o)"},
-        CLI_TRAINING_OPTIONS(a),
-        {"resume", OPT_STRING, &a.resume, "CKPT", "continue from a checkpoint"},
-        {"checkpoint", OPT_STRING, &a.checkpoint, "FILE", "checkpoint file [MODEL.ckpt]"},
-        CLI_DATA_OPTIONS(a.data),
-        {0},
-    };
-    const char *pos[1];
-    int npos, rc = cli_parse(&train_cmd, opts, argc, argv, pos, &npos);
+    int npos, rc = parse_train(argc, argv, &a, &npos);
     if (rc)
         return rc < 0 ? 0 : rc;
+    if (!a.data_path && a.resume)
+        return resume_alone(&a);
+    if (!a.data_path)
+        return cli_usage_error(&train_cmd, "DATA is required (or --resume CKPT alone)");
     if (!a.output)
         return cli_usage_error(&train_cmd, "-o MODEL is required");
-    a.data_path = pos[0];
-    return cli_train_run(&train_cmd, &a);
+    char cwd[4096];
+    a.cwd = getcwd(cwd, sizeof cwd);
+    char *command = a.cwd ? join_command(argc, argv) : NULL;
+    a.command = command;
+    rc = cli_train_run(&train_cmd, &a);
+    free(command);
+    return rc;
 }

@@ -138,6 +138,7 @@ int cli_open_data(const cli_command *cmd, const cli_data_args *d, const char *ro
     src.num_exclude = d->exclude.count;
     src.mvtec_split = d->mvtec_split;
     src.bad_policy = strcmp(d->bad_files, "skip") ? AE_BAD_STOP : AE_BAD_SKIP;
+    src.allow_outside = d->allow_outside;
 
     int normal[32], anomaly[32], nn = 0, na = 0, rc;
     if ((rc = cli_list_ints(cmd, "normal-class", &d->normal, normal, 32, &nn)) ||
@@ -150,6 +151,13 @@ int cli_open_data(const cli_command *cmd, const cli_data_args *d, const char *ro
     ae_status s = ae_dataset_open(&src, ds, &err);
     if (s != AE_OK)
         return cli_report_error(&err);
+    for (size_t i = 0; i < ds->num_notes && i < 20; i++) {
+        fputs("aedet: warning: ", stderr);
+        cli_put_text(stderr, ds->notes[i]);
+        fputc('\n', stderr);
+    }
+    if (ds->num_notes > 20)
+        fprintf(stderr, "aedet: warning: ... and %zu more like these\n", ds->num_notes - 20);
     if ((nn || na) && ds->num_classes == 0) {
         ae_dataset_free(ds);
         return cli_usage_error(cmd, "--normal-class/--anomaly-class need labels, and %s has none "
@@ -245,6 +253,23 @@ void cli_put_text(FILE *f, const char *s)
     }
 }
 
+const char *cli_stdout_path(const cli_command *cmd, const char *option)
+{
+    static char path[32];
+    if (path[0]) {
+        cli_usage_error(cmd, "--%s -: only one output can be standard output", option);
+        return NULL;
+    }
+    fflush(stdout);
+    int fd = dup(STDOUT_FILENO);
+    if (fd < 0 || dup2(STDERR_FILENO, STDOUT_FILENO) < 0) {
+        cli_usage_error(cmd, "--%s -: cannot use standard output: %s", option, strerror(errno));
+        return NULL;
+    }
+    snprintf(path, sizeof path, "/dev/fd/%d", fd);
+    return path;
+}
+
 /* A file's identity: device and inode when it exists, else the real path of
  * its folder and its name (the folder must exist; else where is empty). */
 typedef struct {
@@ -277,6 +302,8 @@ static void identify(const char *path, file_id *id)
 
 static int same_file(const file_id *a, const file_id *b)
 {
+    if ((a->exists && S_ISCHR(a->st.st_mode)) || (b->exists && S_ISCHR(b->st.st_mode)))
+        return 0; /* /dev/null twice overwrites nothing */
     if (a->exists || b->exists)
         return a->exists && b->exists && a->st.st_dev == b->st.st_dev && a->st.st_ino == b->st.st_ino;
     return a->where[0] && !strcmp(a->where, b->where);
@@ -286,18 +313,17 @@ static int same_file(const file_id *a, const file_id *b)
 static int check_output_kind(const cli_command *cmd, const cli_path *o, const file_id *id)
 {
     struct stat lst;
-    if (!o->is_dir && lstat(o->path, &lst) == 0 && S_ISLNK(lst.st_mode))
-        return cli_usage_error(cmd, "%s %s is a symbolic link, not a regular file: outputs are written to a "
-                                    "temporary file renamed over the path, which would replace the link; "
-                                    "give the file it points to", o->what, o->path);
+    if (!id->exists && lstat(o->path, &lst) == 0 && S_ISLNK(lst.st_mode))
+        return cli_usage_error(cmd, "%s %s is a symbolic link to a file that does not exist", o->what, o->path);
     if (id->exists && o->is_dir && !S_ISDIR(id->st.st_mode))
         return cli_usage_error(cmd, "%s %s is not a folder", o->what, o->path);
     if (id->exists && !o->is_dir && S_ISDIR(id->st.st_mode))
         return cli_usage_error(cmd, "%s %s is a folder, not a file", o->what, o->path);
-    if (id->exists && !o->is_dir && !S_ISREG(id->st.st_mode))
-        return cli_usage_error(cmd, "%s %s is not a regular file (a device, FIFO or socket): outputs are "
-                                    "written to a temporary file renamed over the path; write to a file",
-                               o->what, o->path);
+    if (id->exists && S_ISSOCK(id->st.st_mode))
+        return cli_usage_error(cmd, "%s %s is a socket: write to a file, a pipe or a device", o->what, o->path);
+    /* a pipe, terminal or device is written as it is (ae_atomic_open) */
+    if (id->exists && !S_ISREG(id->st.st_mode) && !S_ISDIR(id->st.st_mode))
+        return 0;
     char folder[PATH_MAX], bare[PATH_MAX];
     snprintf(bare, sizeof bare, "%s", o->path);
     for (size_t n = strlen(bare); o->is_dir && n > 1 && bare[n - 1] == '/'; n--)

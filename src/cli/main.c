@@ -1,6 +1,7 @@
 /* aedet: find the odd ones out in a pile of images. The tool is a thin layer
  * over the library: each subcommand parses flags, calls the library, prints. */
 #include "cli.h"
+#include "dist.h"
 
 #include <string.h>
 
@@ -16,6 +17,8 @@ static const struct {
     {"report", cmd_report, "score and write a self-contained HTML report"},
     {"eval", cmd_eval, "metrics of a scores CSV against its labels"},
     {"info", cmd_info, "what a model file holds"},
+    {"import-keras", cmd_import_keras, "the tutorial's Keras weights (.h5) to an aedet model"},
+    {"export-keras", cmd_export_keras, "an aedet model's weights as Keras weights (.h5)"},
     {"demo", cmd_demo, "the tutorial's experiment on Fashion-MNIST, end to end"},
 };
 
@@ -30,7 +33,7 @@ static void usage(FILE *out)
                  "            5 bad model file, 6 training diverged, 130 interrupted\n");
 }
 
-int main(int argc, char **argv)
+static int run_command(int argc, char **argv)
 {
     if (argc < 2) {
         usage(stderr);
@@ -50,4 +53,10 @@ int main(int argc, char **argv)
     fprintf(stderr, "aedet: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return EXIT_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+    int rc = cli_dist_start(argc, argv); /* under mpirun (dist.h) */
+    return cli_dist_finish(rc ? rc : run_command(argc, argv));
 }

@@ -182,6 +182,11 @@ static int set_value(const cli_command *cmd, const cli_option *o, const char *v)
     case OPT_STRING:
         *(const char **)o->target = v;
         return 0;
+    case OPT_OUTPUT:
+        if (!strcmp(v, "-") && !(v = cli_stdout_path(cmd, o->name)))
+            return EXIT_USAGE;
+        *(const char **)o->target = v;
+        return 0;
     case OPT_LIST: {
         cli_list *l = o->target;
         if (l->count == (int)(sizeof l->items / sizeof l->items[0]))

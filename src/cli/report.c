@@ -46,20 +46,76 @@ typedef struct {
     uint8_t *heat;
     size_t heat_len;
     float *errors;       /* h x w mean absolute errors (in one block for every shot) */
+    double aspect;       /* the source image's width / height */
+    uint8_t *mask;       /* thumb_h x thumb_w ground truth, or NULL */
 } shot;
 
+/* The gallery's thumbnails: the model's shape, shrunk to at most
+ * CLI_REPORT_THUMB pixels on the long side (about what a panel shows at
+ * 1280 px), which keeps a page of many images small. */
+static void thumb_size(const ae_config *cfg, int *th, int *tw)
+{
+    int longest = cfg->height > cfg->width ? cfg->height : cfg->width;
+    *th = cfg->height, *tw = cfg->width;
+    if (longest > CLI_REPORT_THUMB) {
+        *th = (int)((double)cfg->height * CLI_REPORT_THUMB / longest + 0.5);
+        *tw = (int)((double)cfg->width * CLI_REPORT_THUMB / longest + 0.5);
+        *th = *th < 1 ? 1 : *th;
+        *tw = *tw < 1 ? 1 : *tw;
+    }
+}
+
+/* pixels (h x w x c) as a PNG of th x tw (area averaging when smaller). */
+static ae_status encode_thumb(uint8_t *pixels, int h, int w, int c, int th, int tw, uint8_t *scratch,
+                              uint8_t **png, size_t *len, ae_error *err)
+{
+    if (th == h && tw == w)
+        return ae_png_encode(pixels, h, w, c, png, len, err);
+    ae_image src = {h, w, c, pixels};
+    ae_status st = ae_image_prepare(&src, th, tw, c, scratch, err);
+    return st == AE_OK ? ae_png_encode(scratch, th, tw, c, png, len, err) : st;
+}
+
+/* The item's ground-truth mask at the thumbnail's size, 1 where it is >= 128
+ * after resizing (as the pixel AUROC reads it); NULL without a mask. */
+static ae_status load_thumb_mask(const ae_item *item, int th, int tw, uint8_t **mask, ae_error *err)
+{
+    *mask = NULL;
+    if (!item->mask_path)
+        return AE_OK;
+    ae_image img = {0};
+    ae_status st = ae_image_load(item->mask_path, &img, err);
+    uint8_t *m = st == AE_OK ? malloc((size_t)th * (size_t)tw) : NULL;
+    if (st == AE_OK && !m)
+        st = ae_fail(err, AE_ERR_NOMEM, "report: out of memory for a mask");
+    if (st == AE_OK)
+        st = ae_image_prepare(&img, th, tw, 1, m, err);
+    ae_image_free(&img);
+    if (st != AE_OK) {
+        free(m);
+        return st;
+    }
+    for (size_t p = 0; p < (size_t)th * (size_t)tw; p++)
+        m[p] = m[p] >= 128;
+    *mask = m;
+    return AE_OK;
+}
+
 /* Loads one image at the model's size, runs it through the model, keeps the
- * input and reconstruction as PNG and the per-pixel errors. */
+ * input and reconstruction as PNG thumbnails and the per-pixel errors. */
 static ae_status render_shot(ae_model *model, const ae_dataset *ds, size_t item, shot *s,
-                             uint8_t *pixels, float *x, float *recon, ae_error *err)
+                             uint8_t *pixels, uint8_t *scratch, float *x, float *recon, ae_error *err)
 {
     const ae_config *cfg = ae_model_config(model);
-    int h = cfg->height, w = cfg->width, c = cfg->channels;
+    int h = cfg->height, w = cfg->width, c = cfg->channels, th, tw;
+    thumb_size(cfg, &th, &tw);
     size_t count = (size_t)h * (size_t)w * (size_t)c;
     ae_image img = {0};
     ae_status st = ae_dataset_load(ds, item, &img, err);
-    if (st == AE_OK)
+    if (st == AE_OK) {
+        s->aspect = (double)img.width / (double)img.height;
         st = ae_image_prepare(&img, h, w, c, pixels, err);
+    }
     ae_image_free(&img);
     if (st != AE_OK)
         return st;
@@ -68,13 +124,43 @@ static ae_status render_shot(ae_model *model, const ae_dataset *ds, size_t item,
     if ((st = ae_model_score(model, x, 1, &score, recon, err)) != AE_OK)
         return st;
     ae_error_map(x, recon, h, w, c, s->errors);
-    if ((st = ae_png_encode(pixels, h, w, c, &s->input, &s->input_len, err)) != AE_OK)
+    if ((st = encode_thumb(pixels, h, w, c, th, tw, scratch, &s->input, &s->input_len, err)) != AE_OK)
         return st;
     for (size_t k = 0; k < count; k++) { /* [0, 1] floats back to bytes, rounded */
         float v = recon[k] * 255.0f + 0.5f;
         pixels[k] = v <= 0 ? 0 : v >= 255 ? 255 : (uint8_t)v;
     }
-    return ae_png_encode(pixels, h, w, c, &s->recon, &s->recon_len, err);
+    if ((st = encode_thumb(pixels, h, w, c, th, tw, scratch, &s->recon, &s->recon_len, err)) != AE_OK)
+        return st;
+    return load_thumb_mask(&ds->items[item], th, tw, &s->mask, err);
+}
+
+/* The heat map of errors (h x w) on the page's scale vmax, as a PNG
+ * thumbnail: the errors become 256 levels of the colour bar, the levels
+ * are shrunk like the image, and the shrunk levels are coloured. */
+static ae_status render_heat(const float *errors, const ae_config *cfg, double vmax, uint8_t *levels,
+                             uint8_t *scratch, float *values, uint8_t *rgb, shot *s, ae_error *err)
+{
+    int h = cfg->height, w = cfg->width, th, tw;
+    thumb_size(cfg, &th, &tw);
+    size_t hw = (size_t)h * (size_t)w, thw = (size_t)th * (size_t)tw;
+    double scale = vmax > 0 ? 255 / vmax : 0;
+    for (size_t p = 0; p < hw; p++) {
+        double level = errors[p] * scale + 0.5;
+        levels[p] = level >= 255 ? 255 : level > 0 ? (uint8_t)level : 0;
+    }
+    const uint8_t *small = levels;
+    if (th != h || tw != w) {
+        ae_image src = {h, w, 1, levels};
+        ae_status st = ae_image_prepare(&src, th, tw, 1, scratch, err);
+        if (st != AE_OK)
+            return st;
+        small = scratch;
+    }
+    for (size_t p = 0; p < thw; p++)
+        values[p] = (float)small[p] / 255.0f;
+    ae_heatmap_rgb(values, thw, 1.0, rgb);
+    return ae_png_encode(rgb, th, tw, 3, &s->heat, &s->heat_len, err);
 }
 
 /* The configuration table: the model's metadata and what was scored. */
@@ -157,6 +243,7 @@ static void shot_free(shot *s)
     free(s->input);
     free(s->recon);
     free(s->heat);
+    free(s->mask);
 }
 
 int cli_write_report(const char *path, ae_model *model, const ae_meta *meta, const ae_dataset *ds,
@@ -166,6 +253,8 @@ int cli_write_report(const char *path, ae_model *model, const ae_meta *meta, con
     ae_error err = {0};
     ae_status st = AE_OK;
     const ae_config *cfg = ae_model_config(model);
+    int th, tw;
+    thumb_size(cfg, &th, &tw);
     size_t hw = (size_t)cfg->height * (size_t)cfg->width, count = hw * (size_t)cfg->channels;
     size_t k = top_k > 0 ? (size_t)top_k : 0;
     k = k > CLI_REPORT_MAX_GALLERY ? CLI_REPORT_MAX_GALLERY : k;
@@ -182,10 +271,10 @@ int cli_write_report(const char *path, ae_model *model, const ae_meta *meta, con
     size_t *order = malloc((n ? n : 1) * sizeof *order);
     shot *shots = calloc(k + typical + 1, sizeof *shots);
     ae_report_image *gallery = calloc(k + typical + 1, sizeof *gallery);
-    uint8_t *pixels = malloc(count), *heat_rgb = malloc(hw * 3);
+    uint8_t *pixels = malloc(count), *scratch = malloc(count), *heat_rgb = malloc(hw * 3);
     float *x = malloc(count * sizeof *x), *recon = malloc(count * sizeof *recon);
     float *errors = malloc(((k + typical) * hw + 1) * sizeof *errors);
-    if (!order || !shots || !gallery || !pixels || !heat_rgb || !x || !recon || !errors) {
+    if (!order || !shots || !gallery || !pixels || !scratch || !heat_rgb || !x || !recon || !errors) {
         st = ae_fail(&err, AE_ERR_NOMEM, "report: out of memory for %zu scores", n);
         goto done;
     }
@@ -198,7 +287,7 @@ int cli_write_report(const char *path, ae_model *model, const ae_meta *meta, con
         s->scored = order[j < k ? j : typical_start + (j - k)];
         s->errors = errors + j * hw;
         size_t item = items[s->scored];
-        st = render_shot(model, ds, item, s, pixels, x, recon, &err);
+        st = render_shot(model, ds, item, s, pixels, scratch, x, recon, &err);
         if (st != AE_OK) {
             char buf[48];
             ae_error_prefix(&err, "report: gallery image %s", ae_item_name(&ds->items[item], buf, sizeof buf));
@@ -213,8 +302,8 @@ int cli_write_report(const char *path, ae_model *model, const ae_meta *meta, con
     item_ctx ctx = {ds, items, labels};
     for (size_t j = 0; j < num_shots && st == AE_OK; j++) {
         shot *s = &shots[j];
-        ae_heatmap_rgb(s->errors, hw, vmax, heat_rgb);
-        st = ae_png_encode(heat_rgb, cfg->height, cfg->width, 3, &s->heat, &s->heat_len, &err);
+        /* x and recon are free now: the levels and the values of the map */
+        st = render_heat(s->errors, cfg, vmax, pixels, scratch, x, heat_rgb, s, &err);
         const ae_item *it = &ds->items[items[s->scored]];
         gallery[j] = (ae_report_image){
             .name = ae_item_name(it, s->name, sizeof s->name),
@@ -224,6 +313,8 @@ int cli_write_report(const char *path, ae_model *model, const ae_meta *meta, con
             .input_png = s->input, .input_len = s->input_len,
             .recon_png = s->recon, .recon_len = s->recon_len,
             .heat_png = s->heat, .heat_len = s->heat_len,
+            .aspect = s->aspect,
+            .mask = s->mask, .mask_height = th, .mask_width = tw,
         };
     }
     if (st != AE_OK)
@@ -235,8 +326,8 @@ int cli_write_report(const char *path, ae_model *model, const ae_meta *meta, con
     const double *train_losses = ae_meta_get_doubles(meta, AE_KEY_TRAIN_LOSSES, &num_train);
     const double *val_losses = ae_meta_get_doubles(meta, AE_KEY_VAL_LOSSES, &num_val);
     char note[160];
-    snprintf(note, sizeof note, "The %zu images around the median score (ranks %zu to %zu of %zu, most "
-             "anomalous first).", typical, typical_start + 1, typical_start + typical, n);
+    snprintf(note, sizeof note, "Images around the median score, from rank %zu of %zu (most anomalous "
+             "first).", typical_start + 1, n);
     ae_report r = {
         .title = title,
         .config = table.kv, .num_config = table.count,
@@ -246,6 +337,7 @@ int cli_write_report(const char *path, ae_model *model, const ae_meta *meta, con
         .anomalous = gallery, .num_anomalous = k,
         .typical = gallery + k, .num_typical = typical, .typical_note = note,
         .heat_max = vmax,
+        .class_names = (const char *const *)ds->class_names, .num_class_names = ds->num_classes,
         .item_name = scored_name, .item_label = scored_label, .item_ctx = &ctx,
     };
     st = ae_report_write(path, &r, &err);
@@ -257,6 +349,7 @@ done:
     free(gallery);
     free(order);
     free(pixels);
+    free(scratch);
     free(heat_rgb);
     free(x);
     free(recon);

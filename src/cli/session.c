@@ -1,6 +1,7 @@
 /* What score, report, encode and reconstruct share: a model, the data set,
  * the chosen images and a loader at the model's size. */
 #include "cli.h"
+#include "dist.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,7 @@ int cli_session_open(const cli_command *cmd, const cli_data_args *d, const char 
     if ((rc = cli_open_data(cmd, d, data_path, (uint64_t)seed, !whole, &s->ds, &s->items, &s->n_items)) ||
         (rc = cli_check_outputs(cmd, inputs, 3, &s->ds, outputs, n_outputs)) ||
         (!whole && (rc = keep_split(cmd, model_path, data_path, split, s))) ||
+        (rc = cli_dist_shard_items(cmd, &s->ds, &s->items, &s->n_items)) || /* under mpirun */
         (rc = cli_make_loader(d, &s->ds, s->items, s->n_items, d->memory_budget ? d->memory_budget : 1,
                               ae_model_config(s->model),
                               &s->loader))) {

@@ -29,7 +29,7 @@ int data_glob_keep(const ae_source *src, const char *rel);
 /* Every image file below root/sub (sub may be NULL), as paths relative to root
  * ("sub/x/y.png"), filtered by the globs of src and sorted. */
 ae_status data_walk_images(const char *root, const char *sub, const ae_source *src,
-                           data_strlist *out, ae_error *err);
+                           data_strlist *out, ae_dataset *notes, ae_error *err);
 /* Names of the folders directly in dir, sorted; hidden ones and links to
  * folders are skipped, as data_walk_images does not enter them. */
 ae_status data_list_subdirs(const char *dir, data_strlist *out, ae_error *err);
@@ -37,6 +37,8 @@ ae_status data_list_subdirs(const char *dir, data_strlist *out, ae_error *err);
 /* Appends an item; takes ownership of path and mask (freed on failure). */
 ae_status data_add_item(ae_dataset *ds, size_t *cap, char *path, int64_t index, int label,
                         char *mask, ae_error *err);
+/* Appends a line to ds->notes. */
+ae_status data_note(ae_dataset *ds, ae_error *err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Moves names into ds->class_names. */
 void data_set_classes(ae_dataset *ds, data_strlist *names);
 /* class_names "0", "1", ..., num_classes - 1. */

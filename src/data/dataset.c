@@ -49,6 +49,24 @@ ae_status data_numeric_classes(ae_dataset *ds, int num_classes, ae_error *err)
     return AE_OK;
 }
 
+ae_status data_note(ae_dataset *ds, ae_error *err, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    char **grown = realloc(ds->notes, (ds->num_notes + 1) * sizeof *grown);
+    if (!grown || !(grown[ds->num_notes] = strdup(line))) {
+        if (grown)
+            ds->notes = grown;
+        return ae_fail(err, AE_ERR_NOMEM, "out of memory");
+    }
+    ds->notes = grown;
+    ds->num_notes++;
+    return AE_OK;
+}
+
 static ae_status describe(ae_dataset *ds, ae_error *err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -97,7 +115,7 @@ static ae_status add_paths(ae_dataset *ds, const char *root, data_strlist *rel,
 static ae_status open_folder(const ae_source *src, ae_dataset *ds, ae_error *err)
 {
     data_strlist rel = {0};
-    ae_status s = data_walk_images(src->root, NULL, src, &rel, err);
+    ae_status s = data_walk_images(src->root, NULL, src, &rel, ds, err);
     if (s == AE_OK)
         s = add_paths(ds, src->root, &rel, NULL, err);
     data_strlist_free(&rel);
@@ -113,7 +131,7 @@ static ae_status open_class_folders(const ae_source *src, ae_dataset *ds, ae_err
     if (s == AE_OK && classes.n == 0)
         s = ae_fail(err, AE_ERR_DATA, "%s: no class folders inside", src->root);
     if (s == AE_OK)
-        s = data_walk_images(src->root, NULL, src, &rel, err);
+        s = data_walk_images(src->root, NULL, src, &rel, ds, err);
     if (s == AE_OK)
         s = add_paths(ds, src->root, &rel, &classes, err);
     data_strlist_free(&rel);
@@ -223,6 +241,9 @@ void ae_dataset_free(ae_dataset *ds)
         free(ds->class_names[c]);
     free(ds->class_names);
     free(ds->description);
+    for (size_t i = 0; i < ds->num_notes; i++)
+        free(ds->notes[i]);
+    free(ds->notes);
     ae_idx_free(&ds->idx_images);
     *ds = (ae_dataset){0};
 }

@@ -135,6 +135,52 @@ static ae_status name_classes(ae_dataset *ds, const ae_csv *csv, int species_col
     return s;
 }
 
+/* Whether rel stays below the folder it is relative to: not absolute, and
+ * no ".." climbing above where it started ("a/../b" stays, "../b" does not). */
+static int stays_inside(const char *rel)
+{
+    if (rel[0] == '/')
+        return 0;
+    int depth = 0;
+    for (const char *p = rel; *p;) {
+        size_t n = strcspn(p, "/");
+        if (n == 2 && p[0] == '.' && p[1] == '.')
+            depth--;
+        else if (n && !(n == 1 && p[0] == '.'))
+            depth++;
+        if (depth < 0)
+            return 0;
+        p += n + (p[n] == '/');
+    }
+    return 1;
+}
+
+/* Rows naming one file twice with different labels: the labels file
+ * contradicts itself, which the user should hear about (both rows stay). */
+typedef struct {
+    const char *rel;
+    size_t line;
+    int label;
+} csv_row_ref;
+
+static int by_rel(const void *a, const void *b)
+{
+    const csv_row_ref *x = a, *y = b;
+    int c = strcmp(x->rel, y->rel);
+    return c ? c : (x->line > y->line) - (x->line < y->line);
+}
+
+static ae_status note_conflicts(ae_dataset *ds, const char *file, csv_row_ref *rows, size_t n, ae_error *err)
+{
+    qsort(rows, n, sizeof *rows, by_rel);
+    ae_status s = AE_OK;
+    for (size_t i = 1; s == AE_OK && i < n; i++)
+        if (!strcmp(rows[i].rel, rows[i - 1].rel) && rows[i].label != rows[i - 1].label)
+            s = data_note(ds, err, "%s lines %zu and %zu name %s with different labels (%d, %d)", file,
+                          rows[i - 1].line, rows[i].line, rows[i].rel, rows[i - 1].label, rows[i].label);
+    return s;
+}
+
 static ae_status read_rows(const ae_source *src, const char *root, const ae_csv *csv,
                            ae_dataset *ds, ae_error *err)
 {
@@ -148,8 +194,13 @@ static ae_status read_rows(const ae_source *src, const char *root, const ae_csv 
         return s;
     int need = (pc > lc ? pc : lc) + 1;
     int *row_label = malloc((csv->num_rows ? csv->num_rows : 1) * sizeof *row_label);
-    if (!row_label)
+    csv_row_ref *refs = malloc((csv->num_rows ? csv->num_rows : 1) * sizeof *refs);
+    size_t num_refs = 0;
+    if (!row_label || !refs) {
+        free(row_label);
+        free(refs);
         return ae_fail(err, AE_ERR_NOMEM, "out of memory reading %s", file);
+    }
     size_t cap = 0;
     int max_label = -1;
     for (size_t r = 0; r < csv->num_rows && s == AE_OK; r++) {
@@ -171,6 +222,13 @@ static ae_status read_rows(const ae_source *src, const char *root, const ae_csv 
             max_label = row_label[r];
         if (!data_glob_keep(src, rel))
             continue;
+        if (!src->allow_outside && !stays_inside(rel)) {
+            char shown[512];
+            s = ae_fail(err, AE_ERR_DATA, "%s line %zu: %s is outside the data folder %s (allow such rows "
+                        "with --allow-outside)", file, line, quote_for_message(rel, shown, sizeof shown), root);
+            break;
+        }
+        refs[num_refs++] = (csv_row_ref){rel, line, row_label[r]};
         char *path = rel[0] == '/' ? strdup(rel) : data_path_join(root, rel);
         if (!path) {
             s = ae_fail(err, AE_ERR_NOMEM, "out of memory reading %s", file);
@@ -190,7 +248,10 @@ static ae_status read_rows(const ae_source *src, const char *root, const ae_csv 
     }
     if (s == AE_OK && max_label >= 0)
         s = name_classes(ds, csv, sc, max_label + 1, row_label, err);
+    if (s == AE_OK)
+        s = note_conflicts(ds, file, refs, num_refs, err);
     free(row_label);
+    free(refs);
     return s;
 }
 

@@ -94,7 +94,7 @@ ae_status data_open_mvtec(const ae_source *src, ae_dataset *ds, ae_error *err)
     data_strlist defects = {0}, rel = {0};
     ae_status s = mvtec_classes(src->root, &defects, err);
     if (s == AE_OK)
-        s = data_walk_images(src->root, train ? "train/good" : "test", src, &rel, err);
+        s = data_walk_images(src->root, train ? "train/good" : "test", src, &rel, ds, err);
     size_t cap = 0;
     for (size_t i = 0; s == AE_OK && i < rel.n; i++) {
         if (train) {

@@ -241,10 +241,33 @@ size_t ae_loader_peak_bytes(const ae_loader *l)
     return l->count * l->image_bytes + batch_bytes;
 }
 
+/* Keeps rank's share of each global batch of order[0..count), in place
+ * (a share never lies before where it moves to); returns its length. */
+static size_t keep_shard(size_t *order, size_t count, int batch_size, int rank, int ranks)
+{
+    size_t kept = 0;
+    for (size_t at = 0; at < count; at += (size_t)batch_size) {
+        int n = count - at < (size_t)batch_size ? (int)(count - at) : batch_size;
+        size_t first = at + (size_t)ae_shard_first(n, rank, ranks);
+        for (int k = 0; k < ae_shard_count(n, rank, ranks); k++)
+            order[kept++] = order[first + (size_t)k];
+    }
+    return kept;
+}
+
 ae_status ae_loader_start(ae_loader *l, int batch_size, int shuffle, uint64_t seed, ae_error *err)
+{
+    return ae_loader_start_shard(l, batch_size, shuffle, seed, 0, 1, err);
+}
+
+ae_status ae_loader_start_shard(ae_loader *l, int batch_size, int shuffle, uint64_t seed, int rank,
+                                int ranks, ae_error *err)
 {
     if (batch_size <= 0)
         return ae_fail(err, AE_ERR_USAGE, "batch size %d: must be positive", batch_size);
+    if (ranks < 1 || rank < 0 || rank >= ranks || batch_size < ranks)
+        return ae_fail(err, AE_ERR_USAGE, "batch size %d over %d ranks (rank %d): each needs an image",
+                       batch_size, ranks, rank);
     if (!l->order && !(l->order = malloc(l->count * sizeof *l->order)))
         return ae_fail(err, AE_ERR_NOMEM, "out of memory for the epoch order");
     if (l->streaming) /* the workers must be idle before order changes */
@@ -256,6 +279,11 @@ ae_status ae_loader_start(ae_loader *l, int batch_size, int shuffle, uint64_t se
         ae_rng rng;
         ae_rng_seed(&rng, seed);
         ae_shuffle_sizes(&rng, l->order, l->count);
+    }
+    l->epoch_count = l->count;
+    if (ranks > 1) {
+        l->epoch_count = keep_shard(l->order, l->count, batch_size, rank, ranks);
+        batch_size = ae_shard_count(batch_size, rank, ranks);
     }
     if (l->streaming) {
         l->batch_size = batch_size;
@@ -285,7 +313,7 @@ ae_status ae_loader_next(ae_loader *l, ae_batch *batch, ae_error *err)
         return ae_fail(err, AE_ERR_USAGE, "ae_loader_next before ae_loader_start");
     if (l->streaming)
         return loader_stream_next(l, batch, err);
-    size_t n = l->count - l->next_pos;
+    size_t n = l->epoch_count - l->next_pos;
     if (n > (size_t)l->batch_size)
         n = (size_t)l->batch_size;
     for (size_t j = 0; j < n; j++) {

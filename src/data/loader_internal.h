@@ -22,6 +22,7 @@ struct ae_loader {
     /* The current epoch. */
     int started, batch_size;
     size_t *order;       /* a permutation of 0..count-1 (positions in items) */
+    size_t epoch_count;  /* positions of order in this epoch: count, or a rank's share */
     size_t next_pos;     /* memory mode: next position in order */
     uint8_t *batch_pixels; /* memory mode: the batch handed out */
     size_t *batch_items;

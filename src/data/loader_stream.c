@@ -166,7 +166,7 @@ ae_status loader_stream_start(ae_loader *l, ae_error *err)
         st->slots[i].batch = SIZE_MAX;
     st->next_image = st->released = st->consumer = 0;
     st->outstanding = 0;
-    st->total = l->count;
+    st->total = l->epoch_count;
     pthread_cond_broadcast(&st->work);
     pthread_mutex_unlock(&st->mu);
     return AE_OK;

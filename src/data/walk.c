@@ -154,7 +154,7 @@ static enum entry_kind entry_kind(const struct dirent *e, const char *full)
 
 /* Walks root/rel (rel "" for root itself), appending kept image paths. */
 static ae_status walk(const char *root, const char *rel, int depth, const ae_source *src,
-                      data_strlist *out, ae_error *err)
+                      data_strlist *out, ae_dataset *notes, ae_error *err)
 {
     if (depth > MAX_DEPTH)
         return ae_fail(err, AE_ERR_DATA, "%s/%s: folders nested deeper than %d", root, rel,
@@ -164,8 +164,11 @@ static ae_status walk(const char *root, const char *rel, int depth, const ae_sou
         return ae_fail(err, AE_ERR_NOMEM, "out of memory listing %s", root);
     DIR *dir = opendir(dir_path);
     if (!dir) {
-        ae_status s = ae_fail(err, AE_ERR_IO, "cannot open folder %s: %s", dir_path,
-                              strerror(errno));
+        /* A subfolder the user cannot read is one more bad input to skip;
+         * the folder asked for is not. */
+        ae_status s = depth > 0 && src->bad_policy == AE_BAD_SKIP
+                          ? data_note(notes, err, "skipped folder %s: cannot open it: %s", dir_path, strerror(errno))
+                          : ae_fail(err, AE_ERR_IO, "cannot open folder %s: %s", dir_path, strerror(errno));
         free(dir_path);
         return s;
     }
@@ -184,7 +187,7 @@ static ae_status walk(const char *root, const char *rel, int depth, const ae_sou
         enum entry_kind kind = entry_kind(e, full);
         int is_file = kind == ENTRY_FILE;
         if (kind == ENTRY_DIR) {
-            status = walk(root, child, depth + 1, src, out, err);
+            status = walk(root, child, depth + 1, src, out, notes, err);
             free(child);
         } else if (is_file && data_has_image_ext(e->d_name) && data_glob_keep(src, child)) {
             if (!data_strlist_push(out, child))
@@ -200,9 +203,9 @@ static ae_status walk(const char *root, const char *rel, int depth, const ae_sou
 }
 
 ae_status data_walk_images(const char *root, const char *sub, const ae_source *src,
-                           data_strlist *out, ae_error *err)
+                           data_strlist *out, ae_dataset *notes, ae_error *err)
 {
-    ae_status s = walk(root, sub ? sub : "", 0, src, out, err);
+    ae_status s = walk(root, sub ? sub : "", 0, src, out, notes, err);
     if (s != AE_OK) {
         data_strlist_free(out);
         return s;

@@ -28,23 +28,37 @@ static const char *const page_style =
     "body{margin:0;background:var(--bg);color:var(--ink);font:15px/1.5 system-ui,-apple-system,"
     "'Segoe UI',Roboto,'Helvetica Neue',Arial,'Noto Sans',sans-serif}\n"
     "main{max-width:1120px;margin:0 auto;padding:28px 20px 48px}\n"
-    "header h1{font-size:26px;margin:0 0 4px}header p{margin:0;color:var(--muted)}\n"
+    /* Names come from users' files and may be long with no place to break:
+     * they break anywhere rather than push their box wider than the page. */
+    "main{overflow-wrap:break-word}\n"
+    "header h1{font-size:26px;margin:0 0 4px;overflow-wrap:anywhere}header p{margin:0;color:var(--muted);"
+    "overflow-wrap:anywhere}\n"
     "section.card{background:var(--card);border:1px solid var(--line);border-radius:12px;"
     "padding:20px 22px;margin-top:18px;box-shadow:0 1px 2px rgba(0,0,0,.04)}\n"
     "h2{font-size:17px;margin:0 0 12px}h3{font-size:15px;margin:18px 0 8px;color:#374151}\n"
     ".note{color:var(--muted);font-size:13px;margin:8px 0 0}\n"
-    ".stats{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));gap:12px;margin-top:18px}\n"
-    ".stat{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:14px 16px}\n"
+    /* Grid items default to min-width:auto, so one long number would widen its
+     * tile past the grid's column: min-width 0 and breaking anywhere keep
+     * every tile inside its column at any width. */
+    ".stats{display:grid;grid-template-columns:repeat(auto-fit,minmax(140px,1fr));gap:12px;margin-top:18px}\n"
+    ".stat{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:14px 16px;"
+    "min-width:0;overflow-wrap:anywhere}\n"
     ".stat .k{color:var(--muted);font-size:12px;text-transform:uppercase;letter-spacing:.04em}\n"
-    ".stat .v{font-size:24px;font-weight:600;font-variant-numeric:tabular-nums}\n"
+    ".stat .v{font-size:22px;font-weight:600;font-variant-numeric:tabular-nums;line-height:1.3}\n"
     ".stat .s{color:var(--muted);font-size:12px}\n"
     ".grid2{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:18px}\n"
+    ".grid2>div{min-width:0}\n"
 
-    "table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}\n"
+    /* Fixed layout: column widths come from the first row, never from a long
+     * name, which wraps inside its column instead of squeezing the others. */
+    "table{border-collapse:collapse;width:100%;table-layout:fixed;font-variant-numeric:tabular-nums}\n"
     "th,td{text-align:left;padding:6px 10px;border-bottom:1px solid var(--line);vertical-align:top}\n"
     "th{font-size:12px;color:var(--muted);font-weight:600;text-transform:uppercase;letter-spacing:.03em}\n"
-    "td.n,th.n{text-align:right}td.path{overflow-wrap:anywhere}\n"
+    "td{overflow-wrap:anywhere}td.n,th.n{text-align:right;overflow-wrap:normal;white-space:nowrap}\n"
     "table.kv td:first-child{color:var(--muted);width:34%}table.metrics td:first-child{width:auto}\n"
+    "table.metrics td.n{width:120px}\n"
+    "#flagged-table th:nth-child(1){width:70px}#flagged-table th:nth-child(3){width:26%}"
+    "#flagged-table th:nth-child(4){width:120px}\n"
     "tbody tr:nth-child(even){background:#fafafa}\n"
     ".confusion{width:auto}.confusion td,.confusion th{text-align:center;min-width:110px}\n"
     ".warnings{background:#fffbeb;border-color:#fcd34d}.warnings li{color:var(--warn)}\n"
@@ -59,17 +73,26 @@ static const char *const page_style =
     "svg.plot .threshold text{font-weight:600;fill:#111827;paint-order:stroke;stroke:#fff;"
     "stroke-width:4px;stroke-linejoin:round}\n"
     ".gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:14px}\n"
-    "figure.sample{margin:0;border:1px solid var(--line);border-radius:10px;padding:10px;background:#fcfcfd}\n"
-    ".triple{display:grid;grid-template-columns:repeat(3,1fr);gap:6px}\n"
-    ".triple div{font-size:11px;color:var(--muted);text-align:center}\n"
-    ".triple img{width:100%;aspect-ratio:1/1;object-fit:contain;image-rendering:pixelated;"
-    "background:#000;border-radius:4px;display:block}\n"
-    "figcaption{margin-top:8px;font-size:13px}figcaption .path{overflow-wrap:anywhere;font-weight:600}\n"
+    "figure.sample{margin:0;border:1px solid var(--line);border-radius:10px;padding:10px;background:#fcfcfd;"
+    "min-width:0}\n"
+    ".triple{display:grid;grid-template-columns:repeat(3,minmax(0,1fr));gap:6px;align-items:end}\n"
+    ".panel{font-size:11px;color:var(--muted);text-align:center;min-width:0}\n"
+    /* Each panel at the image's aspect (--ar, set per figure; --fw narrows
+     * tall ones), the outline of the mask stretched over it in the same box. */
+    ".shot{position:relative;aspect-ratio:var(--ar,1);width:var(--fw,100%);margin:2px auto 0;"
+    "background:#000;border-radius:4px;overflow:hidden}\n"
+    ".shot img{position:absolute;left:0;top:0;width:100%;height:100%;image-rendering:pixelated;display:block}\n"
+    ".shot svg{position:absolute;left:0;top:0;width:100%;height:100%;overflow:hidden}\n"
+    "svg.mask use.halo{fill:none;stroke:#000;stroke-opacity:.55;stroke-width:3px}\n"
+    "svg.mask use.edge{fill:none;stroke:#22d3ee;stroke-width:1.5px}\n"
+    "figcaption{margin-top:8px;font-size:13px;overflow-wrap:anywhere}figcaption .path{font-weight:600}\n"
     ".badge{display:inline-block;border-radius:999px;padding:0 8px;font-size:11px;font-weight:600;"
     "margin-left:4px}\n"
     ".badge.flag{background:#fee2e2;color:#991b1b}.badge.ok{background:#e0f2fe;color:#075985}\n"
     ".badge.anomaly{background:#fde68a;color:#78350f}\n"
-    ".colorbar{display:flex;align-items:center;gap:8px;font-size:12px;color:var(--muted);margin:4px 0 12px}\n"
+    ".colorbar{display:flex;flex-wrap:wrap;align-items:center;gap:8px;font-size:12px;color:var(--muted);"
+    "margin:4px 0 12px}\n"
+    ".swatch{display:inline-block;width:18px;height:0;border-top:2px solid #22d3ee;vertical-align:middle}\n"
     ".colorbar svg{width:220px;height:12px}\n"
     "footer{color:var(--muted);font-size:12px;margin-top:24px;text-align:center}\n"
     "</style>\n</head>\n";
@@ -153,9 +176,14 @@ static void put_summary(ae_text *t, const ae_report *r)
     put_count(t, "flagged", m->flagged);
     ae_text_printf(t, "</div><div class=\"s\">%.1f%% of the scored images</div></div>\n",
                    m->count ? 100.0 * (double)m->flagged / (double)m->count : 0.0);
-    ae_text_printf(t, "<div class=\"stat\"><div class=\"k\">threshold</div><div class=\"v\">"
-                      "<span class=\"num\" id=\"threshold-value\" data-value=\"%.17g\">%.6g</span>"
-                      "</div><div class=\"s\">", m->threshold.value, m->threshold.value);
+    /* Four digits fit the tile (smaller with an exponent); the header and
+     * the histogram give six. */
+    char shown[32];
+    snprintf(shown, sizeof shown, "%.4g", m->threshold.value);
+    ae_text_printf(t, "<div class=\"stat\"><div class=\"k\">threshold</div><div class=\"v\"%s>"
+                      "<span class=\"num\" id=\"threshold-value\" data-value=\"%.17g\">%s</span>"
+                      "</div><div class=\"s\">", strlen(shown) > 7 ? " style=\"font-size:18px\"" : "",
+                   m->threshold.value, shown);
     ae_text_escaped(t, m->threshold.name);
     ae_text_printf(t, ", score &gt;= threshold</div></div>\n");
     if (m->has_labels) {
@@ -165,8 +193,12 @@ static void put_summary(ae_text *t, const ae_report *r)
                           "<div class=\"s\">known anomalies flagged</div></div>\n", m->num_anomalies);
         snprintf(sub, sizeof sub, "%zu anomalies vs %zu normal", m->num_anomalies, m->num_normals);
         put_stat(t, "ROC AUC", "stat-roc-auc", m->roc_auc, 4, sub);
-        put_stat(t, "F1", "stat-f1", m->f1, 4, "at the threshold");
     }
+    if (isfinite(m->pixel_auc))
+        put_stat(t, "pixel ROC AUC", "stat-pixel-roc-auc", m->pixel_auc, 4,
+                 "every pixel's error against the masks");
+    if (m->has_labels)
+        put_stat(t, "F1", "stat-f1", m->f1, 4, "at the threshold");
     ae_text_printf(t, "</div>\n");
 }
 
@@ -378,8 +410,9 @@ static ae_status put_curves(ae_text *t, const ae_report *r, ae_error *err)
     return AE_OK;
 }
 
-static void put_metrics(ae_text *t, const ae_metrics_summary *m)
+static void put_metrics(ae_text *t, const ae_report *r)
 {
+    const ae_metrics_summary *m = r->metrics;
     ae_text_printf(t, "<section class=\"card\" id=\"metrics-table\"><h2>Metrics</h2>\n");
     if (!m->has_labels) {
         ae_text_printf(t, "<p>No labels: ");
@@ -418,8 +451,16 @@ static void put_metrics(ae_text *t, const ae_metrics_summary *m)
         ae_text_printf(t, "</td></tr>\n");
     }
     for (int i = 0; i < m->num_class_auc && i < AE_MAX_CLASS_AUC; i++) {
-        ae_text_printf(t, "<tr><td>ROC AUC, class %d vs normal (%zu images)</td><td class=\"n\">",
-                       m->class_auc[i].class_id, m->class_auc[i].count);
+        int c = m->class_auc[i].class_id;
+        const char *name = c >= 0 && c < r->num_class_names && r->class_names ? r->class_names[c] : NULL;
+        ae_text_printf(t, "<tr class=\"class-auc\"><td>ROC AUC, ");
+        if (name) {
+            ae_text_printf(t, "<span class=\"class-name\">");
+            ae_text_escaped(t, name);
+            ae_text_printf(t, "</span> (class %d)", c);
+        } else
+            ae_text_printf(t, "class %d", c);
+        ae_text_printf(t, " vs normal (%zu images)</td><td class=\"n\">", m->class_auc[i].count);
         char id[32];
         snprintf(id, sizeof id, "class-auc-%d", m->class_auc[i].class_id);
         put_metric(t, id, m->class_auc[i].auc, 4);
@@ -438,15 +479,100 @@ static void put_metrics(ae_text *t, const ae_metrics_summary *m)
     ae_text_printf(t, "</td></tr>\n</tbody></table></div></div></section>\n");
 }
 
-static void put_image(ae_text *t, const char *what, const uint8_t *png, size_t len)
+/* The outline of a mask as one SVG path in mask pixels: every edge between
+ * a marked pixel and an unmarked one or the border, runs merged. */
+static void put_mask_path(ae_text *t, const uint8_t *mask, int h, int w)
 {
-    ae_text_printf(t, "<div>%s", what);
+    for (int y = 0; y <= h; y++) /* the edges along row boundary y */
+        for (int x = 0; x < w;) {
+            int above = y > 0 && mask[(size_t)(y - 1) * w + x], below = y < h && mask[(size_t)y * w + x];
+            if (!above == !below) {
+                x++;
+                continue;
+            }
+            int start = x;
+            while (x < w && !(y > 0 && mask[(size_t)(y - 1) * w + x]) != !(y < h && mask[(size_t)y * w + x]))
+                x++;
+            ae_text_printf(t, "M%d %dh%d", start, y, x - start);
+        }
+    for (int x = 0; x <= w; x++) /* and along column boundary x */
+        for (int y = 0; y < h;) {
+            int left = x > 0 && mask[(size_t)y * w + x - 1], right = x < w && mask[(size_t)y * w + x];
+            if (!left == !right) {
+                y++;
+                continue;
+            }
+            int start = y;
+            while (y < h && !(x > 0 && mask[(size_t)y * w + x - 1]) != !(x < w && mask[(size_t)y * w + x]))
+                y++;
+            ae_text_printf(t, "M%d %dv%d", x, start, y - start);
+        }
+}
+
+static int has_outline(const ae_report_image *im)
+{
+    if (!im->mask || im->mask_height <= 0 || im->mask_width <= 0)
+        return 0;
+    for (size_t p = 0, n = (size_t)im->mask_height * (size_t)im->mask_width; p < n; p++)
+        if (im->mask[p])
+            return 1;
+    return 0;
+}
+
+/* Bytes one gallery entry adds to the page at most: its images in base64,
+ * the outline and the markup around them. */
+static size_t gallery_cost(const ae_report_image *im)
+{
+    /* markup, and the name and label escaped at worst ('"' is 6 bytes) */
+    size_t bytes = 1200 + 6 * (strlen(im->name ? im->name : "") + strlen(im->label ? im->label : ""));
+    const size_t lens[3] = {im->input_len, im->recon_len, im->heat_len};
+    for (int k = 0; k < 3; k++)
+        bytes += (lens[k] + 2) / 3 * 4;
+    if (has_outline(im)) {
+        ae_text path = {0};
+        put_mask_path(&path, im->mask, im->mask_height, im->mask_width);
+        bytes += path.failed ? SIZE_MAX / 4 : path.len;
+        free(path.s);
+    }
+    return bytes;
+}
+
+/* width / height to show an entry at: its own, else its PNG's (IHDR). */
+static double entry_aspect(const ae_report_image *im)
+{
+    if (im->aspect > 0 && isfinite(im->aspect))
+        return im->aspect;
+    const uint8_t *p = im->input_png;
+    if (p && im->input_len >= 24 && !memcmp(p + 12, "IHDR", 4)) {
+        uint32_t w = (uint32_t)p[16] << 24 | (uint32_t)p[17] << 16 | (uint32_t)p[18] << 8 | p[19];
+        uint32_t h = (uint32_t)p[20] << 24 | (uint32_t)p[21] << 16 | (uint32_t)p[22] << 8 | p[23];
+        if (w && h)
+            return (double)w / (double)h;
+    }
+    return 1;
+}
+
+static void put_panel(ae_text *t, const char *what, const uint8_t *png, size_t len,
+                      const ae_report_image *im, const char *mask_id, int first)
+{
+    ae_text_printf(t, "<div class=\"panel\">%s<div class=\"shot\">", what);
     if (png && len) {
         ae_text_printf(t, "<img alt=\"%s\" src=\"data:image/png;base64,", what);
         put_base64(t, png, len);
         ae_text_printf(t, "\">");
     }
-    ae_text_printf(t, "</div>");
+    if (mask_id) { /* the path once per entry, drawn by reference in each panel */
+        ae_text_printf(t, "<svg class=\"mask\" viewBox=\"0 0 %d %d\" preserveAspectRatio=\"none\" "
+                          "aria-hidden=\"true\">", im->mask_width, im->mask_height);
+        if (first) {
+            ae_text_printf(t, "<defs><path id=\"%s\" vector-effect=\"non-scaling-stroke\" d=\"", mask_id);
+            put_mask_path(t, im->mask, im->mask_height, im->mask_width);
+            ae_text_printf(t, "\"/></defs>");
+        }
+        ae_text_printf(t, "<use class=\"halo\" href=\"#%s\"/><use class=\"edge\" href=\"#%s\"/></svg>",
+                       mask_id, mask_id);
+    }
+    ae_text_printf(t, "</div></div>");
 }
 
 static void put_gallery_set(ae_text *t, const char *id, const ae_report_image *im, size_t n,
@@ -454,10 +580,17 @@ static void put_gallery_set(ae_text *t, const char *id, const ae_report_image *i
 {
     ae_text_printf(t, "<div class=\"gallery\" id=\"%s\">\n", id);
     for (size_t i = 0; i < n; i++) {
-        ae_text_printf(t, "<figure class=\"sample\"><div class=\"triple\">");
-        put_image(t, "input", im[i].input_png, im[i].input_len);
-        put_image(t, "reconstruction", im[i].recon_png, im[i].recon_len);
-        put_image(t, "error", im[i].heat_png, im[i].heat_len);
+        double aspect = entry_aspect(&im[i]);
+        /* Tall images at most 1/0.6 of the panel's width high. */
+        double fw = aspect < 0.6 ? 100 * aspect / 0.6 : 100;
+        ae_text_printf(t, "<figure class=\"sample\"><div class=\"triple\" data-aspect=\"%.6g\" "
+                          "style=\"--ar:%.6g;--fw:%.4g%%\">", aspect, aspect, fw);
+        char mask_id[64];
+        snprintf(mask_id, sizeof mask_id, "%s-mask-%zu", id, i);
+        const char *mid = has_outline(&im[i]) ? mask_id : NULL;
+        put_panel(t, "input", im[i].input_png, im[i].input_len, &im[i], mid, 1);
+        put_panel(t, "reconstruction", im[i].recon_png, im[i].recon_len, &im[i], mid, 0);
+        put_panel(t, "error", im[i].heat_png, im[i].heat_len, &im[i], mid, 0);
         ae_text_printf(t, "</div><figcaption><div class=\"path\">");
         ae_text_escaped(t, im[i].name);
         ae_text_printf(t, "</div><div>score <b class=\"num\" data-value=\"%.9g\">%.6f</b>", im[i].score,
@@ -475,10 +608,48 @@ static void put_gallery_set(ae_text *t, const char *id, const ae_report_image *i
     ae_text_printf(t, "</div>\n");
 }
 
+/* The gallery's own markup (headings, colour bar, notes) at most. */
+#define GALLERY_MARKUP 4096
+
+/* How many of each set fit the image budget, taken in turns (the most
+ * anomalous, a typical one, the next most anomalous, ...): each set keeps a
+ * prefix, so what is shown is still "the first K". */
+static void fit_budget(const ae_report *r, size_t *na, size_t *nt)
+{
+    size_t budget = r->image_budget ? r->image_budget : AE_REPORT_IMAGE_BUDGET;
+    size_t used = GALLERY_MARKUP + (r->typical_note ? 6 * strlen(r->typical_note) : 0);
+    int full_a = used > budget, full_t = used > budget;
+    *na = *nt = 0;
+    size_t n = r->num_anomalous > r->num_typical ? r->num_anomalous : r->num_typical;
+    for (size_t i = 0; i < n; i++) {
+        if (!full_a && i < r->num_anomalous) {
+            size_t c = gallery_cost(&r->anomalous[i]);
+            if (c <= budget - used)
+                used += c, ++*na;
+            else
+                full_a = 1;
+        }
+        if (!full_t && i < r->num_typical) {
+            size_t c = gallery_cost(&r->typical[i]);
+            if (c <= budget - used)
+                used += c, ++*nt;
+            else
+                full_t = 1;
+        }
+    }
+}
+
 static void put_gallery(ae_text *t, const ae_report *r)
 {
     if (!r->num_anomalous && !r->num_typical)
         return;
+    size_t na, nt;
+    fit_budget(r, &na, &nt);
+    int outlines = 0;
+    for (size_t i = 0; i < na; i++)
+        outlines |= has_outline(&r->anomalous[i]);
+    for (size_t i = 0; i < nt; i++)
+        outlines |= has_outline(&r->typical[i]);
     ae_text_printf(t, "<section class=\"card\" id=\"gallery\"><h2>Gallery</h2>\n<div class=\"colorbar\">"
                       "<span>error heat map: mean |input &minus; reconstruction| per pixel, 0</span>"
                       "<svg viewBox=\"0 0 220 12\" preserveAspectRatio=\"none\"><defs>"
@@ -489,19 +660,30 @@ static void put_gallery(ae_text *t, const ae_report *r)
         ae_text_printf(t, "<stop offset=\"%d%%\" stop-color=\"#%02x%02x%02x\"/>", i * 10, c[0], c[1], c[2]);
     }
     ae_text_printf(t, "</linearGradient></defs><rect width=\"220\" height=\"12\" fill=\"url(#inferno)\"/>"
-                      "</svg><span>%.3g and above (one scale for every image)</span></div>\n", r->heat_max);
-    if (r->num_anomalous) {
-        ae_text_printf(t, "<h3>The %zu most anomalous images</h3>\n", r->num_anomalous);
-        put_gallery_set(t, "gallery-anomalous", r->anomalous, r->num_anomalous, r->metrics->threshold.value);
+                      "</svg><span>%.3g and above (one scale for every image)</span>", r->heat_max);
+    if (outlines)
+        ae_text_printf(t, "<span id=\"mask-legend\"><span class=\"swatch\"></span> outline of the "
+                          "ground-truth mask</span>");
+    ae_text_printf(t, "</div>\n");
+    size_t left_out = r->num_anomalous - na + r->num_typical - nt;
+    if (left_out)
+        ae_text_printf(t, "<p class=\"note\" id=\"gallery-left-out\" data-value=\"%zu\">%zu of the %zu "
+                          "gallery images were left out to keep the page small (its images may take %zu KiB); "
+                          "the scores CSV lists every image.</p>\n", left_out, left_out,
+                       r->num_anomalous + r->num_typical,
+                       (r->image_budget ? r->image_budget : AE_REPORT_IMAGE_BUDGET) / 1024);
+    if (na) {
+        ae_text_printf(t, "<h3>The %zu most anomalous images</h3>\n", na);
+        put_gallery_set(t, "gallery-anomalous", r->anomalous, na, r->metrics->threshold.value);
     }
-    if (r->num_typical) {
+    if (nt) {
         ae_text_printf(t, "<h3>Normal-looking images</h3>\n");
         if (r->typical_note) {
             ae_text_printf(t, "<p class=\"note\" style=\"margin:-4px 0 10px\">");
             ae_text_escaped(t, r->typical_note);
             ae_text_printf(t, "</p>\n");
         }
-        put_gallery_set(t, "gallery-typical", r->typical, r->num_typical, r->metrics->threshold.value);
+        put_gallery_set(t, "gallery-typical", r->typical, nt, r->metrics->threshold.value);
     }
     ae_text_printf(t, "</section>\n");
 }
@@ -610,7 +792,7 @@ ae_status ae_report_html(const ae_report *r, char **html, size_t *len, ae_error 
     if (st == AE_OK)
         st = put_curves(&t, r, err);
     if (st == AE_OK) {
-        put_metrics(&t, m);
+        put_metrics(&t, r);
         put_gallery(&t, r);
         st = put_flagged(&t, r, err);
     }

@@ -86,11 +86,20 @@ void ae_tick_label(double v, double step, char *buf, size_t size)
 
 /* ---- Frame: title, grid, ticks, axis labels ---------------------------------- */
 
-enum { MARGIN_LEFT = 66, MARGIN_RIGHT = 18, MARGIN_TOP = 40, MARGIN_BOTTOM = 50, MAX_TICKS = 64 };
+enum { MARGIN_LEFT = 66, MARGIN_RIGHT = 26, MARGIN_TOP = 40, MARGIN_BOTTOM = 50, MAX_TICKS = 64 };
+
+/* Text widths are estimated, as no fonts are measured here: these are the
+ * widest averages of the fonts system-ui resolves to (DejaVu Sans on Debian)
+ * at 12px, so boxes sized with them hold the text in those fonts and in the
+ * narrower ones (Segoe UI, Roboto, Helvetica) alike. */
+#define CHAR_WIDTH 7.2
+#define BOLD_CHAR_WIDTH 7.8
 
 typedef struct {
     double x0, x1, y0, y1;     /* plot area in px (y0 top) */
     double xmin, xmax, ymin, ymax;
+    double xt[MAX_TICKS], yt[MAX_TICKS], xstep, ystep;
+    int nx, ny;
 } frame;
 
 static double px_x(const frame *f, double x)
@@ -113,15 +122,21 @@ static void data_range(const double *v, size_t n, double *lo, double *hi)
     }
 }
 
-/* Opens the svg and draws everything but the data; f receives the mapping. */
-static void begin_plot(ae_text *t, const ae_plot_axes *a, double xlo, double xhi, double ylo,
-                       double yhi, frame *f)
+/* The mapping from data to px, with the ranges widened to whole ticks. */
+static void make_frame(const ae_plot_axes *a, double xlo, double xhi, double ylo, double yhi, frame *f)
 {
-    double xt[MAX_TICKS], yt[MAX_TICKS], xstep, ystep;
-    int nx = ae_nice_ticks(&xlo, &xhi, a->width >= 500 ? 8 : 6, a->integer_x, xt, MAX_TICKS, &xstep);
-    int ny = ae_nice_ticks(&ylo, &yhi, 5, 0, yt, MAX_TICKS, &ystep);
-    *f = (frame){MARGIN_LEFT, a->width - MARGIN_RIGHT, MARGIN_TOP, a->height - MARGIN_BOTTOM,
-                 xlo, xhi, ylo, yhi};
+    f->nx = ae_nice_ticks(&xlo, &xhi, a->width >= 500 ? 8 : 6, a->integer_x, f->xt, MAX_TICKS, &f->xstep);
+    f->ny = ae_nice_ticks(&ylo, &yhi, 5, 0, f->yt, MAX_TICKS, &f->ystep);
+    f->x0 = MARGIN_LEFT;
+    f->x1 = a->width - MARGIN_RIGHT;
+    f->y0 = MARGIN_TOP;
+    f->y1 = a->height - MARGIN_BOTTOM;
+    f->xmin = xlo, f->xmax = xhi, f->ymin = ylo, f->ymax = yhi;
+}
+
+/* Opens the svg and draws everything of frame f but the data. */
+static void begin_plot(ae_text *t, const ae_plot_axes *a, const frame *f)
+{
     ae_text_printf(t, "<svg class=\"plot\" id=\"");
     ae_text_escaped(t, a->id);
     ae_text_printf(t, "\" viewBox=\"0 0 %d %d\" role=\"img\" aria-label=\"", a->width, a->height);
@@ -131,23 +146,31 @@ static void begin_plot(ae_text *t, const ae_plot_axes *a, double xlo, double xhi
     ae_text_printf(t, "<text class=\"title\" x=\"%.1f\" y=\"22\">", f->x0);
     ae_text_escaped(t, a->title);
     ae_text_printf(t, "</text>\n<g class=\"grid\">");
-    for (int i = 0; i < nx; i++)
-        ae_text_printf(t, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>", px_x(f, xt[i]),
-                       f->y0, px_x(f, xt[i]), f->y1);
-    for (int i = 0; i < ny; i++)
+    for (int i = 0; i < f->nx; i++)
+        ae_text_printf(t, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>", px_x(f, f->xt[i]),
+                       f->y0, px_x(f, f->xt[i]), f->y1);
+    for (int i = 0; i < f->ny; i++)
         ae_text_printf(t, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>", f->x0,
-                       px_y(f, yt[i]), f->x1, px_y(f, yt[i]));
+                       px_y(f, f->yt[i]), f->x1, px_y(f, f->yt[i]));
     ae_text_printf(t, "</g>\n<g class=\"ticks\">");
     char label[48];
-    for (int i = 0; i < nx; i++) {
-        double x = px_x(f, xt[i]);
-        ae_tick_label(xt[i], xstep, label, sizeof label);
+    for (int i = 0; i < f->nx; i++) {
+        double x = px_x(f, f->xt[i]);
+        ae_tick_label(f->xt[i], f->xstep, label, sizeof label);
         ae_text_printf(t, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>", x, f->y1, x, f->y1 + 5);
-        ae_text_printf(t, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>", x, f->y1 + 18, label);
+        /* A label centred on the last tick may not fit the margin: it then
+         * ends at the edge instead of being cut off. */
+        double half = CHAR_WIDTH / 2 * (double)strlen(label);
+        if (x + half > a->width - 2)
+            ae_text_printf(t, "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%s</text>", a->width - 2,
+                           f->y1 + 18, label);
+        else
+            ae_text_printf(t, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>", x, f->y1 + 18,
+                           label);
     }
-    for (int i = 0; i < ny; i++) {
-        double y = px_y(f, yt[i]);
-        ae_tick_label(yt[i], ystep, label, sizeof label);
+    for (int i = 0; i < f->ny; i++) {
+        double y = px_y(f, f->yt[i]);
+        ae_tick_label(f->yt[i], f->ystep, label, sizeof label);
         ae_text_printf(t, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>", f->x0 - 5, y, f->x0, y);
         ae_text_printf(t, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%s</text>", f->x0 - 8, y + 4, label);
     }
@@ -168,7 +191,17 @@ typedef struct {
     int kind; /* 0 line, 1 dashed line, 2 box, 3 dot */
 } legend_row;
 
-static void legend(ae_text *t, const frame *f, ae_legend_pos pos, const legend_row *rows, int n)
+typedef struct {
+    double x, y, w, h;
+} box;
+
+static int overlaps(box a, box b)
+{
+    return a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+}
+
+/* The legend's size; 0 x 0 when no row has a label. */
+static box legend_size(const legend_row *rows, int n)
 {
     int shown = 0;
     size_t longest = 0;
@@ -178,15 +211,28 @@ static void legend(ae_text *t, const frame *f, ae_legend_pos pos, const legend_r
             longest = strlen(rows[i].label) > longest ? strlen(rows[i].label) : longest;
         }
     if (!shown)
-        return;
-    /* Width from a typical glyph width of the 12px system font. */
-    double w = 40 + 6.6 * (double)longest, h = 10 + 18.0 * shown;
+        return (box){0, 0, 0, 0};
+    return (box){0, 0, 42 + CHAR_WIDTH * (double)longest, 10 + 18.0 * shown};
+}
+
+/* The legend's box in a corner of the plot area, 10 px in. */
+static box legend_at(const frame *f, ae_legend_pos pos, box size)
+{
     int right = pos == AE_LEGEND_TOP_RIGHT || pos == AE_LEGEND_BOTTOM_RIGHT;
     int top = pos == AE_LEGEND_TOP_RIGHT || pos == AE_LEGEND_TOP_LEFT;
-    double x = right ? f->x1 - w - 10 : f->x0 + 10, y = top ? f->y0 + 10 : f->y1 - h - 10;
+    size.x = right ? f->x1 - size.w - 10 : f->x0 + 10;
+    size.y = top ? f->y0 + 10 : f->y1 - size.h - 10;
+    return size;
+}
+
+static void legend(ae_text *t, box b, const legend_row *rows, int n)
+{
+    if (b.w <= 0)
+        return;
+    double x = b.x;
     ae_text_printf(t, "<g class=\"legend\"><rect class=\"box\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" rx=\"4\"/>",
-                   x, y, w, h);
-    double row_y = y + 5 + 9;
+                   b.x, b.y, b.w, b.h);
+    double row_y = b.y + 5 + 9;
     for (int i = 0; i < n; i++) {
         if (!rows[i].label)
             continue;
@@ -228,7 +274,8 @@ void ae_svg_line_plot(ae_text *t, const ae_plot_axes *a, const ae_plot_line *lin
             yhi = isnan(yhi) || dy1 > yhi ? dy1 : yhi;
     }
     frame f;
-    begin_plot(t, a, xlo, xhi, ylo, yhi, &f);
+    make_frame(a, xlo, xhi, ylo, yhi, &f);
+    begin_plot(t, a, &f);
     legend_row rows[8];
     int nrows = 0;
     for (int i = 0; i < num_lines; i++) {
@@ -251,11 +298,35 @@ void ae_svg_line_plot(ae_text *t, const ae_plot_axes *a, const ae_plot_line *lin
         if (nrows < 8)
             rows[nrows++] = (legend_row){l->label, l->color, l->markers && l->n == 1 ? 3 : l->dashed};
     }
-    legend(t, &f, a->legend, rows, nrows);
+    legend(t, legend_at(&f, a->legend, legend_size(rows, nrows)), rows, nrows);
     ae_text_printf(t, "</svg>\n");
 }
 
 /* ---- Histograms ------------------------------------------------------------- */
+
+/* The tallest bar of any series among the bins under the columns x..x+w. */
+static double tallest_under(const frame *f, double lo, double step, int bins, const ae_plot_hist *h,
+                            int num_hist, double x, double w)
+{
+    double tallest = 0;
+    for (int i = 0; i < bins; i++) {
+        double b0 = px_x(f, lo + step * i), b1 = px_x(f, lo + step * (i + 1));
+        if (b1 < x - 2 || b0 > x + w + 2)
+            continue;
+        for (int k = 0; k < num_hist; k++)
+            tallest = h[k].counts[i] > tallest ? h[k].counts[i] : tallest;
+    }
+    return tallest;
+}
+
+/* The top of the y axis that keeps bars of height `tallest` a few px below
+ * px row `bottom` (at least `top`). */
+static double headroom(const frame *f, double tallest, double bottom, double top)
+{
+    double free_share = 1 - (bottom + 6 - f->y0) / (f->y1 - f->y0);
+    double need = free_share > 0.2 ? tallest / free_share : tallest * 5;
+    return need > top ? need : top;
+}
 
 void ae_svg_histogram(ae_text *t, const ae_plot_axes *a, double lo, double step, int bins,
                       const ae_plot_hist *h, int num_hist, double vline, const char *vline_label)
@@ -264,10 +335,54 @@ void ae_svg_histogram(ae_text *t, const ae_plot_axes *a, double lo, double step,
     for (int k = 0; k < num_hist; k++)
         for (int i = 0; i < bins; i++)
             top = h[k].counts[i] > top ? h[k].counts[i] : top;
-    frame f;
-    begin_plot(t, a, lo, lo + step * bins, 0, top > 0 ? top * 1.15 : 1, &f);
+    double ymax = top > 0 ? top * 1.15 : 1;
+    frame f; /* x is fixed now; the y range grows below to make room */
+    make_frame(a, lo, lo + step * bins, 0, ymax, &f);
+
     legend_row rows[8];
     int nrows = 0;
+    for (int k = 0; k < num_hist && nrows < 7; k++)
+        rows[nrows++] = (legend_row){h[k].label, h[k].color, 2};
+    int has_line = isfinite(vline);
+    if (has_line)
+        rows[nrows++] = (legend_row){"threshold", "#111827", 1};
+
+    /* The marker's label sits at the top, on the side of the line with room. */
+    double line_x = has_line ? px_x(&f, vline) : 0;
+    int flip = line_x > (f.x0 + f.x1) / 2;
+    double label_w = BOLD_CHAR_WIDTH * (double)(vline_label ? strlen(vline_label) : 0);
+    box label = {flip ? line_x - 6 - label_w : line_x + 6, f.y0 + 4, label_w, 16};
+    if (has_line)
+        ymax = headroom(&f, tallest_under(&f, lo, step, bins, h, num_hist, label.x, label.w),
+                        label.y + label.h, ymax);
+
+    /* The legend goes to the top corner whose bars need the least headroom
+     * below it, never across the marker or its label; the y axis then grows
+     * until no bar reaches into it. */
+    box size = legend_size(rows, nrows), best = {0, 0, 0, 0};
+    double best_top = INFINITY;
+    const ae_legend_pos corners[2] = {a->legend == AE_LEGEND_TOP_LEFT ? AE_LEGEND_TOP_LEFT : AE_LEGEND_TOP_RIGHT,
+                                      a->legend == AE_LEGEND_TOP_LEFT ? AE_LEGEND_TOP_RIGHT : AE_LEGEND_TOP_LEFT};
+    for (int c = 0; c < 2 && size.w > 0; c++) {
+        box b = legend_at(&f, corners[c], size);
+        if (has_line && line_x >= b.x - 4 && line_x <= b.x + b.w + 4)
+            continue;
+        if (has_line && overlaps(b, label))
+            b.y = label.y + label.h + 6;
+        double need = headroom(&f, tallest_under(&f, lo, step, bins, h, num_hist, b.x, b.w), b.y + b.h, ymax);
+        if (need < best_top)
+            best_top = need, best = b;
+    }
+    if (size.w > 0 && isinf(best_top)) { /* the marker crosses both corners: below its label */
+        best = legend_at(&f, flip ? AE_LEGEND_TOP_LEFT : AE_LEGEND_TOP_RIGHT, size);
+        best.y = label.y + label.h + 6;
+        best_top = headroom(&f, tallest_under(&f, lo, step, bins, h, num_hist, best.x, best.w), best.y + best.h, ymax);
+    }
+    if (size.w > 0)
+        ymax = best_top;
+    make_frame(a, lo, lo + step * bins, 0, ymax, &f);
+    begin_plot(t, a, &f);
+
     for (int k = 0; k < num_hist; k++) {
         ae_text_printf(t, "<g class=\"bars\" fill=\"%s\" fill-opacity=\"0.55\" stroke=\"%s\" "
                           "stroke-width=\"0.8\">", h[k].color, h[k].color);
@@ -280,22 +395,14 @@ void ae_svg_histogram(ae_text *t, const ae_plot_axes *a, double lo, double step,
                            x1 - x0, f.y1 - y);
         }
         ae_text_printf(t, "</g>\n");
-        if (nrows < 7)
-            rows[nrows++] = (legend_row){h[k].label, h[k].color, 2};
     }
-    if (isfinite(vline)) {
-        double x = px_x(&f, vline);
-        int flip = x > (f.x0 + f.x1) / 2; /* label on the side with room */
+    if (has_line) {
         ae_text_printf(t, "<g class=\"threshold\"><line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>"
-                          "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\">", x, f.y0, x, f.y1,
-                       flip ? x - 6 : x + 6, f.y0 + 16, flip ? "end" : "start");
+                          "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\">", line_x, f.y0, line_x, f.y1,
+                       flip ? line_x - 6 : line_x + 6, label.y + 12, flip ? "end" : "start");
         ae_text_escaped(t, vline_label);
         ae_text_printf(t, "</text></g>\n");
-        rows[nrows++] = (legend_row){"threshold", "#111827", 1};
     }
-    ae_legend_pos pos = a->legend; /* the legend goes to the corner away from the marker */
-    if (isfinite(vline))
-        pos = px_x(&f, vline) > (f.x0 + f.x1) / 2 ? AE_LEGEND_TOP_LEFT : AE_LEGEND_TOP_RIGHT;
-    legend(t, &f, pos, rows, nrows);
+    legend(t, best, rows, nrows);
     ae_text_printf(t, "</svg>\n");
 }

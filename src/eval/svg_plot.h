@@ -55,7 +55,10 @@ typedef struct {
 } ae_plot_hist;
 
 /* Overlaid histograms on shared bins [lo + i step, lo + (i + 1) step), and a
- * vertical marker at vline (skipped when NaN) labelled vline_label. */
+ * vertical marker at vline (skipped when NaN) labelled vline_label at the
+ * top. The legend takes a top corner (a->legend's first), never across the
+ * marker or its label, and the y axis reaches high enough that no bar runs
+ * into the legend or the label. */
 void ae_svg_histogram(ae_text *t, const ae_plot_axes *a, double lo, double step, int bins,
                       const ae_plot_hist *h, int num_hist, double vline, const char *vline_label);
 

@@ -109,8 +109,11 @@ static int folder_of(const char *path, char *buf, size_t size)
  * same for every write of one target, so stale ones can be found. */
 static void temp_prefix(const char *base, char *out, size_t size)
 {
-    if (strlen(base) + 12 <= NAME_MAX) {
-        snprintf(out, size, ".%s.tmp-", base);
+    size_t n = strlen(base);
+    if (n + 12 <= NAME_MAX && n + 7 <= size) {
+        out[0] = '.';
+        memcpy(out + 1, base, n);
+        memcpy(out + 1 + n, ".tmp-", 6); /* with its terminator */
         return;
     }
     uint64_t h = 1469598103934665603ULL; /* FNV-1a */
@@ -152,10 +155,69 @@ static int sink_close(void *cookie)
     return rc;
 }
 
+/* The stream over fd that reports write errors with their errno; tmp NULL
+ * marks a direct write (no temp file, no rename). Closes fd on failure. */
+static ae_status open_stream(ae_atomic_file *af, int fd, const char *path, const char *tmp, const char *dir,
+                             ae_error *err)
+{
+    int e = 0;
+    atomic_sink *sink = malloc(sizeof *sink);
+    if (sink) {
+        *sink = (atomic_sink){fd, 0};
+        if (!(af->f = fopencookie(sink, "wb", (cookie_io_functions_t){.write = sink_write, .close = sink_close})))
+            e = errno;
+    }
+    af->sink_ = sink;
+    af->path = strdup(path);
+    af->tmp = tmp ? strdup(tmp) : NULL;
+    af->dir = strdup(dir);
+    if (e || !sink || !af->path || (tmp && !af->tmp) || !af->dir) {
+        if (af->f)
+            fclose(af->f); /* closes fd, frees sink */
+        else {
+            close(fd);
+            free(sink);
+        }
+        if (tmp)
+            unlink(tmp);
+        free(af->path);
+        free(af->tmp);
+        free(af->dir);
+        memset(af, 0, sizeof *af);
+        return e ? ae_fail(err, AE_ERR_IO, "%s: cannot open a stream: %s", path, strerror(e))
+                 : ae_fail(err, AE_ERR_NOMEM, "%s: out of memory", path);
+    }
+    return AE_OK;
+}
+
+int ae_names_descriptor(const char *path)
+{
+    return !strncmp(path, "/dev/fd/", 8) || !strncmp(path, "/proc/self/fd/", 14) || !strcmp(path, "/dev/stdout") ||
+           !strcmp(path, "/dev/stderr");
+}
+
 ae_status ae_atomic_open(const char *path, ae_atomic_file *af, ae_error *err)
 {
     memset(af, 0, sizeof *af);
-    char dir[PATH_MAX], tmp[PATH_MAX], prefix[NAME_MAX + 1];
+    char dir[PATH_MAX], tmp[PATH_MAX], prefix[NAME_MAX + 1], real[PATH_MAX];
+    struct stat st, lst;
+    int exists = stat(path, &st) == 0;
+    /* A device or FIFO (a terminal, a pipe, /dev/null) is written as it
+     * is: renaming a file over it would replace it, not write to it. So is
+     * an open descriptor (/dev/fd/N, standard output), even on a regular
+     * file: its reader holds that file, not whatever takes its name. */
+    if (exists && ((!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) || ae_names_descriptor(path))) {
+        int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+            return ae_fail(err, AE_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        return open_stream(af, fd, path, NULL, ".", err);
+    }
+    /* A symbolic link stays one: the file it points to is replaced. */
+    if (lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode)) {
+        if (!exists || !realpath(path, real))
+            return ae_fail(err, AE_ERR_IO, "%s: a symbolic link to a file that does not exist", path);
+        path = real;
+    }
     const char *slash = strrchr(path, '/');
     const char *base = slash ? slash + 1 : path;
     if (!*base)
@@ -169,37 +231,13 @@ ae_status ae_atomic_open(const char *path, ae_atomic_file *af, ae_error *err)
         return ae_fail(err, AE_ERR_IO, "%s: cannot create a temporary file in %s: %s", path, dir,
                        strerror(errno));
     /* mkstemp makes 0600; keep an existing file's mode, else the usual 0644. */
-    struct stat old;
-    mode_t mode = stat(path, &old) == 0 ? (old.st_mode & 07777) : 0644;
-    int e = 0;
-    atomic_sink *sink = malloc(sizeof *sink);
-    if (sink)
-        *sink = (atomic_sink){fd, 0};
-    if (fchmod(fd, mode) != 0)
-        e = errno;
-    else if (sink && !(af->f = fopencookie(sink, "wb", (cookie_io_functions_t){.write = sink_write,
-                                                                              .close = sink_close})))
-        e = errno;
-    af->sink_ = sink;
-    af->path = strdup(path);
-    af->tmp = strdup(tmp);
-    af->dir = strdup(dir);
-    if (e || !sink || !af->path || !af->tmp || !af->dir) {
-        if (af->f)
-            fclose(af->f); /* closes fd, frees sink */
-        else {
-            close(fd);
-            free(sink);
-        }
+    if (fchmod(fd, exists ? (st.st_mode & 07777) : 0644) != 0) {
+        int e = errno;
+        close(fd);
         unlink(tmp);
-        free(af->path);
-        free(af->tmp);
-        free(af->dir);
-        memset(af, 0, sizeof *af);
-        return e ? ae_fail(err, AE_ERR_IO, "%s: cannot open a temporary file: %s", path, strerror(e))
-                 : ae_fail(err, AE_ERR_NOMEM, "%s: out of memory", path);
+        return ae_fail(err, AE_ERR_IO, "%s: cannot open a temporary file: %s", path, strerror(e));
     }
-    return AE_OK;
+    return open_stream(af, fd, path, tmp, dir, err);
 }
 
 /* Temporary files of this same target left by a killed run (kill -9): the
@@ -225,6 +263,30 @@ static void remove_stale_temps(const char *dir, const char *tmp)
     closedir(d);
 }
 
+void ae_remove_stale_temps_in(const char *dir, const char *suffix)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    size_t tail = strlen(".tmp-XXXXXX"), slen = strlen(suffix);
+    time_t now = time(NULL);
+    struct dirent *e;
+    struct stat st;
+    while ((e = readdir(d))) {
+        const char *name = e->d_name;
+        size_t len = strlen(name);
+        if (name[0] != '.' || len < 1 + tail || strncmp(name + len - tail, ".tmp-", 5) != 0)
+            continue;
+        size_t stem = len - tail; /* ".NAME" or ".aedet-HASH" */
+        int ours = (stem > slen + 1 && !strncmp(name + stem - slen, suffix, slen)) ||
+                   (stem == 7 + 16 && !strncmp(name, ".aedet-", 7));
+        if (ours && fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+            st.st_mtime < now - AE_STALE_SECONDS)
+            unlinkat(dirfd(d), name, 0);
+    }
+    closedir(d);
+}
+
 static ae_status atomic_commit(ae_atomic_file *af, int ok, int sweep, ae_error *err)
 {
     if (!af->f)
@@ -236,19 +298,20 @@ static ae_status atomic_commit(ae_atomic_file *af, int ok, int sweep, ae_error *
     int e = 0;
     if (ferror(af->f) || fflush(af->f) != 0)
         step = "write", e = sink->error ? sink->error : EIO;
-    else if (fsync(sink->fd) != 0)
+    else if (af->tmp && fsync(sink->fd) != 0) /* a pipe or terminal has nothing to sync */
         step = "fsync", e = errno;
     if (fclose(af->f) != 0 && !step)
         step = "close", e = errno;
     af->f = NULL;
-    if (ok && !step && rename(af->tmp, af->path) != 0)
+    if (ok && !step && af->tmp && rename(af->tmp, af->path) != 0)
         step = "rename", e = errno;
     ae_status s = AE_OK;
     if (!ok || step) {
-        unlink(af->tmp);
+        if (af->tmp)
+            unlink(af->tmp);
         if (ok)
             s = ae_fail(err, AE_ERR_IO, "%s: %s failed: %s", af->path, step, strerror(e));
-    } else {
+    } else if (af->tmp) {
         /* Make the rename itself durable. Some file systems refuse fsync on a
          * folder (EINVAL); the data is already safe there, so that is no error. */
         int dfd = open(af->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -17,6 +17,7 @@
  * Backward (training statistics), xhat = (a - mean) * invstd:
  *   dbeta = sum dy, dgamma = sum dy xhat,
  *   da = gamma invstd (dy - dbeta / N - xhat dgamma / N),  dz = da * leaky'(z) */
+#include "nn/batchnorm_dist.h"
 #include "nn/direct.h"
 
 #include <math.h>
@@ -170,8 +171,8 @@ static int pass_threads(const ae_scratch *s, size_t values)
     return values >= ae_parallel_values() ? ae_scratch_threads(s) : 1;
 }
 
-void ae_batchnorm_forward_train(float *y, const float *z, const ae_bn_params *bn, int n,
-                                size_t pixels, int c, ae_scratch *s)
+void ae_batchnorm_stats_only(const float *z, const ae_bn_params *bn, int n, size_t pixels, int c,
+                             ae_scratch *s)
 {
     /* One read of each image from memory: its sum, then (from cache) its sum of
      * squared deviations from its own mean. Slot i: sum (c), then that (c). */
@@ -179,28 +180,41 @@ void ae_batchnorm_forward_train(float *y, const float *z, const ae_bn_params *bn
     ae_bn_stats_init(&st, s, n, pixels, c, bn->slope);
     stats_job j = {&st, z};
     ae_pool_run(s->pool, pass_threads(s, n * pixels * c), n, image_stats, &j);
+}
+
+void ae_batchnorm_forward_train(float *y, const float *z, const ae_bn_params *bn, int n,
+                                size_t pixels, int c, ae_scratch *s)
+{
+    ae_batchnorm_stats_only(z, bn, n, pixels, c, s);
     ae_batchnorm_finish_train(y, z, bn, n, pixels, c, s);
 }
 
 void ae_batchnorm_finish_train(float *y, const float *z, const ae_bn_params *bn, int n,
                                size_t pixels, int c, ae_scratch *s)
 {
-    const size_t stride = s->dslot_doubles;
-    const double count = (double)n * (double)pixels;
-    double *part = s->dslots, *total = s->dslots + (size_t)n * stride;
+    ae_batchnorm_finish_train_from(y, z, bn, n, s->dslots, n, s->dslot_doubles, pixels, c, s);
+}
+
+void ae_batchnorm_finish_train_from(float *y, const float *z, const ae_bn_params *bn, int n,
+                                    const double *part, int n_part, size_t stride, size_t pixels,
+                                    int c, ae_scratch *s)
+{
+    /* the slot after this rank's images is free: the totals go there */
+    const double count = (double)n_part * (double)pixels;
+    double *total = s->dslots + (size_t)n * s->dslot_doubles;
     double *mean = total + c;
     /* Chan et al.'s pairwise combination, in image order: the batch's sum of
      * squared deviations is sum_i [M2_i + pixels (mean_i - mean)^2]. */
     for (int ch = 0; ch < c; ch++)
         total[ch] = 0;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n_part; i++)
         for (int ch = 0; ch < c; ch++)
             total[ch] += part[(size_t)i * stride + ch];
     for (int ch = 0; ch < c; ch++) {
         mean[ch] = total[ch] / count;
         total[ch] = 0;
     }
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n_part; i++)
         for (int ch = 0; ch < c; ch++) {
             const double *pi = part + (size_t)i * stride;
             double d = pi[ch] / (double)pixels - mean[ch];
@@ -321,11 +335,19 @@ void ae_batchnorm_backward_finish(float *dgamma, float *dbeta, const ae_bn_param
                                   const float *z, int n, size_t pixels, int c, ae_scratch *s,
                                   ae_grad_tf *gtf)
 {
-    const size_t stride = s->dslot_doubles;
-    const double count = (double)n * (double)pixels;
-    double *total = s->dslots + (size_t)n * stride;
+    ae_batchnorm_backward_finish_from(dgamma, dbeta, bn, z, s->dslots, n, s->dslot_doubles, n,
+                                      pixels, c, s, gtf);
+}
+
+void ae_batchnorm_backward_finish_from(float *dgamma, float *dbeta, const ae_bn_params *bn,
+                                       const float *z, const double *part, int n_part,
+                                       size_t stride, int n, size_t pixels, int c, ae_scratch *s,
+                                       ae_grad_tf *gtf)
+{
+    const double count = (double)n_part * (double)pixels;
+    double *total = s->dslots + (size_t)n * s->dslot_doubles;
     float *k_dy = s->channel, *k_mean = k_dy + c, *k_xhat = k_dy + 2 * c;
-    sum_slots(total, s->dslots, stride, n, 2 * c);
+    sum_slots(total, part, stride, n_part, 2 * c);
     for (int ch = 0; ch < c; ch++) {
         dbeta[ch] = (float)total[ch];
         dgamma[ch] = (float)total[c + ch];
@@ -337,14 +359,20 @@ void ae_batchnorm_backward_finish(float *dgamma, float *dbeta, const ae_bn_param
                         .k_mean = k_mean, .k_xhat = k_xhat, .slope = bn->slope};
 }
 
-void ae_batchnorm_backward_sums(float *dgamma, float *dbeta, const float *dy, const float *z,
-                                const ae_bn_params *bn, int n, size_t pixels, int c,
-                                ae_scratch *s, ae_grad_tf *gtf)
+void ae_batchnorm_backward_sums_only(const float *dy, const float *z, const ae_bn_params *bn, int n,
+                                     size_t pixels, int c, ae_scratch *s)
 {
     ae_bn_grad_sums st;
     ae_bn_grad_sums_init(&st, s, bn, z, pixels, c);
     grad_sums_job j = {&st, dy};
     ae_pool_run(s->pool, pass_threads(s, n * pixels * c), n, image_grad_sums, &j);
+}
+
+void ae_batchnorm_backward_sums(float *dgamma, float *dbeta, const float *dy, const float *z,
+                                const ae_bn_params *bn, int n, size_t pixels, int c,
+                                ae_scratch *s, ae_grad_tf *gtf)
+{
+    ae_batchnorm_backward_sums_only(dy, z, bn, n, pixels, c, s);
     ae_batchnorm_backward_finish(dgamma, dbeta, bn, z, n, pixels, c, s, gtf);
 }
 

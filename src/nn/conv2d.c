@@ -11,11 +11,11 @@
  * and results that do not depend on the thread count):
  *  - direct kernels (s->isa a vector ISA, direct.h): forward = big_to_small,
  *    dx = small_to_big, dw = weight_grad, on a zero-padded copy of the image;
- *  - portable: im2col + one single-threaded BLAS GEMM per image (NHWC makes
- *    the GEMM's output the next layer's input as is). */
+ *  - portable: im2col + one ae_gemm per image (NHWC makes the GEMM's output
+ *    the next layer's input as is; gemm.h: the same bits on every CPU). */
 #include "nn/direct.h"
+#include "nn/gemm.h"
 
-#include <cblas.h>
 #include <string.h>
 
 typedef struct {
@@ -63,8 +63,7 @@ static void forward_image(void *arg, int i, int t)
     ae_im2col(xi, g, col);
     for (int p = 0; p < pixels; p++)
         memcpy(yi + (size_t)p * out_c, j->b, (size_t)out_c * sizeof *j->b);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, pixels, out_c, k, 1.0f, col, k, j->w,
-                out_c, 1.0f, yi, out_c);
+    ae_gemm(0, 0, pixels, out_c, k, col, k, j->w, out_c, 1, yi, out_c);
     if (j->stats)
         ae_bn_stats_image(j->stats, yi, i, t, (size_t)pixels, &next);
 }
@@ -145,11 +144,9 @@ static void backward_image(const void *arg, int i, int t, float *dw_i, int overw
     }
     float *col = s->col[t];
     ae_im2col(xi, g, col);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, out_c, pixels, 1.0f, col, k, dy_i,
-                out_c, overwrite ? 0.0f : 1.0f, dw_i, out_c);
+    ae_gemm(1, 0, k, out_c, pixels, col, k, dy_i, out_c, !overwrite, dw_i, out_c);
     if (dx_i) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, pixels, k, out_c, 1.0f, dy_i, out_c,
-                    j->w, out_c, 0.0f, col, k);
+        ae_gemm(0, 1, pixels, k, out_c, dy_i, out_c, j->w, out_c, 0, col, k);
         memset(dx_i, 0, in_size * sizeof *dx_i);
         ae_col2im_add(col, g, dx_i);
         if (j->sums)

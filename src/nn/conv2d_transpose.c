@@ -15,8 +15,8 @@
  * channels), dx = big_to_small, dw = weight_grad; otherwise GEMM + col2im
  * (portable). One image per work item either way. */
 #include "nn/direct.h"
+#include "nn/gemm.h"
 
-#include <cblas.h>
 #include <string.h>
 
 typedef struct {
@@ -75,8 +75,7 @@ static void forward_image(void *arg, int i, int t)
         xi = s->pad[t];
     }
     float *col = s->col[t];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, pixels, k, in_c, 1.0f, xi, in_c, j->w,
-                in_c, 0.0f, col, k);
+    ae_gemm(0, 1, pixels, k, in_c, xi, in_c, j->w, in_c, 0, col, k);
     for (size_t p = 0; p < big_pixels; p++)
         memcpy(yi + p * out_c, j->b, (size_t)out_c * sizeof *j->b);
     ae_col2im_add(col, g, yi);
@@ -191,11 +190,9 @@ static void backward_image(const void *arg, int i, int t, float *dw_i, int overw
     }
     float *col = s->col[t];
     ae_im2col(dy_i, g, col);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, in_c, pixels, 1.0f, col, k, xi, in_c,
-                overwrite ? 0.0f : 1.0f, dw_i, in_c);
+    ae_gemm(1, 0, k, in_c, pixels, col, k, xi, in_c, !overwrite, dw_i, in_c);
     if (dx_i)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, pixels, in_c, k, 1.0f, col, k,
-                    j->w, in_c, 0.0f, dx_i, in_c);
+        ae_gemm(0, 0, pixels, in_c, k, col, k, j->w, in_c, 0, dx_i, in_c);
     if (j->sums)
         ae_bn_grad_sums_image(j->sums, dx_i, i, (size_t)pixels, &next);
 }

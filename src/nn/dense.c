@@ -1,104 +1,38 @@
 /* Dense. The forward computes every output as b[o] + x[0] w[0][o] + x[1]
  * w[1][o] + ... in that order, whatever the batch: a score must be the same
  * whether an image is scored alone or with 31 others (BLAS picks different
- * kernels, and so rounding, for different batch sizes). Blocks of 8 images
- * x 16 outputs (portable, below) or x 2 vectors (the direct kernels'
- * dense_forward, fused multiply-adds) are computed in registers, over chunks
- * of the inputs small enough for a chunk of the weights to stay in cache for
- * every image block (one GEMV per image read the 8 MB enc.dense kernel of a
- * 256x256 model 32 times a step); the image and output tails run the same
- * operations per value. Results depend on the kernels (ISA) in use. The
- * backward is GEMMs over the batch in fixed chunks of the weights' longer
- * side (dx in one call when it is short), single-threaded BLAS on the pool's
- * threads, so the result does not depend on the thread count.
+ * kernels, and so rounding, for different batch sizes). Blocks of images x
+ * outputs are computed in registers (portable: ae_gemm, unfused; the direct
+ * kernels' dense_forward: fused multiply-adds), over chunks of the inputs
+ * small enough for a chunk of the weights to stay in cache for every image
+ * block (one GEMV per image read the 8 MB enc.dense kernel of a 256x256
+ * model 32 times a step); the image and output tails run the same
+ * operations per value. Results depend on the kernels (ISA) in use, not on
+ * the CPU. The backward is GEMMs over the batch in fixed chunks of the
+ * weights' longer side (dx in one call when it is short), on the pool's
+ * threads: ae_gemm (gemm.h), whose order of summation is fixed, so the
+ * result depends neither on the thread count nor on the CPU, and is the
+ * same on every ISA path.
  *
  *   x (n, in), w (in, out) as Keras stores it, b (out), y (n, out) = x @ w + b
  *   backward: dw = x^T @ dy, db = sum over images of dy, dx = dy @ w^T (overwritten) */
 #include "nn/direct.h"
+#include "nn/gemm.h"
 
-#include <cblas.h>
 #include <string.h>
 
-/* 8 floats as one value (GCC/clang vector extension: AVX or SSE pairs, or
- * scalar code where neither exists); loaded and stored with memcpy, which
- * compiles to unaligned vector moves. load_vec writes through a pointer
- * rather than returning the value: a 32-byte vector returned by value has
- * another ABI without AVX (-Wpsabi, an error in `make ARCH=`). Through the
- * local t, the inlined code is the same instructions as a return (a memcpy
- * straight into *v makes gcc move integer vectors). */
-typedef float dense_vec __attribute__((vector_size(32)));
-enum { VEC = 8, OUT_BLOCK = 2 * VEC, IMAGE_BLOCK = 8, K_CHUNK = 1024 };
+enum { K_CHUNK = 1024 };
 
-static inline void load_vec(dense_vec *v, const float *p)
-{
-    dense_vec t;
-    memcpy(&t, p, sizeof t);
-    *v = t;
-}
-
-/* y[i][o0 .. o0 + 16) for images i0 .. i0 + 8, k in [k0, k1): accumulators
- * start from b (k0 == 0) or from y, as in dense_column. */
-static void dense_block(float *y, const float *x, const float *w, const float *b, int i0,
-                        int o0, int k0, int k1, int in, int out)
-{
-    dense_vec acc[IMAGE_BLOCK][2];
-    const float *start = k0 == 0 ? b + o0 : NULL;
-    for (int r = 0; r < IMAGE_BLOCK; r++) {
-        const float *from = start ? start : y + (size_t)(i0 + r) * out + o0;
-        load_vec(&acc[r][0], from);
-        load_vec(&acc[r][1], from + VEC);
-    }
-    for (int k = k0; k < k1; k++) {
-        const float *wk = w + (size_t)k * out + o0;
-        dense_vec w0, w1;
-        load_vec(&w0, wk);
-        load_vec(&w1, wk + VEC);
-        for (int r = 0; r < IMAGE_BLOCK; r++) {
-            const float xv = x[(size_t)(i0 + r) * in + k];
-            acc[r][0] = acc[r][0] + xv * w0;
-            acc[r][1] = acc[r][1] + xv * w1;
-        }
-    }
-    for (int r = 0; r < IMAGE_BLOCK; r++) {
-        float *to = y + (size_t)(i0 + r) * out + o0;
-        memcpy(to, &acc[r][0], sizeof acc[r][0]);
-        memcpy(to + VEC, &acc[r][1], sizeof acc[r][1]);
-    }
-}
-
-/* One output of one image, k in [k0, k1): the same operations, in the same
- * order, as one lane of dense_block (the tails of images and outputs). */
-static void dense_column(float *y, const float *x, const float *w, const float *b, int i, int o,
-                         int k0, int k1, int in, int out)
-{
-    float *to = y + (size_t)i * out + o;
-    float acc = k0 == 0 ? b[o] : *to;
-    for (int k = k0; k < k1; k++)
-        acc = acc + x[(size_t)i * in + k] * w[(size_t)k * out + o];
-    *to = acc;
-}
-
-/* Outputs [o_begin, o_end) of every image; o_begin a multiple of OUT_BLOCK. */
+/* Outputs [o_begin, o_end) of every image, portable: b, then the products
+ * added in input order, unfused; that is ae_gemm's sum from a C that holds
+ * b (and it vectorizes for the CPU whatever -march says). */
 static void dense_columns(float *y, const float *x, const float *w, const float *b, int n,
                           int in, int out, int o_begin, int o_end)
 {
-    const int full_i = n - n % IMAGE_BLOCK;
-    const int full_o = o_begin + (o_end - o_begin) / OUT_BLOCK * OUT_BLOCK;
-    /* In chunks of k so that a chunk of the weights is read from memory once
-     * and from cache by every block of images. */
-    for (int k0 = 0; k0 < in; k0 += K_CHUNK) {
-        const int k1 = in - k0 < K_CHUNK ? in : k0 + K_CHUNK;
-        for (int o0 = o_begin; o0 < full_o; o0 += OUT_BLOCK) {
-            for (int i0 = 0; i0 < full_i; i0 += IMAGE_BLOCK)
-                dense_block(y, x, w, b, i0, o0, k0, k1, in, out);
-            for (int i = full_i; i < n; i++)
-                for (int o = o0; o < o0 + OUT_BLOCK; o++)
-                    dense_column(y, x, w, b, i, o, k0, k1, in, out);
-        }
-        for (int i = 0; i < n; i++)
-            for (int o = full_o; o < o_end; o++)
-                dense_column(y, x, w, b, i, o, k0, k1, in, out);
-    }
+    for (int i = 0; i < n; i++)
+        memcpy(y + (size_t)i * out + o_begin, b + o_begin,
+               (size_t)(o_end - o_begin) * sizeof *y);
+    ae_gemm(0, 0, n, o_end - o_begin, in, x, in, w + o_begin, out, 1, y + o_begin, out);
 }
 
 typedef struct {
@@ -169,8 +103,8 @@ typedef struct {
 /* dw's rows [k0, k1) (inputs), each value from one GEMM over the batch. */
 static void dw_rows(const dense_grad_job *j, size_t k0, size_t k1)
 {
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(k1 - k0), j->out, j->n, 1.0f,
-                j->x + k0, j->in, j->dy, j->out, 0.0f, j->dw + k0 * j->out, j->out);
+    ae_gemm(1, 0, (int)(k1 - k0), j->out, j->n, j->x + k0, j->in, j->dy, j->out, 0,
+            j->dw + k0 * j->out, j->out);
 }
 
 /* db's values [o0, o1): each the sum over images in image order. */
@@ -189,24 +123,23 @@ static void db_range(const dense_grad_job *j, size_t o0, size_t o1)
  * they are in cache (with many outputs, dy is as large as dw). */
 static void dw_columns(const dense_grad_job *j, size_t o0, size_t o1)
 {
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, j->in, (int)(o1 - o0), j->n, 1.0f,
-                j->x, j->in, j->dy + o0, j->out, 0.0f, j->dw + o0, j->out);
+    ae_gemm(1, 0, j->in, (int)(o1 - o0), j->n, j->x, j->in, j->dy + o0, j->out, 0, j->dw + o0,
+            j->out);
     db_range(j, o0, o1);
 }
 
 /* dx's columns [k0, k1) (inputs), each value a sum over all outputs. */
 static void dx_columns(const dense_grad_job *j, size_t k0, size_t k1)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, (int)(k1 - k0), j->out, 1.0f,
-                j->dy, j->out, j->w + k0 * j->out, j->out, 0.0f, j->dx + k0, j->in);
+    ae_gemm(0, 1, j->n, (int)(k1 - k0), j->out, j->dy, j->out, j->w + k0 * j->out, j->out, 0,
+            j->dx + k0, j->in);
 }
 
 /* All of dx in one call: the weights (in x out, out large) are read once for
  * all images. */
 static void dx_whole(const dense_grad_job *j)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, j->in, j->out, 1.0f, j->dy,
-                j->out, j->w, j->out, 0.0f, j->dx, j->in);
+    ae_gemm(0, 1, j->n, j->in, j->out, j->dy, j->out, j->w, j->out, 0, j->dx, j->in);
 }
 
 static size_t chunk_end(size_t item, size_t count)

@@ -1,5 +1,5 @@
 /* Internal: direct 3x3 convolution kernels (no im2col), vectorized for
- * AVX-512 and AVX2 and chosen at run time; the im2col + BLAS path of
+ * AVX-512 and AVX2 and chosen at run time; the im2col + GEMM path of
  * conv2d.c / conv2d_transpose.c is the portable path and the reference the
  * tests hold these kernels to.
  *
@@ -147,7 +147,7 @@ int ae_direct_plain_blocks(void);
 void ae_sigmoid_forward_with(const ae_direct_ops *ops, ae_scratch *s, float *y, const float *x,
                              size_t count);
 
-/* NULL for AE_ISA_PORTABLE (use im2col + BLAS) or an ISA this CPU lacks. */
+/* NULL for AE_ISA_PORTABLE (use im2col + ae_gemm) or an ISA this CPU lacks. */
 const ae_direct_ops *ae_direct_ops_for(int isa);
 extern const ae_direct_ops ae_direct_avx512;
 extern const ae_direct_ops ae_direct_avx2;
@@ -171,6 +171,25 @@ void ae_amx_weight_grad(const float *big_padded, int row0, const float *small, i
 int ae_amx_usable(void);
 /* Bytes of the thread-local buffers each thread that runs them holds. */
 size_t ae_amx_thread_bytes(void);
+/* ae_direct_avx512 with the three products in bfloat16 by AVX512-BF16 dot
+ * products (direct_bf16.c), for CPUs without AMX: operands rounded to
+ * bfloat16, sums in float32. Odd channel counts summed (the RGB or grayscale
+ * input, the output layer) and shapes too large for the thread's buffers go
+ * to the avx512 kernels. Opt-in, as amx-bf16 (AEDET_ISA=avx512-bf16 or
+ * ae_model_set_bf16). */
+extern const ae_direct_ops ae_direct_avx512bf16;
+void ae_bf16_big_to_small(const float *big_padded, int row0, const ae_conv_geom *g, int cs,
+                          const float *w, const float *init, float *small, int small_row0,
+                          int first, int end);
+void ae_bf16_small_to_big(const float *small_padded, int row0, const ae_conv_geom *g, int cs,
+                          const float *wt, const float *init, float *big, int big_row0,
+                          int first, int end);
+void ae_bf16_weight_grad(const float *big_padded, int row0, const float *small, int srow0,
+                         const ae_conv_geom *g, int cs, float *dw, int first, int end);
+/* 1 when this CPU has AVX512-BF16 (the OS side is AVX-512's, isa.c). */
+int ae_avx512bf16_usable(void);
+/* Bytes of the thread-local buffers each thread that runs them holds. */
+size_t ae_avx512bf16_thread_bytes(void);
 
 /* wt[tap][o][c] = w[tap][c][o] for a (3, 3, cb, cs) kernel. */
 void ae_direct_transpose_kernel(float *wt, const float *w, int cb, int cs);

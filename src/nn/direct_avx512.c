@@ -130,6 +130,9 @@ static inline vmask mask_first(int n) { return (vmask)(n >= 16 ? 0xFFFFu : (1u <
  * AMX tiles. */
 DIRECT_TABLE(ae_direct_amx, "amx-bf16", ae_amx_big_to_small, ae_amx_small_to_big,
              ae_amx_weight_grad)
+/* The same on AVX512-BF16 dot products, for CPUs without the tiles. */
+DIRECT_TABLE(ae_direct_avx512bf16, "avx512-bf16", ae_bf16_big_to_small, ae_bf16_small_to_big,
+             ae_bf16_weight_grad)
 #else
 typedef int ae_no_avx512; /* not an x86 target: isa.c never asks for these */
 #endif

@@ -20,6 +20,9 @@ int ae_isa_supported(int isa)
                __builtin_cpu_supports("fma");
     case AE_ISA_AMX_BF16:
         return ae_isa_supported(AE_ISA_AVX512) && ae_amx_usable();
+    case AE_ISA_AVX512_BF16:
+        return ae_isa_supported(AE_ISA_AVX512) && __builtin_cpu_supports("avx512bw") &&
+               ae_avx512bf16_usable();
     }
     return 0;
 #else
@@ -28,7 +31,7 @@ int ae_isa_supported(int isa)
 }
 
 /* AEDET_ISA=portable|avx2|avx512 caps the choice (for comparisons and tests);
- * amx-bf16 opts in to bfloat16. */
+ * amx-bf16 and avx512-bf16 opt in to bfloat16. */
 int ae_isa_best(void)
 {
     int cap = AE_ISA_AVX512;
@@ -37,13 +40,27 @@ int ae_isa_best(void)
         cap = AE_ISA_PORTABLE;
     else if (env && strcmp(env, "avx2") == 0)
         cap = AE_ISA_AVX2;
-    else if (env && strcmp(env, "amx-bf16") == 0)
-        cap = AE_ISA_AMX_BF16;
+    else if (env && strcmp(env, "amx-bf16") == 0 && ae_isa_supported(AE_ISA_AMX_BF16))
+        return AE_ISA_AMX_BF16;
+    else if (env && strcmp(env, "avx512-bf16") == 0 && ae_isa_supported(AE_ISA_AVX512_BF16))
+        return AE_ISA_AVX512_BF16;
+    /* the float32 ones, best first: the bfloat16 ones are never a fallback */
     for (int isa = cap; isa > AE_ISA_PORTABLE; isa--)
         if (ae_isa_supported(isa))
             return isa;
     return AE_ISA_PORTABLE;
 }
+
+int ae_isa_bf16(void)
+{
+    if (ae_isa_supported(AE_ISA_AMX_BF16))
+        return AE_ISA_AMX_BF16;
+    if (ae_isa_supported(AE_ISA_AVX512_BF16))
+        return AE_ISA_AVX512_BF16;
+    return AE_ISA_PORTABLE;
+}
+
+int ae_isa_is_bf16(int isa) { return isa == AE_ISA_AMX_BF16 || isa == AE_ISA_AVX512_BF16; }
 
 const char *ae_isa_name(int isa)
 {
@@ -51,6 +68,7 @@ const char *ae_isa_name(int isa)
     case AE_ISA_AVX2: return "avx2";
     case AE_ISA_AVX512: return "avx512";
     case AE_ISA_AMX_BF16: return "amx-bf16";
+    case AE_ISA_AVX512_BF16: return "avx512-bf16";
     default: return "portable";
     }
 }
@@ -64,6 +82,7 @@ const ae_direct_ops *ae_direct_ops_for(int isa)
     case AE_ISA_AVX2: return &ae_direct_avx2;
     case AE_ISA_AVX512: return &ae_direct_avx512;
     case AE_ISA_AMX_BF16: return &ae_direct_amx;
+    case AE_ISA_AVX512_BF16: return &ae_direct_avx512bf16;
     }
 #endif
     return NULL;

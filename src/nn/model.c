@@ -1,6 +1,6 @@
 /* The model object: creation from a plan (every buffer allocated once), the
  * tensor table, Keras' initial values and the accessors. */
-#include "nn/direct.h" /* ae_amx_thread_bytes */
+#include "nn/direct.h" /* ae_amx_thread_bytes, ae_avx512bf16_thread_bytes */
 #include "nn/isa.h"
 #include "nn/model.h"
 
@@ -156,9 +156,12 @@ void ae_model_set_iterations(ae_model *m, int64_t iterations) { m->iterations = 
 int ae_model_num_tensors(const ae_model *m) { return m->plan.num_tensors; }
 size_t ae_model_memory_bytes(const ae_model *m)
 {
-    /* the bf16 kernels' thread-local buffers (direct_amx.c) */
-    size_t amx = m->scratch.isa == AE_ISA_AMX_BF16 ? ae_amx_thread_bytes() * m->plan.threads : 0;
-    return m->plan.memory_bytes + amx;
+    /* the bf16 kernels' thread-local buffers (direct_amx.c, direct_bf16.c) */
+    const int isa = m->scratch.isa;
+    size_t bf16 = isa == AE_ISA_AMX_BF16      ? ae_amx_thread_bytes()
+                  : isa == AE_ISA_AVX512_BF16 ? ae_avx512bf16_thread_bytes()
+                                              : 0;
+    return m->plan.memory_bytes + bf16 * m->plan.threads;
 }
 int ae_model_num_layers(const ae_model *m) { return m->plan.num_layers; }
 
@@ -224,17 +227,22 @@ ae_status ae_model_set_bf16(ae_model *m, int on, ae_error *err)
 {
     /* Every vector ISA sizes its scratch alike, so the model can switch. */
     if (!on) {
-        if (m->scratch.isa == AE_ISA_AMX_BF16) /* a CPU with AMX has AVX-512 */
+        if (ae_isa_is_bf16(m->scratch.isa)) /* both bfloat16 kernels need AVX-512 */
             m->plan.isa = m->scratch.isa = AE_ISA_AVX512;
         return AE_OK;
     }
-    if (!ae_isa_supported(AE_ISA_AMX_BF16))
+    if (ae_isa_is_bf16(m->plan.isa)) /* already (AEDET_ISA=amx-bf16 or avx512-bf16) */
+        return AE_OK;
+    const int bf16 = ae_isa_bf16();
+    if (bf16 == AE_ISA_PORTABLE)
         return ae_fail(err, AE_ERR_USAGE,
-                       "bf16: this CPU or OS has no AMX-BF16 tiles (Intel Xeon Sapphire Rapids "
-                       "or later, Linux 5.16 or later); float32 runs everywhere");
-    if (m->plan.isa == AE_ISA_PORTABLE)
-        return ae_fail(err, AE_ERR_USAGE,
-                       "bf16: the model runs the portable kernels (AEDET_ISA=portable?)");
-    m->plan.isa = m->scratch.isa = AE_ISA_AMX_BF16;
+                       "bf16: this CPU or OS has neither AVX512-BF16 (AMD Zen 4 or later, Intel "
+                       "Cooper Lake) nor AMX-BF16 tiles (Intel Xeon Sapphire Rapids or later, "
+                       "Linux 5.16 or later); float32 runs everywhere");
+    /* AEDET_ISA capped the kernels below AVX-512, which both modes build on */
+    if (m->plan.isa != AE_ISA_AVX512)
+        return ae_fail(err, AE_ERR_USAGE, "bf16: the model runs the %s kernels (AEDET_ISA=%s?)",
+                       ae_isa_name(m->plan.isa), ae_isa_name(m->plan.isa));
+    m->plan.isa = m->scratch.isa = bf16;
     return AE_OK;
 }

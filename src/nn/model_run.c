@@ -12,7 +12,7 @@ static float *layer_out(ae_model *m, int i) { return m->acts + m->plan.layers[i]
 
 /* BatchNorm layer i's parameters and saved statistics (see layers.h). Its
  * input is the LeakyReLU before it, folded in through the slope. */
-static ae_bn_params bn_params(ae_model *m, int i)
+ae_bn_params ae_model_bn_params(ae_model *m, int i)
 {
     const ae_layer *l = &m->plan.layers[i];
     float *saved = m->saved + l->saved;
@@ -25,6 +25,8 @@ static ae_bn_params bn_params(ae_model *m, int i)
         bn.slope = m->cfg.leaky_slope;
     return bn;
 }
+
+static ae_bn_params bn_params(ae_model *m, int i) { return ae_model_bn_params(m, i); }
 
 /* The stored tensor under layer i's input: the LeakyReLU before a BatchNorm
  * is skipped (the BatchNorm applies it). */
@@ -120,7 +122,9 @@ static void run_layers(ae_model *m, int from, int to, const float *in, int n, ae
             size_t pixels = (size_t)l->out_h * l->out_w;
             ae_bn_params bn = bn_params(m, i);
             const float *z = i == from ? in : bn_source(m, i);
-            if (mode == AE_MODE_TRAIN && stats_ready == i)
+            if (mode == AE_MODE_TRAIN && m->dist)
+                ae_dist_bn_forward(m, &bn, y, z, n, pixels, l->out_c, stats_ready == i);
+            else if (mode == AE_MODE_TRAIN && stats_ready == i)
                 ae_batchnorm_finish_train(y, z, &bn, n, pixels, l->out_c, &m->scratch);
             else if (mode == AE_MODE_TRAIN)
                 ae_batchnorm_forward_train(y, z, &bn, n, pixels, l->out_c, &m->scratch);
@@ -192,8 +196,14 @@ static void image_loss(void *arg, int i, int t)
                        : ae_sum_squared_diff(j->y + at, j->x + at, j->d);
 }
 
-/* The loss's gradient scale, 2 / (n d), as ae_mse_backward has it. */
-static float loss_scale(int n, size_t d) { return (float)(2.0 / ((double)n * (double)d)); }
+/* The loss's gradient scale, 2 / (n d), as ae_mse_backward has it; n the
+ * whole batch's images in a data-parallel step. */
+static float loss_scale(const ae_model *m, int n, size_t d)
+{
+    if (m->dist)
+        n = m->dist->n_total;
+    return (float)(2.0 / ((double)n * (double)d));
+}
 
 /* The batch mean from the images' sums in m->image_sums, added in image order. */
 static float batch_loss(const ae_model *m, int n, size_t d, float *per_image)
@@ -216,7 +226,7 @@ static float loss_pass(const ae_model *m, const float *x, int n, float *per_imag
     const ae_layer *last = &m->plan.layers[m->plan.num_layers - 1];
     const size_t d = last->out_count;
     const ae_scratch *s = &m->scratch;
-    loss_job j = {ae_model_output(m), x, d, m->image_sums, dy, loss_scale(n, d),
+    loss_job j = {ae_model_output(m), x, d, m->image_sums, dy, loss_scale(m, n, d),
                   last->kind == AE_LAYER_SIGMOID};
     const int threads = (size_t)n * d >= ae_parallel_values() ? ae_scratch_threads(s) : 1;
     ae_pool_run(s->pool, threads, n, image_loss, &j);
@@ -306,7 +316,10 @@ static void backward(ae_model *m, const float *x, int n, int top, grad_flow *f)
             const size_t pixels = (size_t)l->out_h * l->out_w;
             const int under = p->layers[i - 1].kind == AE_LAYER_LEAKY ? i - 2 : i - 1;
             const float *z = bn_source(m, i);
-            if (f->sums_ready == i)
+            if (m->dist)
+                ae_dist_bn_backward(m, dw, db, &bn, dy, z, n, pixels, l->out_c, f->sums_ready == i,
+                                    &gtf);
+            else if (f->sums_ready == i)
                 ae_batchnorm_backward_finish(dw, db, &bn, z, n, pixels, l->out_c, &m->scratch,
                                              &gtf);
             else
@@ -343,6 +356,8 @@ static void backward(ae_model *m, const float *x, int n, int top, grad_flow *f)
         m->backward_s[i] += omp_get_wtime() - start;
         if (swap)
             grad_flow_swap(f);
+        if (m->dist)
+            ae_dist_grads_ready(m, i);
     }
 }
 
@@ -389,7 +404,7 @@ static float run_head(ae_model *m, const float *x, int n, int i, grad_flow *f)
     const ae_bn_grad_sums *sums =
         head_defers(m, i) ? bn_sums_below(m, i, use, f->spare, &f->sums, &f->sums_ready) : NULL;
     ae_deconv2d_train_head(layer_out(m, i + 1), f->spare, m->grads + l->kernel,
-                           m->grads + l->bias, m->image_sums, x, loss_scale(n, l->out_count), in,
+                           m->grads + l->bias, m->image_sums, x, loss_scale(m, n, l->out_count), in,
                            use, m->params + l->kernel, m->params + l->bias, n, &l->geom, l->in_c,
                            &m->scratch, sums);
     if (sums) {
@@ -452,41 +467,82 @@ void ae_model_adam_step(ae_model *m, const ae_adam_config *cfg)
     m->iterations++;
 }
 
-ae_status ae_model_train_step(ae_model *m, const ae_adam_config *cfg, const float *x, int n,
-                              float *loss, ae_error *err)
+/* The forward of a training step up to the loss: its value (the whole
+ * batch's in a data-parallel step), with f->dy (or the head's deferred
+ * gradient) ready for the backward from *top down. A rank with no images
+ * in a data-parallel step takes part in the BatchNorms' and the loss's
+ * collectives alone. */
+static float train_forward(ae_model *m, const float *x, int n, grad_flow *f, int *top)
 {
-    ae_status st = check_batch(m, n, "training step", err);
+    const int head = head_layer(m);
+    *top = m->plan.num_layers - 1;
+    float value;
+    if (n == 0)
+        return ae_dist_idle_forward(m);
+    if (head >= 0) {
+        run_layers(m, 0, head, x, n, AE_MODE_TRAIN);
+        value = run_head(m, x, n, head, f);
+        *top = head - 1;
+    } else {
+        run_layers(m, 0, m->plan.num_layers, x, n, AE_MODE_TRAIN);
+        value = loss_pass(m, x, n, NULL, f->dy); /* and its gradient */
+    }
+    return m->dist ? ae_dist_loss(m, n, m->plan.layers[m->plan.num_layers - 1].out_count) : value;
+}
+
+/* The backward from top down (the head's gradient, when it ran, is final
+ * already), and in a data-parallel step the gradient summed over the ranks. */
+static ae_status train_backward(ae_model *m, const float *x, int n, int top, grad_flow *f,
+                                ae_error *err)
+{
+    if (n == 0)
+        ae_dist_idle_backward(m);
+    else {
+        if (m->dist && top < m->plan.num_layers - 1)
+            ae_dist_grads_ready(m, top + 1);
+        backward(m, x, n, top, f);
+    }
+    return m->dist ? ae_dist_grads_finish(m, err) : AE_OK;
+}
+
+static ae_status train_step(ae_model *m, const ae_adam_config *cfg, const float *x, int n,
+                            ae_dist_step *dist, float *loss, ae_error *err)
+{
+    ae_status st = dist && n == 0 ? AE_OK : check_batch(m, n, "training step", err);
     if (st != AE_OK)
         return st;
     const long long step = (long long)m->iterations + 1;
     size_t state_bytes = m->plan.num_state * sizeof(float);
     /* The forward moves BatchNorm's statistics: keep them to undo a bad step. */
     memcpy(m->state_backup, m->state, state_bytes);
+    m->dist = dist;
+    if (dist)
+        ae_dist_step_begin(m);
     grad_flow f = grad_flow_start(m);
-    const int head = head_layer(m);
-    int top = m->plan.num_layers - 1; /* the first layer the backward below runs */
-    float value;
-    if (head >= 0) {
-        run_layers(m, 0, head, x, n, AE_MODE_TRAIN);
-        value = run_head(m, x, n, head, &f);
-        top = head - 1;
-    } else {
-        run_layers(m, 0, m->plan.num_layers, x, n, AE_MODE_TRAIN);
-        value = loss_pass(m, x, n, NULL, f.dy); /* and its gradient */
-    }
+    int top;
+    float value = train_forward(m, x, n, &f, &top);
     if (loss)
         *loss = value;
     const char *bad = NULL;
     size_t count = 0;
-    if (!isfinite(value)) {
+    if (dist && dist->status != AE_OK) {
+        st = dist->status;
+    } else if (!isfinite(value)) { /* the same on every rank: the batch's loss */
         bad = "the loss";
-    } else {
-        backward(m, x, n, top, &f);
+    } else if ((st = train_backward(m, x, n, top, &f, err)) == AE_OK) {
         size_t bad_grads, bad_updates = adam(m, cfg, 0, &bad_grads); /* one pass checks both */
         if ((count = bad_grads) > 0)
             bad = "the gradients";
         else if ((count = bad_updates) > 0)
             bad = "the updated weights";
+    }
+    m->dist = NULL;
+    if (st != AE_OK) {
+        memcpy(m->state, m->state_backup, state_bytes);
+        if (dist && dist->status != AE_OK && err)
+            *err = dist->error;
+        ae_error_prefix(err, "training step %lld", step);
+        return st;
     }
     if (bad) {
         memcpy(m->state, m->state_backup, state_bytes);
@@ -503,6 +559,21 @@ ae_status ae_model_train_step(ae_model *m, const ae_adam_config *cfg, const floa
     adam(m, cfg, 1, NULL);
     m->iterations++;
     return AE_OK;
+}
+
+ae_status ae_model_train_step(ae_model *m, const ae_adam_config *cfg, const float *x, int n,
+                              float *loss, ae_error *err)
+{
+    return train_step(m, cfg, x, n, NULL, loss, err);
+}
+
+ae_status ae_model_train_step_dist(ae_model *m, const ae_adam_config *cfg, const float *x, int n,
+                                   ae_dist_step *d, float *loss, ae_error *err)
+{
+    if (n < 0 || n > m->max_batch || n > d->n_total)
+        return ae_fail(err, AE_ERR_USAGE, "training step: %d images of a batch of %d on this rank: "
+                       "must be 0..%d", n, d->n_total, m->max_batch);
+    return train_step(m, cfg, x, n, d, loss, err);
 }
 
 /* The inference chain of count layers at index[] (the plan's): their

@@ -1,0 +1,73 @@
+/* ae_gemm (gemm.h): the loops of gemm_body.h for AVX-512, AVX2 and the
+ * compiler's baseline (-march), chosen by what the CPU has, not by the
+ * kernels the model runs: every variant makes the naive loop's bits, so the
+ * fastest one serves every path, the portable one included. */
+#include "nn/gemm.h"
+#include "nn/isa.h"
+
+#include <stddef.h>
+#include <string.h>
+
+/* The vector extension fuses nothing by itself, but clang would contract
+ * a + b * c under its default; the Makefile's -ffp-contract=off says the
+ * same for every file. */
+#ifdef __clang__
+#pragma clang fp contract(off)
+#endif
+
+enum { MB = 8, KC = 256 };
+
+typedef struct {
+    const float *a;
+    size_t a_row, a_col; /* A(i, p) = a[i a_row + p a_col] */
+    int k0, k1, first;   /* the chunk of k; first: C starts from zero */
+} gemm_chunk;
+
+#define GEMM_W 4
+#define GEMM_TARGET
+#define GEMM_FN(name) name##_base
+#include "nn/gemm_body.h"
+#undef GEMM_W
+#undef GEMM_TARGET
+#undef GEMM_FN
+
+#if defined(__x86_64__) || defined(__i386__)
+#define GEMM_W 8
+#define GEMM_TARGET __attribute__((target("avx2")))
+#define GEMM_FN(name) name##_avx2
+#include "nn/gemm_body.h"
+#undef GEMM_W
+#undef GEMM_TARGET
+#undef GEMM_FN
+
+#define GEMM_W 16
+#define GEMM_TARGET __attribute__((target("avx512f")))
+#define GEMM_FN(name) name##_avx512
+#include "nn/gemm_body.h"
+#undef GEMM_W
+#undef GEMM_TARGET
+#undef GEMM_FN
+#endif
+
+void ae_gemm_as(int variant, int a_t, int b_t, int m, int n, int k, const float *a, int lda,
+                const float *b, int ldb, int accumulate, float *c, int ldc)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    if (variant >= AE_ISA_AVX512 && ae_isa_supported(AE_ISA_AVX512)) {
+        gemm_avx512(a_t, b_t, m, n, k, a, lda, b, ldb, accumulate, c, ldc);
+        return;
+    }
+    if (variant >= AE_ISA_AVX2 && ae_isa_supported(AE_ISA_AVX2)) {
+        gemm_avx2(a_t, b_t, m, n, k, a, lda, b, ldb, accumulate, c, ldc);
+        return;
+    }
+#endif
+    (void)variant;
+    gemm_base(a_t, b_t, m, n, k, a, lda, b, ldb, accumulate, c, ldc);
+}
+
+void ae_gemm(int a_t, int b_t, int m, int n, int k, const float *a, int lda, const float *b,
+             int ldb, int accumulate, float *c, int ldc)
+{
+    ae_gemm_as(AE_ISA_AVX512, a_t, b_t, m, n, k, a, lda, b, ldb, accumulate, c, ldc);
+}
