@@ -6,7 +6,7 @@
 CC      ?= cc
 # A baseline every x86-64 CPU since about 2009 runs (SSE4.2, POPCNT), so an
 # installed binary runs anywhere: the hot kernels are compiled for AVX2,
-# AVX-512 and AMX by target attributes and picked at run time (src/nn/isa.c),
+# AVX-512 and AMX by target attributes and picked at run time (src/nn/kernels/isa.c),
 # whatever ARCH says. `make ARCH=-march=native` tunes the rest for this CPU
 # only; `make ARCH=` takes the compiler's default.
 ARCH    ?= -march=x86-64-v2
@@ -25,7 +25,7 @@ CFLAGS   = -std=c11 $(WARN) $(OPT) $(ARCH) -ffp-contract=off -fno-math-errno -fo
 LDLIBS   = -lopenblas -ljpeg -lpng -lz -lm -lpthread -lhdf5_serial
 SANFLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
-LIB_SRC  = $(wildcard src/common/*.c src/nn/*.c src/data/*.c src/io/*.c src/eval/*.c src/score/*.c src/train/*.c src/api/*.c)
+LIB_SRC  = $(wildcard src/common/*.c src/nn/*.c src/nn/kernels/*.c src/data/*.c src/io/*.c src/eval/*.c src/score/*.c src/train/*.c src/api/*.c)
 CLI_SRC  = $(wildcard src/cli/*.c)
 TEST_SRC = $(wildcard tests/test_*.c)
 BENCH_SRC = $(wildcard bench/bench_*.c)
@@ -120,6 +120,12 @@ $(SAN)/aedet: $(CLI_SRC:%.c=$(SAN)/%.o) $(SAN)/libaedet.a
 $(SAN)/tests/%: $(SAN)/tests/%.o $(SAN)/tests/support.o $(SAN)/libaedet.a
 	@echo "  LD san  $@"
 	$(Q)$(CC) $(CFLAGS) -O1 $(SANFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
+
+# tests/test_oom.c fails the library's allocations one at a time: ld's
+# --wrap sends every call of these in the program (libaedet.a included) to
+# the test's own __wrap_ functions.
+OOM_WRAP = malloc calloc realloc posix_memalign strdup strndup
+$(SAN)/tests/test_oom: private LDLIBS += $(foreach f,$(OOM_WRAP),-Wl,--wrap=$(f))
 
 $(REL)/bench/%: $(REL)/bench/%.o $(REL)/libaedet.a
 	@echo "  LD      $@"

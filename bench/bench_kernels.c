@@ -5,8 +5,8 @@
  * e.g. dec2 of the tutorial's model at 256x256x3: 256 256 16 32 2 4. The
  * input comes from memory, not from a band just made as in a training step,
  * so the conversions of the bf16 kernels cost more here than there. */
-#include "nn/direct.h"
-#include "nn/isa.h"
+#include "nn/kernels/direct.h"
+#include "nn/kernels/isa.h"
 
 #include "bench_util.h"
 

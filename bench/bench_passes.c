@@ -6,10 +6,10 @@
  * bn_grad_apply: z and dy in, dz out to a cache-resident band (the
  * decoder's backward); bn_grad_sums: z from memory, dy from cache (a
  * convolution's backward under a BatchNorm); bn_sums: the statistics' two
- * passes, over chunks of 32 K values, from memory; apply_tf: the input
+ * passes, over chunks of 32 K values, from memory; apply_xform: the input
  * transform x' of a convolution. */
-#include "nn/direct.h"
-#include "nn/isa.h"
+#include "nn/kernels/direct.h"
+#include "nn/kernels/isa.h"
 
 #include "bench_util.h"
 
@@ -40,7 +40,8 @@ static void passes(const ae_direct_ops *ops, int c, const float *z, const float 
     }
     double t3 = bench_now();
     for (size_t r = 0; r < rows; r++)
-        ops->apply_tf(band + (r % BAND_ROWS) * row, z + r * row, ROW_PIXELS, c, k[0], k[1], 0.2f);
+        ops->apply_xform(band + (r % BAND_ROWS) * row, z + r * row, ROW_PIXELS, c, k[0], k[1],
+                         0.2f);
     double t4 = bench_now();
     times[0] = t1 - t0, times[1] = t2 - t1, times[2] = t3 - t2, times[3] = t4 - t3;
 }
@@ -82,7 +83,7 @@ int main(int argc, char **argv)
             }
             const double gb = ARRAY_BYTES * 1e-9;
             printf("%-7s c %3d  bn_grad_apply %5.1f  bn_grad_sums %5.1f  bn_sums %5.1f  "
-                   "apply_tf %5.1f\n",
+                   "apply_xform %5.1f\n",
                    ops->name, cs[i], 2 * gb / best[0], gb / best[1], 2 * gb / best[2],
                    gb / best[3]);
         }

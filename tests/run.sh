@@ -2,7 +2,7 @@
 # Runs every test program given and prints one closing line:
 # "N passed, N failed" counted over cmocka's test cases.
 # AEDET_TEST_ISAS="default avx2 portable" runs them all once per word, with
-# AEDET_ISA set to it (src/nn/isa.c caps the kernels there; "default" leaves
+# AEDET_ISA set to it (src/nn/kernels/isa.c caps the kernels there; "default" leaves
 # AEDET_ISA as it is: the best kernels the CPU has, unless set), and the
 # closing line counts every run.
 set -u

@@ -3,7 +3,7 @@
 #include "support.h"
 
 #include "aedet.h"
-#include "nn/isa.h" /* ae_isa_supported, ae_isa_best */
+#include "nn/kernels/isa.h" /* ae_isa_supported, ae_isa_best */
 
 #include <math.h>
 #include <signal.h>
@@ -137,7 +137,7 @@ static void test_train_score_encode_reconstruct(void **state)
     FILE *f = fopen(scores, "r");
     char line[1024];
     assert_non_null(fgets(line, sizeof line, f));
-    assert_string_equal(line, "rank,image,label,score,threshold,flagged\n");
+    assert_string_equal(line, "rank,image,label,score,threshold,flagged,class\n");
     double prev = INFINITY;
     int flagged = 0, odd_in_top = 0;
     for (int r = 1; fgets(line, sizeof line, f); r++) {

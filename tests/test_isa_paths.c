@@ -8,8 +8,8 @@
 #include "support.h"
 
 #include "aedet/nn.h"
-#include "nn/gemm.h"
-#include "nn/isa.h"
+#include "nn/kernels/gemm.h"
+#include "nn/kernels/isa.h"
 #include "nn/layers.h"
 #include "nn/pool.h"
 

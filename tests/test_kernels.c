@@ -1,4 +1,4 @@
-/* The direct convolution kernels (src/nn/direct*.c), on every vector ISA this
+/* The direct convolution kernels (src/nn/kernels/direct*.c), on every vector ISA this
  * CPU supports, against the portable im2col + BLAS path (itself checked
  * against naive loops and finite differences in test_layers.c and against
  * PyTorch in test_torch_reference.c), through the layer functions the model
@@ -16,8 +16,8 @@
 #include "support.h"
 
 #include "aedet/common.h"
-#include "nn/direct.h"
-#include "nn/isa.h"
+#include "nn/kernels/direct.h"
+#include "nn/kernels/isa.h"
 #include "nn/layers.h"
 #include "nn/pool.h"
 
@@ -170,8 +170,8 @@ static void check_shape_as(int isa, const shape *sh, int with_tf, const compare 
     snprintf(name, sizeof name, "n%d %dx%dx%d->%d s%d%s", sh->n, sh->h, sh->w, sh->cin, sh->cout,
              sh->stride, with_tf ? " tf" : "");
     float *scale = random_floats((size_t)sh->cin), *shift = random_floats((size_t)sh->cin);
-    ae_input_tf tf = {scale, shift, 0.3f};
-    const ae_input_tf *use = with_tf ? &tf : NULL;
+    ae_input_xform tf = {scale, shift, 0.3f};
+    const ae_input_xform *use = with_tf ? &tf : NULL;
     const char *isa_name = ae_isa_name(isa);
     for (int deconv = 0; deconv <= 1; deconv++) {
         ae_conv_geom g;
@@ -454,7 +454,7 @@ static void test_pad_and_transpose(void **state)
     (void)state;
     const float img[2 * 3 * 2] = {1, -2, 3, 4, -5, 6, 7, 8, 9, -10, 11, 12};
     const float scale[2] = {2, 3}, shift[2] = {1, -1};
-    const ae_input_tf tf = {scale, shift, 0.5f};
+    const ae_input_xform tf = {scale, shift, 0.5f};
     float pad[4 * 5 * 2 + 1], plain[2 * 3 * 2];
     for (int isa = 0; isa < AE_ISA_COUNT; isa++) {
         const ae_direct_ops *ops = ae_direct_ops_for(isa);
@@ -594,7 +594,7 @@ typedef struct {
     ae_scratch s;
     float stats[6][64];
     ae_bn_params bn;
-    ae_input_tf tf;
+    ae_input_xform tf;
     ae_bn_grad_sums sums;
 } bn_case;
 
@@ -603,7 +603,7 @@ static void bn_case_make(bn_case *k, int isa, int n, const ae_conv_geom *g, int 
                          float **out, const size_t *sizes, int count)
 {
     k->bn = bn_scratch_make(&k->s, isa, n, g, small_c, c, gamma, beta, k->stats, z, pixels);
-    k->tf = (ae_input_tf){k->bn.scale, k->bn.shift, k->bn.slope};
+    k->tf = (ae_input_xform){k->bn.scale, k->bn.shift, k->bn.slope};
     ae_bn_grad_sums_init(&k->sums, &k->s, &k->bn, z, pixels, c);
     for (int j = 0; j < count; j++)
         out[j] = filled_floats(sizes[j], NAN);
@@ -660,8 +660,8 @@ static void check_fused_bn_backward(int isa, const shape *sh, int with_tf)
         float *dy = random_floats(ny), *gamma = random_floats((size_t)c);
         float *beta = random_floats((size_t)c), *scale = random_floats((size_t)in_c);
         float *shift = random_floats((size_t)in_c);
-        ae_input_tf tf = {scale, shift, 0.3f};
-        const ae_input_tf *use = with_tf ? &tf : NULL;
+        ae_input_xform tf = {scale, shift, 0.3f};
+        const ae_input_xform *use = with_tf ? &tf : NULL;
         float *out[2][5]; /* dx, dw, db, dgamma, dbeta */
         const size_t sizes[5] = {nx, nw, (size_t)c, (size_t)c, (size_t)c};
         for (int fused = 0; fused < 2; fused++) {
@@ -671,8 +671,8 @@ static void check_fused_bn_backward(int isa, const shape *sh, int with_tf)
                 bn_scratch_make(&s, isa, n, &g, small_c, c, gamma, beta, stats, z, pixels);
             for (int j = 0; j < 5; j++)
                 out[fused][j] = filled_floats(sizes[j], NAN);
-            ae_grad_tf gtf;
-            const ae_grad_tf *through = NULL;
+            ae_grad_xform gtf;
+            const ae_grad_xform *through = NULL;
             const float *grad = dy;
             float *dz = NULL;
             if (fused) {
@@ -723,7 +723,7 @@ static void check_deconv_sigmoid(int isa, const shape *sh, int with_tf)
     const size_t ny = (size_t)n * g.big_h * g.big_w * g.big_c, nw = 9 * (size_t)g.big_c * in_c;
     float *x = random_floats(nx), *w = random_floats(nw), *b = random_floats((size_t)g.big_c);
     float *scale = random_floats((size_t)in_c), *shift = random_floats((size_t)in_c);
-    ae_input_tf tf = {scale, shift, 0.3f};
+    ae_input_xform tf = {scale, shift, 0.3f};
     float *y[2] = {filled_floats(ny, NAN), filled_floats(ny, NAN)};
     ae_scratch s;
     scratch_make(&s, isa, n, &g, in_c);
@@ -801,7 +801,7 @@ static void check_head(int isa, const shape *sh, int with_bn)
     for (int head = 0; head < 2; head++) {
         bn_case k;
         bn_case_make(&k, isa, n, &g, in_c, in_c, gamma, beta, x, pixels, out[head], sizes, 7);
-        const ae_input_tf *use = with_bn ? &k.tf : NULL;
+        const ae_input_xform *use = with_bn ? &k.tf : NULL;
         const ae_bn_grad_sums *sums = with_bn ? &k.sums : NULL;
         double *image_sums = (double *)out[head][6];
         if (head && with_bn) { /* deferred: dx from the padded dy, as the layer under makes it */
@@ -827,7 +827,7 @@ static void check_head(int isa, const shape *sh, int with_bn)
             free(dy);
         }
         if (with_bn) {
-            ae_grad_tf gtf;
+            ae_grad_xform gtf;
             ae_batchnorm_backward_finish(out[head][4], out[head][5], &k.bn, x, n, pixels, in_c,
                                          &k.s, &gtf);
         }
@@ -892,7 +892,7 @@ static void check_fused_bn_stats(int isa, const shape *sh, int deconv)
     float *b = random_floats((size_t)c), *gamma = random_floats((size_t)c);
     float *beta = random_floats((size_t)c), *scale = random_floats((size_t)sh->cin);
     float *shift = random_floats((size_t)sh->cin);
-    ae_input_tf tf = {scale, shift, 0.3f};
+    ae_input_xform tf = {scale, shift, 0.3f};
     float *y[2], *stats[2][6];
     for (int fused = 0; fused < 2; fused++) {
         ae_scratch s;
@@ -982,7 +982,7 @@ static void check_fused_bn_grad_sums(int isa, const shape *sh, int deconv)
         else
             ae_conv2d_backward_through(out[fused][0], out[fused][1], out[fused][2], dy, NULL, z,
                                        &k.tf, w, n, &g, sh->cout, &k.s, add);
-        ae_grad_tf gtf;
+        ae_grad_xform gtf;
         if (fused)
             ae_batchnorm_backward_finish(out[1][3], out[1][4], &k.bn, z, n, pixels, c, &k.s,
                                          &gtf);

@@ -353,7 +353,7 @@ static void test_fingerprint_ignores_how_data_is_spelled(void **state)
     assert_false(access(test_path("r2.aedet.ckpt"), F_OK) == 0);
     /* without DATA and without a checkpoint there is nothing to run */
     assert_int_equal(test_run("train -o %s", test_path("r3.aedet")), 2);
-    test_expect_output("DATA is required");
+    test_expect_output("is required (or --resume CKPT alone)");
 }
 
 /* ---- 16: what a labels CSV may name, and how it may contradict itself ---- */

@@ -5,8 +5,8 @@
 
 #include "aedet/nn.h"
 #include "nn/model_hooks.h" /* forward, loss, backward, Adam step, layer outputs */
-#include "nn/direct.h" /* ae_direct_set_band */
-#include "nn/isa.h"    /* ae_isa_supported */
+#include "nn/kernels/direct.h" /* ae_direct_set_band */
+#include "nn/kernels/isa.h"    /* ae_isa_supported */
 #include "nn/layers.h" /* ae_set_parallel_thresholds */
 
 #include <math.h>
@@ -53,7 +53,7 @@ static const size_t image_floats = 8 * 8 * 2;
  * that a finite difference straddling a kink can be recognised and skipped
  * (ggml's test-backend-ops does the same). Returns how many signs differ from
  * ref (NULL: just records into out). */
-static size_t leaky_signs(const ae_model *m, int n, unsigned char *out, const unsigned char *ref)
+static size_t leaky_signs(ae_model *m, int n, unsigned char *out, const unsigned char *ref)
 {
     size_t k = 0, flips = 0;
     for (int i = 0; i < ae_model_num_layers(m); i++) {
@@ -92,7 +92,7 @@ static void test_model_gradient_matches_finite_differences(void **state)
     unsigned char *signs = malloc(n * 4096);
     assert_non_null(signs);
     leaky_signs(m, n, signs, NULL);
-    ae_model_backward(m, x, n);
+    assert_int_equal(ae_model_backward(m, x, n, &err), AE_OK);
     size_t np = ae_model_num_params(m);
     float *params = ae_model_params(m);
     float *analytic = malloc(np * sizeof *analytic);
@@ -104,12 +104,15 @@ static void test_model_gradient_matches_finite_differences(void **state)
         params[j] = saved + h;
         double up = params[j];
         ae_model_forward(m, x, n, AE_MODE_TRAIN, &err);
-        double l_up = ae_model_loss(m, x, n, NULL);
+        float loss_up, loss_down;
+        assert_int_equal(ae_model_loss(m, x, n, NULL, &loss_up, &err), AE_OK);
+        double l_up = loss_up;
         size_t flips = leaky_signs(m, n, NULL, signs);
         params[j] = saved - h;
         double down = params[j];
         ae_model_forward(m, x, n, AE_MODE_TRAIN, &err);
-        double l_down = ae_model_loss(m, x, n, NULL);
+        assert_int_equal(ae_model_loss(m, x, n, NULL, &loss_down, &err), AE_OK);
+        double l_down = loss_down;
         flips += leaky_signs(m, n, NULL, signs);
         params[j] = saved;
         if (flips) {
@@ -372,7 +375,8 @@ static void test_score_encode_decode_agree(void **state)
     assert_non_null(decoded);
     assert_int_equal(ae_model_score(m, x, n, errors, recon, &err), AE_OK);
     assert_int_equal(ae_model_forward(m, x, n, AE_MODE_INFER, &err), AE_OK);
-    float loss = ae_model_loss(m, x, n, per_image);
+    float loss;
+    assert_int_equal(ae_model_loss(m, x, n, per_image, &loss, &err), AE_OK);
     assert_memory_equal(errors, per_image, sizeof errors);
     assert_float_equal(loss, (per_image[0] + per_image[1] + per_image[2]) / 3, 1e-6);
     /* The model's loss (per-image sums on the pool) is the layer function's, to the bit. */
@@ -471,8 +475,8 @@ static void test_train_step_matches_separate_steps(void **state)
                 float loss[2];
                 assert_int_equal(ae_model_train_step(m[0], &adam, x, n, &loss[0], &err), AE_OK);
                 assert_int_equal(ae_model_forward(m[1], x, n, AE_MODE_TRAIN, &err), AE_OK);
-                loss[1] = ae_model_loss(m[1], x, n, NULL);
-                ae_model_backward(m[1], x, n);
+                assert_int_equal(ae_model_loss(m[1], x, n, NULL, &loss[1], &err), AE_OK);
+                assert_int_equal(ae_model_backward(m[1], x, n, &err), AE_OK);
                 const double grads = worst_tensor_diff(m[0], ae_model_grads(m[0]),
                                                        ae_model_grads(m[1]));
                 ae_model_adam_step(m[1], &adam);
@@ -780,6 +784,36 @@ static void test_adam_step_uses_time_decay(void **state)
     ae_model_free(m);
 }
 
+/* The loss and the backward refuse, writing nothing, what they cannot use:
+ * no images, a count that is not the last forward's, and (the backward) a
+ * forward that was not in training mode. */
+static void test_loss_and_backward_check_their_arguments(void **state)
+{
+    (void)state;
+    const int n = 2;
+    ae_model *m = tiny_model(n, 8);
+    float *x = random_images(n, image_floats, 5);
+    ae_error err;
+    float loss = -1, per_image[2] = {-1, -1};
+    assert_int_equal(ae_model_loss(m, x, n, per_image, &loss, &err), AE_ERR_USAGE); /* no forward */
+    assert_int_equal(ae_model_forward(m, x, n, AE_MODE_INFER, &err), AE_OK);
+    assert_int_equal(ae_model_loss(m, NULL, n, per_image, &loss, &err), AE_ERR_USAGE);
+    assert_int_equal(ae_model_loss(NULL, x, n, per_image, &loss, &err), AE_ERR_USAGE);
+    assert_int_equal(ae_model_loss(m, x, 1, per_image, &loss, &err), AE_ERR_USAGE);
+    assert_int_equal(ae_model_loss(m, x, 3, per_image, &loss, &err), AE_ERR_USAGE);
+    assert_true(loss == -1 && per_image[0] == -1 && per_image[1] == -1);
+    assert_int_equal(ae_model_backward(m, x, n, &err), AE_ERR_USAGE);
+    assert_non_null(strstr(err.message, "training mode"));
+    assert_int_equal(ae_model_loss(m, x, n, per_image, &loss, &err), AE_OK);
+    assert_true(loss >= 0 && per_image[0] >= 0 && per_image[1] >= 0);
+    assert_int_equal(ae_model_forward(m, x, n, AE_MODE_TRAIN, &err), AE_OK);
+    assert_int_equal(ae_model_backward(m, x, 1, &err), AE_ERR_USAGE);
+    assert_int_equal(ae_model_backward(m, NULL, n, &err), AE_ERR_USAGE);
+    assert_int_equal(ae_model_backward(m, x, n, &err), AE_OK);
+    free(x);
+    ae_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -796,6 +830,7 @@ int main(void)
         cmocka_unit_test(test_inference_uses_moving_statistics),
         cmocka_unit_test(test_loss_goes_down_with_adam),
         cmocka_unit_test(test_adam_step_uses_time_decay),
+        cmocka_unit_test(test_loss_and_backward_check_their_arguments),
         cmocka_unit_test(test_bf16_tracks_float32),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -511,6 +511,24 @@ static void test_stale_temps_removed(void **state)
         snprintf(p, sizeof p, "%s/%s", out, kept[i]);
         assert_true(file_exists(p));
     }
+
+    /* A finished training removes its checkpoint, and with it the old temp
+     * files of the checkpoint's writes (kill -9 during one); a fresh one may
+     * be another run's and stays. */
+    char ckpt[PATH_MAX], trained[PATH_MAX], old_ckpt[PATH_MAX], fresh_ckpt[PATH_MAX];
+    snprintf(trained, sizeof trained, "%s/done.aedet", dir);
+    snprintf(ckpt, sizeof ckpt, "%s/done.ckpt", dir);
+    snprintf(old_ckpt, sizeof old_ckpt, "%s/.done.ckpt.tmp-AbC123", dir);
+    snprintf(fresh_ckpt, sizeof fresh_ckpt, "%s/.done.ckpt.tmp-XyZ789", dir);
+    touch_old(old_ckpt, 3600);
+    touch_old(fresh_ckpt, 60);
+    assert_int_equal(test_run("train %s --epochs 1 " SMALL " --checkpoint %s -o %s --quiet",
+                              q(data), q(ckpt), q(trained)),
+                     0);
+    assert_true(file_exists(trained));
+    assert_false(file_exists(ckpt));
+    assert_false(file_exists(old_ckpt));
+    assert_true(file_exists(fresh_ckpt));
 }
 
 /* A model whose metadata holds an escape sequence, and an image named with one. */

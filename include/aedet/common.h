@@ -64,9 +64,13 @@ AE_API uint64_t ae_rng_below(ae_rng *rng, uint64_t n); /* uniform in [0, n), n >
 AE_API double ae_rng_normal(ae_rng *rng);             /* standard normal (Box-Muller) */
 AE_API void ae_shuffle_sizes(ae_rng *rng, size_t *v, size_t n); /* Fisher-Yates */
 
-/* Threads used by the library's OpenMP regions; 0 or less means all cores,
- * and more than AE_MAX_THREADS means AE_MAX_THREADS (so do decoding threads).
- * BLAS is always called single-threaded from inside those regions. */
+/* Threads the library computes with: a model's own thread pool is made with
+ * this many when the model is created (or loaded), and each step or score
+ * uses at most this many of them; the score rules' per-image loops run on
+ * this many OpenMP threads. 0 or less means all cores, and more than
+ * AE_MAX_THREADS means AE_MAX_THREADS (so do decoding threads, which the
+ * loader counts on its own). Process-wide: set it before making models.
+ * BLAS is called single-threaded. */
 #define AE_MAX_THREADS 1024
 AE_API void ae_set_num_threads(int n);
 AE_API int ae_get_num_threads(void);

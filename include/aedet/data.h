@@ -37,8 +37,43 @@ typedef enum {
     AE_SOURCE_MVTEC,         /* root/train/good (label 0) or root/test/<class> (good = 0,
                                 then the defect folders sorted), masks from
                                 root/ground_truth/<defect>/<name>_mask.png */
-    AE_SOURCE_IDX            /* images IDX file (+ labels IDX file); class names "0".. */
+    AE_SOURCE_IDX,           /* images IDX file (+ labels IDX file); class names "0".. */
+    AE_SOURCE_FOLDERS        /* the folder layout: ae_source.folders (below); root unused */
 } ae_source_kind;
+
+/* The folder layout (as anomalib's Folder datamodule): normal images in one
+ * folder, each kind of defect in a folder of its own, masks in another.
+ * Classes: the normal folder's name = 0, then the abnormal folders' names in
+ * the order given (names must differ). Every folder is searched recursively
+ * with the globs of the source; a folder nested inside another is left out of
+ * the outer one, so masks, held-out normals or defects never count twice.
+ *
+ * test 0, the training split: the normal images, less the test_split share
+ * held out for scoring (a seeded sample). test 1, the scoring split: the
+ * held-out normal images (or those of normal_test_dir, or with neither every
+ * normal image) and every abnormal image, each with its mask when mask_dir
+ * holds one: mask_dir/<class>/<sub>/<stem><suffix>.<ext> or
+ * mask_dir/<sub>/<stem><suffix>.<ext> for the image <folder>/<sub>/<stem>.<x>,
+ * ext the image's own or png, suffix mask_suffix (NULL: "" then "_mask").
+ * A file of mask_dir that is no image's mask is bad data (AE_ERR_DATA,
+ * named), unless the globs leave it out or it lies in a folder of mask_dir
+ * named after none of the classes or the images' subfolders (the masks of a
+ * class not asked for).
+ *
+ * Masks are never images: files below mask_dir, files whose stem ends in an
+ * explicit mask_suffix, and by default a file "x_mask.png" beside an image
+ * "x.png" (left out with a note). */
+typedef struct {
+    const char *normal_dir;             /* required */
+    const char *const *abnormal_dirs;   /* may be NULL */
+    int num_abnormal;
+    const char *normal_test_dir;        /* normal images for scoring, or NULL */
+    const char *mask_dir;               /* or NULL */
+    const char *mask_suffix;            /* NULL: "" then "_mask" */
+    double test_split;                  /* [0, 1): normal images held out (0 with normal_test_dir) */
+    uint64_t seed;                      /* of the held-out sample */
+    int test;                           /* 0: the training split, 1: the scoring split */
+} ae_folder_layout;
 
 typedef enum { AE_BAD_STOP = 0, AE_BAD_SKIP = 1 } ae_bad_policy;
 
@@ -67,6 +102,8 @@ typedef struct {
      * ".." climbs above root). Off by default: a labels file from elsewhere
      * must not make the tool read, say, ../../etc/passwd. */
     int allow_outside;
+    /* AE_SOURCE_FOLDERS: the folders (AE_SOURCE_AUTO picks it when set). */
+    const ae_folder_layout *folders;
 } ae_source;
 
 typedef struct {
@@ -101,6 +138,12 @@ AE_API const char *ae_item_name(const ae_item *item, char *buf, size_t bufsize);
 /* The name of class `label`: class_names[label] when there is one, else the
  * number (or "unlabeled" for -1) written to buf. Never NULL. */
 AE_API const char *ae_class_name(const ae_dataset *ds, int label, char *buf, size_t bufsize);
+/* Whether the file names in rel (paths, any order) look like images with
+ * their masks beside them: some "x_mask.png" (or "x-mask", "x_mask.jpg") next
+ * to an "x.png", or a quarter or more of the names ending in "mask". Fills
+ * *pairs with the number of such pairs and *masky with the names ending in
+ * mask. For a warning: a plain folder trains on every file. */
+AE_API int ae_names_look_like_masks(const char *const *rel, size_t n, size_t *pairs, size_t *masky);
 
 /* The tutorial's recipe: every item of the normal classes plus
  * round(contamination * count) items of each anomaly class (rounded half away
@@ -187,6 +230,45 @@ AE_API ae_status ae_loader_start_shard(ae_loader *l, int batch_size, int shuffle
 
 /* Pixels / 255 into floats (exactly x / 255.0f). */
 AE_API void ae_pixels_to_float(const uint8_t *pixels, size_t count, float *out);
+
+/* ---- single images, lists of files, and image sizes (src/data/dataset_files.c) ---- */
+
+/* A data set of the image files named one per line in text (a list file's
+ * contents, or standard input's), in the list's order; name ("list.txt",
+ * "standard input") is used in messages with the line number. Empty lines
+ * and lines starting with '#' are skipped, a trailing '\r' is dropped, and
+ * paths are taken as written (relative ones from the working folder). Of src
+ * (may be NULL) only the globs (on the path as written) and bad_policy are
+ * used: under AE_BAD_STOP a line naming a missing file, one that is not a
+ * regular file or not a JPEG/PNG is AE_ERR_DATA "name line N: path: why";
+ * under AE_BAD_SKIP it is kept, and the loader lists it. Unlabelled. A
+ * single image file as DATA is opened by ae_dataset_open (AE_SOURCE_AUTO). */
+AE_API ae_status ae_dataset_open_list(const ae_source *src, const char *text, size_t len, const char *name,
+                                      ae_dataset *out, ae_error *err);
+/* Item i's size and channels from its file's header alone (ae_image_probe),
+ * or the IDX file's dimensions. */
+AE_API ae_status ae_dataset_item_info(const ae_dataset *ds, size_t i, ae_image_info *info, ae_error *err);
+
+/* The sizes of the chosen items, from their headers: heights and widths
+ * each sorted on their own (median: the lower middle value), and how many
+ * distinct HxW sizes. Items whose header cannot be read are counted in
+ * unreadable and left out (the loader reports them under its policy). */
+typedef struct {
+    size_t count, unreadable, distinct;
+    int min_height, median_height, max_height;
+    int min_width, median_width, max_width;
+    int first_height, first_width; /* the first readable item's */
+} ae_size_stats;
+
+AE_API ae_status ae_dataset_size_stats(const ae_dataset *ds, const size_t *items, size_t n, ae_size_stats *out,
+                                       ae_error *err);
+
+/* The default model input size for images of height x width (train uses the
+ * median ones): scaled down, keeping the aspect, so the longer side is at
+ * most long_side (<= 0: no cap), then each side rounded to the nearest
+ * multiple of 2^num_filters (at least one). 28x28 -> 32x32, 360x496 ->
+ * 96x128 with long_side 128 and 3 levels. */
+AE_API void ae_default_input_size(int height, int width, int num_filters, int long_side, int *out_h, int *out_w);
 
 #ifdef __cplusplus
 }

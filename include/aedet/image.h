@@ -45,6 +45,15 @@ AE_API size_t ae_image_max_pixels(void);
 AE_API ae_status ae_image_decode(const uint8_t *bytes, size_t len, const char *name, ae_image *out,
                           ae_error *err);
 AE_API ae_status ae_image_load(const char *path, ae_image *out, ae_error *err);
+/* An image file's size and channels (as ae_image_load would give them) from
+ * its header alone: a PNG's IHDR, a JPEG's frame header (markers before it
+ * are skipped by their lengths). Only regular files are opened. AE_ERR_IO
+ * when the file cannot be opened, AE_ERR_DATA when no such header is found;
+ * a header found says nothing of the rest of the file. */
+typedef struct {
+    int height, width, channels;
+} ae_image_info;
+AE_API ae_status ae_image_probe(const char *path, ae_image_info *info, ae_error *err);
 
 /* Converts src to channels (gray <-> RGB; gray is ITU-R 601 luma, rounded) and
  * resizes it to height x width: area averaging when shrinking, bilinear when
@@ -139,6 +148,10 @@ AE_API ae_status ae_write_file_atomic(const char *path, const void *bytes, size_
  * killed run left behind, as a commit does for its own target: for a folder
  * of many files written by ae_write_file_atomic_many. */
 AE_API void ae_remove_stale_temps_in(const char *dir, const char *suffix);
+/* Removes path (a file whose job is done, such as a finished run's
+ * checkpoint) and, like a commit, the stale temp files of writes to it that
+ * a killed run left behind. Best effort: nothing to report if it is gone. */
+AE_API void ae_remove_file(const char *path);
 /* The same without looking for stale temp files: for many files written into
  * one folder (ae_png_write), where a scan per file would cost files^2. */
 AE_API ae_status ae_write_file_atomic_many(const char *path, const void *bytes, size_t len, ae_error *err);

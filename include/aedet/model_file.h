@@ -100,6 +100,7 @@ AE_API const char *ae_meta_type_name(ae_meta_type t);
 #define AE_KEY_DATA "train.data"                 /* string: where the images came from */
 #define AE_KEY_COMMAND "train.command"           /* string: train's arguments, 0x1f between them */
 #define AE_KEY_CWD "train.cwd"                   /* string: the folder train ran in */
+#define AE_KEY_CONFIG "train.config"             /* string: every option's value, "key = value" lines (--config) */
 #define AE_KEY_CREATED "train.created"           /* string: ISO 8601 UTC */
 #define AE_KEY_EPOCHS "train.epochs"             /* int: epochs asked for */
 #define AE_KEY_EPOCHS_DONE "train.epochs_done"   /* int */
@@ -111,6 +112,8 @@ AE_API const char *ae_meta_type_name(ae_meta_type t);
 #define AE_KEY_KERNELS "train.kernels"           /* string: ae_model_kernels of the (last) run */
 #define AE_KEY_VAL_FRACTION "train.val_fraction" /* float: validation share of the split */
 #define AE_KEY_DATA_FINGERPRINT "train.data_fingerprint" /* int: hash of the chosen images */
+#define AE_KEY_TRAIN_IDS "train.image_ids"       /* int64 array: hashes of the training images' real paths, sorted */
+#define AE_KEY_TEST_SPLIT "train.test_split"     /* float: the folder layout's held-out normal share */
 #define AE_KEY_LOSS_SUM "train.loss_sum"         /* float: running sum in the current epoch */
 #define AE_KEY_LOSS_COUNT "train.loss_count"     /* int */
 #define AE_KEY_PATIENCE "train.early_stop"       /* int: patience in epochs, 0 off */

@@ -21,8 +21,23 @@ enum {
 int cli_exit_code(ae_status s);
 /* Prints "aedet: <message>" (or a JSON error line) and returns the exit code. */
 int cli_report_error(const ae_error *err);
+/* ---- --json: one object a line on stdout (json.c) ---- */
 /* Writes s as a JSON string literal, escaped. */
 void cli_json_string(FILE *out, const char *s);
+/* v with digits significant digits, or null when not finite. */
+void cli_json_number(FILE *f, double v, int digits);
+typedef struct {
+    FILE *f;
+} cli_json;
+/* {"event":event  ... fields ...  }\n, flushed: one record a line. */
+void cli_json_begin(cli_json *j, const char *event);
+void cli_json_key(cli_json *j, const char *key); /* ,"key": for a value written by hand */
+void cli_json_str(cli_json *j, const char *key, const char *v); /* NULL: null */
+void cli_json_int(cli_json *j, const char *key, long long v);
+void cli_json_num(cli_json *j, const char *key, double v, int digits);
+void cli_json_bool(cli_json *j, const char *key, int v);
+void cli_json_raw(cli_json *j, const char *key, const char *json); /* JSON text, put on one line */
+void cli_json_end(cli_json *j);
 
 /* ---- options ---- */
 typedef enum {
@@ -68,6 +83,14 @@ typedef struct {
 int cli_parse(const cli_command *cmd, const cli_option *opts, int argc, char **argv,
               const char **positional, int *num_positional);
 void cli_print_help(const cli_command *cmd, const cli_option *opts, FILE *out);
+/* The options' values as a --config file ("key = value" lines, in the
+ * table's order; lists on one line, comma-separated, globs one a line);
+ * unset strings and NaN doubles are left out, and so are the names in skip
+ * (NULL-terminated, may be NULL). malloc'ed; NULL when out of memory. */
+char *cli_options_config(const cli_option *opts, const char *const *skip);
+/* A relative --config path is taken from this folder when set (train
+ * --resume alone: the folder the run began in). */
+extern const char *cli_config_base;
 int cli_usage_error(const cli_command *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* "-" as an output: the path of a copy of standard output (/dev/fd/N), which
  * the library writes as it would a pipe; standard output itself then goes
@@ -102,18 +125,28 @@ typedef struct {
     uint64_t max_pixels; /* per image, checked from its header; 0: 64 Mi */
     int threads, batch, bf16;
     int allow_outside; /* CSV rows may name files outside DATA */
+    /* The folder layout (folders.c): instead of DATA. test_split NaN: not given. */
+    const char *normal_dir, *normal_test_dir, *mask_dir, *mask_suffix;
+    cli_list abnormal;
+    double test_split;
 } cli_data_args;
 
 #define CLI_DATA_OPTIONS(d)                                                                                    \
     {"labels", OPT_STRING, &(d).labels, "FILE", "labels: a CSV (Filename,Label), or an IDX labels file"},     \
-    {"layout", OPT_STRING, &(d).layout, "KIND", "auto, folder, csv, classes, mvtec or idx [auto]"},           \
+    {"layout", OPT_STRING, &(d).layout, "KIND", "auto, folder, csv, classes, mvtec, idx or folders [auto]"},           \
     {"path-column", OPT_STRING, &(d).path_column, "NAME", "CSV column with the image paths [Filename]"},     \
     {"label-column", OPT_STRING, &(d).label_column, "NAME", "CSV column with the integer labels [Label]"},   \
     {"include", OPT_LIST, &(d).include, "GLOB", "only files whose path under DATA matches (repeatable)"},     \
     {"exclude", OPT_LIST, &(d).exclude, "GLOB", "skip files whose path under DATA matches (repeatable)"},     \
     {"mvtec-split", OPT_STRING, &(d).mvtec_split, "NAME", "MVTec AD layout: train or test [train]"},          \
-    {"normal-class", OPT_LIST, &(d).normal, "N", "keep every image of class N (repeatable) [all images]"},   \
-    {"anomaly-class", OPT_LIST, &(d).anomaly, "N", "mix in a fraction of class N (repeatable) [none]"},      \
+    {"normal-dir", OPT_STRING, &(d).normal_dir, "DIR", "folder layout, instead of DATA: the normal images [none]"},  \
+    {"abnormal-dir", OPT_LIST, &(d).abnormal, "DIR", "folder layout: a defect class, named after DIR (repeatable) [none]"}, \
+    {"mask-dir", OPT_STRING, &(d).mask_dir, "DIR", "folder layout: masks named like their images [none]"},   \
+    {"mask-suffix", OPT_STRING, &(d).mask_suffix, "S", "folder layout: mask = image name + S [none, then _mask]"}, \
+    {"normal-test-dir", OPT_STRING, &(d).normal_test_dir, "DIR", "folder layout: normal images for scoring [none]"}, \
+    {"test-split", OPT_DOUBLE, &(d).test_split, "F", "folder layout: normal share held out for scoring (--seed) [0; score: the model's]"}, \
+    {"normal-class", OPT_LIST, &(d).normal, "N", "keep every image of class N or NAME (repeatable) [all images]"},   \
+    {"anomaly-class", OPT_LIST, &(d).anomaly, "N", "mix in a fraction of class N or NAME (repeatable) [none]"},      \
     {"contamination", OPT_DOUBLE, &(d).contamination, "F", "fraction of each anomaly class mixed in [0.01]"}, \
     {"memory-budget", OPT_BYTES, &(d).memory_budget, "BYTES", "decoded images kept in memory, else streamed [1G]"}, \
     {"bad-files", OPT_STRING, &(d).bad_files, "POLICY", "stop at the first bad file, or skip and list them [stop]"}, \
@@ -125,6 +158,44 @@ typedef struct {
     {"bf16", OPT_FLAG, &(d).bf16, NULL, "convolutions in bfloat16 on AMX tiles or AVX512-BF16 (opt-in; float32 by default)"}
 
 void cli_data_defaults(cli_data_args *d);
+/* DATA "-" (image paths on standard input, one a line) or "@FILE" (in FILE,
+ * when no file is named "@FILE" itself): the list's name for messages
+ * ("standard input", FILE); NULL when DATA is no list (lists.c). */
+const char *cli_data_list(const char *data_path);
+/* The file DATA reads, for the output checks: the list file for "@FILE",
+ * NULL for "-", else data_path. */
+const char *cli_data_input(const char *data_path);
+/* ae_dataset_open, or ae_dataset_open_list for a list (cli_data_list). */
+ae_status cli_dataset_open(const ae_source *src, ae_dataset *ds, ae_error *err);
+/* ---- the folder layout and class names (folders.c) ---- */
+/* DATA, or the folder layout's normal folder: the root of the names stored
+ * in a model (fingerprints). */
+const char *cli_data_root(const cli_data_args *d, const char *data_path);
+/* EXIT_USAGE when a folder-layout flag comes without --normal-dir; else 0. */
+int cli_folder_flags_alone(const cli_command *cmd, const cli_data_args *d);
+/* Fills src->folders (into *fl) from the folder flags; EXIT_USAGE when they
+ * do not fit together or with DATA. test: the scoring split. */
+int cli_folder_source(const cli_command *cmd, const cli_data_args *d, const char *root, uint64_t seed, int test,
+                      ae_folder_layout *fl, ae_source *src);
+/* Class numbers from a list of class names or numbers ("good", "5,crack"):
+ * a name of ds's classes (folder names first), else a number. EXIT_USAGE,
+ * naming the classes, for one that is neither. names may be NULL. */
+int cli_list_classes(const cli_command *cmd, const char *flag, const cli_list *l, const char *const *names,
+                     int num_names, int *out, int max, int *count);
+/* The names for the per-class rows of cli_print_metrics (NULL: numbers). */
+void cli_set_class_names(const char *const *names, int num_names);
+const char *cli_class_label(int id, char *buf, size_t size);
+/* Stores ids of the training images (hashes of their real paths) in meta,
+ * so that scoring can tell when it scores images the model trained on. */
+ae_status cli_store_training_ids(const ae_dataset *ds, const size_t *items, size_t n, ae_meta *meta, ae_error *err);
+/* A warning when some of the scored images are images meta trained on. */
+void cli_warn_trained_overlap(const ae_meta *meta, const ae_dataset *ds, const size_t *items, size_t n);
+/* eval: the names of a scores CSV's classes (its column `column`): names[label]
+ * pointing into csv, NULL when it has none; *num = the largest label + 1. */
+const char **cli_csv_class_names(const ae_csv *csv, const char *column, const int *classes, int *num);
+/* eval: the label of MVTec's normal class, named "good" (or, in an older
+ * CSV, the one class whose images all lie in a folder named good); -1. */
+int cli_csv_good_class(const ae_csv *csv, const int *classes, const char *const *names, int num);
 /* The process-wide limits the data flags set (threads, pixels per image,
  * a model's memory), before a model is loaded or an image decoded. */
 void cli_apply_data_limits(const cli_data_args *d);
@@ -242,7 +313,7 @@ typedef struct {
 
 /* The model and training flags, shared by `train` and `demo`. */
 #define CLI_TRAINING_OPTIONS(t)                                                                                  \
-    {"size", OPT_SIZE, &(t).size, "N|HxW", "model input size [first image's, rounded to 2^filters; demo: 32]"}, \
+    {"size", OPT_SIZE, &(t).size, "N|HxW", "model input size [the median image's, long side <= 128, aspect kept, sides rounded to 2^levels; demo: 32]"}, \
     {"channels", OPT_INT, &(t).channels, "N", "1 (gray) or 3 (RGB) [first image's]"},                          \
     {"filters", OPT_LIST, &(t).filters, "LIST", "convolution filters per level [16,32,64]"},                  \
     {"latent", OPT_INT, &(t).latent, "N", "latent dimension [32]"},                                           \
@@ -315,6 +386,8 @@ int cli_per_class_auc(const float *scores, const int *classes, size_t n, const i
                       ae_metrics_summary *m);
 /* The one-screen summary (or a JSON line with --json); warnings to stderr. */
 void cli_print_metrics(const ae_metrics_summary *m);
+/* ,"metrics":{...}: metrics.json's object on the record's line. */
+void cli_json_metrics(cli_json *j, const ae_metrics_summary *m);
 int cli_score_run(const cli_command *cmd, cli_score_args *a);
 
 /* Turns one batch visitor argument into file names: "path" or "#index". */

@@ -30,6 +30,27 @@ static ae_status encode_batch(void *user, const ae_batch *b, const float *input,
     const float *z = ae_model_latent(c->model);
     int d = ae_model_config(c->model)->latent_dim;
     char buf[64];
+    for (int i = 0; i < b->count && cli_out.json; i++) {
+        const ae_item *it = &c->ds->items[b->items[i]];
+        cli_json j;
+        cli_json_begin(&j, "latent");
+        cli_json_str(&j, "image", ae_item_name(it, buf, sizeof buf));
+        cli_json_key(&j, "label");
+        if (it->label >= 0)
+            fprintf(j.f, "%d", it->label);
+        else
+            fputs("null", j.f);
+        cli_json_num(&j, "score", errors[i], 9);
+        cli_json_key(&j, "z");
+        for (int k = 0; k < d; k++) {
+            fputc(k ? ',' : '[', j.f);
+            cli_json_number(j.f, z[(size_t)i * (size_t)d + (size_t)k], 9);
+        }
+        fputc(']', j.f);
+        cli_json_end(&j);
+    }
+    if (!c->out.f) /* --json without -o */
+        return AE_OK;
     for (int i = 0; i < b->count; i++) {
         const ae_item *it = &c->ds->items[b->items[i]];
         cli_csv_field(c->out.f, ae_item_name(it, buf, sizeof buf));
@@ -113,6 +134,21 @@ static ae_status reconstruct_batch(void *user, const ae_batch *b, const float *i
             cli_csv_field(c->out.f, name);
         }
         fputc('\n', c->out.f);
+        if (cli_out.json) {
+            cli_json j;
+            cli_json_begin(&j, "reconstruction");
+            cli_json_str(&j, "image", ae_item_name(it, buf, sizeof buf));
+            cli_json_num(&j, "score", errors[i], 9);
+            output_name(it, c->done, "", name, sizeof name);
+            snprintf(path, sizeof path, "%s/%s", c->dir, name);
+            cli_json_str(&j, "file", path);
+            if (c->error_maps) {
+                output_name(it, c->done, "_error", name, sizeof name);
+                snprintf(path, sizeof path, "%s/%s", c->dir, name);
+                cli_json_str(&j, "error_map", path);
+            }
+            cli_json_end(&j);
+        }
     }
     return AE_OK;
 }
@@ -154,7 +190,13 @@ static int walk(const cli_command *cmd, const char *model_path, const char *data
         else {
             if (c->dir) /* the PNGs' temp files that a killed run left */
                 ae_remove_stale_temps_in(c->dir, ".png");
-            if (!cli_out.quiet)
+            if (cli_out.json) {
+                cli_json j;
+                cli_json_begin(&j, c->dir ? "reconstructed" : "encoded");
+                cli_json_int(&j, "images", (long long)n);
+                cli_json_str(&j, "output", a->output);
+                cli_json_end(&j);
+            } else if (!cli_out.quiet && a->output)
                 fprintf(stderr, "wrote %zu images' results to %s\n", n, a->output);
         }
     }
@@ -167,6 +209,8 @@ static int walk(const cli_command *cmd, const char *model_path, const char *data
 static int encode_begin(visit_ctx *c, const walk_args *a)
 {
     ae_error err;
+    if (!a->output) /* --json alone: the records on standard output */
+        return 0;
     if (ae_atomic_open(a->output, &c->out, &err) != AE_OK)
         return cli_report_error(&err);
     int d = ae_model_config(c->model)->latent_dim;
@@ -197,7 +241,9 @@ static int reconstruct_begin(visit_ctx *c, const walk_args *a)
 static const cli_command encode_cmd = {
     "encode", "MODEL DATA -o latents.csv [options]",
     "The encoder as dimensionality reduction: one latent vector per image.",
-    "latents.csv: image,label,score,z0,...,z<latent-1>, in the data's order.", 2, 2};
+    "latents.csv: image,label,score,z0,...,z<latent-1>, in the data's order. With --json,\n"
+    "one {\"event\":\"latent\",\"image\",\"label\",\"score\",\"z\":[...]} line per image on standard\n"
+    "output (then -o is optional), and a final {\"event\":\"encoded\"} line.", 2, 2};
 
 static const cli_command reconstruct_cmd = {
     "reconstruct", "MODEL DATA -o DIR [options]",
@@ -212,7 +258,7 @@ static int run_walk(const cli_command *cmd, int argc, char **argv, int reconstru
     walk_args a = {0};
     cli_data_defaults(&a.data);
     const cli_option encode_opts[] = {
-        {"output", OPT_OUTPUT, &a.output, "FILE", "latents CSV to write (required; also -o)"},
+        {"output", OPT_OUTPUT, &a.output, "FILE", "latents CSV to write (also -o; required without --json)"},
         CLI_DATA_OPTIONS(a.data),
         {0},
     };
@@ -226,8 +272,9 @@ static int run_walk(const cli_command *cmd, int argc, char **argv, int reconstru
     int npos, rc = cli_parse(cmd, reconstruct ? reconstruct_opts : encode_opts, argc, argv, pos, &npos);
     if (rc)
         return rc < 0 ? 0 : rc;
-    if (!a.output)
-        return cli_usage_error(cmd, "-o %s is required", reconstruct ? "DIR" : "FILE");
+    if (!a.output && (reconstruct || !cli_out.json))
+        return cli_usage_error(cmd, "-o %s is required%s", reconstruct ? "DIR" : "FILE",
+                               reconstruct ? "" : " (or --json for the latents on standard output)");
     visit_ctx c = {0};
     if (reconstruct)
         return walk(cmd, pos[0], pos[1], &a, &c, reconstruct_batch, reconstruct_begin);

@@ -13,9 +13,11 @@ static const cli_command eval_cmd = {
     "Evaluates scores against labels: ROC AUC, average precision, precision, recall, F1 and\n"
     "the confusion matrix at the threshold, the F1-best threshold, per-class AUROC.",
     "SCORES.csv needs a score column and a label column (as 'aedet score -o' writes them).\n"
-    "Labels that are all 0 or 1 are read as normal (0) / anomaly (1); other class numbers\n"
-    "need --normal-class. The threshold flags are those of 'aedet score'; --threshold-from\n"
-    "train|validation needs --model. Images are flagged when score >= threshold.",
+    "Labels that are all 0 or 1 are read as normal (0) / anomaly (1); with other class\n"
+    "numbers the class named good (a class column, as score writes it; or the images of a\n"
+    "folder named good) is normal, else --normal-class N or NAME says which are. The\n"
+    "threshold flags are those of 'aedet score'; --threshold-from train|validation needs\n"
+    "--model. Images are flagged when score >= threshold.",
     1, 1};
 
 static int parse_number(const char *s, double *out)
@@ -30,12 +32,15 @@ int cmd_eval(int argc, char **argv)
 {
     cli_score_args a;
     cli_score_defaults(&a);
-    const char *score_column = "score", *label_column = "label";
+    const char *score_column = "score", *label_column = "label", *class_column = "class";
+    const char **names = NULL; /* class names from class_column */
+    int num_names = 0;
     int best_f1 = 0;
     const cli_option opts[] = {
-        {"normal-class", OPT_LIST, &a.data.normal, "N", "labels of normal images (repeatable) [0 when labels are 0/1]"},
+        {"normal-class", OPT_LIST, &a.data.normal, "N", "labels or class names of normal images (repeatable) [good; 0 when labels are 0/1]"},
         {"score-column", OPT_STRING, &score_column, "NAME", "column with the scores [score]"},
         {"label-column", OPT_STRING, &label_column, "NAME", "column with the labels [label]"},
+        {"class-column", OPT_STRING, &class_column, "NAME", "column with the class names, for --normal-class NAME [class]"},
         CLI_THRESHOLD_OPTIONS(a, best_f1),
         {"model", OPT_STRING, &a.model_path, "MODEL", "model whose stored errors --threshold-from uses"},
         {0},
@@ -100,8 +105,15 @@ int cmd_eval(int argc, char **argv)
         classes[r] = (int)label;
         binary &= classes[r] == 0 || classes[r] == 1;
     }
-    if ((rc = cli_list_ints(&eval_cmd, "normal-class", &a.data.normal, normal, 32, &nn)))
+    if (have_labels)
+        names = cli_csv_class_names(&csv, class_column, classes, &num_names);
+    if ((rc = cli_list_classes(&eval_cmd, "normal-class", &a.data.normal, names, num_names, normal, 32, &nn)))
         goto done;
+    /* MVTec's good (and the folder layout's normal class, when named good) is normal. */
+    int good = have_labels && nn == 0 && !binary ? cli_csv_good_class(&csv, classes, names, num_names) : -1;
+    if (good >= 0)
+        normal[nn++] = good;
+    cli_set_class_names(names, num_names);
     if (have_labels && nn == 0) {
         if (!binary) {
             rc = cli_usage_error(&eval_cmd, "the labels are class numbers: say which are normal with --normal-class");
@@ -135,6 +147,8 @@ int cmd_eval(int argc, char **argv)
         goto done;
     cli_print_metrics(&sum);
 done:
+    cli_set_class_names(NULL, 0);
+    free(names);
     ae_meta_free(meta);
     free(scores);
     free(classes);

@@ -64,13 +64,101 @@ static void print_entry(FILE *o, const ae_meta *meta, size_t i)
     fputc('\n', o);
 }
 
+/* The same entry as one "key":value of the metadata object: float32
+ * arrays (errors, weights) summarized as the text does, the rest whole. */
+static void json_entry(cli_json *j, const ae_meta *meta, size_t i)
+{
+    const char *key = ae_meta_key(meta, i);
+    size_t n = 0;
+    int64_t iv;
+    double fv;
+    FILE *o = j->f;
+    if (i)
+        fputc(',', o);
+    cli_json_string(o, key);
+    fputc(':', o);
+    switch (ae_meta_entry_type(meta, i)) {
+    case AE_META_INT:
+        ae_meta_get_int(meta, key, &iv);
+        fprintf(o, "%lld", (long long)iv);
+        break;
+    case AE_META_FLOAT:
+        ae_meta_get_float(meta, key, &fv);
+        cli_json_number(o, fv, 17);
+        break;
+    case AE_META_STRING:
+        cli_json_string(o, ae_meta_get_str(meta, key));
+        break;
+    case AE_META_FLOATS: {
+        const float *v = ae_meta_get_floats(meta, key, &n);
+        double lo = INFINITY, hi = -INFINITY, sum = 0;
+        for (size_t k = 0; k < n; k++) {
+            lo = v[k] < lo ? v[k] : lo;
+            hi = v[k] > hi ? v[k] : hi;
+            sum += v[k];
+        }
+        fprintf(o, "{\"count\":%zu,\"min\":", n);
+        cli_json_number(o, n ? lo : NAN, 9);
+        fputs(",\"mean\":", o);
+        cli_json_number(o, n ? sum / (double)n : NAN, 9);
+        fputs(",\"max\":", o);
+        cli_json_number(o, n ? hi : NAN, 9);
+        fputc('}', o);
+        break;
+    }
+    case AE_META_INTS: {
+        const int64_t *v = ae_meta_get_ints(meta, key, &n);
+        fputc('[', o);
+        for (size_t k = 0; k < n; k++)
+            fprintf(o, "%s%lld", k ? "," : "", (long long)v[k]);
+        fputc(']', o);
+        break;
+    }
+    case AE_META_DOUBLES: {
+        const double *v = ae_meta_get_doubles(meta, key, &n);
+        fputc('[', o);
+        for (size_t k = 0; k < n; k++) {
+            if (k)
+                fputc(',', o);
+            cli_json_number(o, v[k], 17);
+        }
+        fputc(']', o);
+        break;
+    }
+    }
+}
+
+/* The resolved configuration train stored (train.config), as its lines. */
+static void print_config(FILE *o, const char *config)
+{
+    fprintf(o, "config (aedet train DATA --config FILE repeats the run):\n");
+    for (const char *p = config; *p;) {
+        size_t n = strcspn(p, "\n");
+        fprintf(o, "  ");
+        char line[4096];
+        snprintf(line, sizeof line, "%.*s", (int)(n < sizeof line ? n : sizeof line - 1), p);
+        cli_put_text(o, line);
+        fputc('\n', o);
+        p += n + (p[n] == '\n');
+    }
+}
+
 static const cli_command info_cmd = {"info", "MODEL", "Shows what a model file holds: its config,"
                                      " how it was trained, its tensors. The checksum and every length"
-                                     " are checked first.", NULL, 1, 1};
+                                     " are checked first.",
+                                     "--json prints all of it as one line: the model's shape, and \"metadata\" with\n"
+                                     "every entry (float32 arrays as count, min, mean and max, as the text does).\n"
+                                     "--show-config prints the options train ran with, as a --config file:\n"
+                                     "  aedet info model.aedet --show-config > run.conf\n"
+                                     "  aedet train DATA --config run.conf -o again.aedet", 1, 1};
 
 int cmd_info(int argc, char **argv)
 {
-    const cli_option opts[] = {{0}};
+    int show_config = 0;
+    const cli_option opts[] = {
+        {"show-config", OPT_FLAG, &show_config, NULL, "print only the training configuration, as a --config file"},
+        {0},
+    };
     const char *pos[1];
     int npos, rc = cli_parse(&info_cmd, opts, argc, argv, pos, &npos);
     if (rc)
@@ -85,12 +173,36 @@ int cmd_info(int argc, char **argv)
     const ae_config *c = &sum.config;
     int has_opt = sum.has_optimizer;
     FILE *o = stdout;
-    if (cli_out.json) {
-        printf("{\"event\":\"info\",\"file\":");
-        cli_json_string(o, pos[0]);
-        printf(",\"height\":%d,\"width\":%d,\"channels\":%d,\"latent\":%d,\"parameters\":%zu,"
-               "\"checkpoint\":%s}\n",
-               c->height, c->width, c->channels, c->latent_dim, sum.num_params, has_opt ? "true" : "false");
+    const char *config = ae_meta_get_str(meta, AE_KEY_CONFIG);
+    if (show_config) {
+        if (!config) {
+            ae_meta_free(meta);
+            return cli_usage_error(&info_cmd, "%s holds no training configuration (trained by an older version)",
+                                   pos[0]);
+        }
+        fputs(config, o);
+    } else if (cli_out.json) {
+        cli_json j;
+        cli_json_begin(&j, "info");
+        cli_json_str(&j, "file", pos[0]);
+        cli_json_int(&j, "format", AE_MODEL_FORMAT_VERSION);
+        cli_json_bool(&j, "checkpoint", has_opt);
+        cli_json_int(&j, "height", c->height);
+        cli_json_int(&j, "width", c->width);
+        cli_json_int(&j, "channels", c->channels);
+        cli_json_key(&j, "filters");
+        for (int i = 0; i < c->num_filters; i++)
+            fprintf(o, "%c%d", i ? ',' : '[', c->filters[i]);
+        fputs(c->num_filters ? "]" : "[]", o);
+        cli_json_int(&j, "latent", c->latent_dim);
+        cli_json_int(&j, "parameters", (long long)sum.num_params);
+        cli_json_int(&j, "tensors", sum.num_tensors);
+        cli_json_key(&j, "metadata");
+        fputc('{', o);
+        for (size_t i = 0; i < ae_meta_count(meta); i++)
+            json_entry(&j, meta, i);
+        fputc('}', o);
+        cli_json_end(&j);
     } else {
         cli_put_text(o, pos[0]);
         fprintf(o, ": aedet model file, format %d%s\n", AE_MODEL_FORMAT_VERSION,
@@ -101,7 +213,10 @@ int cmd_info(int argc, char **argv)
         fprintf(o, ", latent %d, %zu parameters, %d tensors\n", c->latent_dim, sum.num_params, sum.num_tensors);
         fprintf(o, "metadata:\n");
         for (size_t i = 0; i < ae_meta_count(meta); i++)
-            print_entry(o, meta, i);
+            if (!config || strcmp(ae_meta_key(meta, i), AE_KEY_CONFIG))
+                print_entry(o, meta, i);
+        if (config)
+            print_config(o, config);
     }
     ae_meta_free(meta);
     return 0;

@@ -30,12 +30,44 @@ const char *cli_item_name(const ae_dataset *ds, size_t item, char *buf, size_t s
 
 
 
+/* --json: one record per image, most anomalous first (as scores.csv), then
+ * the summary with the metrics. */
+static void print_json(const cli_score_args *a, const ae_metrics_summary *m, const ae_dataset *ds,
+                       const size_t *items, const float *scores, const size_t *order, size_t n,
+                       double seconds, const char *rule)
+{
+    char buf[64], cls[64];
+    cli_json j;
+    for (size_t r = 0; r < n; r++) {
+        size_t i = order[r];
+        const ae_item *it = &ds->items[items[i]];
+        cli_json_begin(&j, "image");
+        cli_json_int(&j, "rank", (long long)r + 1);
+        cli_json_str(&j, "image", ae_item_name(it, buf, sizeof buf));
+        cli_json_key(&j, "label");
+        if (it->label >= 0)
+            fprintf(j.f, "%d", it->label);
+        else
+            fputs("null", j.f);
+        cli_json_str(&j, "class", it->label >= 0 ? ae_class_name(ds, it->label, cls, sizeof cls) : NULL);
+        cli_json_num(&j, "score", scores[i], 9);
+        cli_json_num(&j, "threshold", m->threshold.value, 9);
+        cli_json_bool(&j, "flagged", scores[i] >= m->threshold.value);
+        cli_json_end(&j);
+    }
+    cli_json_begin(&j, "metrics");
+    cli_json_str(&j, "split", a->split);
+    cli_json_int(&j, "images", (long long)n);
+    cli_json_num(&j, "seconds", seconds, 6);
+    cli_json_str(&j, "score_rule", rule);
+    cli_json_metrics(&j, m);
+    cli_json_end(&j);
+}
+
 static void print_summary(const cli_score_args *a, const ae_metrics_summary *m, const ae_dataset *ds,
                           const size_t *items, const float *scores, const size_t *order, size_t n)
 {
     cli_print_metrics(m);
-    if (cli_out.json)
-        return;
     FILE *o = stdout;
     size_t show = n < (size_t)a->top ? n : (size_t)a->top;
     if (show)
@@ -46,8 +78,17 @@ static void print_summary(const cli_score_args *a, const ae_metrics_summary *m, 
         const ae_item *it = &ds->items[items[i]];
         fprintf(o, "  %3zu  %.6f  %s  ", r + 1, scores[i], scores[i] >= m->threshold.value ? "FLAG" : "    ");
         cli_put_text(o, ae_item_name(it, buf, sizeof buf));
-        if (it->label >= 0)
-            fprintf(o, "  (label %d)", it->label);
+        if (it->label >= 0) {
+            char num[16];
+            const char *name = ae_class_name(ds, it->label, buf, sizeof buf);
+            snprintf(num, sizeof num, "%d", it->label);
+            fprintf(o, "  (label %d", it->label);
+            if (strcmp(name, num)) {
+                fputs(", ", o);
+                cli_put_text(o, name);
+            }
+            fputs(")", o);
+        }
         fprintf(o, "\n");
     }
 }
@@ -76,7 +117,7 @@ static int write_scores_csv(const char *path, const ae_dataset *ds, const size_t
     if (ae_atomic_open(path, &af, &err) != AE_OK)
         return cli_report_error(&err);
     FILE *f = af.f;
-    fprintf(f, "rank,image,label,score,threshold,flagged\n");
+    fprintf(f, "rank,image,label,score,threshold,flagged,class\n");
     for (size_t r = 0; r < n; r++) {
         size_t i = order[r];
         const ae_item *it = &ds->items[items[i]];
@@ -86,7 +127,10 @@ static int write_scores_csv(const char *path, const ae_dataset *ds, const size_t
             fprintf(f, ",%d", it->label);
         else
             fputc(',', f);
-        fprintf(f, ",%.9g,%.9g,%d\n", scores[i], threshold, scores[i] >= threshold);
+        fprintf(f, ",%.9g,%.9g,%d,", scores[i], threshold, scores[i] >= threshold);
+        if (it->label >= 0 && ds->num_classes > 0) /* the class's name: a folder's, MVTec's, a CSV's Species */
+            cli_csv_field(f, ae_class_name(ds, it->label, buf, sizeof buf));
+        fputc('\n', f);
     }
     return ae_atomic_commit(&af, 1, &err) == AE_OK ? 0 : cli_report_error(&err);
 }
@@ -105,6 +149,8 @@ int cli_score_run(const cli_command *cmd, cli_score_args *a)
         cli_session_close(&se);
         return cli_usage_error(cmd, "--pixel-maps wants model or input, not '%s'", a->pixel_maps);
     }
+    if (a->data.normal_dir && !cli_out.quiet && !cli_out.json) /* which images the folder layout took */
+        fprintf(stderr, "data          %s\n", se.ds.description);
     if ((rc = cli_session_detector(cmd, &se, a->model_path, a->score))) {
         cli_session_close(&se);
         return rc;
@@ -137,19 +183,25 @@ int cli_score_run(const cli_command *cmd, cli_score_args *a)
         goto done;
     double seconds = cli_now() - started;
     char rule[32];
+    ae_score_rule_name(ae_detector_rule(se.detector), rule, sizeof rule);
     if (!cli_out.quiet && !cli_out.json)
         fprintf(stderr, "scored %zu images in %.2fs (%.0f images/s, %.3f ms/image), score %s\n", n, seconds,
-                (double)n / seconds, 1000 * seconds / (double)(n ? n : 1),
-                ae_score_rule_name(ae_detector_rule(se.detector), rule, sizeof rule));
+                (double)n / seconds, 1000 * seconds / (double)(n ? n : 1), rule);
 
     /* Labels for evaluation: anomaly = any class outside --normal-class
      * (MVTec: outside "good"). They never influence the scores. */
     int normal[32], nn = 0;
-    if ((rc = cli_list_ints(cmd, "normal-class", &a->data.normal, normal, 32, &nn)))
+    if ((rc = cli_list_classes(cmd, "normal-class", &a->data.normal, (const char *const *)se.ds.class_names,
+                               se.ds.num_classes, normal, 32, &nn)))
         goto done;
     char first_class[32];
+    /* MVTec's good, and the folder layout's normal folder, are class 0. */
     int have_labels = se.ds.num_classes > 0 &&
-                      (nn > 0 || !strcmp(ae_class_name(&se.ds, 0, first_class, sizeof first_class), "good"));
+                      (nn > 0 || a->data.normal_dir ||
+                       !strcmp(ae_class_name(&se.ds, 0, first_class, sizeof first_class), "good"));
+    cli_set_class_names((const char *const *)se.ds.class_names, se.ds.num_classes);
+    if (!strcmp(a->split, "all"))
+        cli_warn_trained_overlap(se.meta, &se.ds, scored, n);
     if (have_labels && nn == 0)
         normal[nn++] = 0;
     for (size_t i = 0; i < n && have_labels; i++) {
@@ -178,7 +230,10 @@ int cli_score_run(const cli_command *cmd, cli_score_args *a)
         rc = cli_report_error(&err);
         goto done;
     }
-    print_summary(a, &m, &se.ds, scored, scores, order, n);
+    if (cli_out.json)
+        print_json(a, &m, &se.ds, scored, scores, order, n, seconds, rule);
+    else
+        print_summary(a, &m, &se.ds, scored, scores, order, n);
     warn_flagged_share(&m);
     fflush(stdout);
     if (a->output && (rc = write_scores_csv(a->output, &se.ds, scored, scores, order, n, t.value)))
@@ -196,6 +251,7 @@ int cli_score_run(const cli_command *cmd, cli_score_args *a)
     }
 
 done:
+    cli_set_class_names(NULL, 0);
     cli_pixel_maps_free(maps);
     free(scores);
     free(scored);
@@ -207,7 +263,7 @@ done:
 }
 
 static const cli_command score_cmd = {
-    "score", "MODEL DATA [options] [-o scores.csv]",
+    "score", "MODEL DATA|--normal-dir DIR [options] [-o scores.csv]",
     "Scores every image in DATA by the model's score rule (by default its reconstruction\n"
     "error: mean squared error over all pixels and channels) and flags those with score >=\n"
     "the threshold.",
@@ -221,18 +277,27 @@ static const cli_command score_cmd = {
     "Images are compared with >=: an image whose error equals the threshold is flagged.\n"
     "DATA's images are all scored, unless --anomaly-class asks for the tutorial's recipe;\n"
     "--split validation scores only the images the model held out (same data flags as train).\n"
-    "With labels (--normal-class N, or an MVTec test split) it prints precision, recall, F1,\n"
-    "ROC AUC, average precision and how many known anomalies were flagged.\n"
-    "scores.csv: rank,image,label,score,threshold,flagged, most anomalous first.",
-    2, 2};
+    "With labels (--normal-class N or NAME, an MVTec test split, or the folder layout) it\n"
+    "prints precision, recall, F1, ROC AUC, average precision, how many known anomalies were\n"
+    "flagged, and the AUROC of each class by name; with masks, the pixel ROC AUC.\n"
+    "The folder layout replaces DATA: --normal-dir good/ --abnormal-dir crack/ [--abnormal-dir\n"
+    "dent/ ...] [--mask-dir masks/] scores the normal images training held out (its\n"
+    "--test-split, stored in MODEL, or --normal-test-dir DIR) and every abnormal image.\n"
+    "A warning says when scored images are images the model trained on.\n"
+    "DATA may be one image file, '-' (image paths on standard input, one a line) or @LIST\n"
+    "(the paths in the file LIST). --json prints one line per image, most anomalous first\n"
+    "({\"event\":\"image\",\"rank\",\"image\",\"label\",\"class\",\"score\",\"threshold\",\"flagged\"}),\n"
+    "then one summary line ({\"event\":\"metrics\",...,\"metrics\":{as --metrics writes}}).\n"
+    "scores.csv: rank,image,label,score,threshold,flagged,class, most anomalous first.",
+    1, 2};
 
 static const cli_command report_cmd = {
-    "report", "MODEL DATA -o report.html [options]",
+    "report", "MODEL DATA|--normal-dir DIR -o report.html [options]",
     "Scores DATA like 'aedet score' and writes one self-contained HTML report: configuration,\n"
     "loss per epoch, error histogram with the threshold, ROC and precision-recall curves (with\n"
     "labels), a gallery of input, reconstruction and error map, and the flagged images.",
     "Takes every option of 'aedet score'; -o names the HTML file (--csv FILE keeps the scores).",
-    2, 2};
+    1, 2};
 
 static int run_score(const cli_command *cmd, int argc, char **argv, int as_report)
 {
@@ -265,7 +330,11 @@ static int run_score(const cli_command *cmd, int argc, char **argv, int as_repor
         a.output = a.csv;
     }
     a.model_path = pos[0];
-    a.data_path = pos[1];
+    a.data_path = npos > 1 ? pos[1] : NULL;
+    if ((rc = cli_folder_flags_alone(cmd, &a.data)))
+        return rc;
+    if (!a.data_path && !a.data.normal_dir)
+        return cli_usage_error(cmd, "DATA (or --normal-dir DIR) is required");
     return cli_score_run(cmd, &a);
 }
 

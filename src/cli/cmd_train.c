@@ -106,17 +106,16 @@ static void on_epoch(void *user, int epoch, double train_loss, double val_loss, 
     fflush(stdout);
 }
 
-/* The model size when --size is not given: the first image's, rounded to the
- * nearest multiple of 2^filters (28x28 -> 32x32), so any data set just works. */
-static int default_size(int v, int num_filters)
-{
-    int step = 1 << num_filters;
-    int r = (v + step / 2) / step * step;
-    return r < step ? step : r;
-}
+/* The model size when --size is not given: the median image size, scaled
+ * down (keeping the aspect) so its long side is at most CLI_DEFAULT_LONG_SIDE,
+ * then rounded to the nearest multiple of 2^levels (28x28 -> 32x32, 360x496
+ * -> 96x128): bigger inputs cost time and memory as the square of the side,
+ * and rarely score better (README, "Data layouts"). */
+#define CLI_DEFAULT_LONG_SIDE 128
 
 static int resolve_config(const cli_command *cmd, const cli_train_args *a, const ae_dataset *ds,
-                          size_t first_item, ae_config *cfg, int *orig_h, int *orig_w)
+                          size_t first_item, const ae_size_stats *sizes, ae_config *cfg, int *orig_h,
+                          int *orig_w)
 {
     int filters[AE_MAX_FILTERS], nf = 0, rc;
     if (a->filters.count) {
@@ -132,12 +131,13 @@ static int resolve_config(const cli_command *cmd, const cli_train_args *a, const
         ae_error_prefix(&err, "reading the first image to size the model");
         return cli_report_error(&err);
     }
-    *orig_h = first.height;
-    *orig_w = first.width;
+    *orig_h = sizes->count ? sizes->median_height : first.height;
+    *orig_w = sizes->count ? sizes->median_width : first.width;
     int channels = a->channels ? a->channels : first.channels;
     ae_image_free(&first);
-    int h = a->size.height ? a->size.height : default_size(*orig_h, nf);
-    int w = a->size.width ? a->size.width : default_size(*orig_w, nf);
+    int h = a->size.height, w = a->size.width;
+    if (!h || !w)
+        ae_default_input_size(*orig_h, *orig_w, nf, CLI_DEFAULT_LONG_SIDE, &h, &w);
     ae_config_init(cfg, h, w, channels);
     cfg->num_filters = nf;
     for (int i = 0; i < nf; i++)
@@ -149,10 +149,37 @@ static int resolve_config(const cli_command *cmd, const cli_train_args *a, const
     return 0;
 }
 
-static void print_config(const cli_train_args *a, const ae_dataset *ds, const ae_config *cfg,
-                         int orig_h, int orig_w, size_t n_train, size_t n_val, const ae_loader *train,
-                         const ae_loader *val, const ae_model *m)
+/* The sizes of the images, before the model's size is chosen from them. */
+static void print_sizes(const ae_size_stats *st)
 {
+    if (cli_out.json) {
+        cli_json j;
+        cli_json_begin(&j, "input_sizes");
+        cli_json_int(&j, "images", (long long)st->count);
+        cli_json_int(&j, "unreadable", (long long)st->unreadable);
+        cli_json_int(&j, "distinct", (long long)st->distinct);
+        cli_json_key(&j, "height");
+        fprintf(j.f, "{\"min\":%d,\"median\":%d,\"max\":%d}", st->min_height, st->median_height, st->max_height);
+        cli_json_key(&j, "width");
+        fprintf(j.f, "{\"min\":%d,\"median\":%d,\"max\":%d}", st->min_width, st->median_width, st->max_width);
+        cli_json_end(&j);
+        return;
+    }
+    if (cli_out.quiet || (st->distinct <= 1 && !st->unreadable))
+        return; /* one size: the "image size" line says it */
+    fprintf(stderr, "  input sizes   %zu distinct among %zu images: height %d-%d (median %d), width %d-%d (median %d)",
+            st->distinct, st->count, st->min_height, st->max_height, st->median_height, st->min_width,
+            st->max_width, st->median_width);
+    if (st->unreadable)
+        fprintf(stderr, "; %zu without a readable header", st->unreadable);
+    fputc('\n', stderr);
+}
+
+static void print_config(const cli_train_args *a, const ae_dataset *ds, const ae_config *cfg,
+                         int orig_h, int orig_w, const ae_size_stats *sizes, size_t n_train, size_t n_val,
+                         const ae_loader *train, const ae_loader *val, const ae_model *m)
+{
+    const char *size_note = sizes->distinct > 1 ? " median" : "";
     char filters[64] = "";
     for (int i = 0; i < cfg->num_filters; i++)
         snprintf(filters + strlen(filters), sizeof filters - strlen(filters), "%s%d", i ? "," : "",
@@ -164,6 +191,7 @@ static void print_config(const cli_train_args *a, const ae_dataset *ds, const ae
     size_t mem = ae_model_memory_bytes(m) + ae_loader_peak_bytes(train) +
                  (val ? ae_loader_peak_bytes(val) + batch_bytes : 0) + batch_bytes;
     if (cli_out.json) {
+        print_sizes(sizes);
         printf("{\"event\":\"config\",\"data\":");
         cli_json_string(stdout, ds->description ? ds->description : a->data_path);
         printf(",\"images_train\":%zu,\"images_val\":%zu,"
@@ -181,13 +209,16 @@ static void print_config(const cli_train_args *a, const ae_dataset *ds, const ae
     fprintf(stderr,
             "aedet train\n"
             "  data          %s\n"
-            "  images        %zu train, %zu validation (%.0f%%, seed %llu)\n"
-            "  image size    %dx%d resized to %dx%dx%d (area when shrinking, bilinear when growing)\n"
+            "  images        %zu train, %zu validation (%.0f%%, seed %llu)\n",
+            ds->description ? ds->description : a->data_path, n_train, n_val, 100 * a->val_fraction,
+            (unsigned long long)a->seed);
+    print_sizes(sizes);
+    fprintf(stderr,
+            "  image size    %dx%d%s resized to %dx%dx%d (area when shrinking, bilinear when growing)\n"
             "  model         filters %s, latent %d, LeakyReLU %.2g, %zu parameters\n"
             "  training      %d epochs, batch %d, Adam lr %g, decay %g, seed %llu, %d threads, %s kernels\n"
             "  memory        %s, expected peak %.1f MiB\n",
-            ds->description ? ds->description : a->data_path, n_train, n_val, 100 * a->val_fraction,
-            (unsigned long long)a->seed, orig_h, orig_w, cfg->height, cfg->width, cfg->channels, filters,
+            orig_h, orig_w, size_note, cfg->height, cfg->width, cfg->channels, filters,
             cfg->latent_dim, cfg->leaky_slope, ae_model_num_params(m), a->epochs, a->data.batch,
             a->learning_rate, a->decay, (unsigned long long)a->seed, ae_get_num_threads(),
             ae_model_kernels(m), ae_loader_is_streaming(train) || (val && ae_loader_is_streaming(val))
@@ -392,9 +423,36 @@ static ae_status store_detector(const cli_train_args *a, ae_model *m, ae_loader 
     return s;
 }
 
+/* Every training and data option's value for this run, as a --config file
+ * (stored in the model: `aedet info --show-config`), with the size, channels
+ * and filters resolved, so the file repeats the run even if a default changes. */
+static char *resolved_config(const cli_train_args *a, const ae_config *cfg)
+{
+    cli_train_args r = *a;
+    char filters[160] = "";
+    r.size.height = cfg->height;
+    r.size.width = cfg->width;
+    r.channels = cfg->channels;
+    for (int i = 0; i < cfg->num_filters; i++)
+        snprintf(filters + strlen(filters), sizeof filters - strlen(filters), "%s%d", i ? "," : "", cfg->filters[i]);
+    r.filters.items[0] = filters;
+    r.filters.count = 1;
+    const cli_option opts[] = {CLI_TRAINING_OPTIONS(r), CLI_DATA_OPTIONS(r.data), {0}};
+    char *body = cli_options_config(opts, NULL);
+    const char *data = a->data_path ? a->data_path : "";
+    size_t len = body ? strlen(body) + strlen(data) + 256 : 0;
+    char *text = body ? malloc(len) : NULL;
+    if (text)
+        snprintf(text, len, "# aedet %s train: the options of a run on DATA %s\n%s", AE_VERSION_STRING,
+                 strchr(data, '\n') ? "(a name with a line break)" : data, body);
+    free(body);
+    return text;
+}
+
 int cli_train_run(const cli_command *cmd, cli_train_args *a)
 {
     int rc = 0;
+    char *config_text = NULL;
     ae_error err = {0};
     ae_meta *resume_meta = NULL;
     ae_model *model = NULL;
@@ -472,16 +530,16 @@ int cli_train_run(const cli_command *cmd, cli_train_args *a)
         goto done;
     /* Before any image is decoded. --resume is no input here: it is read
      * whole now, and is usually the checkpoint itself. */
-    const cli_path inputs[] = {{"DATA", a->data_path, 0}, {"the labels", a->data.labels, 0}};
+    const cli_path inputs[] = {{"DATA", cli_data_input(a->data_path), 0}, {"the labels", a->data.labels, 0}};
     const cli_path outputs[] = {{"-o", a->output, 0},
                                 {a->checkpoint ? "--checkpoint" : "the checkpoint", checkpoint, 0}};
     if ((rc = cli_check_outputs(cmd, inputs, 2, &ds, outputs, 2)))
         goto done;
-    int64_t fingerprint = cli_data_fingerprint(&ds, a->data_path, items, n_items);
+    int64_t fingerprint = cli_data_fingerprint(&ds, cli_data_root(&a->data, a->data_path), items, n_items);
     if (resume_meta) {
         int64_t old = 0;
         ae_meta_get_int(resume_meta, AE_KEY_DATA_FINGERPRINT, &old);
-        if (!cli_same_data(&ds, a->data_path, items, n_items, old)) {
+        if (!cli_same_data(&ds, cli_data_root(&a->data, a->data_path), items, n_items, old)) {
             rc = cli_usage_error(cmd, "%s was trained on other images: give the same DATA and data "
                                       "flags to --resume", a->resume);
             goto done;
@@ -498,14 +556,23 @@ int cli_train_run(const cli_command *cmd, cli_train_args *a)
     }
     ae_config cfg;
     int orig_h = 0, orig_w = 0;
+    ae_size_stats sizes; /* of every chosen image, from its header */
+    if (ae_dataset_size_stats(&ds, items, n_items, &sizes, &err) != AE_OK) {
+        rc = cli_report_error(&err);
+        goto done;
+    }
     if (resume_meta) {
         if (ae_model_config_from_meta(resume_meta, a->resume, &cfg, &err) != AE_OK) {
             rc = cli_report_error(&err);
             goto done;
         }
         orig_h = cfg.height, orig_w = cfg.width;
-    } else if ((rc = resolve_config(cmd, a, &ds, train_items[0], &cfg, &orig_h, &orig_w)))
+    } else if ((rc = resolve_config(cmd, a, &ds, train_items[0], &sizes, &cfg, &orig_h, &orig_w)))
         goto done;
+    if (!resume_meta && !(config_text = resolved_config(a, &cfg))) {
+        rc = EXIT_INTERNAL;
+        goto done;
+    }
     /* One budget for both sets, shared in proportion to their sizes: a
      * validation set that fits alone must not push the run past it. */
     size_t budget = a->data.memory_budget ? a->data.memory_budget : 1; /* 0 keeps nothing in memory */
@@ -533,11 +600,20 @@ int cli_train_run(const cli_command *cmd, cli_train_args *a)
     }
     if (ae_train_state_init(&st, a->epochs, &err) != AE_OK ||
         (a->resume && restore_state(meta, a->epochs, model, &st, &err) != AE_OK) ||
-        base_meta(a, &ds, fingerprint, ae_model_kernels(model), augment, meta, &err) != AE_OK) {
+        base_meta(a, &ds, fingerprint, ae_model_kernels(model), augment, meta, &err) != AE_OK ||
+        (config_text && ae_meta_set_str(meta, AE_KEY_CONFIG, config_text, &err) != AE_OK) ||
+        cli_store_training_ids(&ds, train_items, n_train, meta, &err) != AE_OK ||
+        (a->data.normal_dir && ae_meta_set_float(meta, AE_KEY_TEST_SPLIT,
+                                                 isnan(a->data.test_split) ? 0 : a->data.test_split, &err) != AE_OK)) {
         rc = cli_report_error(&err);
         goto done;
     }
-    print_config(a, &ds, &cfg, orig_h, orig_w, n_train, n_val, train, val, model);
+    print_config(a, &ds, &cfg, orig_h, orig_w, &sizes, n_train, n_val, train, val, model);
+    int capped = !a->size.height && !resume_meta &&
+                 (orig_h > CLI_DEFAULT_LONG_SIDE || orig_w > CLI_DEFAULT_LONG_SIDE);
+    if (capped && !cli_out.quiet && !cli_out.json)
+        fprintf(stderr, "  default size  the long side at most %d, the aspect kept (--size HxW for another)\n",
+                CLI_DEFAULT_LONG_SIDE);
     if (a->resume && !cli_out.quiet && !cli_out.json)
         fprintf(stderr, "  resuming      from %s at epoch %d, batch %d\n", a->resume, st.epoch + 1, st.batch);
 
@@ -606,7 +682,7 @@ int cli_train_run(const cli_command *cmd, cli_train_args *a)
         rc = cli_report_error(&err);
         goto done;
     }
-    unlink(checkpoint); /* the finished model supersedes it */
+    ae_remove_file(checkpoint); /* the finished model supersedes it */
     if (cli_out.json) {
         printf("{\"event\":\"saved\",\"model\":");
         cli_json_string(stdout, a->output);
@@ -616,6 +692,7 @@ int cli_train_run(const cli_command *cmd, cli_train_args *a)
         fprintf(stderr, "saved %s\n", a->output);
 
 done:
+    free(config_text);
     ae_train_state_free(&st);
     ae_meta_free(meta);
     ae_meta_free(resume_meta);
@@ -630,14 +707,23 @@ done:
 }
 
 static const cli_command train_cmd = {
-    "train", "DATA -o MODEL [options]",
+    "train", "DATA|--normal-dir DIR -o MODEL [options]",
     "Trains the convolutional autoencoder on the images in DATA (unsupervised: labels, when\n"
     "given, only choose which images take part) and saves MODEL.",
     "DATA is a folder of images (searched recursively), a folder with --labels CSV, a\n"
     "class-per-folder tree (--layout classes), an MVTec AD category (train/good), or an IDX\n"
-    "file (Fashion-MNIST) with --labels for its IDX labels. Training on normal images only\n"
+    "file (Fashion-MNIST) with --labels for its IDX labels; also one image file, '-' (image\n"
+    "paths on standard input, one a line) or @LIST (the paths in the file LIST). Without\n"
+    "--size the model takes the median image size, scaled so its long side is at most 128\n"
+    "(aspect kept), sides rounded to a multiple of 2^levels (28x28 -> 32x32, 360x496 -> 96x128);\n"
+    "the images' sizes are summarized first. --config FILE takes the options from a file\n"
+    "('key = value' lines; 'aedet info MODEL --show-config' writes one that repeats a run).\n"
+    "Training on normal images only\n"
     "is the common case; --normal-class/--anomaly-class/--contamination reproduce the\n"
-    "tutorial's recipe. A checkpoint (MODEL.ckpt) is saved after every epoch and on Ctrl-C;\n"
+    "tutorial's recipe. The folder layout replaces DATA: --normal-dir good/ trains on its\n"
+    "images (masks and --exclude matches never), less the --test-split share held out for\n"
+    "scoring; 'aedet score MODEL --normal-dir good/ --abnormal-dir crack/ --mask-dir masks/'\n"
+    "then scores the held-out normals and each defect folder. A checkpoint (MODEL.ckpt) is saved after every epoch and on Ctrl-C;\n"
     "--resume MODEL.ckpt continues from it with the same result as an uninterrupted run\n"
     "(alone, it repeats the command that began the run; with DATA, the data flags must match).\n"
     "Exit codes: 0 ok, 2 usage, 3 bad data, 4 I/O, 5 bad model file, 6 diverged (NaN),\n"
@@ -702,10 +788,18 @@ static int resume_alone(const cli_train_args *given)
         return cli_usage_error(&train_cmd, "%s: the stored command is too long", given->resume);
     }
     cli_train_args a;
+    cli_config_base = cwd; /* a --config FILE of the stored command: from where it ran */
     int npos = 0, rc = copy ? parse_train(argc, args, &a, &npos) : EXIT_INTERNAL;
+    cli_config_base = NULL;
     char data[4096], output[4096], labels[4096], ckpt[4096];
-    if (!rc && npos == 1) {
+    char normal_dir[4096], normal_test[4096], mask_dir[4096], (*abnormal)[4096] = calloc(32, sizeof *abnormal);
+    if (!rc && (npos == 1 || a.data.normal_dir)) {
         a.data_path = stored_path(a.data_path, cwd, data, sizeof data);
+        a.data.normal_dir = stored_path(a.data.normal_dir, cwd, normal_dir, sizeof normal_dir);
+        a.data.normal_test_dir = stored_path(a.data.normal_test_dir, cwd, normal_test, sizeof normal_test);
+        a.data.mask_dir = stored_path(a.data.mask_dir, cwd, mask_dir, sizeof mask_dir);
+        for (int i = 0; abnormal && i < a.data.abnormal.count; i++)
+            a.data.abnormal.items[i] = stored_path(a.data.abnormal.items[i], cwd, abnormal[i], sizeof abnormal[i]);
         a.data.labels = stored_path(a.data.labels, cwd, labels, sizeof labels);
         a.output = given->output ? given->output : stored_path(a.output, cwd, output, sizeof output);
         a.checkpoint = given->checkpoint ? given->checkpoint : stored_path(a.checkpoint, cwd, ckpt, sizeof ckpt);
@@ -717,10 +811,12 @@ static int resume_alone(const cli_train_args *given)
         warn_overridden("lr", given->learning_rate, d.learning_rate, a.learning_rate);
         warn_overridden("seed", (double)given->seed, (double)d.seed, (double)a.seed);
         if (!cli_out.quiet && !cli_out.json)
-            fprintf(stderr, "  resuming      %s -o %s, as the checkpoint began\n", a.data_path, a.output);
+            fprintf(stderr, "  resuming      %s -o %s, as the checkpoint began\n", cli_data_root(&a.data, a.data_path),
+                    a.output);
         rc = cli_train_run(&train_cmd, &a);
     } else if (!rc)
         rc = cli_usage_error(&train_cmd, "%s: the stored command has no DATA", given->resume);
+    free(abnormal);
     free(copy);
     ae_meta_free(meta);
     return rc;
@@ -749,10 +845,12 @@ int cmd_train(int argc, char **argv)
     int npos, rc = parse_train(argc, argv, &a, &npos);
     if (rc)
         return rc < 0 ? 0 : rc;
-    if (!a.data_path && a.resume)
+    if ((rc = cli_folder_flags_alone(&train_cmd, &a.data)))
+        return rc;
+    if (!a.data_path && !a.data.normal_dir && a.resume)
         return resume_alone(&a);
-    if (!a.data_path)
-        return cli_usage_error(&train_cmd, "DATA is required (or --resume CKPT alone)");
+    if (!a.data_path && !a.data.normal_dir)
+        return cli_usage_error(&train_cmd, "DATA (or --normal-dir DIR) is required (or --resume CKPT alone)");
     if (!a.output)
         return cli_usage_error(&train_cmd, "-o MODEL is required");
     char cwd[4096];

@@ -29,31 +29,16 @@ int cli_exit_code(ae_status s)
     return EXIT_INTERNAL;
 }
 
-void cli_json_string(FILE *out, const char *s)
-{
-    fputc('"', out);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(out, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(out, "\\u%04x", c);
-        else
-            fputc(c, out);
-    }
-    fputc('"', out);
-}
-
 int cli_report_error(const ae_error *err)
 {
     cli_progress_end();
     if (cli_out.json) {
-        printf("{\"event\":\"error\",\"kind\":");
-        cli_json_string(stdout, ae_status_name(err->code));
-        printf(",\"message\":");
-        cli_json_string(stdout, err->message);
-        printf(",\"exit\":%d}\n", cli_exit_code(err->code));
-        fflush(stdout);
+        cli_json j;
+        cli_json_begin(&j, "error");
+        cli_json_str(&j, "kind", ae_status_name(err->code));
+        cli_json_str(&j, "message", err->message);
+        cli_json_int(&j, "exit", cli_exit_code(err->code));
+        cli_json_end(&j);
     }
     fprintf(stderr, "aedet: %s: ", ae_status_name(err->code));
     cli_put_text(stderr, err->message); /* it names files */
@@ -102,6 +87,7 @@ void cli_data_defaults(cli_data_args *d)
     d->batch = 32;
     d->bad_files = "stop";
     d->layout = "auto";
+    d->test_split = NAN; /* not given: 0 for train, the model's for score */
 }
 
 static int parse_layout(const char *s, ae_source_kind *kind)
@@ -109,6 +95,7 @@ static int parse_layout(const char *s, ae_source_kind *kind)
     static const struct { const char *name; ae_source_kind kind; } layouts[] = {
         {"auto", AE_SOURCE_AUTO},       {"folder", AE_SOURCE_FOLDER}, {"csv", AE_SOURCE_CSV},
         {"classes", AE_SOURCE_CLASS_FOLDERS}, {"mvtec", AE_SOURCE_MVTEC}, {"idx", AE_SOURCE_IDX},
+        {"folders", AE_SOURCE_FOLDERS},
     };
     for (size_t i = 0; i < sizeof layouts / sizeof layouts[0]; i++)
         if (!strcasecmp(s, layouts[i].name)) {
@@ -123,7 +110,8 @@ int cli_open_data(const cli_command *cmd, const cli_data_args *d, const char *ro
 {
     ae_source src = {0};
     if (!parse_layout(d->layout, &src.kind))
-        return cli_usage_error(cmd, "--layout wants auto, folder, csv, classes, mvtec or idx, not '%s'", d->layout);
+        return cli_usage_error(cmd, "--layout wants auto, folder, csv, classes, mvtec, idx or folders, not '%s'",
+                               d->layout);
     if (strcmp(d->bad_files, "stop") && strcmp(d->bad_files, "skip"))
         return cli_usage_error(cmd, "--bad-files wants stop or skip, not '%s'", d->bad_files);
     if (!(d->contamination >= 0 && d->contamination <= 1))
@@ -139,16 +127,17 @@ int cli_open_data(const cli_command *cmd, const cli_data_args *d, const char *ro
     src.mvtec_split = d->mvtec_split;
     src.bad_policy = strcmp(d->bad_files, "skip") ? AE_BAD_STOP : AE_BAD_SKIP;
     src.allow_outside = d->allow_outside;
-
+    /* The folder layout: training takes its training split, scoring the rest. */
+    ae_folder_layout folders;
     int normal[32], anomaly[32], nn = 0, na = 0, rc;
-    if ((rc = cli_list_ints(cmd, "normal-class", &d->normal, normal, 32, &nn)) ||
-        (rc = cli_list_ints(cmd, "anomaly-class", &d->anomaly, anomaly, 32, &na)))
+    if ((rc = cli_folder_source(cmd, d, root, seed, !normal_selects, &folders, &src)))
         return rc;
-    if (na && !nn)
+    root = cli_data_root(d, root);
+    if (d->anomaly.count && !d->normal.count)
         return cli_usage_error(cmd, "--anomaly-class needs --normal-class too");
 
     ae_error err = {0};
-    ae_status s = ae_dataset_open(&src, ds, &err);
+    ae_status s = cli_dataset_open(&src, ds, &err); /* "-" and "@FILE": lists.c */
     if (s != AE_OK)
         return cli_report_error(&err);
     for (size_t i = 0; i < ds->num_notes && i < 20; i++) {
@@ -158,10 +147,17 @@ int cli_open_data(const cli_command *cmd, const cli_data_args *d, const char *ro
     }
     if (ds->num_notes > 20)
         fprintf(stderr, "aedet: warning: ... and %zu more like these\n", ds->num_notes - 20);
-    if ((nn || na) && ds->num_classes == 0) {
+    if ((d->normal.count || d->anomaly.count) && ds->num_classes == 0) {
         ae_dataset_free(ds);
         return cli_usage_error(cmd, "--normal-class/--anomaly-class need labels, and %s has none "
-                               "(give --labels, or a class-per-folder or MVTec layout)", root);
+                               "(give --labels, or a class-per-folder, MVTec or folder layout)", root);
+    }
+    /* Classes by name (the folder's) or number. */
+    const char *const *names = (const char *const *)ds->class_names;
+    if ((rc = cli_list_classes(cmd, "normal-class", &d->normal, names, ds->num_classes, normal, 32, &nn)) ||
+        (rc = cli_list_classes(cmd, "anomaly-class", &d->anomaly, names, ds->num_classes, anomaly, 32, &na))) {
+        ae_dataset_free(ds);
+        return rc;
     }
     /* Without --anomaly-class, scoring takes every image: --normal-class then
      * only says which labels are normal. */

@@ -86,12 +86,10 @@ void cli_print_metrics(const ae_metrics_summary *m)
     const ae_threshold *t = &m->threshold;
     FILE *o = stdout;
     if (cli_out.json) {
-        char *json;
-        size_t len;
-        if (ae_metrics_json(m, &json, &len, NULL) == AE_OK) {
-            printf("{\"event\":\"metrics\",\"metrics\":%s}\n", json);
-            free(json);
-        }
+        cli_json j;
+        cli_json_begin(&j, "metrics");
+        cli_json_metrics(&j, m);
+        cli_json_end(&j);
         return;
     }
     fprintf(o, "threshold     %s", t->name);
@@ -110,9 +108,20 @@ void cli_print_metrics(const ae_metrics_summary *m)
             fprintf(o, "best F1       %.4f at threshold %.6g\n", m->best_f1, m->best_f1_threshold);
         if (!isnan(m->pixel_auc))
             fprintf(o, "pixel ROC AUC %.4f (every pixel's error against the ground-truth masks)\n", m->pixel_auc);
-        for (int i = 0; i < m->num_class_auc; i++)
-            fprintf(o, "  class %-3d   AUROC vs normal %.4f (%zu images)\n", m->class_auc[i].class_id,
-                    m->class_auc[i].auc, m->class_auc[i].count);
+        size_t width = 5; /* names (a folder's) when the classes have them, aligned */
+        char num[16];
+        for (int i = 0; i < m->num_class_auc; i++) {
+            size_t len = strlen(cli_class_label(m->class_auc[i].class_id, num, sizeof num));
+            width = len > width && len <= 40 ? len : width;
+        }
+        for (int i = 0; i < m->num_class_auc; i++) {
+            const char *name = cli_class_label(m->class_auc[i].class_id, num, sizeof num);
+            fputs("  class ", o);
+            cli_put_text(o, name);
+            fprintf(o, "%*s AUROC vs normal %.4f (%zu images)\n",
+                    strlen(name) < width ? (int)(width - strlen(name)) : 0, "", m->class_auc[i].auc,
+                    m->class_auc[i].count);
+        }
     }
     for (unsigned f = 1; f < (1u << AE_NUM_WARNINGS); f <<= 1)
         if (m->warnings & f)

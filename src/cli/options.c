@@ -7,6 +7,15 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
+/* "run.conf line 3" while a --config file's line is applied: usage errors
+ * say where the value came from. */
+static char config_where[4200];
+const char *cli_config_base;
+/* The config files read: options point into their text till the end. */
+static char *config_texts[8];
+static int n_config_texts;
 
 int cli_usage_error(const cli_command *cmd, const char *fmt, ...)
 {
@@ -16,6 +25,10 @@ int cli_usage_error(const cli_command *cmd, const char *fmt, ...)
     vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
     fprintf(stderr, "aedet %s: ", cmd->name);
+    if (config_where[0]) {
+        cli_put_text(stderr, config_where);
+        fputs(": ", stderr);
+    }
     cli_put_text(stderr, message);
     fprintf(stderr, "\nusage: aedet %s %s\n(see 'aedet %s --help')\n", cmd->name, cmd->usage, cmd->name);
     return EXIT_USAGE;
@@ -29,6 +42,8 @@ void cli_print_help(const cli_command *cmd, const cli_option *opts, FILE *out)
         snprintf(left, sizeof left, "--%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
         fprintf(out, "  %-26s %s\n", left, o->help);
     }
+    fprintf(out, "  %-26s %s\n", "--config FILE", "options from FILE: 'key = value' lines, keys as the long flags;");
+    fprintf(out, "  %-26s %s\n", "", "flags given here win [none]");
     fprintf(out, "  %-26s %s\n", "--json", "machine-readable output, one JSON object a line");
     fprintf(out, "  %-26s %s\n", "--quiet", "no progress, only results and errors");
     fprintf(out, "  %-26s %s\n", "-h, --help", "this help");
@@ -219,11 +234,180 @@ static int set_value(const cli_command *cmd, const cli_option *o, const char *v)
     return 0;
 }
 
+/* ---- --config FILE ---- */
+
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r'))
+        s[--n] = '\0';
+    return s;
+}
+
+static int parse_bool(const char *v, int *out)
+{
+    static const char *yes[] = {"", "true", "yes", "on", "1"}, *no[] = {"false", "no", "off", "0"};
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++)
+        if (!strcasecmp(v, yes[i]))
+            return *out = 1, 1;
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
+        if (!strcasecmp(v, no[i]))
+            return *out = 0, 1;
+    return 0;
+}
+
+/* One "key = value" line of a config file (already trimmed, not a comment). */
+static int config_line(const cli_command *cmd, const cli_option *opts, char *line, cli_list **from_file,
+                       int *n_from_file)
+{
+    char *eq = strchr(line, '=');
+    char *key = line, *value = (char *)"";
+    if (eq) {
+        *eq = '\0';
+        value = trim(eq + 1);
+    }
+    key = trim(key);
+    if (!strncmp(key, "--", 2))
+        key += 2;
+    for (char *p = key; *p; p++)
+        if (*p == '_')
+            *p = '-'; /* early_stop = early-stop */
+    size_t vn = strlen(value);
+    if (vn >= 2 && ((value[0] == '"' && value[vn - 1] == '"') || (value[0] == '\'' && value[vn - 1] == '\''))) {
+        value[vn - 1] = '\0'; /* quoted: taken as it is, # and spaces included */
+        value++;
+    } else {
+        char *hash = strstr(value, " #"); /* a comment after the value */
+        if (!hash)
+            hash = strstr(value, "\t#");
+        if (hash) {
+            *hash = '\0';
+            value = trim(value);
+        }
+    }
+    if (!*key)
+        return cli_usage_error(cmd, "a line without a key (want 'key = value')");
+    int b;
+    if (!strcmp(key, "json") || !strcmp(key, "quiet")) {
+        if (!parse_bool(value, &b))
+            return cli_usage_error(cmd, "%s wants true or false, not '%s'", key, value);
+        *(key[0] == 'j' ? &cli_out.json : &cli_out.quiet) = b;
+        return 0;
+    }
+    if (!strcmp(key, "config") || !strcmp(key, "help"))
+        return cli_usage_error(cmd, "'%s' cannot be set in a config file", key);
+    if (!strcmp(key, "o"))
+        key = (char *)"output";
+    const cli_option *o = opts;
+    while (o->name && strcmp(o->name, key))
+        o++;
+    if (!o->name) {
+        const char *best = NULL;
+        int best_d = 4;
+        for (const cli_option *c = opts; c->name; c++) {
+            int d = edit_distance(key, c->name);
+            if (d < best_d) {
+                best_d = d;
+                best = c->name;
+            }
+        }
+        if (best)
+            return cli_usage_error(cmd, "unknown key '%s' (aedet %s has no --%s); did you mean '%s'?", key,
+                                   cmd->name, key, best);
+        return cli_usage_error(cmd, "unknown key '%s' (aedet %s has no --%s)", key, cmd->name, key);
+    }
+    if (o->kind == OPT_FLAG) {
+        if (!parse_bool(value, &b))
+            return cli_usage_error(cmd, "%s wants true or false, not '%s'", key, value);
+        *(int *)o->target = b;
+        return 0;
+    }
+    if (!eq)
+        return cli_usage_error(cmd, "%s needs a value ('%s = %s')", key, key, o->arg ? o->arg : "...");
+    if (o->kind == OPT_LIST && *n_from_file < 64) {
+        int seen = 0;
+        for (int k = 0; k < *n_from_file; k++)
+            seen |= from_file[k] == o->target;
+        if (!seen)
+            from_file[(*n_from_file)++] = o->target;
+    }
+    return set_value(cmd, o, value);
+}
+
+/* --config FILE (the last one given), applied before the command line so
+ * that flags given there win. The file's text is kept: options point into it. */
+static int apply_config(const cli_command *cmd, const cli_option *opts, int argc, char **argv,
+                        cli_list **from_file, int *n_from_file)
+{
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--"))
+            break;
+        if (!strcmp(argv[i], "--config")) {
+            if (i + 1 >= argc)
+                return cli_usage_error(cmd, "--config needs a value (FILE)");
+            path = argv[++i];
+        } else if (!strncmp(argv[i], "--config=", 9))
+            path = argv[i] + 9;
+        else if (!strcmp(argv[i], "-o") || (argv[i][0] == '-' && argv[i][1] == '-' && !strchr(argv[i], '='))) {
+            /* skip an option's value, which may itself be "--config" */
+            const char *name = argv[i][1] == '-' ? argv[i] + 2 : "output";
+            for (const cli_option *o = opts; o->name; o++)
+                if (!strcmp(o->name, name) && o->kind != OPT_FLAG)
+                    i++;
+        }
+    }
+    if (!path)
+        return 0;
+    char full[4200];
+    if (path[0] != '/' && cli_config_base) { /* train --resume alone: where the run began */
+        snprintf(full, sizeof full, "%s/%s", cli_config_base, path);
+        path = full;
+    }
+    uint8_t *bytes;
+    size_t len;
+    ae_error err = {0};
+    if (ae_read_file(path, &bytes, &len, &err) != AE_OK) {
+        ae_error_prefix(&err, "--config");
+        return cli_report_error(&err);
+    }
+    if (memchr(bytes, '\0', len)) {
+        free(bytes);
+        return cli_usage_error(cmd, "--config %s is not a text file", path);
+    }
+    if (n_config_texts < 8)
+        config_texts[n_config_texts++] = (char *)bytes;
+    int rc = 0;
+    size_t line_no = 0;
+    for (char *line = (char *)bytes; line && !rc;) {
+        char *next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        line_no++;
+        char *t = trim(line);
+        if (line_no == 1 && !strncmp(t, "\xef\xbb\xbf", 3)) /* a UTF-8 BOM */
+            t = trim(t + 3);
+        if (*t && *t != '#') {
+            snprintf(config_where, sizeof config_where, "%.4000s line %zu", path, line_no);
+            rc = config_line(cmd, opts, t, from_file, n_from_file);
+            config_where[0] = '\0';
+        }
+        line = next;
+    }
+    return rc; /* bytes stay: the options point into them */
+}
+
 int cli_parse(const cli_command *cmd, const cli_option *opts, int argc, char **argv,
               const char **positional, int *num_positional)
 {
     *num_positional = 0;
-    int only_positional = 0;
+    int only_positional = 0, rc;
+    cli_list *from_file[64];
+    int n_from_file = 0;
+    if ((rc = apply_config(cmd, opts, argc, argv, from_file, &n_from_file)))
+        return rc;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (only_positional || a[0] != '-' || a[1] == '\0') {
@@ -246,6 +430,10 @@ int cli_parse(const cli_command *cmd, const cli_option *opts, int argc, char **a
         }
         if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
             cli_out.quiet = 1;
+            continue;
+        }
+        if (!strcmp(a, "--config") || !strncmp(a, "--config=", 9)) { /* read before the loop */
+            i += !a[8];
             continue;
         }
         char name[64];
@@ -277,8 +465,13 @@ int cli_parse(const cli_command *cmd, const cli_option *opts, int argc, char **a
                 return cli_usage_error(cmd, "--%s needs a value (%s)", name, o->arg ? o->arg : "");
             value = argv[++i];
         }
-        int rc = set_value(cmd, o, value);
-        if (rc)
+        /* a list the config file set is replaced, not added to */
+        for (int k = 0; k < n_from_file; k++)
+            if (from_file[k] == o->target) {
+                from_file[k]->count = 0;
+                from_file[k] = NULL;
+            }
+        if ((rc = set_value(cmd, o, value)))
             return rc;
     }
     if (*num_positional < cmd->min_positional)
@@ -312,4 +505,121 @@ void cli_apply_data_limits(const cli_data_args *d)
     ae_set_num_threads(d->threads);
     ae_image_set_max_pixels((size_t)d->max_pixels);
     ae_set_memory_limit(d->memory_limit);
+}
+
+/* A value as a config file holds it: quoted when spaces at its ends, a '#'
+ * or quotes would change how it reads back. */
+static void config_value(FILE *f, const char *v)
+{
+    size_t n = strlen(v);
+    int quote = n && (strchr(v, '#') || v[0] == ' ' || v[0] == '\t' || v[n - 1] == ' ' || v[n - 1] == '\t' ||
+                      v[0] == '"' || v[0] == '\'');
+    if (quote && !strchr(v, '"'))
+        fprintf(f, "\"%s\"", v);
+    else if (quote)
+        fprintf(f, "'%s'", v);
+    else
+        fputs(v, f);
+}
+
+/* Whether x is a value --name takes (0 for max-pixels means "the default"
+ * inside, but is no value to give). */
+static int in_range(const char *name, double x)
+{
+    for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++)
+        if (!strcmp(ranges[i].name, name))
+            return x >= ranges[i].min && x <= ranges[i].max;
+    return 1;
+}
+
+/* The shortest form that reads back as the same double (0.3, not 0.29999999999999999). */
+static void put_double(FILE *f, double v)
+{
+    char buf[40];
+    for (int digits = 6; digits <= 17; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    fputs(buf, f);
+}
+
+char *cli_options_config(const cli_option *opts, const char *const *skip)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return NULL;
+    for (const cli_option *o = opts; o->name; o++) {
+        int skipped = 0;
+        for (const char *const *s = skip; s && *s && !skipped; s++)
+            skipped = !strcmp(*s, o->name);
+        if (skipped)
+            continue;
+        switch (o->kind) {
+        case OPT_FLAG:
+            fprintf(f, "%s = %s\n", o->name, *(int *)o->target ? "true" : "false");
+            break;
+        case OPT_INT:
+            if (in_range(o->name, *(int *)o->target))
+                fprintf(f, "%s = %d\n", o->name, *(int *)o->target);
+            break;
+        case OPT_U64:
+            if (in_range(o->name, (double)*(uint64_t *)o->target))
+                fprintf(f, "%s = %llu\n", o->name, (unsigned long long)*(uint64_t *)o->target);
+            break;
+        case OPT_DOUBLE:
+            if (!isnan(*(double *)o->target) && in_range(o->name, *(double *)o->target)) { /* NaN: the default */
+                fprintf(f, "%s = ", o->name);
+                put_double(f, *(double *)o->target);
+                fputc('\n', f);
+            }
+            break;
+        case OPT_BYTES:
+            if (in_range(o->name, (double)*(size_t *)o->target))
+                fprintf(f, "%s = %zu\n", o->name, *(size_t *)o->target);
+            break;
+        case OPT_SIZE: {
+            const cli_size *sz = o->target;
+            if (sz->height)
+                fprintf(f, "%s = %dx%d\n", o->name, sz->height, sz->width);
+            break;
+        }
+        case OPT_STRING:
+        case OPT_OUTPUT: {
+            const char *v = *(const char **)o->target;
+            if (v && !strchr(v, '\n')) {
+                fprintf(f, "%s = ", o->name);
+                config_value(f, v);
+                fputc('\n', f);
+            }
+            break;
+        }
+        case OPT_LIST: {
+            const cli_list *l = o->target;
+            int globs = !strcmp(o->name, "include") || !strcmp(o->name, "exclude");
+            /* globs may hold commas: one line each; other lists on one line */
+            for (int i = 0; i < l->count; i++) {
+                if (strchr(l->items[i], '\n'))
+                    continue;
+                if (globs || i == 0)
+                    fprintf(f, "%s%s = ", i && !globs ? "\n" : "", o->name);
+                else
+                    fputc(',', f);
+                config_value(f, l->items[i]);
+                if (globs)
+                    fputc('\n', f);
+            }
+            if (l->count && !globs)
+                fputc('\n', f);
+            break;
+        }
+        }
+    }
+    if (fclose(f) != 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
 }

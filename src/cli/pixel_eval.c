@@ -57,16 +57,23 @@ ae_status cli_pixel_maps_visit(void *maps, const ae_batch *b, const float *input
     return AE_OK;
 }
 
-/* The mask of item, at the model's size: 1 where the mask is >= 128 after
- * resizing; all 0 when the item has no mask (a good image). */
-static ae_status load_mask(const ae_item *item, const ae_config *cfg, uint8_t *mask, ae_error *err)
+/* The mask of item i, at the model's size: 1 where the mask is >= 128 after
+ * resizing; all 0 when the item has no mask (a good image). A mask of
+ * another size than its image is bad data. */
+static ae_status load_mask(const ae_dataset *ds, size_t i, const ae_config *cfg, uint8_t *mask, ae_error *err)
 {
+    const ae_item *item = &ds->items[i];
     size_t hw = (size_t)cfg->height * (size_t)cfg->width;
     memset(mask, 0, hw);
     if (!item->mask_path)
         return AE_OK;
-    ae_image img;
+    ae_image img = {0}, image = {0};
     ae_status s = ae_image_load(item->mask_path, &img, err);
+    if (s == AE_OK && (s = ae_dataset_load(ds, i, &image, err)) == AE_OK &&
+        (image.height != img.height || image.width != img.width))
+        s = ae_fail(err, AE_ERR_DATA, "%s is %dx%d, but its image %dx%d (%s): a mask has its image's size",
+                    item->mask_path, img.height, img.width, image.height, image.width, item->path ? item->path : "");
+    ae_image_free(&image);
     if (s == AE_OK)
         s = ae_image_prepare(&img, cfg->height, cfg->width, 1, mask, err);
     ae_image_free(&img);
@@ -130,7 +137,7 @@ int cli_pixel_maps_finish(cli_pixel_maps *c, const cli_session *s, const size_t 
         map_ptr[i] = c->maps + i * hw;
         mask_ptr[i] = masks + i * hw;
         pixels[i] = hw;
-        st = load_mask(&s->ds.items[scored[i]], c->cfg, masks + i * hw, &err);
+        st = load_mask(&s->ds, scored[i], c->cfg, masks + i * hw, &err);
     }
     ae_pixel_auc result;
     if (st == AE_OK && (st = ae_pixel_roc_auc(map_ptr, mask_ptr, pixels, n, 0, &result, &err)) == AE_OK)

@@ -3,6 +3,7 @@
 #include "cli.h"
 #include "dist.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,11 +53,17 @@ int cli_session_open(const cli_command *cmd, const cli_data_args *d, const char 
     int64_t seed = 0;
     ae_meta_get_int(s->meta, AE_KEY_SEED, &seed);
     int whole = !strcmp(split, "all"), rc;
+    /* The folder layout: the normal share training held out, unless given. */
+    cli_data_args dd = *d;
+    double stored_split;
+    if (dd.normal_dir && isnan(dd.test_split) && ae_meta_get_float(s->meta, AE_KEY_TEST_SPLIT, &stored_split) && stored_split >= 0 &&
+        stored_split < 1)
+        dd.test_split = stored_split;
     /* Before the loader decodes anything: no output may replace an input. */
-    const cli_path inputs[] = {{"the model", model_path, 0}, {"DATA", data_path, 0}, {"the labels", d->labels, 0}};
-    if ((rc = cli_open_data(cmd, d, data_path, (uint64_t)seed, !whole, &s->ds, &s->items, &s->n_items)) ||
+    const cli_path inputs[] = {{"the model", model_path, 0}, {"DATA", cli_data_input(data_path), 0}, {"the labels", d->labels, 0}};
+    if ((rc = cli_open_data(cmd, &dd, data_path, (uint64_t)seed, !whole, &s->ds, &s->items, &s->n_items)) ||
         (rc = cli_check_outputs(cmd, inputs, 3, &s->ds, outputs, n_outputs)) ||
-        (!whole && (rc = keep_split(cmd, model_path, data_path, split, s))) ||
+        (!whole && (rc = keep_split(cmd, model_path, cli_data_root(d, data_path), split, s))) ||
         (rc = cli_dist_shard_items(cmd, &s->ds, &s->items, &s->n_items)) || /* under mpirun */
         (rc = cli_make_loader(d, &s->ds, s->items, s->n_items, d->memory_budget ? d->memory_budget : 1,
                               ae_model_config(s->model),

@@ -46,5 +46,11 @@ ae_status data_numeric_classes(ae_dataset *ds, int num_classes, ae_error *err);
 
 ae_status data_open_csv(const ae_source *src, ae_dataset *ds, ae_error *err);
 ae_status data_open_mvtec(const ae_source *src, ae_dataset *ds, ae_error *err);
+ae_status data_open_folders(const ae_source *src, ae_dataset *ds, ae_error *err);
+
+/* dataset_files.c: whether path is a regular file starting like a JPEG or
+ * PNG; a data set of that one image (ae_dataset_open, AE_SOURCE_AUTO). */
+int data_looks_like_image(const char *path);
+ae_status data_open_single(const ae_source *src, ae_dataset *ds, ae_error *err);
 
 #endif

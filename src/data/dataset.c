@@ -116,6 +116,13 @@ static ae_status open_folder(const ae_source *src, ae_dataset *ds, ae_error *err
 {
     data_strlist rel = {0};
     ae_status s = data_walk_images(src->root, NULL, src, &rel, ds, err);
+    /* x.png beside x_mask.png: the masks would be trained on as images. */
+    size_t pairs = 0, masky = 0;
+    if (s == AE_OK && ae_names_look_like_masks((const char *const *)rel.v, rel.n, &pairs, &masky))
+        s = data_note(ds, err, "%s looks like images with their masks (%zu of %zu files named like masks%s), and "
+                      "every file is taken as an image: leave the masks out with --exclude '*_mask*', or use the "
+                      "folder layout (--normal-dir, --mask-dir)", src->root, masky > pairs ? masky : pairs, rel.n,
+                      pairs ? ", beside their images" : "");
     if (s == AE_OK)
         s = add_paths(ds, src->root, &rel, NULL, err);
     data_strlist_free(&rel);
@@ -192,6 +199,8 @@ static ae_status open_idx(const ae_source *src, ae_dataset *ds, ae_error *err)
 
 static ae_source_kind resolve_auto(const ae_source *src)
 {
+    if (src->folders)
+        return AE_SOURCE_FOLDERS;
     if (data_is_file(src->root))
         return AE_SOURCE_IDX;
     char *good = data_path_join(src->root, "train/good");
@@ -205,10 +214,18 @@ static ae_source_kind resolve_auto(const ae_source *src)
 ae_status ae_dataset_open(const ae_source *src, ae_dataset *out, ae_error *err)
 {
     *out = (ae_dataset){0};
-    if (!src || (!src->root && !(src->kind == AE_SOURCE_CSV && src->labels)))
+    int folders = src && src->folders && (src->kind == AE_SOURCE_AUTO || src->kind == AE_SOURCE_FOLDERS);
+    if (!src || (!src->root && !(src->kind == AE_SOURCE_CSV && src->labels) && !folders))
         return ae_fail(err, AE_ERR_USAGE, "no data set given");
+    /* One image file as DATA (a file, but not an IDX one): that image alone. */
+    if (src->kind == AE_SOURCE_AUTO && src->root && data_is_file(src->root) && data_looks_like_image(src->root)) {
+        ae_status single = data_open_single(src, out, err);
+        if (single != AE_OK)
+            ae_dataset_free(out);
+        return single;
+    }
     ae_source_kind kind = src->kind == AE_SOURCE_AUTO ? resolve_auto(src) : src->kind;
-    if (src->root && kind != AE_SOURCE_IDX && !data_is_dir(src->root))
+    if (src->root && kind != AE_SOURCE_IDX && kind != AE_SOURCE_FOLDERS && !data_is_dir(src->root))
         return ae_fail(err, AE_ERR_IO, "%s: not a folder (or not readable)", src->root);
     ae_status s;
     switch (kind) {
@@ -217,10 +234,12 @@ ae_status ae_dataset_open(const ae_source *src, ae_dataset *out, ae_error *err)
     case AE_SOURCE_CLASS_FOLDERS: s = open_class_folders(src, out, err); break;
     case AE_SOURCE_MVTEC: s = data_open_mvtec(src, out, err); break;
     case AE_SOURCE_IDX: s = open_idx(src, out, err); break;
+    case AE_SOURCE_FOLDERS: s = data_open_folders(src, out, err); break;
     default: s = ae_fail(err, AE_ERR_USAGE, "unknown data source kind %d", (int)kind);
     }
     if (s == AE_OK && out->count == 0)
-        s = ae_fail(err, AE_ERR_DATA, "%s: no images found%s", src->root ? src->root : src->labels,
+        s = ae_fail(err, AE_ERR_DATA, "%s: no images found%s",
+                    kind == AE_SOURCE_FOLDERS ? src->folders->normal_dir : src->root ? src->root : src->labels,
                     src->num_include || src->num_exclude ? " (after include/exclude patterns)"
                                                          : "");
     if (s != AE_OK)

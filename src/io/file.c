@@ -287,6 +287,20 @@ void ae_remove_stale_temps_in(const char *dir, const char *suffix)
     closedir(d);
 }
 
+void ae_remove_file(const char *path)
+{
+    char dir[PATH_MAX], tmp[PATH_MAX], prefix[NAME_MAX + 1];
+    unlink(path);
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    if (!*base)
+        return;
+    temp_prefix(base, prefix, sizeof prefix);
+    if (folder_of(path, dir, sizeof dir) == 0 &&
+        snprintf(tmp, sizeof tmp, "%s/%sXXXXXX", dir, prefix) < (int)sizeof tmp)
+        remove_stale_temps(dir, tmp);
+}
+
 static ae_status atomic_commit(ae_atomic_file *af, int ok, int sweep, ae_error *err)
 {
     if (!af->f)

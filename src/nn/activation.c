@@ -2,7 +2,7 @@
  * (dx == dy).
  *   LeakyReLU: y = x > 0 ? x : slope x         dx = dy * (x > 0 ? 1 : slope)
  *   sigmoid:   y = 1 / (1 + exp(-x))           dx = dy * y (1 - y) */
-#include "nn/direct.h"
+#include "nn/kernels/direct.h"
 
 #include <math.h>
 

@@ -1,4 +1,37 @@
-/* BatchNormalization over the channel axis, Keras' way, of a = leaky(z): the
+/* Where BatchNorm's fused pieces live (a BatchNorm's output and its dz are
+ * never stored; model_run.c picks the fusion for each layer):
+ *   forward, training
+ *     per-image statistics  ae_bn_stats_image (here), called band by band by
+ *                           the convolution under it (conv2d.c, conv2d_transpose.c
+ *                           *_forward_stats); the sums: ops->bn_sums
+ *                           (kernels/direct_passes.h) or image_sums (here)
+ *     merge, moving stats,  ae_batchnorm_finish_train (here; _from for a batch
+ *     scale and shift       spread over ranks: model_dist.c)
+ *   forward, inference      ae_batchnorm_forward_infer (here); whole chains of
+ *                           layers image by image: infer_chain.c
+ *   y = scale leaky(z) + shift, made where the next convolution reads it:
+ *                           ae_conv_input* (im2col.c) through ops->apply_xform and
+ *                           ops->planar_xform_row (kernels/direct_passes.h);
+ *                           ae_bn_apply (here) for ae_model_layer_output
+ *   backward, first pass: sums of dy and dy xhat
+ *                           ae_bn_grad_sums_image (here), called band by band by
+ *                           the layer above as it makes its input gradient
+ *                           (conv2d.c, conv2d_transpose.c *_backward_through);
+ *                           the output layer's head takes them without dx'
+ *                           (conv2d_transpose.c, ae_deconv2d_train_head); the
+ *                           sums: ops->bn_grad_sums (kernels/direct_passes.h)
+ *                           or grad_sums_add (here)
+ *     dgamma, dbeta and the ae_batchnorm_backward_finish (here; _from: model_dist.c)
+ *     transform of dz
+ *   backward, second pass: dz = leaky'(z) k_dy (dy - k_mean - xhat k_xhat)
+ *                           under a transposed convolution, band by band in
+ *                           ae_conv_grad_rows (im2col.c); under a convolution, an
+ *                           image at a time in ae_conv2d_backward_through
+ *                           (conv2d.c); otherwise ae_batchnorm_backward_apply
+ *                           (here); the kernel: ops->bn_grad_apply
+ *                           (kernels/direct_passes.h) or ae_bn_grad_apply (here)
+ *
+ * BatchNormalization over the channel axis, Keras' way, of a = leaky(z): the
  * LeakyReLU before each BatchNorm is folded in, so that its output is never
  * stored (slope 1 makes it the identity):
  *   training:  mean, var = batch statistics of a (biased variance), and
@@ -10,7 +43,7 @@
  * cache-sized chunks of each image, merged exactly (Chan et al.), so that
  * each image is read once from memory.
  * scale and shift are kept (p->scale, p->shift) so that
- * the next convolution can apply them while it reads z (ae_input_tf) and y
+ * the next convolution can apply them while it reads z (ae_input_xform) and y
  * need not be stored either. Batch sums are per-image partials in double,
  * summed in image order (the same result for any thread count).
  *
@@ -18,8 +51,9 @@
  *   dbeta = sum dy, dgamma = sum dy xhat,
  *   da = gamma invstd (dy - dbeta / N - xhat dgamma / N),  dz = da * leaky'(z) */
 #include "nn/batchnorm_dist.h"
-#include "nn/direct.h"
+#include "nn/kernels/direct.h"
 
+#include <assert.h>
 #include <math.h>
 
 static inline float leaky(float z, float slope) { return z > 0.0f ? z : slope * z; }
@@ -27,21 +61,21 @@ static inline float leaky(float z, float slope) { return z > 0.0f ? z : slope * 
 typedef struct {
     float *y;
     const float *z;
-    const ae_input_tf *tf;
+    const ae_input_xform *xform;
     int c;
 } apply_job;
 
 static void apply_chunk(void *arg, size_t begin, size_t end)
 {
     const apply_job *j = arg;
-    ae_bn_apply(j->y + begin * j->c, j->z + begin * j->c, j->tf, end - begin, j->c);
+    ae_bn_apply(j->y + begin * j->c, j->z + begin * j->c, j->xform, end - begin, j->c);
 }
 
-/* y = tf(z) over pixels x c values, on the scratch's pool. */
-static void apply_all(ae_scratch *s, float *y, const float *z, const ae_input_tf *tf,
+/* y = xform(z) over pixels x c values, on the scratch's pool. */
+static void apply_all(ae_scratch *s, float *y, const float *z, const ae_input_xform *xform,
                       size_t pixels, int c)
 {
-    apply_job j = {y, z, tf, c};
+    apply_job j = {y, z, xform, c};
     ae_parallel_chunks(s, pixels, 4096, pixels * (size_t)c, apply_chunk, &j);
 }
 
@@ -55,9 +89,9 @@ static void sum_slots(double *out, const double *part, size_t stride, int n, int
             out[ch] += part[(size_t)i * stride + ch];
 }
 
-void ae_bn_apply(float *y, const float *z, const ae_input_tf *tf, size_t pixels, int c)
+void ae_bn_apply(float *y, const float *z, const ae_input_xform *xform, size_t pixels, int c)
 {
-    const float *scale = tf->scale, *shift = tf->shift, slope = tf->slope;
+    const float *scale = xform->scale, *shift = xform->shift, slope = xform->slope;
     for (size_t p = 0; p < pixels; p++) {
         const float *zp = z + p * c;
         float *yp = y + p * c;
@@ -66,8 +100,8 @@ void ae_bn_apply(float *y, const float *z, const ae_input_tf *tf, size_t pixels,
     }
 }
 
-/* The BatchNorm sums, the same way in every kernel (direct_body.h): runs of
- * BN_RUN pixels summed in float in four chains (pixel offset mod 4), added as
+/* The BatchNorm sums, the same way in every kernel (kernels/direct_passes.h):
+ * runs of BN_RUN pixels summed in float in four chains (pixel offset mod 4), added as
  * (a0 + a1) + (a2 + a3), each run's sum added to a double. Floats keep the
  * vectors full (half the work of summing every value in double); runs of 32
  * keep their rounding far below the statistics' own spread. */
@@ -145,6 +179,7 @@ void ae_bn_stats_image(const ae_bn_stats *st, const float *zi, int i, int t, siz
 
 void ae_bn_stats_init(ae_bn_stats *st, ae_scratch *s, int n, size_t pixels, int c, float slope)
 {
+    assert(c > 0 && 2 * (size_t)c <= s->dslot_doubles); /* a slot holds 2 sums a channel */
     const size_t stride = s->dslot_doubles;
     /* slot i per image, then the total (2 slots), then 2 slots per thread */
     *st = (ae_bn_stats){.part = s->dslots, .temp = s->dslots + ((size_t)n + 2) * stride,
@@ -235,8 +270,8 @@ void ae_batchnorm_finish_train_from(float *y, const float *z, const ae_bn_params
         bn->moving_var[ch] -= (bn->moving_var[ch] - (float)unbiased) * keep;
     }
     if (y) {
-        ae_input_tf tf = {bn->scale, bn->shift, bn->slope};
-        apply_all(s, y, z, &tf, (size_t)n * pixels, c);
+        ae_input_xform xform = {bn->scale, bn->shift, bn->slope};
+        apply_all(s, y, z, &xform, (size_t)n * pixels, c);
     }
 }
 
@@ -249,8 +284,8 @@ void ae_batchnorm_forward_infer(float *y, const float *z, const ae_bn_params *bn
         bn->shift[ch] = bn->beta[ch] - bn->moving_mean[ch] * bn->scale[ch];
     }
     if (y) {
-        ae_input_tf tf = {bn->scale, bn->shift, bn->slope};
-        apply_all(s, y, z, &tf, (size_t)n * pixels, c);
+        ae_input_xform xform = {bn->scale, bn->shift, bn->slope};
+        apply_all(s, y, z, &xform, (size_t)n * pixels, c);
     }
 }
 
@@ -281,6 +316,7 @@ static void grad_sums_add(double *acc, const float *dy, const float *z, size_t p
 void ae_bn_grad_sums_init(ae_bn_grad_sums *st, ae_scratch *s, const ae_bn_params *bn,
                           const float *z, size_t pixels, int c)
 {
+    assert(c > 0 && 2 * (size_t)c <= s->dslot_doubles);
     *st = (ae_bn_grad_sums){.part = s->dslots, .stride = s->dslot_doubles, .pixels = pixels,
                             .c = c, .slope = bn->slope, .z = z, .mean = bn->mean,
                             .invstd = bn->invstd, .gamma = bn->gamma, .beta = bn->beta,
@@ -333,16 +369,16 @@ static void image_grad_sums(void *arg, int i, int t)
 
 void ae_batchnorm_backward_finish(float *dgamma, float *dbeta, const ae_bn_params *bn,
                                   const float *z, int n, size_t pixels, int c, ae_scratch *s,
-                                  ae_grad_tf *gtf)
+                                  ae_grad_xform *gxform)
 {
     ae_batchnorm_backward_finish_from(dgamma, dbeta, bn, z, s->dslots, n, s->dslot_doubles, n,
-                                      pixels, c, s, gtf);
+                                      pixels, c, s, gxform);
 }
 
 void ae_batchnorm_backward_finish_from(float *dgamma, float *dbeta, const ae_bn_params *bn,
                                        const float *z, const double *part, int n_part,
                                        size_t stride, int n, size_t pixels, int c, ae_scratch *s,
-                                       ae_grad_tf *gtf)
+                                       ae_grad_xform *gxform)
 {
     const double count = (double)n_part * (double)pixels;
     double *total = s->dslots + (size_t)n * s->dslot_doubles;
@@ -355,7 +391,7 @@ void ae_batchnorm_backward_finish_from(float *dgamma, float *dbeta, const ae_bn_
         k_mean[ch] = (float)(total[ch] / count);
         k_xhat[ch] = (float)(total[c + ch] / count);
     }
-    *gtf = (ae_grad_tf){.z = z, .mean = bn->mean, .invstd = bn->invstd, .k_dy = k_dy,
+    *gxform = (ae_grad_xform){.z = z, .mean = bn->mean, .invstd = bn->invstd, .k_dy = k_dy,
                         .k_mean = k_mean, .k_xhat = k_xhat, .slope = bn->slope};
 }
 
@@ -370,23 +406,23 @@ void ae_batchnorm_backward_sums_only(const float *dy, const float *z, const ae_b
 
 void ae_batchnorm_backward_sums(float *dgamma, float *dbeta, const float *dy, const float *z,
                                 const ae_bn_params *bn, int n, size_t pixels, int c,
-                                ae_scratch *s, ae_grad_tf *gtf)
+                                ae_scratch *s, ae_grad_xform *gxform)
 {
     ae_batchnorm_backward_sums_only(dy, z, bn, n, pixels, c, s);
-    ae_batchnorm_backward_finish(dgamma, dbeta, bn, z, n, pixels, c, s, gtf);
+    ae_batchnorm_backward_finish(dgamma, dbeta, bn, z, n, pixels, c, s, gxform);
 }
 
 typedef struct {
     float *dz;
     const float *dy;
-    const ae_grad_tf *gtf;
+    const ae_grad_xform *gxform;
     size_t pixels;
     int c;
     const ae_direct_ops *ops;
 } apply_grad_job;
 
 void ae_bn_grad_apply(const struct ae_direct_ops_s *ops, float *dz, const float *dy,
-                      const float *z, const ae_grad_tf *g, size_t pixels, int c)
+                      const float *z, const ae_grad_xform *g, size_t pixels, int c)
 {
     if (ops) {
         ops->bn_grad_apply(dz, dy, z, pixels, c, g->slope, g->mean, g->invstd, g->k_dy,
@@ -407,13 +443,13 @@ static void image_grad_apply(void *arg, int i, int t)
     (void)t;
     const apply_grad_job *j = arg;
     const size_t at = (size_t)i * j->pixels * j->c;
-    ae_bn_grad_apply(j->ops, j->dz + at, j->dy + at, j->gtf->z + at, j->gtf, j->pixels, j->c);
+    ae_bn_grad_apply(j->ops, j->dz + at, j->dy + at, j->gxform->z + at, j->gxform, j->pixels, j->c);
 }
 
-void ae_batchnorm_backward_apply(float *dz, const float *dy, const ae_grad_tf *gtf, int n,
+void ae_batchnorm_backward_apply(float *dz, const float *dy, const ae_grad_xform *gxform, int n,
                                  size_t pixels, int c, ae_scratch *s)
 {
-    apply_grad_job j = {dz, dy, gtf, pixels, c, ae_direct_ops_for(s->isa)};
+    apply_grad_job j = {dz, dy, gxform, pixels, c, ae_direct_ops_for(s->isa)};
     ae_pool_run(s->pool, pass_threads(s, n * pixels * c), n, image_grad_apply, &j);
 }
 
@@ -421,7 +457,7 @@ void ae_batchnorm_backward(float *dz, float *dgamma, float *dbeta, const float *
                            const float *z, const ae_bn_params *bn, int n, size_t pixels, int c,
                            ae_scratch *s)
 {
-    ae_grad_tf gtf;
-    ae_batchnorm_backward_sums(dgamma, dbeta, dy, z, bn, n, pixels, c, s, &gtf);
-    ae_batchnorm_backward_apply(dz, dy, &gtf, n, pixels, c, s);
+    ae_grad_xform gxform;
+    ae_batchnorm_backward_sums(dgamma, dbeta, dy, z, bn, n, pixels, c, s, &gxform);
+    ae_batchnorm_backward_apply(dz, dy, &gxform, n, pixels, c, s);
 }

@@ -28,6 +28,6 @@ void ae_batchnorm_backward_sums_only(const float *dy, const float *z, const ae_b
 void ae_batchnorm_backward_finish_from(float *dgamma, float *dbeta, const ae_bn_params *bn,
                                        const float *z, const double *part, int n_part,
                                        size_t stride, int n, size_t pixels, int c, ae_scratch *s,
-                                       ae_grad_tf *gtf);
+                                       ae_grad_xform *gxform);
 
 #endif

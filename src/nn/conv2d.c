@@ -1,6 +1,6 @@
 /* Conv2D, 3x3, stride 1 or 2, TensorFlow "same" padding.
  *
- *   x  (n, big_h, big_w, in)        in = g->big_c; read through tf (layers.h)
+ *   x  (n, big_h, big_w, in)        in = g->big_c; read through xform (layers.h)
  *   w  (3, 3, in, out) = a (9 in) x out matrix, Keras' layout
  *   y  (n, small_h, small_w, out)   y = im2col(x') @ w + b
  *
@@ -13,18 +13,18 @@
  *    dx = small_to_big, dw = weight_grad, on a zero-padded copy of the image;
  *  - portable: im2col + one ae_gemm per image (NHWC makes the GEMM's output
  *    the next layer's input as is; gemm.h: the same bits on every CPU). */
-#include "nn/direct.h"
-#include "nn/gemm.h"
+#include "nn/kernels/direct.h"
+#include "nn/kernels/gemm.h"
 
 #include <string.h>
 
 typedef struct {
     float *y, *dx, *dw, *db;
     const float *x, *dy, *w, *b;
-    const ae_input_tf *tf;
+    const ae_input_xform *xform;
     const ae_bn_stats *stats; /* forward: the BatchNorm statistics of y, or NULL */
     const ae_bn_grad_sums *sums; /* backward: the BatchNorm sums of dx, or NULL */
-    const ae_grad_tf *gtf; /* backward: dy is above a BatchNorm (see layers.h) */
+    const ae_grad_xform *gxform; /* backward: dy is above a BatchNorm (see layers.h) */
     const ae_conv_geom *g;
     int out_c;
     ae_scratch *s;
@@ -47,7 +47,7 @@ static void forward_image(void *arg, int i, int t)
         for (int first = 0; first < g->small_h; first += band) {
             int end = first + band < g->small_h ? first + band : g->small_h, lo, hi;
             ae_direct_rows_needed(g, 1, first, end, &lo, &hi);
-            ae_conv_input_rows(j->ops, s->pad[t], xi, 0, j->tf, g->big_h, g->big_w, g->big_c, lo,
+            ae_conv_input_rows(j->ops, s->pad[t], xi, 0, j->xform, g->big_h, g->big_w, g->big_c, lo,
                                hi, &held);
             j->ops->big_to_small(s->pad[t], lo, g, out_c, j->w, j->b, yi, 0, first, end);
             if (j->stats)
@@ -55,8 +55,8 @@ static void forward_image(void *arg, int i, int t)
         }
         return;
     }
-    if (j->tf) {
-        ae_conv_input(NULL, s->pad[t], xi, j->tf, g->big_h, g->big_w, g->big_c, 0);
+    if (j->xform) {
+        ae_conv_input(NULL, s->pad[t], xi, j->xform, g->big_h, g->big_w, g->big_c, 0);
         xi = s->pad[t];
     }
     float *col = s->col[t];
@@ -68,20 +68,20 @@ static void forward_image(void *arg, int i, int t)
         ae_bn_stats_image(j->stats, yi, i, t, (size_t)pixels, &next);
 }
 
-void ae_conv2d_forward_stats(float *y, const float *x, const ae_input_tf *tf, const float *w,
+void ae_conv2d_forward_stats(float *y, const float *x, const ae_input_xform *xform, const float *w,
                              const float *b, int n, const ae_conv_geom *g, int out_c,
                              ae_scratch *s, const ae_bn_stats *stats)
 {
     const double macs = (double)n * g->small_h * g->small_w * 9 * g->big_c * out_c;
-    conv_job j = {.y = y, .x = x, .w = w, .b = b, .tf = tf, .stats = stats, .g = g,
+    conv_job j = {.y = y, .x = x, .w = w, .b = b, .xform = xform, .stats = stats, .g = g,
                   .out_c = out_c, .s = s, .ops = ae_direct_ops_for(s->isa)};
     ae_pool_run(s->pool, ae_threads_for(s, macs), n, forward_image, &j);
 }
 
-void ae_conv2d_forward(float *y, const float *x, const ae_input_tf *tf, const float *w,
+void ae_conv2d_forward(float *y, const float *x, const ae_input_xform *xform, const float *w,
                        const float *b, int n, const ae_conv_geom *g, int out_c, ae_scratch *s)
 {
-    ae_conv2d_forward_stats(y, x, tf, w, b, n, g, out_c, s, NULL);
+    ae_conv2d_forward_stats(y, x, xform, w, b, n, g, out_c, s, NULL);
 }
 
 /* Image i's gradients, its dw and db added to dw_i, db_i (overwritten when overwrite is set). */
@@ -98,11 +98,12 @@ static void backward_image(const void *arg, int i, int t, float *dw_i, int overw
     const float *dy_i = j->dy + (size_t)i * pixels * out_c, *xi = j->x + (size_t)i * in_size;
     float *dx_i = j->dx ? j->dx + (size_t)i * in_size : NULL;
     size_t next = 0; /* the first pixel of dx_i not yet in the BatchNorm sums */
-    if (j->gtf) { /* dz = gtf(dy), after a padded input, a padded dz and a row (ae_plan_make) */
+    if (j->gxform) { /* dz = gxform(dy), after a padded input, a padded dz and a row (ae_plan_make)
+                      */
         float *dz_i = s->pad[t] + ae_direct_padded_floats(g->big_h, g->big_w, g->big_c) +
                       ae_direct_padded_floats(g->small_h, g->small_w, out_c) +
                       (size_t)g->small_w * out_c;
-        ae_bn_grad_apply(ops, dz_i, dy_i, j->gtf->z + (size_t)i * pixels * out_c, j->gtf,
+        ae_bn_grad_apply(ops, dz_i, dy_i, j->gxform->z + (size_t)i * pixels * out_c, j->gxform,
                          (size_t)pixels, out_c);
         dy_i = dz_i;
     }
@@ -116,7 +117,7 @@ static void backward_image(const void *arg, int i, int t, float *dw_i, int overw
         for (int first = 0; first < g->small_h; first += band) {
             int end = first + band < g->small_h ? first + band : g->small_h;
             ae_direct_rows_needed(g, 1, first, end, &lo, &hi);
-            ae_conv_input_rows(ops, pad, xi, 0, j->tf, g->big_h, g->big_w, g->big_c, lo, hi,
+            ae_conv_input_rows(ops, pad, xi, 0, j->xform, g->big_h, g->big_w, g->big_c, lo, hi,
                                &held);
             ops->weight_grad(pad, lo, dy_i, 0, g, out_c, dw_i, first, end);
         }
@@ -138,8 +139,8 @@ static void backward_image(const void *arg, int i, int t, float *dw_i, int overw
         return;
     }
     (overwrite ? ae_bias_grad : ae_bias_grad_add)(db_i, dy_i, (size_t)pixels, out_c);
-    if (j->tf) {
-        ae_conv_input(NULL, s->pad[t], xi, j->tf, g->big_h, g->big_w, g->big_c, 0);
+    if (j->xform) {
+        ae_conv_input(NULL, s->pad[t], xi, j->xform, g->big_h, g->big_w, g->big_c, 0);
         xi = s->pad[t];
     }
     float *col = s->col[t];
@@ -155,20 +156,21 @@ static void backward_image(const void *arg, int i, int t, float *dw_i, int overw
 }
 
 void ae_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                        const ae_input_tf *tf, const float *w, int n, const ae_conv_geom *g,
+                        const ae_input_xform *xform, const float *w, int n, const ae_conv_geom *g,
                         int out_c, ae_scratch *s)
 {
-    ae_conv2d_backward_through(dx, dw, db, dy, NULL, x, tf, w, n, g, out_c, s, NULL);
+    ae_conv2d_backward_through(dx, dw, db, dy, NULL, x, xform, w, n, g, out_c, s, NULL);
 }
 
 void ae_conv2d_backward_through(float *dx, float *dw, float *db, const float *dy,
-                                const ae_grad_tf *gtf, const float *x, const ae_input_tf *tf,
-                                const float *w, int n, const ae_conv_geom *g, int out_c,
-                                ae_scratch *s, const ae_bn_grad_sums *sums)
+                                const ae_grad_xform *gxform, const float *x,
+                                const ae_input_xform *xform, const float *w, int n,
+                                const ae_conv_geom *g, int out_c, ae_scratch *s,
+                                const ae_bn_grad_sums *sums)
 {
     const double macs = 2.0 * n * g->small_h * g->small_w * 9 * g->big_c * out_c;
-    conv_job j = {.dx = dx, .dy = dy, .x = x, .w = w, .tf = tf, .sums = dx ? sums : NULL,
-                  .gtf = gtf, .g = g, .out_c = out_c, .s = s,
+    conv_job j = {.dx = dx, .dy = dy, .x = x, .w = w, .xform = xform, .sums = dx ? sums : NULL,
+                  .gxform = gxform, .g = g, .out_c = out_c, .s = s,
                   .ops = ae_direct_ops_for(s->isa)};
     if (j.ops && dx)
         ae_direct_transpose_kernel(s->wt, w, g->big_c, out_c);

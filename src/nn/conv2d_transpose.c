@@ -3,7 +3,7 @@
  * stride 2 the full scatter y[2i + k] += x[i] w[k] covers 0..2n and TF keeps
  * [0, 2n): col2im's padding rule drops the last row and column by itself.
  *
- *   x  (n, small_h, small_w, in)    read through tf (layers.h)
+ *   x  (n, small_h, small_w, in)    read through xform (layers.h)
  *   w  (3, 3, out, in) as Keras stores it = a (9 out) x in matrix
  *   y  (n, big_h, big_w, out)       y = col2im(x' @ w^T) + b,  out = g->big_c
  *
@@ -14,16 +14,17 @@
  * small_to_big (small_to_big_narrow for the stride-1 output layer's few
  * channels), dx = big_to_small, dw = weight_grad; otherwise GEMM + col2im
  * (portable). One image per work item either way. */
-#include "nn/direct.h"
-#include "nn/gemm.h"
+#include "nn/kernels/direct.h"
+#include "nn/kernels/gemm.h"
 
+#include <assert.h>
 #include <string.h>
 
 typedef struct {
     float *y, *dx, *dw, *db;
     const float *x, *dy, *w, *b;
-    const ae_input_tf *tf;
-    const ae_grad_tf *gtf; /* backward: dy is above a BatchNorm (see layers.h) */
+    const ae_input_xform *xform;
+    const ae_grad_xform *gxform; /* backward: dy is above a BatchNorm (see layers.h) */
     const ae_bn_stats *stats; /* forward: the BatchNorm statistics of y, or NULL */
     const ae_bn_grad_sums *sums; /* backward: the BatchNorm sums of dx, or NULL */
     const ae_conv_geom *g;
@@ -53,11 +54,11 @@ static void forward_image(void *arg, int i, int t)
             int end = first + band < g->big_h ? first + band : g->big_h, lo, hi;
             ae_direct_rows_needed(g, 0, first, end, &lo, &hi);
             if (j->narrow) {
-                ae_conv_input_planar_rows(j->ops, s->pad[t], xi, 0, j->tf, g->small_h,
+                ae_conv_input_planar_rows(j->ops, s->pad[t], xi, 0, j->xform, g->small_h,
                                           g->small_w, in_c, lo, hi, tmp, 1, NULL, &held);
                 j->ops->small_to_big_narrow(s->pad[t], lo, g, in_c, j->w, j->b, yi, first, end);
             } else {
-                ae_conv_input_rows(j->ops, s->pad[t], xi, 0, j->tf, g->small_h, g->small_w, in_c,
+                ae_conv_input_rows(j->ops, s->pad[t], xi, 0, j->xform, g->small_h, g->small_w, in_c,
                                    lo, hi, &held);
                 j->ops->small_to_big(s->pad[t], lo, g, in_c, s->wt, j->b, yi, 0, first, end);
             }
@@ -70,8 +71,8 @@ static void forward_image(void *arg, int i, int t)
         }
         return;
     }
-    if (j->tf) {
-        ae_conv_input(NULL, s->pad[t], xi, j->tf, g->small_h, g->small_w, in_c, 0);
+    if (j->xform) {
+        ae_conv_input(NULL, s->pad[t], xi, j->xform, g->small_h, g->small_w, in_c, 0);
         xi = s->pad[t];
     }
     float *col = s->col[t];
@@ -85,12 +86,12 @@ static void forward_image(void *arg, int i, int t)
         ae_bn_stats_image(j->stats, yi, i, t, big_pixels, &next);
 }
 
-static void forward(float *y, const float *x, const ae_input_tf *tf, const float *w,
+static void forward(float *y, const float *x, const ae_input_xform *xform, const float *w,
                     const float *b, int n, const ae_conv_geom *g, int in_c, ae_scratch *s,
                     const ae_bn_stats *stats, int sigmoid)
 {
     const double macs = (double)n * g->small_h * g->small_w * 9 * g->big_c * in_c;
-    deconv_job j = {.y = y, .x = x, .w = w, .b = b, .tf = tf, .stats = stats, .g = g,
+    deconv_job j = {.y = y, .x = x, .w = w, .b = b, .xform = xform, .stats = stats, .g = g,
                     .in_c = in_c, .sigmoid = sigmoid, .s = s, .ops = ae_direct_ops_for(s->isa)};
     j.narrow = j.ops && AE_NARROW(g);
     if (j.ops && !j.narrow)
@@ -98,24 +99,24 @@ static void forward(float *y, const float *x, const ae_input_tf *tf, const float
     ae_pool_run(s->pool, ae_threads_for(s, macs), n, forward_image, &j);
 }
 
-void ae_deconv2d_forward(float *y, const float *x, const ae_input_tf *tf, const float *w,
+void ae_deconv2d_forward(float *y, const float *x, const ae_input_xform *xform, const float *w,
                          const float *b, int n, const ae_conv_geom *g, int in_c, ae_scratch *s)
 {
-    forward(y, x, tf, w, b, n, g, in_c, s, NULL, 0);
+    forward(y, x, xform, w, b, n, g, in_c, s, NULL, 0);
 }
 
-void ae_deconv2d_forward_stats(float *y, const float *x, const ae_input_tf *tf, const float *w,
-                               const float *b, int n, const ae_conv_geom *g, int in_c,
-                               ae_scratch *s, const ae_bn_stats *stats)
+void ae_deconv2d_forward_stats(float *y, const float *x, const ae_input_xform *xform,
+                               const float *w, const float *b, int n, const ae_conv_geom *g,
+                               int in_c, ae_scratch *s, const ae_bn_stats *stats)
 {
-    forward(y, x, tf, w, b, n, g, in_c, s, stats, 0);
+    forward(y, x, xform, w, b, n, g, in_c, s, stats, 0);
 }
 
-void ae_deconv2d_forward_sigmoid(float *y, const float *x, const ae_input_tf *tf, const float *w,
-                                 const float *b, int n, const ae_conv_geom *g, int in_c,
-                                 ae_scratch *s)
+void ae_deconv2d_forward_sigmoid(float *y, const float *x, const ae_input_xform *xform,
+                                 const float *w, const float *b, int n, const ae_conv_geom *g,
+                                 int in_c, ae_scratch *s)
 {
-    forward(y, x, tf, w, b, n, g, in_c, s, NULL, 1);
+    forward(y, x, xform, w, b, n, g, in_c, s, NULL, 1);
 }
 
 /* Small rows per backward band; with the BatchNorm sums, dx, z and x' of a
@@ -137,13 +138,13 @@ static void backward_image(const void *arg, int i, int t, float *dw_i, int overw
     const size_t in_size = (size_t)pixels * in_c, kernel = (size_t)k * in_c;
     const size_t big_pixels = (size_t)g->big_h * g->big_w;
     float *db_i = dw_i + kernel;
-    const ae_conv_geom *above = j->gtf && j->gtf->above_w ? j->gtf->above_g : NULL;
+    const ae_conv_geom *above = j->gxform && j->gxform->above_w ? j->gxform->above_g : NULL;
     const size_t dy_size = above ? ae_direct_padded_floats(above->big_h, above->big_w, above->big_c)
                                  : big_pixels * out_c;
     const float *dy_i = j->dy + (size_t)i * dy_size, *xi = j->x + (size_t)i * in_size;
     float *dx_i = j->dx ? j->dx + (size_t)i * in_size : NULL;
-    /* With gtf, dz = gtf(dy) is made band by band, as dy's padded rows are. */
-    const float *z_i = j->gtf ? j->gtf->z + (size_t)i * big_pixels * out_c : NULL;
+    /* With gxform, dz = gxform(dy) is made band by band, as dy's padded rows are. */
+    const float *z_i = j->gxform ? j->gxform->z + (size_t)i * big_pixels * out_c : NULL;
     int summed = 0; /* image rows of dz added to db_i */
     size_t next = 0; /* the first pixel of dx_i not yet in the BatchNorm sums */
     if (ops) { /* the bias sums are added row by row as the bands read dy */
@@ -162,13 +163,14 @@ static void backward_image(const void *arg, int i, int t, float *dw_i, int overw
         for (int first = 0; first < g->small_h; first += band) {
             int end = first + band < g->small_h ? first + band : g->small_h, lo, hi;
             ae_direct_rows_needed(g, 1, first, end, &lo, &hi);
-            ae_conv_grad_rows(ops, pad_dy, dy_i, z_i, j->gtf, g->big_h, g->big_w, out_c, lo, hi,
+            ae_conv_grad_rows(ops, pad_dy, dy_i, z_i, j->gxform, g->big_h, g->big_w, out_c, lo, hi,
                               db_i, &summed, &held);
             const float *x_rows = xi;
             int x_row0 = 0;
-            if (j->tf) {
+            if (j->xform) {
                 const size_t row = (size_t)g->small_w * in_c;
-                ae_conv_input(ops, xt, xi + first * row, j->tf, end - first, g->small_w, in_c, 0);
+                ae_conv_input(ops, xt, xi + first * row, j->xform, end - first, g->small_w, in_c,
+                              0);
                 x_rows = xt;
                 x_row0 = first;
             }
@@ -180,12 +182,12 @@ static void backward_image(const void *arg, int i, int t, float *dw_i, int overw
         }
         /* Rows no band read (none in TF's geometry) still count for the bias. */
         while (summed < g->big_h)
-            ae_conv_grad_rows(ops, pad_dy, dy_i, z_i, j->gtf, g->big_h, g->big_w, out_c,
+            ae_conv_grad_rows(ops, pad_dy, dy_i, z_i, j->gxform, g->big_h, g->big_w, out_c,
                               summed + 1, summed + 2, db_i, &summed, NULL);
         return;
     }
-    if (j->tf) {
-        ae_conv_input(NULL, s->pad[t], xi, j->tf, g->small_h, g->small_w, in_c, 0);
+    if (j->xform) {
+        ae_conv_input(NULL, s->pad[t], xi, j->xform, g->small_h, g->small_w, in_c, 0);
         xi = s->pad[t];
     }
     float *col = s->col[t];
@@ -198,21 +200,23 @@ static void backward_image(const void *arg, int i, int t, float *dw_i, int overw
 }
 
 void ae_deconv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                          const ae_input_tf *tf, const float *w, int n, const ae_conv_geom *g,
+                          const ae_input_xform *xform, const float *w, int n, const ae_conv_geom *g,
                           int in_c, ae_scratch *s)
 {
-    ae_deconv2d_backward_through(dx, dw, db, dy, NULL, x, tf, w, n, g, in_c, s, NULL);
+    ae_deconv2d_backward_through(dx, dw, db, dy, NULL, x, xform, w, n, g, in_c, s, NULL);
 }
 
 void ae_deconv2d_backward_through(float *dx, float *dw, float *db, const float *dy,
-                                  const ae_grad_tf *gtf, const float *x, const ae_input_tf *tf,
-                                  const float *w, int n, const ae_conv_geom *g, int in_c,
-                                  ae_scratch *s, const ae_bn_grad_sums *sums)
+                                  const ae_grad_xform *gxform, const float *x,
+                                  const ae_input_xform *xform, const float *w, int n,
+                                  const ae_conv_geom *g, int in_c, ae_scratch *s,
+                                  const ae_bn_grad_sums *sums)
 {
     const double macs = 2.0 * n * g->small_h * g->small_w * 9 * g->big_c * in_c;
-    deconv_job j = {.dx = dx, .dy = dy, .x = x, .w = w, .tf = tf, .gtf = gtf,
+    deconv_job j = {.dx = dx, .dy = dy, .x = x, .w = w, .xform = xform, .gxform = gxform,
                     .sums = dx ? sums : NULL, .g = g, .in_c = in_c, .s = s,
                     .ops = ae_direct_ops_for(s->isa)};
+    assert(!gxform || j.ops); /* dz made band by band needs the direct kernels */
     ae_grad_slots_run(s, n, macs, 9 * (size_t)g->big_c * in_c, (size_t)g->big_c,
                       backward_image, &j, dw, db);
 }
@@ -300,7 +304,7 @@ static void head_image(const void *arg, int i, int t, float *dw_i, int overwrite
         memset(dw_i, 0, kernel * sizeof *dw_i);
         memset(db_i, 0, (size_t)out_c * sizeof *db_i);
     }
-    const ae_input_tf hat = {hat_scale, hat_shift, j->tf ? j->tf->slope : 0.0f}; /* xhat */
+    const ae_input_xform hat = {hat_scale, hat_shift, j->xform ? j->xform->slope : 0.0f}; /* xhat */
     if (defer) {
         memset(g_hat, 0, kernel * sizeof *g_hat);
         for (int c = 0; c < in_c; c++) {
@@ -328,7 +332,7 @@ static void head_image(const void *arg, int i, int t, float *dw_i, int overwrite
         const int end = first + band < h ? first + band : h;
         int lo, hi;
         ae_direct_rows_needed(g, 0, first, end, &lo, &hi);
-        ae_conv_input_planar_rows(ops, planar, xi, 0, j->tf, h, w, in_c, lo, hi, ring, ring_rows,
+        ae_conv_input_planar_rows(ops, planar, xi, 0, j->xform, h, w, in_c, lo, hi, ring, ring_rows,
                                   defer ? &hat : NULL, &held);
         ops->small_to_big_narrow(planar, lo, g, in_c, j->w, j->b, yi, first, end);
         ops->sigmoid(yi + first * out_row, yi + first * out_row, (size_t)(end - first) * out_row);
@@ -350,8 +354,8 @@ static void head_image(const void *arg, int i, int t, float *dw_i, int overwrite
              done = stop) {
             /* x' rows [done, stop): one piece of the ring (ring_rows is a
              * multiple of back, or h) */
-            const float *x_rows = j->tf ? ring + (size_t)(done % ring_rows) * in_row : xi;
-            ops->weight_grad(pad_dy, 0, x_rows, j->tf ? done : 0, g, in_c, dw_rows, done, stop);
+            const float *x_rows = j->xform ? ring + (size_t)(done % ring_rows) * in_row : xi;
+            ops->weight_grad(pad_dy, 0, x_rows, j->xform ? done : 0, g, in_c, dw_rows, done, stop);
             if (dx_i)
                 ops->big_to_small(pad_dy, 0, g, in_c, j->w, NULL, dx_i, 0, done, stop);
         }
@@ -378,12 +382,13 @@ size_t ae_deconv2d_head_floats(const ae_conv_geom *g, int in_c)
 
 void ae_deconv2d_train_head(float *y, float *dx, float *dw, float *db, double *image_sums,
                             const float *target, float loss_scale, const float *x,
-                            const ae_input_tf *tf, const float *w, const float *b, int n,
+                            const ae_input_xform *xform, const float *w, const float *b, int n,
                             const ae_conv_geom *g, int in_c, ae_scratch *s,
                             const ae_bn_grad_sums *sums)
 {
+    assert(ae_deconv2d_has_head(g, s->isa));
     const double macs = 3.0 * n * g->small_h * g->small_w * 9 * g->big_c * in_c;
-    deconv_job j = {.y = y, .dx = dx, .x = x, .w = w, .b = b, .tf = tf,
+    deconv_job j = {.y = y, .dx = dx, .x = x, .w = w, .b = b, .xform = xform,
                     .sums = dx ? sums : NULL, .g = g, .in_c = in_c, .target = target,
                     .image_sums = image_sums, .loss_scale = loss_scale, .s = s,
                     .ops = ae_direct_ops_for(s->isa)};

@@ -16,8 +16,8 @@
  *
  *   x (n, in), w (in, out) as Keras stores it, b (out), y (n, out) = x @ w + b
  *   backward: dw = x^T @ dy, db = sum over images of dy, dx = dy @ w^T (overwritten) */
-#include "nn/direct.h"
-#include "nn/gemm.h"
+#include "nn/kernels/direct.h"
+#include "nn/kernels/gemm.h"
 
 #include <string.h>
 

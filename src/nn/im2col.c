@@ -1,12 +1,14 @@
 /* The geometry of TensorFlow's "same" 3x3 convolution and the im2col / col2im
  * pair that turns it (and its transpose) into one GEMM per image. */
-#include "nn/direct.h"
+#include "nn/kernels/direct.h"
 
+#include <assert.h>
 #include <string.h>
 
 
 void ae_conv_geom_init(ae_conv_geom *g, int big_h, int big_w, int big_c, int stride)
 {
+    assert(big_h > 0 && big_w > 0 && big_c > 0 && stride > 0);
     g->big_h = big_h;
     g->big_w = big_w;
     g->big_c = big_c;
@@ -74,16 +76,16 @@ void ae_col2im_add(const float *col, const ae_conv_geom *g, float *img)
     }
 }
 
-/* dst = tf(src) over w pixels x c. */
+/* dst = xform(src) over w pixels x c. */
 static void transform_row(const ae_direct_ops *ops, float *dst, const float *src,
-                          const ae_input_tf *tf, int w, int c)
+                          const ae_input_xform *xform, int w, int c)
 {
-    if (!tf) {
+    if (!xform) {
         memcpy(dst, src, (size_t)w * c * sizeof *dst);
     } else if (ops) {
-        ops->apply_tf(dst, src, (size_t)w, c, tf->scale, tf->shift, tf->slope);
+        ops->apply_xform(dst, src, (size_t)w, c, xform->scale, xform->shift, xform->slope);
     } else {
-        const float *scale = tf->scale, *shift = tf->shift, slope = tf->slope;
+        const float *scale = xform->scale, *shift = xform->shift, slope = xform->slope;
         for (int px = 0; px < w; px++)
             for (int ch = 0; ch < c; ch++) {
                 float v = src[(size_t)px * c + ch];
@@ -126,19 +128,19 @@ static int reuse_held_rows(float *dst, size_t row, ae_band_rows *held, int lo, i
 }
 
 void ae_conv_input_rows(const ae_direct_ops *ops, float *dst, const float *x, int x_row0,
-                        const ae_input_tf *tf, int h, int w, int c, int lo, int hi,
+                        const ae_input_xform *xform, int h, int w, int c, int lo, int hi,
                         ae_band_rows *held)
 {
     const int from = reuse_held_rows(dst, (size_t)(w + 2) * c, held, lo, hi);
     for (int r = from; r < hi; r++) {
         float *d = padded_row(dst, lo, r, h, w, c);
         if (d)
-            transform_row(ops, d, x + (size_t)(r - 1 - x_row0) * w * c, tf, w, c);
+            transform_row(ops, d, x + (size_t)(r - 1 - x_row0) * w * c, xform, w, c);
     }
 }
 
 void ae_conv_grad_rows(const ae_direct_ops *ops, float *dst, const float *dy, const float *z,
-                       const ae_grad_tf *gtf, int h, int w, int c, int lo, int hi, float *db,
+                       const ae_grad_xform *gxform, int h, int w, int c, int lo, int hi, float *db,
                        int *summed, ae_band_rows *held)
 {
     const int from = reuse_held_rows(dst, (size_t)(w + 2) * c, held, lo, hi);
@@ -147,13 +149,13 @@ void ae_conv_grad_rows(const ae_direct_ops *ops, float *dst, const float *dy, co
         if (!d)
             continue;
         const size_t at = (size_t)(r - 1) * w * c;
-        if (gtf && gtf->above_w) { /* dy's row made in place, then dz over it */
-            ops->big_to_small(dy, 0, gtf->above_g, c, gtf->above_w, NULL, d, r - 1, r - 1, r);
-            ops->bn_grad_apply(d, d, z + at, (size_t)w, c, gtf->slope, gtf->mean, gtf->invstd,
-                               gtf->k_dy, gtf->k_mean, gtf->k_xhat);
-        } else if (gtf) {
-            ops->bn_grad_apply(d, dy + at, z + at, (size_t)w, c, gtf->slope, gtf->mean,
-                               gtf->invstd, gtf->k_dy, gtf->k_mean, gtf->k_xhat);
+        if (gxform && gxform->above_w) { /* dy's row made in place, then dz over it */
+            ops->big_to_small(dy, 0, gxform->above_g, c, gxform->above_w, NULL, d, r - 1, r - 1, r);
+            ops->bn_grad_apply(d, d, z + at, (size_t)w, c, gxform->slope, gxform->mean,
+                               gxform->invstd, gxform->k_dy, gxform->k_mean, gxform->k_xhat);
+        } else if (gxform) {
+            ops->bn_grad_apply(d, dy + at, z + at, (size_t)w, c, gxform->slope, gxform->mean,
+                               gxform->invstd, gxform->k_dy, gxform->k_mean, gxform->k_xhat);
         } else
             memcpy(d, dy + at, (size_t)w * c * sizeof *d);
         if (r - 1 == *summed) {
@@ -163,21 +165,21 @@ void ae_conv_grad_rows(const ae_direct_ops *ops, float *dst, const float *dy, co
     }
 }
 
-void ae_conv_input(const ae_direct_ops *ops, float *dst, const float *x, const ae_input_tf *tf,
-                   int h, int w, int c, int pad)
+void ae_conv_input(const ae_direct_ops *ops, float *dst, const float *x,
+                   const ae_input_xform *xform, int h, int w, int c, int pad)
 {
     if (pad) {
-        ae_conv_input_rows(ops, dst, x, 0, tf, h, w, c, 0, h + 2, NULL);
+        ae_conv_input_rows(ops, dst, x, 0, xform, h, w, c, 0, h + 2, NULL);
         return;
     }
     const size_t inner = (size_t)w * c;
     for (int y = 0; y < h; y++)
-        transform_row(ops, dst + (size_t)y * inner, x + (size_t)y * inner, tf, w, c);
+        transform_row(ops, dst + (size_t)y * inner, x + (size_t)y * inner, xform, w, c);
 }
 
 void ae_conv_input_planar_rows(const ae_direct_ops *ops, float *dst, const float *x, int x_row0,
-                               const ae_input_tf *tf, int h, int w, int c, int lo, int hi,
-                               float *tmp, int tmp_rows, const ae_input_tf *tmp_tf,
+                               const ae_input_xform *xform, int h, int w, int c, int lo, int hi,
+                               float *tmp, int tmp_rows, const ae_input_xform *tmp_xform,
                                ae_band_rows *held)
 {
     const size_t pw = (size_t)w + 2, plane_row = pw * c, inner = (size_t)w * c;
@@ -193,12 +195,13 @@ void ae_conv_input_planar_rows(const ae_direct_ops *ops, float *dst, const float
             rows[(size_t)ch * pw + pw - 1] = 0.0f;
         }
         const float *x_row = x + (size_t)(r - 1 - x_row0) * inner, *src = x_row;
-        float *kept = tf ? tmp + (size_t)((r - 1) % tmp_rows) * inner : NULL;
+        float *kept = xform ? tmp + (size_t)((r - 1) % tmp_rows) * inner : NULL;
         /* the pixels the vector kernels do in one read of x's row, then the rest */
-        const int done = tf && ops ? ops->planar_tf_row(rows, kept, x_row, w, c, pw, tf, tmp_tf) : 0;
+        const int done =
+            xform && ops ? ops->planar_xform_row(rows, kept, x_row, w, c, pw, xform, tmp_xform) : 0;
         const size_t skip = (size_t)done * c;
-        if (tf) {
-            transform_row(ops, kept + skip, x_row + skip, tf, w - done, c);
+        if (xform) {
+            transform_row(ops, kept + skip, x_row + skip, xform, w - done, c);
             src = kept;
         }
         if (ops) {
@@ -208,8 +211,8 @@ void ae_conv_input_planar_rows(const ae_direct_ops *ops, float *dst, const float
                 for (int ch = 0; ch < c; ch++)
                     rows[(size_t)ch * pw + 1 + px] = src[(size_t)px * c + ch];
         }
-        if (tf && tmp_tf) /* while x's row is in cache */
-            transform_row(ops, kept + skip, x_row + skip, tmp_tf, w - done, c);
+        if (xform && tmp_xform) /* while x's row is in cache */
+            transform_row(ops, kept + skip, x_row + skip, tmp_xform, w - done, c);
     }
 }
 

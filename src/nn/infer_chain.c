@@ -18,8 +18,9 @@
  * whole output), and scoring's tail, the decoder's transposed convolutions
  * up to the output layer with its sigmoid and the loss's sums
  * (ae_chain_score). */
-#include "nn/direct.h"
+#include "nn/kernels/direct.h"
 
+#include <assert.h>
 #include <string.h>
 
 typedef struct {
@@ -110,7 +111,7 @@ static void ensure_rows(const chain_job *j, window *wins, int k, const float *xi
         in = wins[k - 1].win;
         in_row0 = wins[k - 1].have_lo;
     }
-    ae_conv_input_rows(j->ops, v->pad, in, in_row0, l->tf, in_h, in_w, l->in_c, lo, hi,
+    ae_conv_input_rows(j->ops, v->pad, in, in_row0, l->xform, in_h, in_w, l->in_c, lo, hi,
                        &v->pad_rows);
     if (l->conv)
         j->ops->big_to_small(v->pad, lo, l->g, l->out_c, l->w, l->b, v->win, v->have_lo,
@@ -178,8 +179,8 @@ static void score_image(void *arg, int i, int t)
         ae_direct_rows_needed(g, 0, first, end, &lo, &hi);
         ensure_rows(j, wins, top - 1, image_input(j, i), lo > 0 ? lo - 1 : 0,
                     hi - 1 < h ? hi - 1 : h);
-        ae_conv_input_planar_rows(j->ops, planar, wins[top - 1].win, wins[top - 1].have_lo, o->tf,
-                                  h, w, c, lo, hi, row, 1, NULL, &planar_rows);
+        ae_conv_input_planar_rows(j->ops, planar, wins[top - 1].win, wins[top - 1].have_lo,
+                                  o->xform, h, w, c, lo, hi, row, 1, NULL, &planar_rows);
         j->ops->small_to_big_narrow(planar, lo, g, c, o->w, o->b, yi, first, end);
         const size_t from = (size_t)first * y_row, count = (size_t)(end - first) * y_row;
         j->ops->sigmoid(yi + from, yi + from, count);
@@ -235,6 +236,7 @@ size_t ae_chain_wt_floats(const ae_chain_layer *layers, int count)
 static void run(float *y, double *image_sums, const float *target, const float *x,
                 const ae_chain_layer *layers, int count, int n, ae_scratch *s, ae_pool_fn fn)
 {
+    assert(ae_chain_fits(layers, count, image_sums != NULL, s->isa));
     double macs = 0;
     for (int k = 0; k < count; k++)
         macs += (double)n * 9 * layers[k].g->small_h * layers[k].g->small_w * layers[k].in_c *

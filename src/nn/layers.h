@@ -111,7 +111,7 @@ void ae_col2im_add(const float *col, const ae_conv_geom *g, float *img);
 typedef struct {
     const float *scale, *shift;
     float slope;
-} ae_input_tf;
+} ae_input_xform;
 
 /* The gradient a BatchNorm (with the LeakyReLU before it) passes down,
  * computed where the layer under it reads it instead of being stored:
@@ -128,24 +128,24 @@ typedef struct {
      * would, with above_w, just before the row is read. NULL: dy as is. */
     const float *above_w;
     const ae_conv_geom *above_g;
-} ae_grad_tf;
+} ae_grad_xform;
 
 /* conv2d.c: x (n, big_h, big_w, in) -> y (n, small_h, small_w, out);
  * w (3,3,in,out), b (out). Forward overwrites y. Backward OVERWRITES dw, db
  * and (when dx is not NULL) dx, the gradient with respect to the transformed
- * input x'. tf may be NULL. */
-void ae_conv2d_forward(float *y, const float *x, const ae_input_tf *tf, const float *w,
+ * input x'. xform may be NULL. */
+void ae_conv2d_forward(float *y, const float *x, const ae_input_xform *xform, const float *w,
                        const float *b, int n, const ae_conv_geom *g, int out_c, ae_scratch *s);
 void ae_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                        const ae_input_tf *tf, const float *w, int n, const ae_conv_geom *g,
+                        const ae_input_xform *xform, const float *w, int n, const ae_conv_geom *g,
                         int out_c, ae_scratch *s);
 
 /* conv2d_transpose.c: x (n, small_h, small_w, in) -> y (n, big_h, big_w, big_c);
  * w (3,3,big_c,in) as Keras stores it, b (big_c). Same rules. */
-void ae_deconv2d_forward(float *y, const float *x, const ae_input_tf *tf, const float *w,
+void ae_deconv2d_forward(float *y, const float *x, const ae_input_xform *xform, const float *w,
                          const float *b, int n, const ae_conv_geom *g, int in_c, ae_scratch *s);
 void ae_deconv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                          const ae_input_tf *tf, const float *w, int n, const ae_conv_geom *g,
+                          const ae_input_xform *xform, const float *w, int n, const ae_conv_geom *g,
                           int in_c, ae_scratch *s);
 /* dense.c: x (n, in) -> y (n, out); w (in, out), b (out). The forward sums
  * each image's values in a fixed order (the same bits for any batch and any
@@ -181,11 +181,11 @@ void ae_batchnorm_backward(float *dz, float *dgamma, float *dbeta, const float *
                            const float *z, const ae_bn_params *bn, int n, size_t pixels, int c,
                            ae_scratch *s);
 /* ae_batchnorm_backward without its second pass: dgamma and dbeta, and in
- * *gtf the transform that gives dz from dy (ae_grad_tf; its coefficients live
+ * *gxform the transform that gives dz from dy (ae_grad_xform; its coefficients live
  * in s->channel until the next BatchNorm backward). */
 void ae_batchnorm_backward_sums(float *dgamma, float *dbeta, const float *dy, const float *z,
                                 const ae_bn_params *bn, int n, size_t pixels, int c,
-                                ae_scratch *s, ae_grad_tf *gtf);
+                                ae_scratch *s, ae_grad_xform *gxform);
 /* ae_batchnorm_backward_sums in two steps, so that the layer above can add
  * each image's sums while its input gradient (the BatchNorm's dy) is in
  * cache: ae_bn_grad_sums_init (the per-image slots in s->dslots; z the
@@ -211,17 +211,17 @@ void ae_bn_grad_sums_image(const ae_bn_grad_sums *st, const float *dy_i, int i, 
 double *ae_bn_grad_sums_slot(const ae_bn_grad_sums *st, int i);
 void ae_batchnorm_backward_finish(float *dgamma, float *dbeta, const ae_bn_params *bn,
                                   const float *z, int n, size_t pixels, int c, ae_scratch *s,
-                                  ae_grad_tf *gtf);
-void ae_batchnorm_backward_apply(float *dz, const float *dy, const ae_grad_tf *gtf, int n,
+                                  ae_grad_xform *gxform);
+void ae_batchnorm_backward_apply(float *dz, const float *dy, const ae_grad_xform *gxform, int n,
                                  size_t pixels, int c, ae_scratch *s);
-/* The same over pixels x c values of one image (z: its part of gtf->z), on
+/* The same over pixels x c values of one image (z: its part of gxform->z), on
  * the calling thread; ops (may be NULL) vectorizes it. */
 void ae_bn_grad_apply(const struct ae_direct_ops_s *ops, float *dz, const float *dy,
-                      const float *z, const ae_grad_tf *gtf, size_t pixels, int c);
+                      const float *z, const ae_grad_xform *gxform, size_t pixels, int c);
 /* The convolutions' backward with two BatchNorm passes folded in (both may
  * be NULL):
- *  - gtf: dy is the gradient above a BatchNorm and gtf its transform; the
- *    layer's output gradient dz = gtf(dy) is never stored. The transposed
+ *  - gxform: dy is the gradient above a BatchNorm and gxform its transform; the
+ *    layer's output gradient dz = gxform(dy) is never stored. The transposed
  *    convolution makes it band by band as its kernels read it, which needs
  *    the direct kernels (ae_direct_ops_for(s->isa) not NULL); the
  *    convolution, whose output is the small image, makes an image's dz at
@@ -229,13 +229,15 @@ void ae_bn_grad_apply(const struct ae_direct_ops_s *ops, float *dz, const float 
  *  - sums: x is a BatchNorm's input and dx that BatchNorm's dy; each image's
  *    sums are added (ae_bn_grad_sums_image) as dx's bands are computed. */
 void ae_conv2d_backward_through(float *dx, float *dw, float *db, const float *dy,
-                                const ae_grad_tf *gtf, const float *x, const ae_input_tf *tf,
-                                const float *w, int n, const ae_conv_geom *g, int out_c,
-                                ae_scratch *s, const ae_bn_grad_sums *sums);
+                                const ae_grad_xform *gxform, const float *x,
+                                const ae_input_xform *xform, const float *w, int n,
+                                const ae_conv_geom *g, int out_c, ae_scratch *s,
+                                const ae_bn_grad_sums *sums);
 void ae_deconv2d_backward_through(float *dx, float *dw, float *db, const float *dy,
-                                  const ae_grad_tf *gtf, const float *x, const ae_input_tf *tf,
-                                  const float *w, int n, const ae_conv_geom *g, int in_c,
-                                  ae_scratch *s, const ae_bn_grad_sums *sums);
+                                  const ae_grad_xform *gxform, const float *x,
+                                  const ae_input_xform *xform, const float *w, int n,
+                                  const ae_conv_geom *g, int in_c, ae_scratch *s,
+                                  const ae_bn_grad_sums *sums);
 /* ae_batchnorm_forward_train in two steps, so that a convolution can add
  * each image's statistics while its output is in cache: ae_bn_stats_init
  * (the per-image slots in s->dslots), ae_bn_stats_image for every image
@@ -257,18 +259,18 @@ void ae_batchnorm_finish_train(float *y, const float *z, const ae_bn_params *bn,
 /* ae_conv2d_forward / ae_deconv2d_forward that also add each image's
  * BatchNorm statistics of y (stats from ae_bn_stats_init, for y's pixels
  * and channels; NULL: none) band by band, as its rows are computed. */
-void ae_conv2d_forward_stats(float *y, const float *x, const ae_input_tf *tf, const float *w,
+void ae_conv2d_forward_stats(float *y, const float *x, const ae_input_xform *xform, const float *w,
                              const float *b, int n, const ae_conv_geom *g, int out_c,
                              ae_scratch *s, const ae_bn_stats *stats);
-void ae_deconv2d_forward_stats(float *y, const float *x, const ae_input_tf *tf, const float *w,
-                               const float *b, int n, const ae_conv_geom *g, int in_c,
-                               ae_scratch *s, const ae_bn_stats *stats);
+void ae_deconv2d_forward_stats(float *y, const float *x, const ae_input_xform *xform,
+                               const float *w, const float *b, int n, const ae_conv_geom *g,
+                               int in_c, ae_scratch *s, const ae_bn_stats *stats);
 /* ae_deconv2d_forward followed by a sigmoid (ae_sigmoid_forward's bits on
  * each path), applied to each band of y while it is in cache: the layer's
  * own output is never stored. */
-void ae_deconv2d_forward_sigmoid(float *y, const float *x, const ae_input_tf *tf, const float *w,
-                                 const float *b, int n, const ae_conv_geom *g, int in_c,
-                                 ae_scratch *s);
+void ae_deconv2d_forward_sigmoid(float *y, const float *x, const ae_input_xform *xform,
+                                 const float *w, const float *b, int n, const ae_conv_geom *g,
+                                 int in_c, ae_scratch *s);
 /* The output layer's training head: for the stride-1 transposed convolution
  * with a sigmoid after it (ae_deconv2d_has_head: the narrow direct kernels),
  * the forward with the sigmoid (y), the squared-error sums against target
@@ -276,11 +278,11 @@ void ae_deconv2d_forward_sigmoid(float *y, const float *x, const ae_input_tf *tf
  * 2 / (n d)) through the sigmoid, and the layer's backward with that
  * gradient (dx, dw, db), image by image in one pass: the same bits as those
  * steps run apart, without storing dy or reading x twice.
- * With sums (x' a BatchNorm's output, tf its transform), the head defers dx:
+ * With sums (x' a BatchNorm's output, xform its transform), the head defers dx:
  * dx gets each image's padded dy instead (ae_direct_padded_floats(big_h,
  * big_w, big_c) floats an image), which is a fifth of dx's size at 16
  * channels, and the layer under the BatchNorm makes dx's rows from it as it
- * reads them (ae_grad_tf.above_w); the BatchNorm's per-image sums come from
+ * reads them (ae_grad_xform.above_w); the BatchNorm's per-image sums come from
  * G = sum dy xhat (weight_grad on xhat) and S, the sums of dy each tap reads,
  * and dw from gamma G + beta S: the same sums as the steps apart, in another
  * order. s->pad must hold ae_deconv2d_head_floats (0 when the head does not
@@ -289,11 +291,11 @@ int ae_deconv2d_has_head(const ae_conv_geom *g, int isa);
 size_t ae_deconv2d_head_floats(const ae_conv_geom *g, int in_c);
 void ae_deconv2d_train_head(float *y, float *dx, float *dw, float *db, double *image_sums,
                             const float *target, float loss_scale, const float *x,
-                            const ae_input_tf *tf, const float *w, const float *b, int n,
+                            const ae_input_xform *xform, const float *w, const float *b, int n,
                             const ae_conv_geom *g, int in_c, ae_scratch *s,
                             const ae_bn_grad_sums *sums);
 /* Inference chains (infer_chain.c): count convolutions, bottom up, each
- * under the BatchNorm and LeakyReLU that the next one's tf applies (from its
+ * under the BatchNorm and LeakyReLU that the next one's xform applies (from its
  * moving statistics), run depth-first image by image, storing none of the
  * outputs under the top's. x: the bottom layer's input.
  * ae_chain_forward: y = the top's output (n whole images).
@@ -307,7 +309,7 @@ typedef struct {
     const float *w, *b; /* the kernel as Keras stores it, the bias */
     const ae_conv_geom *g;
     int in_c, out_c;
-    const ae_input_tf *tf; /* the layer's input transform, or NULL */
+    const ae_input_xform *xform; /* the layer's input transform, or NULL */
     int conv;              /* Conv2D (big to small), or Conv2DTranspose */
 } ae_chain_layer;
 int ae_chain_fits(const ae_chain_layer *layers, int count, int score, int isa);
@@ -317,8 +319,8 @@ void ae_chain_forward(float *y, const float *x, const ae_chain_layer *layers, in
                       ae_scratch *s);
 void ae_chain_score(float *y, double *image_sums, const float *target, const float *x,
                     const ae_chain_layer *layers, int count, int n, ae_scratch *s);
-/* y = tf(z) over pixels x c values. */
-void ae_bn_apply(float *y, const float *z, const ae_input_tf *tf, size_t pixels, int c);
+/* y = xform(z) over pixels x c values. */
+void ae_bn_apply(float *y, const float *z, const ae_input_xform *xform, size_t pixels, int c);
 
 /* activation.c, over count values. dx may alias dy. */
 void ae_leaky_forward(float *y, const float *x, size_t count, float slope);

@@ -1,9 +1,10 @@
 /* The model object: creation from a plan (every buffer allocated once), the
  * tensor table, Keras' initial values and the accessors. */
-#include "nn/direct.h" /* ae_amx_thread_bytes, ae_avx512bf16_thread_bytes */
-#include "nn/isa.h"
+#include "nn/kernels/direct.h" /* ae_amx_thread_bytes, ae_avx512bf16_thread_bytes */
+#include "nn/kernels/isa.h"
 #include "nn/model.h"
 
+#include <assert.h>
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
@@ -56,14 +57,17 @@ ae_status ae_model_create(const ae_config *cfg, int max_batch, ae_model **out, a
              alloc_floats(&s->channel, p->channel_floats);
     for (int t = 0; ok && t < p->threads; t++)
         ok = alloc_floats(&s->col[t], p->col_floats) && alloc_floats(&s->pad[t], p->pad_floats);
+    /* the message first: m (and p in it) goes with ae_model_free */
     if (ok && p->threads > 1 && !(s->pool = ae_pool_create(p->threads))) {
+        st = ae_fail(err, AE_ERR_NOMEM, "model: could not start %d threads", p->threads);
         ae_model_free(m);
-        return ae_fail(err, AE_ERR_NOMEM, "model: could not start %d threads", p->threads);
+        return st;
     }
     if (!ok) {
+        st = ae_fail(err, AE_ERR_NOMEM, "model: out of memory allocating %.1f MiB",
+                     (double)p->memory_bytes / (1 << 20));
         ae_model_free(m);
-        return ae_fail(err, AE_ERR_NOMEM, "model: out of memory allocating %.1f MiB",
-                       (double)p->memory_bytes / (1 << 20));
+        return st;
     }
     ae_model_init_weights(m, 0);
     *out = m;
@@ -183,25 +187,33 @@ const char *ae_model_layer_name(const ae_model *m, int i)
     return i >= 0 && i < m->plan.num_layers ? m->plan.layers[i].name : NULL;
 }
 
-const float *ae_model_layer_output(const ae_model *m, int i, size_t *count_per_image)
+/* Layer i's output where the model stores it. */
+static const float *stored_output(const ae_model *m, int i)
+{
+    assert(m->plan.layers[i].stored);
+    return m->acts + m->plan.layers[i].act;
+}
+
+const float *ae_model_layer_output(ae_model *m, int i, size_t *count_per_image)
 {
     if (i < 0 || i >= m->plan.num_layers)
         return NULL;
     if (count_per_image)
         *count_per_image = m->plan.layers[i].out_count;
-    if (!m->plan.layers[i].stored) /* the model is not const: its view buffer is written */
-        return ae_model_view((ae_model *)m, i);
-    return m->acts + m->plan.layers[i].act;
+    if (!m->plan.layers[i].stored) /* recomputed into the view buffer */
+        return ae_model_view(m, i);
+    return stored_output(m, i);
 }
 
+/* The model's output and the latent are always stored (model_plan.c). */
 const float *ae_model_output(const ae_model *m)
 {
-    return ae_model_layer_output(m, m->plan.num_layers - 1, NULL);
+    return stored_output(m, m->plan.num_layers - 1);
 }
 
 const float *ae_model_latent(const ae_model *m)
 {
-    return ae_model_layer_output(m, m->plan.first_decoder - 1, NULL);
+    return stored_output(m, m->plan.first_decoder - 1);
 }
 
 int ae_model_layer_times(const ae_model *m, int i, double *forward_s, double *backward_s)

@@ -85,6 +85,7 @@ struct ae_model {
     float *view;      /* made on demand for ae_model_layer_output of a recomputed layer */
     double *image_sums; /* max_batch: the loss's per-image sums */
     int last_n;       /* images in the last forward */
+    ae_mode last_mode; /* and its mode */
     ae_scratch scratch;
     int64_t iterations;
     ae_dist_step *dist; /* during a data-parallel step, else NULL */
@@ -126,7 +127,7 @@ void ae_dist_bn_forward(ae_model *m, const ae_bn_params *bn, float *y, const flo
                         size_t pixels, int c, int local);
 void ae_dist_bn_backward(ae_model *m, float *dgamma, float *dbeta, const ae_bn_params *bn,
                          const float *dy, const float *z, int n, size_t pixels, int c, int local,
-                         ae_grad_tf *gtf);
+                         ae_grad_xform *gxform);
 float ae_dist_loss(ae_model *m, int n, size_t d);
 void ae_dist_grads_ready(ae_model *m, int i);
 /* The step's start (no gradient final yet), and its end: the parts of the

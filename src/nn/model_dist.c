@@ -57,7 +57,8 @@ ae_status ae_dist_step_init(ae_dist_step *d, const ae_model *m, const ae_collect
     d->all = malloc(d->all_doubles * sizeof *d->all);
     if (!d->gather_counts || !d->mine || !d->all) {
         ae_dist_step_free(d);
-        return ae_fail(err, AE_ERR_NOMEM, "out of memory for the statistics of %d images", max_total);
+        return ae_fail(err, AE_ERR_NOMEM, "out of memory for the statistics of %d images",
+                       max_total);
     }
     d->overlap = comm->allreduce_begin && comm->allreduce_end && params_in_layer_order(&m->plan);
     return AE_OK;
@@ -108,14 +109,14 @@ void ae_dist_bn_forward(ae_model *m, const ae_bn_params *bn, float *y, const flo
 
 void ae_dist_bn_backward(ae_model *m, float *dgamma, float *dbeta, const ae_bn_params *bn,
                          const float *dy, const float *z, int n, size_t pixels, int c, int local,
-                         ae_grad_tf *gtf)
+                         ae_grad_xform *gxform)
 {
     ae_scratch *s = &m->scratch;
     if (!local)
         ae_batchnorm_backward_sums_only(dy, z, bn, n, pixels, c, s);
     gather(m, s->dslots, s->dslot_doubles, n, 2 * (size_t)c);
     ae_batchnorm_backward_finish_from(dgamma, dbeta, bn, z, m->dist->all, m->dist->n_total,
-                                      2 * (size_t)c, n, pixels, c, s, gtf);
+                                      2 * (size_t)c, n, pixels, c, s, gxform);
     /* These are the whole batch's already: rank 0's alone go into the sum. */
     if (m->dist->comm->rank != 0) {
         memset(dgamma, 0, (size_t)c * sizeof *dgamma);
@@ -183,9 +184,9 @@ void ae_dist_idle_backward(ae_model *m)
         const ae_layer *l = &p->layers[i];
         if (l->kind == AE_LAYER_BN) {
             ae_bn_params bn = ae_model_bn_params(m, i);
-            ae_grad_tf gtf;
+            ae_grad_xform gxform;
             ae_dist_bn_backward(m, m->grads + l->kernel, m->grads + l->bias, &bn, NULL, NULL, 0,
-                                (size_t)l->out_h * (size_t)l->out_w, l->out_c, 1, &gtf);
+                                (size_t)l->out_h * (size_t)l->out_w, l->out_c, 1, &gxform);
         }
         ae_dist_grads_ready(m, i);
     }

@@ -17,14 +17,19 @@ typedef enum { AE_MODE_INFER = 0, AE_MODE_TRAIN = 1 } ae_mode;
  * model until the next call (ae_model_output, ae_model_latent). */
 ae_status ae_model_forward(ae_model *m, const float *x, int n, ae_mode mode, ae_error *err);
 
-/* Mean squared error of the last forward against x: the mean over every pixel
- * and channel of the batch. per_image (may be NULL) gets each image's own mean
- * squared error: the anomaly score. The same code computes both. */
-float ae_model_loss(const ae_model *m, const float *x, int n, float *per_image);
+/* Mean squared error of the last forward against x, the n images it ran:
+ * *loss (may be NULL) gets the mean over every pixel and channel of the
+ * batch, per_image (may be NULL) each image's own mean squared error: the
+ * anomaly score. The same code computes both. AE_ERR_USAGE (nothing
+ * written) without a model or x, or when n is not the last forward's. */
+ae_status ae_model_loss(const ae_model *m, const float *x, int n, float *per_image, float *loss,
+                        ae_error *err);
 
 /* Gradient of ae_model_loss with respect to every parameter, after a forward in
- * AE_MODE_TRAIN on the same x. Overwrites the gradient buffer. */
-void ae_model_backward(ae_model *m, const float *x, int n);
+ * AE_MODE_TRAIN of the same n images x. Overwrites the gradient buffer.
+ * AE_ERR_USAGE (nothing written) without a model or x, when n is not the
+ * last forward's or that forward was not in training mode. */
+ae_status ae_model_backward(ae_model *m, const float *x, int n, ae_error *err);
 float *ae_model_grads(ae_model *m);
 
 /* One Adam step from the gradient buffer, Keras' way (epsilon added before the
@@ -48,7 +53,7 @@ void ae_model_adam_step(ae_model *m, const ae_adam_config *cfg);
  * score's. */
 int ae_model_num_layers(const ae_model *m);
 const char *ae_model_layer_name(const ae_model *m, int i);
-const float *ae_model_layer_output(const ae_model *m, int i, size_t *count_per_image);
+const float *ae_model_layer_output(ae_model *m, int i, size_t *count_per_image);
 
 /* Seconds spent in layer i's forward and backward since the model was made
  * or the times were reset (summed over calls; the loss's backward counts

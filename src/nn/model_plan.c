@@ -1,7 +1,7 @@
 /* The config: defaults, validation, FLOPs, and the plan (layers, tensor table,
  * buffer sizes) that ae_model_create allocates from. */
-#include "nn/direct.h"
-#include "nn/isa.h"
+#include "nn/kernels/direct.h"
+#include "nn/kernels/isa.h"
 #include "nn/model.h"
 
 #include <limits.h>

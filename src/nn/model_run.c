@@ -1,6 +1,6 @@
 /* Running the model: forward (whole, encoder or decoder), loss, backward, Adam,
  * the checked training step, and the one scoring path. Nothing here allocates. */
-#include "nn/direct.h"
+#include "nn/kernels/direct.h"
 #include "nn/model.h"
 
 #include <math.h>
@@ -37,9 +37,9 @@ static const float *bn_source(ae_model *m, int i)
 
 /* Layer i's input, in a run that starts at layer `from` with `in`. When the
  * layer before is a BatchNorm that is not stored, the input is the
- * convolution output under it and *tf (returned) is that BatchNorm. */
-static const float *layer_input(ae_model *m, int i, int from, const float *in, ae_input_tf *tf,
-                                const ae_input_tf **use)
+ * convolution output under it and *xform (returned) is that BatchNorm. */
+static const float *layer_input(ae_model *m, int i, int from, const float *in,
+                                ae_input_xform *xform, const ae_input_xform **use)
 {
     *use = NULL;
     if (i == from)
@@ -48,10 +48,10 @@ static const float *layer_input(ae_model *m, int i, int from, const float *in, a
     if (prev->stored)
         return layer_out(m, i - 1);
     ae_bn_params bn = bn_params(m, i - 1);
-    tf->scale = bn.scale;
-    tf->shift = bn.shift;
-    tf->slope = bn.slope;
-    *use = tf;
+    xform->scale = bn.scale;
+    xform->shift = bn.shift;
+    xform->slope = bn.slope;
+    *use = xform;
     return bn_source(m, i - 1);
 }
 
@@ -71,16 +71,17 @@ static int bn_above(const ae_model *m, int i, int to)
 static void run_layers(ae_model *m, int from, int to, const float *in, int n, ae_mode mode)
 {
     m->last_n = n;
+    m->last_mode = mode;
     int stats_ready = -1; /* the BatchNorm whose per-image statistics are in the slots */
     ae_bn_stats stats;
     for (int i = from; i < to; i++) {
         double start = omp_get_wtime();
         const ae_layer *l = &m->plan.layers[i];
-        ae_input_tf tf;
-        const ae_input_tf *use = NULL;
+        ae_input_xform xform;
+        const ae_input_xform *use = NULL;
         const float *x = NULL;
         if (l->kind != AE_LAYER_LEAKY && l->kind != AE_LAYER_BN)
-            x = layer_input(m, i, from, in, &tf, &use);
+            x = layer_input(m, i, from, in, &xform, &use);
         float *y = l->stored ? layer_out(m, i) : NULL;
         const float *w = m->params + l->kernel, *b = m->params + l->bias;
         size_t count = (size_t)n * l->out_count;
@@ -146,17 +147,17 @@ const float *ae_model_view(ae_model *m, int i)
         return NULL;
     size_t pixels = (size_t)m->last_n * l->out_h * l->out_w;
     if (l->kind == AE_LAYER_DECONV) {
-        ae_input_tf tf;
-        const ae_input_tf *use;
-        const float *x = layer_input(m, i, -1, NULL, &tf, &use);
+        ae_input_xform xform;
+        const ae_input_xform *use;
+        const float *x = layer_input(m, i, -1, NULL, &xform, &use);
         ae_deconv2d_forward(m->view, x, use, m->params + l->kernel, m->params + l->bias,
                             m->last_n, &l->geom, l->in_c, &m->scratch);
     } else if (l->kind == AE_LAYER_LEAKY) {
         ae_leaky_forward(m->view, layer_out(m, i - 1), pixels * l->out_c, m->cfg.leaky_slope);
     } else {
         ae_bn_params bn = bn_params(m, i);
-        ae_input_tf tf = {bn.scale, bn.shift, bn.slope};
-        ae_bn_apply(m->view, bn_source(m, i), &tf, pixels, l->out_c);
+        ae_input_xform xform = {bn.scale, bn.shift, bn.slope};
+        ae_bn_apply(m->view, bn_source(m, i), &xform, pixels, l->out_c);
     }
     return m->view;
 }
@@ -233,15 +234,41 @@ static float loss_pass(const ae_model *m, const float *x, int n, float *per_imag
     return batch_loss(m, n, d, per_image);
 }
 
-float ae_model_loss(const ae_model *m, const float *x, int n, float *per_image)
+/* What ae_model_loss and ae_model_backward need: x, and n images, the
+ * number the last forward ran (in training, for the backward). */
+static ae_status check_after_forward(const ae_model *m, const float *x, int n, int train,
+                                     const char *what, ae_error *err)
 {
-    return loss_pass(m, x, n, per_image, NULL);
+    if (!m || !x)
+        return ae_fail(err, AE_ERR_USAGE, "%s: no %s", what, m ? "images" : "model");
+    ae_status st = check_batch(m, n, what, err);
+    if (st != AE_OK)
+        return st;
+    if (n != m->last_n)
+        return ae_fail(err, AE_ERR_USAGE, "%s: %d images, but the last forward ran %d", what, n,
+                       m->last_n);
+    if (train && m->last_mode != AE_MODE_TRAIN)
+        return ae_fail(err, AE_ERR_USAGE, "%s: the last forward was not in training mode",
+                       what);
+    return AE_OK;
+}
+
+ae_status ae_model_loss(const ae_model *m, const float *x, int n, float *per_image, float *loss,
+                        ae_error *err)
+{
+    ae_status st = check_after_forward(m, x, n, 0, "loss", err);
+    if (st != AE_OK)
+        return st;
+    const float l = loss_pass(m, x, n, per_image, NULL);
+    if (loss)
+        *loss = l;
+    return AE_OK;
 }
 
 /* For the backward of convolution i: the gradient sums of the BatchNorm
  * that gives its input (use: that BatchNorm's transform), to be added as dx
  * is computed; NULL when there is none. */
-static const ae_bn_grad_sums *bn_sums_below(ae_model *m, int i, const ae_input_tf *use,
+static const ae_bn_grad_sums *bn_sums_below(ae_model *m, int i, const ae_input_xform *use,
                                             const float *dx, ae_bn_grad_sums *sums,
                                             int *sums_ready)
 {
@@ -290,16 +317,16 @@ static void backward(ae_model *m, const float *x, int n, int top, grad_flow *f)
      * convolution's backward (ae_conv2d_backward_through, and
      * ae_deconv2d_backward_through on the direct kernels): dz is never stored. */
     const int fuse = ae_direct_ops_for(m->scratch.isa) != NULL;
-    ae_grad_tf gtf;
-    const ae_grad_tf *pending = NULL;
+    ae_grad_xform gxform;
+    const ae_grad_xform *pending = NULL;
     for (int i = top; i >= 0; i--) {
         double start = omp_get_wtime();
         const ae_layer *l = &p->layers[i];
-        ae_input_tf tf;
-        const ae_input_tf *use = NULL;
+        ae_input_xform xform;
+        const ae_input_xform *use = NULL;
         const float *in = NULL;
         if (l->kind != AE_LAYER_LEAKY && l->kind != AE_LAYER_BN && l->kind != AE_LAYER_SIGMOID)
-            in = layer_input(m, i, 0, x, &tf, &use);
+            in = layer_input(m, i, 0, x, &xform, &use);
         const float *w = m->params + l->kernel;
         float *dw = m->grads + l->kernel, *db = m->grads + l->bias;
         float *dy = f->dy, *dx = i > 0 ? f->spare : NULL; /* nothing needs the images' gradient */
@@ -318,21 +345,21 @@ static void backward(ae_model *m, const float *x, int n, int top, grad_flow *f)
             const float *z = bn_source(m, i);
             if (m->dist)
                 ae_dist_bn_backward(m, dw, db, &bn, dy, z, n, pixels, l->out_c, f->sums_ready == i,
-                                    &gtf);
+                                    &gxform);
             else if (f->sums_ready == i)
                 ae_batchnorm_backward_finish(dw, db, &bn, z, n, pixels, l->out_c, &m->scratch,
-                                             &gtf);
+                                             &gxform);
             else
                 ae_batchnorm_backward_sums(dw, db, dy, z, &bn, n, pixels, l->out_c,
-                                           &m->scratch, &gtf);
-            gtf.above_w = f->above_w; /* (head_defers: a transposed convolution under it) */
-            gtf.above_g = f->above_g;
+                                           &m->scratch, &gxform);
+            gxform.above_w = f->above_w; /* (head_defers: a transposed convolution under it) */
+            gxform.above_g = f->above_g;
             f->above_w = NULL, f->above_g = NULL;
             if (p->layers[under].kind == AE_LAYER_CONV ||
                 (fuse && p->layers[under].kind == AE_LAYER_DECONV))
-                pending = &gtf;
+                pending = &gxform;
             else
-                ae_batchnorm_backward_apply(dy, dy, &gtf, n, pixels, l->out_c, &m->scratch);
+                ae_batchnorm_backward_apply(dy, dy, &gxform, n, pixels, l->out_c, &m->scratch);
             swap = 0;
             break;
         }
@@ -361,11 +388,15 @@ static void backward(ae_model *m, const float *x, int n, int top, grad_flow *f)
     }
 }
 
-void ae_model_backward(ae_model *m, const float *x, int n)
+ae_status ae_model_backward(ae_model *m, const float *x, int n, ae_error *err)
 {
+    ae_status st = check_after_forward(m, x, n, 1, "backward", err);
+    if (st != AE_OK)
+        return st;
     grad_flow f = grad_flow_start(m);
     loss_pass(m, x, n, NULL, f.dy);
     backward(m, x, n, m->plan.num_layers - 1, &f);
+    return AE_OK;
 }
 
 /* The layer whose training head (ae_deconv2d_train_head) can run the
@@ -382,7 +413,7 @@ static int head_layer(const ae_model *m)
 
 /* Whether head layer i's input is a BatchNorm (with its LeakyReLU) over a
  * transposed convolution, whose backward can make the head's input gradient
- * rows itself as it reads them (ae_grad_tf.above_w): the head then defers it. */
+ * rows itself as it reads them (ae_grad_xform.above_w): the head then defers it. */
 static int head_defers(const ae_model *m, int i)
 {
     const ae_layer *l = m->plan.layers;
@@ -398,9 +429,9 @@ static float run_head(ae_model *m, const float *x, int n, int i, grad_flow *f)
 {
     double start = omp_get_wtime();
     const ae_layer *l = &m->plan.layers[i];
-    ae_input_tf tf;
-    const ae_input_tf *use;
-    const float *in = layer_input(m, i, 0, x, &tf, &use);
+    ae_input_xform xform;
+    const ae_input_xform *use;
+    const float *in = layer_input(m, i, 0, x, &xform, &use);
     const ae_bn_grad_sums *sums =
         head_defers(m, i) ? bn_sums_below(m, i, use, f->spare, &f->sums, &f->sums_ready) : NULL;
     ae_deconv2d_train_head(layer_out(m, i + 1), f->spare, m->grads + l->kernel,
@@ -586,7 +617,7 @@ static void run_chain(ae_model *m, const float *x, int n, const int *index, int 
     const ae_layer *l = m->plan.layers;
     const double start = omp_get_wtime();
     ae_chain_layer layers[AE_CHAIN_MAX];
-    ae_input_tf tf[AE_CHAIN_MAX];
+    ae_input_xform xform[AE_CHAIN_MAX];
     const float *in = NULL;
     for (int k = 0; k < count; k++) {
         const int i = index[k];
@@ -595,7 +626,7 @@ static void run_chain(ae_model *m, const float *x, int n, const int *index, int 
             ae_batchnorm_forward_infer(NULL, NULL, &bn, n, 0, l[i - 1].out_c, &m->scratch);
         }
         layers[k] = ae_plan_chain_layer(&m->plan, i);
-        const float *input = layer_input(m, i, 0, x, &tf[k], &layers[k].tf);
+        const float *input = layer_input(m, i, 0, x, &xform[k], &layers[k].xform);
         if (k == 0)
             in = input;
         layers[k].w = m->params + l[i].kernel;
@@ -630,7 +661,7 @@ ae_status ae_model_score(ae_model *m, const float *x, int n, float *errors, floa
         batch_loss(m, n, p->layers[p->num_layers - 1].out_count, errors);
     } else {
         run_layers(m, next, p->num_layers, in, n, AE_MODE_INFER);
-        ae_model_loss(m, x, n, errors);
+        loss_pass(m, x, n, errors, NULL);
     }
     if (recon)
         memcpy(recon, ae_model_output(m),

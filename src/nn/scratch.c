@@ -3,6 +3,7 @@
 #include "nn/layers.h"
 #include "nn/pool.h"
 
+#include <assert.h>
 #include <omp.h>
 #include <stddef.h>
 
@@ -114,6 +115,7 @@ static void slot_images(void *arg, int item, int t)
 void ae_grad_slots_run(ae_scratch *s, int n, double macs, size_t kernel, size_t bias,
                        ae_image_grad_fn image, const void *ctx, float *dw, float *db)
 {
+    assert(n > 0 && kernel + bias <= s->slot_floats); /* a slot holds an image's dw and db */
     const int group = ae_grad_group(macs / n, kernel), slots = (n + group - 1) / group;
     slots_job j = {image, ctx, s, n, group};
     ae_pool_run(s->pool, ae_threads_for(s, macs), slots, slot_images, &j);

@@ -1,7 +1,7 @@
 /* Run-time choice of the convolution kernels, and the kernel transpose
  * small_to_big reads. */
-#include "nn/direct.h"
-#include "nn/isa.h"
+#include "nn/kernels/direct.h"
+#include "nn/kernels/isa.h"
 
 #include <stdlib.h>
 #include <string.h>

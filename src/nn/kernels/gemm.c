@@ -2,8 +2,8 @@
  * compiler's baseline (-march), chosen by what the CPU has, not by the
  * kernels the model runs: every variant makes the naive loop's bits, so the
  * fastest one serves every path, the portable one included. */
-#include "nn/gemm.h"
-#include "nn/isa.h"
+#include "nn/kernels/gemm.h"
+#include "nn/kernels/isa.h"
 
 #include <stddef.h>
 #include <string.h>
@@ -26,7 +26,7 @@ typedef struct {
 #define GEMM_W 4
 #define GEMM_TARGET
 #define GEMM_FN(name) name##_base
-#include "nn/gemm_body.h"
+#include "nn/kernels/gemm_body.h"
 #undef GEMM_W
 #undef GEMM_TARGET
 #undef GEMM_FN
@@ -35,7 +35,7 @@ typedef struct {
 #define GEMM_W 8
 #define GEMM_TARGET __attribute__((target("avx2")))
 #define GEMM_FN(name) name##_avx2
-#include "nn/gemm_body.h"
+#include "nn/kernels/gemm_body.h"
 #undef GEMM_W
 #undef GEMM_TARGET
 #undef GEMM_FN
@@ -43,7 +43,7 @@ typedef struct {
 #define GEMM_W 16
 #define GEMM_TARGET __attribute__((target("avx512f")))
 #define GEMM_FN(name) name##_avx512
-#include "nn/gemm_body.h"
+#include "nn/kernels/gemm_body.h"
 #undef GEMM_W
 #undef GEMM_TARGET
 #undef GEMM_FN

@@ -66,7 +66,7 @@ static TARGET inline vmask mask_first(int n)
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-#include "nn/direct_body.h"
+#include "nn/kernels/direct_body.h"
 #else
 typedef int ae_no_avx2; /* not an x86 target: isa.c never asks for these */
 #endif

@@ -19,7 +19,7 @@
  * Odd channel counts (the RGB or grayscale input, the output layer) and
  * shapes too large for the thread's buffers go to the avx512 kernels, as
  * on the tiles; so does small_to_big_narrow (the output layer's forward). */
-#include "nn/direct.h"
+#include "nn/kernels/direct.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>

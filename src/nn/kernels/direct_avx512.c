@@ -123,7 +123,7 @@ static TARGET inline void transpose16(float *dst, size_t stride, __m512 t[16])
 
 static inline vmask mask_first(int n) { return (vmask)(n >= 16 ? 0xFFFFu : (1u << n) - 1u); }
 
-#include "nn/direct_body.h"
+#include "nn/kernels/direct_body.h"
 
 /* The opt-in bfloat16 mode: the same kernels, with the three products of
  * Conv2D and Conv2DTranspose (forward, input gradient, weight gradient) on

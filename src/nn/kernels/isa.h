@@ -1,6 +1,6 @@
 /* Internal: which vector instructions the kernels use (chosen at run time). */
-#ifndef AEDET_NN_ISA_H
-#define AEDET_NN_ISA_H
+#ifndef AEDET_NN_KERNELS_ISA_H
+#define AEDET_NN_KERNELS_ISA_H
 
 /* AE_ISA_AMX_BF16: the avx512 kernels with the convolutions' products in
  * bfloat16 on AMX tiles (direct.h); AE_ISA_AVX512_BF16: the same products in

@@ -3,8 +3,8 @@
  * convolutions). BLAS picks its kernel, and so its order of summation, by
  * CPU (and version), which made a model's numbers depend on the machine;
  * this product's do not. */
-#ifndef AEDET_NN_GEMM_H
-#define AEDET_NN_GEMM_H
+#ifndef AEDET_NN_KERNELS_GEMM_H
+#define AEDET_NN_KERNELS_GEMM_H
 
 /* C (m x n, rows ldc floats apart) = (accumulate ? C : 0) + A B, with
  * A(i, p) = a[i lda + p] (a_t: a[p lda + i]) for an m x k A and

@@ -13,7 +13,7 @@
  * that are not multiples of 16 and rows of under 16 pixels). A row's last
  * block of 16 pixels overlaps the one before it when the row is not a
  * multiple of 16: those pixels are made twice, with the same bits. */
-#include "nn/direct.h"
+#include "nn/kernels/direct.h"
 
 #if defined(__x86_64__) && defined(__linux__)
 #include <asm/prctl.h> /* ARCH_REQ_XCOMP_PERM */

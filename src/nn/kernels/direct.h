@@ -16,8 +16,8 @@
  * zero-padded by one pixel on every side (ae_conv_input), which removes every
  * bounds test from the inner loops. Each call handles ONE image: callers
  * parallelize over images, so results do not depend on the thread count. */
-#ifndef AEDET_NN_DIRECT_H
-#define AEDET_NN_DIRECT_H
+#ifndef AEDET_NN_KERNELS_DIRECT_H
+#define AEDET_NN_KERNELS_DIRECT_H
 
 #include "nn/layers.h"
 
@@ -55,7 +55,7 @@ typedef struct ae_direct_ops_s {
     void (*bn_grad_apply)(float *dz, const float *dy, const float *z, size_t pixels, int c,
                           float slope, const float *mean, const float *invstd, const float *k_dy,
                           const float *k_mean, const float *k_xhat);
-    void (*apply_tf)(float *dst, const float *x, size_t pixels, int c, const float *scale,
+    void (*apply_xform)(float *dst, const float *x, size_t pixels, int c, const float *scale,
                      const float *shift, float slope);
     void (*bias_grad)(float *db, const float *dy, size_t pixels, int c);
     /* bias_grad, the sum added to db[o] (callers that go row by row do so
@@ -67,22 +67,22 @@ typedef struct ae_direct_ops_s {
     void (*dense_forward)(float *y, const float *x, const float *w, const float *b, int n,
                           int in, int out, int o_begin, int o_end);
     void (*planar_row)(float *rows, const float *src, int w, int c, size_t pw);
-    /* planar_row of tf(src) for the first pixels of the row it can do in one
-     * read of src (keep, if not NULL, gets keep_tf(src) or tf(src) there,
+    /* planar_row of xform(src) for the first pixels of the row it can do in one
+     * read of src (keep, if not NULL, gets keep_xform(src) or xform(src) there,
      * pixel-major); returns how many (maybe 0). */
-    int (*planar_tf_row)(float *rows, float *keep, const float *src, int w, int c, size_t pw,
-                         const ae_input_tf *tf, const ae_input_tf *keep_tf);
+    int (*planar_xform_row)(float *rows, float *keep, const float *src, int w, int c, size_t pw,
+                         const ae_input_xform *xform, const ae_input_xform *keep_xform);
     void (*sigmoid)(float *y, const float *x, size_t count);
     /* ae_loss_lanes_add (layers.h), the same bits */
     void (*loss_lanes_add)(double *lane, size_t at, const float *y, const float *x, size_t d,
                            float *dy, float scale);
 } ae_direct_ops;
 
-/* x' (one image of h x w x c, through tf when not NULL) into dst, zero-padded
+/* x' (one image of h x w x c, through xform when not NULL) into dst, zero-padded
  * by one pixel when pad is set (the direct kernels' input), as is otherwise
  * (im2col's); ops (may be NULL) vectorizes the transform. In im2col.c. */
-void ae_conv_input(const ae_direct_ops *ops, float *dst, const float *x, const ae_input_tf *tf,
-                   int h, int w, int c, int pad);
+void ae_conv_input(const ae_direct_ops *ops, float *dst, const float *x,
+                   const ae_input_xform *xform, int h, int w, int c, int pad);
 /* The padded rows a band buffer holds, [lo, hi) (none while equal). The
  * bands of a layer's pass overlap by a row or two (a 3x3 window reaches past
  * its band); with one of these, a band that starts inside the rows its
@@ -98,26 +98,26 @@ typedef struct {
  * image); planar: channel-planar as ae_conv_input_planar. held (may be NULL)
  * says which rows dst holds, and is updated. */
 void ae_conv_input_rows(const ae_direct_ops *ops, float *dst, const float *x, int x_row0,
-                        const ae_input_tf *tf, int h, int w, int c, int lo, int hi,
+                        const ae_input_xform *xform, int h, int w, int c, int lo, int hi,
                         ae_band_rows *held);
-/* ...planar_rows: with tf, each image row y of x' is made in tmp first, at row y % tmp_rows
+/* ...planar_rows: with xform, each image row y of x' is made in tmp first, at row y % tmp_rows
  * of tmp_rows rows of w x c floats, and stays there: a caller can read the
- * rows back (the training head's backward does); with tmp_tf too (may be
- * NULL), what stays there is tmp_tf(x)'s row, made once x' is planar. Rows
+ * rows back (the training head's backward does); with tmp_xform too (may be
+ * NULL), what stays there is tmp_xform(x)'s row, made once x' is planar. Rows
  * taken from held were made by an earlier call, their tmp rows with them. */
 void ae_conv_input_planar_rows(const ae_direct_ops *ops, float *dst, const float *x, int x_row0,
-                               const ae_input_tf *tf, int h, int w, int c, int lo, int hi,
-                               float *tmp, int tmp_rows, const ae_input_tf *tmp_tf,
+                               const ae_input_xform *xform, int h, int w, int c, int lo, int hi,
+                               float *tmp, int tmp_rows, const ae_input_xform *tmp_xform,
                                ae_band_rows *held);
 /* ae_conv_input_rows for an output gradient: padded rows [lo, hi) of dy or,
- * under a BatchNorm, of dz = gtf(dy) (one image; z its part of gtf->z; gtf
- * and z NULL: dy as is; with gtf->above_w, dy is the image's padded
+ * under a BatchNorm, of dz = gxform(dy) (one image; z its part of gxform->z; gxform
+ * and z NULL: dy as is; with gxform->above_w, dy is the image's padded
  * gradient of the layer above, and each row of the layer's own dy is made
  * from it first). Each image row not yet added (rows *summed,
  * *summed + 1, ... in order) is added to db by ops->bias_grad_add, and
  * *summed moves past it. */
 void ae_conv_grad_rows(const ae_direct_ops *ops, float *dst, const float *dy, const float *z,
-                       const ae_grad_tf *gtf, int h, int w, int c, int lo, int hi, float *db,
+                       const ae_grad_xform *gxform, int h, int w, int c, int lo, int hi, float *db,
                        int *summed, ae_band_rows *held);
 /* The padded input rows [*lo, *hi) that output rows [first, end) read:
  * big_to_small and weight_grad (output = small rows) when to_small is set,
@@ -155,8 +155,8 @@ extern const ae_direct_ops ae_direct_avx2;
  * (direct_amx.c): their operands rounded to bfloat16, the sums in float32.
  * Shapes the tiles or the thread's buffers do not fit (a channel count not a
  * multiple of 16, rows under 16 pixels, more than 128 output channels, a
- * kernel or rows too large for the buffers) go to the avx512 kernels. Opt-in: ae_isa_best never picks it
- * unless AEDET_ISA=amx-bf16. */
+ * kernel or rows too large for the buffers) go to the avx512 kernels. Opt-in: ae_isa_best never
+ * picks it unless AEDET_ISA=amx-bf16. */
 extern const ae_direct_ops ae_direct_amx;
 void ae_amx_big_to_small(const float *big_padded, int row0, const ae_conv_geom *g, int cs,
                          const float *w, const float *init, float *small, int small_row0,
