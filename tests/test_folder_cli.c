@@ -167,6 +167,24 @@ static void test_train_and_score_the_folder_layout(void **state)
     assert_non_null(strstr((const char *)html, "dent"));
     assert_non_null(strstr((const char *)html, "scratch"));
     free(html);
+
+    /* encode takes the layout too: one latent row per image scored above. */
+    TMP_PATH(latents, "tiles_latents.csv");
+    assert_int_equal(test_run("encode %s --normal-dir %s --abnormal-dir %s --abnormal-dir %s --batch 8 -o %s", model,
+                              TREE("good"), TREE("scratch"), TREE("dent"), latents), 0);
+    uint8_t *a, *b;
+    size_t alen, blen, arows = 0, brows = 0;
+    assert_int_equal(ae_read_file(latents, &a, &alen, &err), AE_OK);
+    assert_int_equal(ae_read_file(scores, &b, &blen, &err), AE_OK);
+    for (size_t i = 0; i < alen; i++)
+        arows += a[i] == '\n';
+    for (size_t i = 0; i < blen; i++)
+        brows += b[i] == '\n';
+    assert_true(arows > 4);
+    assert_int_equal(arows, brows);
+    free(a);
+    free(b);
+    assert_int_equal(test_run("encode %s --abnormal-dir %s -o %s", model, TREE("dent"), latents), 2);
 }
 
 /* Scoring the images a model trained on says so: no test split, and the

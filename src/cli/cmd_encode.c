@@ -239,19 +239,19 @@ static int reconstruct_begin(visit_ctx *c, const walk_args *a)
 }
 
 static const cli_command encode_cmd = {
-    "encode", "MODEL DATA -o latents.csv [options]",
+    "encode", "MODEL DATA|--normal-dir DIR -o latents.csv [options]",
     "The encoder as dimensionality reduction: one latent vector per image.",
     "latents.csv: image,label,score,z0,...,z<latent-1>, in the data's order. With --json,\n"
     "one {\"event\":\"latent\",\"image\",\"label\",\"score\",\"z\":[...]} line per image on standard\n"
-    "output (then -o is optional), and a final {\"event\":\"encoded\"} line.", 2, 2};
+    "output (then -o is optional), and a final {\"event\":\"encoded\"} line.", 1, 2};
 
 static const cli_command reconstruct_cmd = {
-    "reconstruct", "MODEL DATA -o DIR [options]",
+    "reconstruct", "MODEL DATA|--normal-dir DIR -o DIR [options]",
     "The autoencoder as a denoiser: writes each image's reconstruction as PNG into DIR.",
     "Files are named <n>_<original name>.png; --error-map adds <n>_<name>_error.png, the\n"
     "per-pixel mean absolute error over the channels (0 black .. 1 white). DIR/index.csv\n"
     "lists image,score,reconstruction[,error_map].",
-    2, 2};
+    1, 2};
 
 static int run_walk(const cli_command *cmd, int argc, char **argv, int reconstruct)
 {
@@ -275,10 +275,15 @@ static int run_walk(const cli_command *cmd, int argc, char **argv, int reconstru
     if (!a.output && (reconstruct || !cli_out.json))
         return cli_usage_error(cmd, "-o %s is required%s", reconstruct ? "DIR" : "FILE",
                                reconstruct ? "" : " (or --json for the latents on standard output)");
+    const char *data_path = npos > 1 ? pos[1] : NULL;
+    if ((rc = cli_folder_flags_alone(cmd, &a.data)))
+        return rc;
+    if (!data_path && !a.data.normal_dir)
+        return cli_usage_error(cmd, "DATA (or --normal-dir DIR) is required");
     visit_ctx c = {0};
     if (reconstruct)
-        return walk(cmd, pos[0], pos[1], &a, &c, reconstruct_batch, reconstruct_begin);
-    return walk(cmd, pos[0], pos[1], &a, &c, encode_batch, encode_begin);
+        return walk(cmd, pos[0], data_path, &a, &c, reconstruct_batch, reconstruct_begin);
+    return walk(cmd, pos[0], data_path, &a, &c, encode_batch, encode_begin);
 }
 
 int cmd_encode(int argc, char **argv) { return run_walk(&encode_cmd, argc, argv, 0); }
