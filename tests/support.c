@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -255,4 +256,35 @@ void test_expect_no_output(const char *needle)
 {
     if (strstr(run_output, needle))
         fail_msg("did not expect \"%s\" in the output:\n%s", needle, run_output);
+}
+
+void test_make_dirs(const char *path)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(buf, 0755);
+            *p = '/';
+        }
+    mkdir(buf, 0755);
+}
+
+const char *test_quote(const char *path)
+{
+    static char slots[8][2 * PATH_MAX];
+    static int next;
+    char *out = slots[next++ % 8], *o = out;
+    *o++ = '\'';
+    for (const char *p = path; *p; p++) {
+        if (*p == '\'') {
+            memcpy(o, "'\\''", 4);
+            o += 4;
+        } else
+            *o++ = *p;
+    }
+    *o++ = '\'';
+    *o = '\0';
+    return out;
 }

@@ -13,6 +13,11 @@
 const char *test_tmpdir(void);
 /* test_tmpdir()/name in a static rotating buffer (8 slots). */
 const char *test_path(const char *name);
+/* mkdir -p */
+void test_make_dirs(const char *path);
+/* path in single quotes for the shell (names may hold commas, quotes,
+ * newlines and escapes); 8 rotating slots. */
+const char *test_quote(const char *path);
 void test_write_file(const char *path, const void *bytes, size_t len);
 /* Where committed fixtures live (tests/fixtures, or $AEDET_FIXTURES). */
 const char *test_fixture(const char *name);

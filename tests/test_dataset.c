@@ -13,19 +13,6 @@
 
 /* ---- small trees ---- */
 
-static void make_dirs(const char *path)
-{
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            mkdir(buf, 0755);
-            *p = '/';
-        }
-    mkdir(buf, 0755);
-}
-
 /* A 4x4 image at root/rel, PNG or JPEG by the name; folders made as needed. */
 static void put_image(const char *root, const char *rel, uint8_t shade)
 {
@@ -33,7 +20,7 @@ static void put_image(const char *root, const char *rel, uint8_t shade)
     snprintf(path, sizeof path, "%s/%s", root, rel);
     char *slash = strrchr(path, '/');
     *slash = '\0';
-    make_dirs(path);
+    test_make_dirs(path);
     *slash = '/';
     uint8_t px[4 * 4 * 3];
     memset(px, shade, sizeof px);

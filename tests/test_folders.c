@@ -11,19 +11,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static void make_dirs(const char *path)
-{
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            mkdir(buf, 0755);
-            *p = '/';
-        }
-    mkdir(buf, 0755);
-}
-
 /* A 4x4 gray PNG at root/rel; folders made as needed. */
 static void put_png(const char *root, const char *rel, uint8_t shade)
 {
@@ -31,7 +18,7 @@ static void put_png(const char *root, const char *rel, uint8_t shade)
     snprintf(path, sizeof path, "%s/%s", root, rel);
     char *slash = strrchr(path, '/');
     *slash = '\0';
-    make_dirs(path);
+    test_make_dirs(path);
     *slash = '/';
     uint8_t px[16];
     memset(px, shade, sizeof px);

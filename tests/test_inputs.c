@@ -156,24 +156,6 @@ static const char *line_of(const char *text, int i)
 
 /* ---- running the tool ---- */
 
-/* path in single quotes for the shell */
-static const char *q(const char *path)
-{
-    static char slots[8][2 * PATH_MAX];
-    static int next;
-    char *out = slots[next++ % 8], *o = out;
-    *o++ = '\'';
-    for (const char *p = path; *p; p++) {
-        if (*p == '\'') {
-            memcpy(o, "'\\''", 4);
-            o += 4;
-        } else
-            *o++ = *p;
-    }
-    *o++ = '\'';
-    *o = '\0';
-    return out;
-}
 
 static char out_text[1 << 20], err_text[1 << 16];
 
@@ -198,8 +180,8 @@ static int run_split(const char *input, const char *fmt, ...)
     va_end(ap);
     snprintf(out, sizeof out, "%s/run.out", test_tmpdir());
     snprintf(errs, sizeof errs, "%s/run.err", test_tmpdir());
-    snprintf(cmd, sizeof cmd, "%s %s > %s 2> %s < %s", test_aedet(), args, q(out), q(errs),
-             input ? q(input) : "/dev/null");
+    snprintf(cmd, sizeof cmd, "%s %s > %s 2> %s < %s", test_aedet(), args, test_quote(out), test_quote(errs),
+             input ? test_quote(input) : "/dev/null");
     int status = system(cmd);
     read_into(out, out_text, sizeof out_text);
     read_into(errs, err_text, sizeof err_text);
@@ -239,7 +221,7 @@ static int setup(void **state)
         fprintf(f, "img%02d.png,%d\n", k, k % 2);
     }
     fclose(f);
-    if (test_run("train %s --epochs 1 " SMALL " -o %s", q(data), q(model)) != 0) {
+    if (test_run("train %s --epochs 1 " SMALL " -o %s", test_quote(data), test_quote(model)) != 0) {
         fprintf(stderr, "training the test model failed:\n%s\n", test_output());
         return -1;
     }
@@ -340,7 +322,7 @@ static void test_default_size_in_train(void **state)
     }
     /* no --size: the median 180x248 becomes 92.9x128 -> 92x128 in steps of 4 */
     assert_int_equal(run_split(NULL, "train %s --filters 4,8 --latent 4 --batch 8 --threads 1 --epochs 1 -o %s",
-                               q(big), q(m)),
+                               test_quote(big), test_quote(m)),
                      0);
     assert_non_null(strstr(err_text, "input sizes   2 distinct among 6 images: height 180-200 (median 180), "
                                      "width 248-300 (median 248)"));
@@ -354,7 +336,7 @@ static void test_default_size_in_train(void **state)
     ae_meta_free(meta);
     /* --json: the summary is a record; --quiet: nothing */
     assert_int_equal(run_split(NULL, "train %s --filters 4,8 --latent 4 --batch 8 --threads 1 --epochs 1 -o %s --json",
-                               q(big), q(m)),
+                               test_quote(big), test_quote(m)),
                      0);
     int n = json_lines(out_text);
     assert_true(n >= 4);
@@ -362,7 +344,7 @@ static void test_default_size_in_train(void **state)
                                               "\"height\":{\"min\":180,\"median\":180,\"max\":200},"
                                               "\"width\":{\"min\":248,\"median\":248,\"max\":300}}");
     assert_int_equal(run_split(NULL, "train %s --filters 4,8 --latent 4 --batch 8 --threads 1 --epochs 1 -o %s --quiet",
-                               q(big), q(m)),
+                               test_quote(big), test_quote(m)),
                      0);
     assert_null(strstr(err_text, "input sizes"));
 }
@@ -382,7 +364,7 @@ static void test_idx_keeps_its_size(void **state)
     for (int i = 0; i < N * S * S; i++)
         bytes[16 + i] = (uint8_t)(i * 13);
     test_write_file(idx, bytes, sizeof bytes);
-    assert_int_equal(run_split(NULL, "train %s --latent 4 --batch 8 --threads 1 --epochs 1 -o %s", q(idx), q(m)), 0);
+    assert_int_equal(run_split(NULL, "train %s --latent 4 --batch 8 --threads 1 --epochs 1 -o %s", test_quote(idx), test_quote(m)), 0);
     assert_non_null(strstr(err_text, "image size    28x28 resized to 32x32x1"));
     assert_null(strstr(err_text, "input sizes"));
     assert_null(strstr(err_text, "default size"));
@@ -416,17 +398,17 @@ static void test_one_image_and_lists(void **state)
     snprintf(img3, sizeof img3, "%s/img03.png", data);
     snprintf(list, sizeof list, "%s/list.txt", test_tmpdir());
     snprintf(missing, sizeof missing, "%s/missing.txt", test_tmpdir());
-    assert_int_equal(run_split(NULL, "score %s %s --batch 8 --json", q(model), q(data)), 0);
+    assert_int_equal(run_split(NULL, "score %s %s --batch 8 --json", test_quote(model), test_quote(data)), 0);
     assert_int_equal(json_lines(out_text), NUM_IMAGES + 1);
     snprintf(all_scores, sizeof all_scores, "%s", out_text);
     double want5 = score_of(all_scores, img), want3 = score_of(all_scores, img3);
     assert_false(isnan(want5));
 
     /* one image file: not "not an IDX file" */
-    assert_int_equal(run_split(NULL, "score %s %s", q(model), q(img)), 0);
+    assert_int_equal(run_split(NULL, "score %s %s", test_quote(model), test_quote(img)), 0);
     assert_non_null(strstr(out_text, "of 1 images"));
     assert_non_null(strstr(out_text, img));
-    assert_int_equal(run_split(NULL, "score %s %s --json", q(model), q(img)), 0);
+    assert_int_equal(run_split(NULL, "score %s %s --json", test_quote(model), test_quote(img)), 0);
     assert_int_equal(json_lines(out_text), 2);
     assert_true(fabs(score_of(out_text, img) - want5) <= 1e-6 * want5);
 
@@ -434,44 +416,44 @@ static void test_one_image_and_lists(void **state)
     char text[4 * PATH_MAX];
     snprintf(text, sizeof text, "# two images\n%s\n\n%s\r\n", img3, img);
     write_text(list, text);
-    assert_int_equal(run_split(list, "score %s - --json", q(model)), 0);
+    assert_int_equal(run_split(list, "score %s - --json", test_quote(model)), 0);
     assert_int_equal(json_lines(out_text), 3);
     assert_true(fabs(score_of(out_text, img) - want5) <= 1e-6 * want5);
     assert_true(fabs(score_of(out_text, img3) - want3) <= 1e-6 * want3);
     /* @LIST: the same */
-    assert_int_equal(run_split(NULL, "score %s @%s --json", q(model), list), 0);
+    assert_int_equal(run_split(NULL, "score %s @%s --json", test_quote(model), list), 0);
     assert_int_equal(json_lines(out_text), 3);
     assert_true(fabs(score_of(out_text, img3) - want3) <= 1e-6 * want3);
     /* encode and train take lists too */
-    assert_int_equal(run_split(list, "encode %s - --json", q(model)), 0);
+    assert_int_equal(run_split(list, "encode %s - --json", test_quote(model)), 0);
     assert_int_equal(json_lines(out_text), 3);
     char m2[PATH_MAX];
     snprintf(m2, sizeof m2, "%s/from-list.aedet", test_tmpdir());
-    assert_int_equal(run_split(list, "train - --epochs 1 " SMALL " -o %s", q(m2)), 0);
+    assert_int_equal(run_split(list, "train - --epochs 1 " SMALL " -o %s", test_quote(m2)), 0);
     assert_non_null(strstr(err_text, "list standard input: 2 images"));
 
     /* errors name the list and the line */
     snprintf(text, sizeof text, "%s\n%s\n%s/nope.png\n", img, img3, data);
     write_text(list, text);
-    assert_int_equal(run_split(list, "score %s -", q(model)), 3);
+    assert_int_equal(run_split(list, "score %s -", test_quote(model)), 3);
     assert_non_null(strstr(err_text, "standard input line 3: "));
     assert_non_null(strstr(err_text, "nope.png"));
-    assert_int_equal(run_split(NULL, "score %s @%s", q(model), list), 3);
+    assert_int_equal(run_split(NULL, "score %s @%s", test_quote(model), list), 3);
     assert_non_null(strstr(err_text, "list.txt line 3: "));
     snprintf(text, sizeof text, "%s\n%s\n", img, labels); /* not an image */
     write_text(list, text);
-    assert_int_equal(run_split(NULL, "score %s @%s", q(model), list), 3);
+    assert_int_equal(run_split(NULL, "score %s @%s", test_quote(model), list), 3);
     assert_non_null(strstr(err_text, "list.txt line 2: "));
     assert_non_null(strstr(err_text, "not a JPEG or PNG"));
     /* --bad-files skip: listed with the other bad files, the rest scored */
-    assert_int_equal(run_split(NULL, "score %s @%s --bad-files skip --json", q(model), list), 0);
+    assert_int_equal(run_split(NULL, "score %s @%s --bad-files skip --json", test_quote(model), list), 0);
     assert_int_equal(json_lines(out_text), 2);
     assert_non_null(strstr(err_text, "skipped 1 bad file"));
     /* an empty list, a list file that is missing */
     write_text(list, "\n# nothing\n");
-    assert_int_equal(run_split(list, "score %s -", q(model)), 3);
+    assert_int_equal(run_split(list, "score %s -", test_quote(model)), 3);
     assert_non_null(strstr(err_text, "standard input: no image paths"));
-    assert_int_equal(run_split(NULL, "score %s @%s", q(model), missing), 4);
+    assert_int_equal(run_split(NULL, "score %s @%s", test_quote(model), missing), 4);
     assert_non_null(strstr(err_text, "missing.txt"));
 }
 
@@ -485,7 +467,7 @@ static void test_json_lines(void **state)
     snprintf(metrics, sizeof metrics, "%s/metrics.json", test_tmpdir());
     /* score: one record per image, most anomalous first, then the summary */
     assert_int_equal(run_split(NULL, "score %s %s --labels %s --normal-class 0 --batch 8 --json -o %s --metrics %s",
-                               q(model), q(data), q(labels), q(scores), q(metrics)),
+                               test_quote(model), test_quote(data), test_quote(labels), test_quote(scores), test_quote(metrics)),
                      0);
     assert_int_equal(json_lines(out_text), NUM_IMAGES + 1);
     double last = INFINITY;
@@ -514,12 +496,12 @@ static void test_json_lines(void **state)
     free(file);
 
     /* eval: one line */
-    assert_int_equal(run_split(NULL, "eval %s --json", q(scores)), 0);
+    assert_int_equal(run_split(NULL, "eval %s --json", test_quote(scores)), 0);
     assert_int_equal(json_lines(out_text), 1);
     assert_non_null(strstr(out_text, "\"average_precision\": "));
 
     /* encode: latents as records, -o optional */
-    assert_int_equal(run_split(NULL, "encode %s %s --batch 8 --json", q(model), q(data)), 0);
+    assert_int_equal(run_split(NULL, "encode %s %s --batch 8 --json", test_quote(model), test_quote(data)), 0);
     assert_int_equal(json_lines(out_text), NUM_IMAGES + 1);
     const char *l = line_of(out_text, 0);
     assert_non_null(strstr(l, "{\"event\":\"latent\",\"image\":"));
@@ -530,23 +512,23 @@ static void test_json_lines(void **state)
         commas += *p == ',';
     assert_int_equal(commas, 3); /* latent 4 */
     assert_non_null(strstr(line_of(out_text, NUM_IMAGES), "{\"event\":\"encoded\",\"images\":12,"));
-    assert_int_equal(run_split(NULL, "encode %s %s", q(model), q(data)), 2); /* without --json, -o is needed */
+    assert_int_equal(run_split(NULL, "encode %s %s", test_quote(model), test_quote(data)), 2); /* without --json, -o is needed */
 
     /* reconstruct */
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s/recon", test_tmpdir());
-    assert_int_equal(run_split(NULL, "reconstruct %s %s --batch 8 --json -o %s", q(model), q(data), q(dir)), 0);
+    assert_int_equal(run_split(NULL, "reconstruct %s %s --batch 8 --json -o %s", test_quote(model), test_quote(data), test_quote(dir)), 0);
     assert_int_equal(json_lines(out_text), NUM_IMAGES + 1);
     assert_non_null(strstr(line_of(out_text, 0), "\"file\":"));
 
     /* train: every line a record */
     char m[PATH_MAX];
     snprintf(m, sizeof m, "%s/json.aedet", test_tmpdir());
-    assert_int_equal(run_split(NULL, "train %s --epochs 2 " SMALL " -o %s --json", q(data), q(m)), 0);
+    assert_int_equal(run_split(NULL, "train %s --epochs 2 " SMALL " -o %s --json", test_quote(data), test_quote(m)), 0);
     assert_int_equal(json_lines(out_text), 5); /* input_sizes, config, 2 epochs, saved */
 
     /* info: everything the text shows */
-    assert_int_equal(run_split(NULL, "info %s --json", q(model)), 0);
+    assert_int_equal(run_split(NULL, "info %s --json", test_quote(model)), 0);
     assert_int_equal(json_lines(out_text), 1);
     ae_model_summary sum;
     ae_meta *meta;
@@ -564,7 +546,7 @@ static void test_json_lines(void **state)
     assert_non_null(strstr(out_text, "\"tensors\":"));
 
     /* errors are records too */
-    assert_int_equal(run_split(NULL, "score %s %s/none --json", q(model), data), 4);
+    assert_int_equal(run_split(NULL, "score %s %s/none --json", test_quote(model), data), 4);
     assert_int_equal(json_lines(out_text), 1);
     assert_non_null(strstr(out_text, "{\"event\":\"error\","));
 }
@@ -597,7 +579,7 @@ static void test_config_file(void **state)
                      "keep_best = true\n"
                      "exclude = \"img11.png\"\n");
     /* the command line wins: --latent, and --filters replaces the file's list */
-    assert_int_equal(run_split(NULL, "train %s --config %s --latent 3 --filters 2,4 -o %s", q(data), q(conf), q(m)), 0);
+    assert_int_equal(run_split(NULL, "train %s --config %s --latent 3 --filters 2,4 -o %s", test_quote(data), test_quote(conf), test_quote(m)), 0);
     ae_model_summary sum;
     ae_meta *meta;
     inspect(m, &sum, &meta);
@@ -625,12 +607,12 @@ static void test_config_file(void **state)
     ae_meta_free(meta);
 
     /* info shows it; --show-config writes a file that repeats the run */
-    assert_int_equal(run_split(NULL, "info %s", q(m)), 0);
+    assert_int_equal(run_split(NULL, "info %s", test_quote(m)), 0);
     assert_non_null(strstr(out_text, "config (aedet train DATA --config FILE repeats the run):\n"));
     assert_non_null(strstr(out_text, "\n  latent = 3\n"));
-    assert_int_equal(run_split(NULL, "info %s --show-config", q(m)), 0);
+    assert_int_equal(run_split(NULL, "info %s --show-config", test_quote(m)), 0);
     write_text(shown, out_text);
-    assert_int_equal(run_split(NULL, "train %s --config %s -o %s", q(data), q(shown), q(again)), 0);
+    assert_int_equal(run_split(NULL, "train %s --config %s -o %s", test_quote(data), test_quote(shown), test_quote(again)), 0);
     ae_meta *m1, *m2;
     size_t n1, n2;
     const double *l1 = losses_of(m, &m1, &n1), *l2 = losses_of(again, &m2, &n2);
@@ -643,23 +625,23 @@ static void test_config_file(void **state)
 
     /* errors name the file and the line */
     write_text(conf, "epochs = 1\n\n# ok so far\nepoch = 3\n");
-    assert_int_equal(run_split(NULL, "train %s --config %s -o %s", q(data), q(conf), q(m)), 2);
+    assert_int_equal(run_split(NULL, "train %s --config %s -o %s", test_quote(data), test_quote(conf), test_quote(m)), 2);
     assert_non_null(strstr(err_text, "run.conf line 4: unknown key 'epoch'"));
     assert_non_null(strstr(err_text, "did you mean 'epochs'?"));
     write_text(conf, "batch = many\n");
-    assert_int_equal(run_split(NULL, "train %s --config %s -o %s", q(data), q(conf), q(m)), 2);
+    assert_int_equal(run_split(NULL, "train %s --config %s -o %s", test_quote(data), test_quote(conf), test_quote(m)), 2);
     assert_non_null(strstr(err_text, "run.conf line 1: --batch wants a whole number, not 'many'"));
     write_text(conf, "keep-best = perhaps\n");
-    assert_int_equal(run_split(NULL, "train %s --config %s -o %s", q(data), q(conf), q(m)), 2);
+    assert_int_equal(run_split(NULL, "train %s --config %s -o %s", test_quote(data), test_quote(conf), test_quote(m)), 2);
     assert_non_null(strstr(err_text, "run.conf line 1: keep-best wants true or false"));
     write_text(conf, "batch\n");
-    assert_int_equal(run_split(NULL, "train %s --config %s -o %s", q(data), q(conf), q(m)), 2);
+    assert_int_equal(run_split(NULL, "train %s --config %s -o %s", test_quote(data), test_quote(conf), test_quote(m)), 2);
     assert_non_null(strstr(err_text, "run.conf line 1: batch needs a value"));
-    assert_int_equal(run_split(NULL, "train %s --config %s/nothing.conf -o %s", q(data), test_tmpdir(), q(m)), 4);
+    assert_int_equal(run_split(NULL, "train %s --config %s/nothing.conf -o %s", test_quote(data), test_tmpdir(), test_quote(m)), 4);
     assert_non_null(strstr(err_text, "nothing.conf"));
     /* other commands read it too: score's --top from a file */
     write_text(conf, "top = 2\nbatch = 8\n");
-    assert_int_equal(run_split(NULL, "score %s %s --config %s", q(model), q(data), q(conf)), 0);
+    assert_int_equal(run_split(NULL, "score %s %s --config %s", test_quote(model), test_quote(data), test_quote(conf)), 0);
     assert_non_null(strstr(out_text, "\n    2  "));
     assert_null(strstr(out_text, "\n    3  "));
 }

@@ -32,25 +32,6 @@
 #define SMALL "--size 16 --filters 4,8 --latent 4 --batch 8 --threads 1"
 
 
-/* path in single quotes for the shell (names here hold commas, quotes,
- * newlines and escapes); 8 rotating slots. */
-static const char *q(const char *path)
-{
-    static char slots[8][2 * PATH_MAX];
-    static int next;
-    char *out = slots[next++ % 8], *o = out;
-    *o++ = '\'';
-    for (const char *p = path; *p; p++) {
-        if (*p == '\'') {
-            memcpy(o, "'\\''", 4);
-            o += 4;
-        } else
-            *o++ = *p;
-    }
-    *o++ = '\'';
-    *o = '\0';
-    return out;
-}
 
 
 
@@ -144,7 +125,7 @@ static int setup(void **state)
     }
     fclose(f);
     snprintf(image0, sizeof image0, "%s/img00.png", data);
-    if (test_run("train %s --epochs 1 " SMALL " -o %s", q(data), q(model)) != 0) {
+    if (test_run("train %s --epochs 1 " SMALL " -o %s", test_quote(data), test_quote(model)) != 0) {
         fprintf(stderr, "training the test model failed:\n%s\n", test_output());
         return -1;
     }
@@ -171,41 +152,41 @@ static void test_output_onto_an_input_is_refused(void **state)
     /* The same file by another spelling: compared by device and inode. */
     snprintf(dotted, sizeof dotted, "%s/./data/../victim.aedet", test_tmpdir());
 
-    assert_int_equal(test_run("score %s %s --batch 8 -o %s", q(victim), q(data), q(victim)), 2);
+    assert_int_equal(test_run("score %s %s --batch 8 -o %s", test_quote(victim), test_quote(data), test_quote(victim)), 2);
     test_expect_output("-o ");
     test_expect_output("would overwrite the model");
     test_expect_output(victim);
-    assert_int_equal(test_run("score %s %s --batch 8 --metrics %s", q(victim), q(data), q(dotted)), 2);
+    assert_int_equal(test_run("score %s %s --batch 8 --metrics %s", test_quote(victim), test_quote(data), test_quote(dotted)), 2);
     test_expect_output(dotted);
     test_expect_output(victim);
-    assert_int_equal(test_run("score %s %s --batch 8 --report %s", q(victim), q(data), q(image0)), 2);
+    assert_int_equal(test_run("score %s %s --batch 8 --report %s", test_quote(victim), test_quote(data), test_quote(image0)), 2);
     test_expect_output("would overwrite an image of the data set");
     test_expect_output(image0);
-    assert_int_equal(test_run("score %s %s --batch 8 --labels %s -o %s", q(victim), q(data), q(labels), q(labels)), 2);
+    assert_int_equal(test_run("score %s %s --batch 8 --labels %s -o %s", test_quote(victim), test_quote(data), test_quote(labels), test_quote(labels)), 2);
     test_expect_output("would overwrite the labels");
-    assert_int_equal(test_run("report %s %s --batch 8 -o %s", q(victim), q(data), q(victim)), 2);
-    assert_int_equal(test_run("report %s %s --batch 8 -o %s/r.html --csv %s", q(victim), q(data), test_tmpdir(), q(image0)), 2);
-    assert_int_equal(test_run("encode %s %s --batch 8 -o %s", q(victim), q(data), q(victim)), 2);
-    assert_int_equal(test_run("eval %s --metrics %s", q(labels), q(labels)), 2);
+    assert_int_equal(test_run("report %s %s --batch 8 -o %s", test_quote(victim), test_quote(data), test_quote(victim)), 2);
+    assert_int_equal(test_run("report %s %s --batch 8 -o %s/r.html --csv %s", test_quote(victim), test_quote(data), test_tmpdir(), test_quote(image0)), 2);
+    assert_int_equal(test_run("encode %s %s --batch 8 -o %s", test_quote(victim), test_quote(data), test_quote(victim)), 2);
+    assert_int_equal(test_run("eval %s --metrics %s", test_quote(labels), test_quote(labels)), 2);
 
     /* Two outputs that do not exist yet, spelled differently: the same file
      * by their folder's real path. */
     snprintf(other, sizeof other, "%s/data/../x.csv", test_tmpdir());
-    assert_int_equal(test_run("score %s %s --batch 8 -o %s/x.csv --metrics %s", q(victim), q(data), test_tmpdir(), q(other)), 2);
+    assert_int_equal(test_run("score %s %s --batch 8 -o %s/x.csv --metrics %s", test_quote(victim), test_quote(data), test_tmpdir(), test_quote(other)), 2);
     test_expect_output("would overwrite -o");
     assert_false(file_exists(test_path("x.csv")));
 
     /* reconstruct into the data folder: its PNGs would replace the images (and
      * be read as data next time). */
-    assert_int_equal(test_run("reconstruct %s %s --batch 8 -o %s", q(victim), q(data), q(data)), 2);
+    assert_int_equal(test_run("reconstruct %s %s --batch 8 -o %s", test_quote(victim), test_quote(data), test_quote(data)), 2);
     test_expect_output(data);
 
     /* train: refused before the first epoch. */
-    assert_int_equal(test_run("train %s --epochs 1 " SMALL " -o %s", q(data), q(image0)), 2);
+    assert_int_equal(test_run("train %s --epochs 1 " SMALL " -o %s", test_quote(data), test_quote(image0)), 2);
     test_expect_output("would overwrite an image of the data set");
     test_expect_no_output("epoch");
-    assert_int_equal(test_run("train %s --labels %s --epochs 1 " SMALL " -o %s/m2.aedet --checkpoint %s", q(data),
-                         q(labels), test_tmpdir(), q(labels)),
+    assert_int_equal(test_run("train %s --labels %s --epochs 1 " SMALL " -o %s/m2.aedet --checkpoint %s", test_quote(data),
+                         test_quote(labels), test_tmpdir(), test_quote(labels)),
                      2);
     test_expect_output("--checkpoint");
     test_expect_output("would overwrite the labels");
@@ -220,7 +201,7 @@ static void test_output_onto_an_input_is_refused(void **state)
     free(labels_bytes);
 
     /* Still fine: outputs beside the inputs. */
-    assert_int_equal(test_run("score %s %s --batch 8 -o %s/s.csv --metrics %s/s.json", q(victim), q(data), test_tmpdir(),
+    assert_int_equal(test_run("score %s %s --batch 8 -o %s/s.csv --metrics %s/s.json", test_quote(victim), test_quote(data), test_tmpdir(),
                          test_tmpdir()),
                      0);
 }
@@ -230,24 +211,24 @@ static void test_output_onto_an_input_is_refused(void **state)
 static void test_outputs_checked_before_work(void **state)
 {
     (void)state;
-    assert_int_equal(test_run("train %s --epochs 1 " SMALL " -o %s/no/such/dir/m.aedet", q(data), test_tmpdir()), 4);
+    assert_int_equal(test_run("train %s --epochs 1 " SMALL " -o %s/no/such/dir/m.aedet", test_quote(data), test_tmpdir()), 4);
     test_expect_output("no/such/dir");
     test_expect_no_output("epoch");
-    assert_int_equal(test_run("train %s --epochs 1 " SMALL " -o %s/m3.aedet --checkpoint %s/nodir/c", q(data),
+    assert_int_equal(test_run("train %s --epochs 1 " SMALL " -o %s/m3.aedet --checkpoint %s/nodir/c", test_quote(data),
                          test_tmpdir(), test_tmpdir()),
                      4);
     test_expect_no_output("epoch");
-    assert_int_equal(test_run("train %s --epochs 1 " SMALL " -o /dev/stdout", q(data)), 2);
+    assert_int_equal(test_run("train %s --epochs 1 " SMALL " -o /dev/stdout", test_quote(data)), 2);
     test_expect_output("not a regular file");
     test_expect_output("give --checkpoint FILE");
     test_expect_no_output("epoch");
     /* a device is written as it is, and its errors told */
-    assert_int_equal(test_run("score %s %s --batch 8 -o /dev/full", q(model), q(data)), 4);
+    assert_int_equal(test_run("score %s %s --batch 8 -o /dev/full", test_quote(model), test_quote(data)), 4);
     test_expect_output("/dev/full");
     test_expect_output(strerror(ENOSPC));
-    assert_int_equal(test_run("score %s %s --batch 8 --metrics %s", q(model), q(data), test_tmpdir()), 2);
+    assert_int_equal(test_run("score %s %s --batch 8 --metrics %s", test_quote(model), test_quote(data), test_tmpdir()), 2);
     test_expect_output("is a folder");
-    assert_int_equal(test_run("encode %s %s --batch 8 -o %s/nodir/z.csv", q(model), q(data), test_tmpdir()), 4);
+    assert_int_equal(test_run("encode %s %s --batch 8 -o %s/nodir/z.csv", test_quote(model), test_quote(data), test_tmpdir()), 4);
     /* A link is written through: it stays a link, its file is replaced;
      * one to nowhere is refused. */
     char target[PATH_MAX], link[PATH_MAX], dangling[PATH_MAX];
@@ -256,7 +237,7 @@ static void test_outputs_checked_before_work(void **state)
     snprintf(dangling, sizeof dangling, "%s/dangling.csv", test_tmpdir());
     test_write_file(target, "keep\n", 5);
     assert_int_equal(symlink(target, link), 0);
-    assert_int_equal(test_run("score %s %s --batch 8 -o %s", q(model), q(data), q(link)), 0);
+    assert_int_equal(test_run("score %s %s --batch 8 -o %s", test_quote(model), test_quote(data), test_quote(link)), 0);
     struct stat st;
     assert_int_equal(lstat(link, &st), 0);
     assert_true(S_ISLNK(st.st_mode));
@@ -265,7 +246,7 @@ static void test_outputs_checked_before_work(void **state)
     assert_true(target_len > 5 && !memcmp(written, "rank,image,", 11));
     free(written);
     assert_int_equal(symlink("no-such-file.csv", dangling), 0);
-    assert_int_equal(test_run("score %s %s --batch 8 -o %s", q(model), q(data), q(dangling)), 2);
+    assert_int_equal(test_run("score %s %s --batch 8 -o %s", test_quote(model), test_quote(data), test_quote(dangling)), 2);
     test_expect_output("symbolic link to a file that does not exist");
 
     /* A bare name is a file in the current folder (the README's
@@ -275,8 +256,8 @@ static void test_outputs_checked_before_work(void **state)
     assert_non_null(getcwd(cwd, sizeof cwd));
     assert_int_equal(chdir(test_tmpdir()), 0);
     char cmd[4 * PATH_MAX];
-    snprintf(cmd, sizeof cmd, "%s score %s %s --batch 8 -o bare.csv > /dev/null 2>&1 < /dev/null", bin, q(model),
-             q(data));
+    snprintf(cmd, sizeof cmd, "%s score %s %s --batch 8 -o bare.csv > /dev/null 2>&1 < /dev/null", bin, test_quote(model),
+             test_quote(data));
     int rc = system(cmd);
     assert_int_equal(chdir(cwd), 0);
     assert_int_equal(rc, 0);
@@ -306,12 +287,12 @@ static void test_standard_output(void **state)
     snprintf(out, sizeof out, "%s/stdout.csv", test_tmpdir());
     snprintf(piped, sizeof piped, "%s/piped.csv", test_tmpdir());
     snprintf(errs, sizeof errs, "%s/stderr.txt", test_tmpdir());
-    assert_int_equal(test_run("score %s %s --batch 8 -o %s", q(model), q(data), q(file)), 0);
-    assert_int_equal(shell("%s score %s %s --batch 8 -o - > %s 2> %s < /dev/null", test_aedet(), q(model), q(data),
-                           q(out), q(errs)),
+    assert_int_equal(test_run("score %s %s --batch 8 -o %s", test_quote(model), test_quote(data), test_quote(file)), 0);
+    assert_int_equal(shell("%s score %s %s --batch 8 -o - > %s 2> %s < /dev/null", test_aedet(), test_quote(model), test_quote(data),
+                           test_quote(out), test_quote(errs)),
                      0);
     assert_int_equal(shell("%s score %s %s --batch 8 -o - 2> /dev/null < /dev/null | cat > %s", test_aedet(),
-                           q(model), q(data), q(piped)),
+                           test_quote(model), test_quote(data), test_quote(piped)),
                      0);
     size_t n_file, n_out, n_piped, n_errs;
     uint8_t *want = slurp(file, &n_file), *got = slurp(out, &n_out), *through = slurp(piped, &n_piped);
@@ -325,15 +306,15 @@ static void test_standard_output(void **state)
     free(got);
     free(through);
     free(messages);
-    assert_int_equal(test_run("score %s %s --batch 8 -o - --metrics -", q(model), q(data)), 2);
+    assert_int_equal(test_run("score %s %s --batch 8 -o - --metrics -", test_quote(model), test_quote(data)), 2);
     test_expect_output("only one output can be standard output");
     /* a model to standard output needs a file for its checkpoints */
     snprintf(ckpt, sizeof ckpt, "%s/stdout.ckpt", test_tmpdir());
     snprintf(got_model, sizeof got_model, "%s/from-stdout.aedet", test_tmpdir());
-    assert_int_equal(test_run("train %s --epochs 1 " SMALL " -o -", q(data)), 2);
+    assert_int_equal(test_run("train %s --epochs 1 " SMALL " -o -", test_quote(data)), 2);
     test_expect_output("give --checkpoint FILE");
     assert_int_equal(shell("%s train %s --epochs 1 " SMALL " -o - --checkpoint %s > %s 2> /dev/null < /dev/null",
-                           test_aedet(), q(data), q(ckpt), q(got_model)),
+                           test_aedet(), test_quote(data), test_quote(ckpt), test_quote(got_model)),
                      0);
     ae_model *m;
     ae_meta *meta;
@@ -342,7 +323,7 @@ static void test_standard_output(void **state)
     ae_meta_free(meta);
     ae_model_free(m);
     assert_false(file_exists(ckpt));
-    assert_int_equal(test_run("score %s %s --batch 8 -o /dev/null", q(model), q(data)), 0);
+    assert_int_equal(test_run("score %s %s --batch 8 -o /dev/null", test_quote(model), test_quote(data)), 0);
 }
 
 /* Defect 3: every CSV field the tool writes is quoted when it must be, the
@@ -361,7 +342,7 @@ static void test_csv_fields_quoted(void **state)
         write_image(path, k);
     }
     snprintf(out, sizeof out, "%s/csvout", test_tmpdir());
-    assert_int_equal(test_run("reconstruct %s %s --batch 8 --error-map -o %s", q(model), q(dir), q(out)), 0);
+    assert_int_equal(test_run("reconstruct %s %s --batch 8 --error-map -o %s", test_quote(model), test_quote(dir), test_quote(out)), 0);
     snprintf(path, sizeof path, "%s/index.csv", out);
     ae_csv csv;
     ae_error err;
@@ -381,8 +362,8 @@ static void test_csv_fields_quoted(void **state)
     char scores[PATH_MAX], latents[PATH_MAX];
     snprintf(scores, sizeof scores, "%s/quoted_scores.csv", test_tmpdir());
     snprintf(latents, sizeof latents, "%s/quoted_latents.csv", test_tmpdir());
-    assert_int_equal(test_run("score %s %s --batch 8 -o %s", q(model), q(dir), q(scores)), 0);
-    assert_int_equal(test_run("encode %s %s --batch 8 -o %s", q(model), q(dir), q(latents)), 0);
+    assert_int_equal(test_run("score %s %s --batch 8 -o %s", test_quote(model), test_quote(dir), test_quote(scores)), 0);
+    assert_int_equal(test_run("encode %s %s --batch 8 -o %s", test_quote(model), test_quote(dir), test_quote(latents)), 0);
     const char *files[] = {scores, latents};
     for (int fi = 0; fi < 2; fi++) {
         assert_int_equal(ae_csv_read(files[fi], &csv, &err), AE_OK);
@@ -416,7 +397,7 @@ static void test_long_file_names(void **state)
     snprintf(path, sizeof path, "%s/short.png", dir);
     write_image(path, 2);
     snprintf(out, sizeof out, "%s/longout", test_tmpdir());
-    assert_int_equal(test_run("reconstruct %s %s --batch 8 --error-map -o %s", q(model), q(dir), q(out)), 0);
+    assert_int_equal(test_run("reconstruct %s %s --batch 8 --error-map -o %s", test_quote(model), test_quote(dir), test_quote(out)), 0);
     snprintf(path, sizeof path, "%s/index.csv", out);
     ae_csv csv;
     ae_error err;
@@ -432,7 +413,7 @@ static void test_long_file_names(void **state)
     /* An output whose own name is 250 bytes: its temporary name must fit too. */
     memcpy(name + 246, ".csv", 5);
     snprintf(path, sizeof path, "%s/%s", test_tmpdir(), name);
-    assert_int_equal(test_run("score %s %s --batch 8 -o %s", q(model), q(dir), q(path)), 0);
+    assert_int_equal(test_run("score %s %s --batch 8 -o %s", test_quote(model), test_quote(dir), test_quote(path)), 0);
     assert_true(file_exists(path));
 }
 
@@ -502,7 +483,7 @@ static void test_stale_temps_removed(void **state)
         snprintf(p, sizeof p, "%s/%s", out, kept[i]);
         touch_old(p, i == 0 ? 60 : 3600);
     }
-    assert_int_equal(test_run("reconstruct %s %s --batch 8 -o %s", q(model), q(data), q(out)), 0);
+    assert_int_equal(test_run("reconstruct %s %s --batch 8 -o %s", test_quote(model), test_quote(data), test_quote(out)), 0);
     for (int i = 0; i < 2; i++) {
         snprintf(p, sizeof p, "%s/%s", out, gone[i]);
         assert_false(file_exists(p));
@@ -523,7 +504,7 @@ static void test_stale_temps_removed(void **state)
     touch_old(old_ckpt, 3600);
     touch_old(fresh_ckpt, 60);
     assert_int_equal(test_run("train %s --epochs 1 " SMALL " --checkpoint %s -o %s --quiet",
-                              q(data), q(ckpt), q(trained)),
+                              test_quote(data), test_quote(ckpt), test_quote(trained)),
                      0);
     assert_true(file_exists(trained));
     assert_false(file_exists(ckpt));
@@ -557,10 +538,10 @@ static void test_terminal_escapes(void **state)
     (void)state;
     char esc_model[PATH_MAX], dir[PATH_MAX];
     make_escape_inputs(esc_model, dir);
-    assert_int_equal(run_on_terminal("info %s", q(esc_model)), 0);
+    assert_int_equal(run_on_terminal("info %s", test_quote(esc_model)), 0);
     test_expect_output("\\x1b[31mred\\x07");
     test_expect_no_output("\x1b[31m");
-    assert_int_equal(run_on_terminal("score %s %s --batch 8", q(esc_model), q(dir)), 0);
+    assert_int_equal(run_on_terminal("score %s %s --batch 8", test_quote(esc_model), test_quote(dir)), 0);
     test_expect_output("bad\\x1b[31mname.png");
     test_expect_no_output("\x1b[31m");
     /* A missing file named with an escape: the error message is escaped too. */
@@ -569,9 +550,9 @@ static void test_terminal_escapes(void **state)
     test_expect_no_output("\x1b[31m");
 
     /* Not a terminal: programs get the bytes as they are. */
-    assert_int_equal(test_run("info %s", q(esc_model)), 0);
+    assert_int_equal(test_run("info %s", test_quote(esc_model)), 0);
     test_expect_output("\x1b[31mred\x07");
-    assert_int_equal(test_run("score %s %s --batch 8", q(esc_model), q(dir)), 0);
+    assert_int_equal(test_run("score %s %s --batch 8", test_quote(esc_model), test_quote(dir)), 0);
     test_expect_output("bad\x1b[31mname.png");
 }
 
