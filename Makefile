@@ -79,7 +79,7 @@ DEB_TEST  = libcmocka-dev clang libclang-rt-14-dev chromium pkgconf python3-nump
             python3-setuptools python3-wheel libopenmpi-dev openmpi-bin
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps test test-build check bench bench-compare bench-data bench-quality fuzz install clean \
+.PHONY: all deps test test-build check bench bench-compare bench-data bench-score-files bench-quality fuzz install clean \
         install-python test-install test-python
 all: $(REL)/libaedet.a $(REL)/libaedet.so $(REL)/aedet
 
@@ -207,6 +207,10 @@ bench-quality: $(REL)/aedet $(REL)/bench/bench_textures $(REL)/bench/bench_score
 bench-data: $(REL)/bench/bench_decode $(REL)/bench/bench_data
 	$(REL)/bench/bench_decode
 	$(REL)/bench/bench_data
+
+# Scoring 10,000 JPEG files end to end against the model's own scoring rate.
+bench-score-files: $(REL)/aedet $(REL)/bench/bench_data $(REL)/bench/bench_model
+	bench/score_files.sh
 
 # libFuzzer targets (clang only): FUZZ_SECONDS each, on a corpus the tests write.
 FUZZ_SECONDS ?= 60

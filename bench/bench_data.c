@@ -3,14 +3,18 @@
  * directly), then measures each mode in its own child process so that each
  * peak RSS is that mode's alone.
  *
- *   bench_data [N=300] [threads=0 (all cores)] */
+ *   bench_data [N=300] [threads=0 (all cores)]
+ *   bench_data --write DIR N     only write the N JPEGs into DIR (made if
+ *                                missing) and keep them: bench/score_files.sh */
 #include "aedet/data.h"
 
+#include <errno.h>
 #include <stdio.h> /* before jpeglib.h, which needs FILE */
 #include <jpeglib.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -122,8 +126,29 @@ static int run_mode(const char *dir, int streaming, int threads)
     return seen == (size_t)n ? 0 : 1;
 }
 
+/* The N images into dir, named 00000.jpg ...; 0 on success. */
+static int write_all(const char *dir, int n)
+{
+    char path[4096];
+    for (int i = 0; i < n; i++) {
+        snprintf(path, sizeof path, "%s/%05d.jpg", dir, i);
+        if (!write_jpeg(path, i)) {
+            perror(path);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 4 && strcmp(argv[1], "--write") == 0) {
+        if (atoi(argv[3]) <= 0 || (mkdir(argv[2], 0777) != 0 && errno != EEXIST)) {
+            fprintf(stderr, "usage: bench_data --write DIR N (N > 0, DIR creatable)\n");
+            return 2;
+        }
+        return write_all(argv[2], atoi(argv[3]));
+    }
     int n = argc > 1 ? atoi(argv[1]) : 300;
     int threads = argc > 2 ? atoi(argv[2]) : 0;
     if (n <= 0) {
@@ -135,15 +160,8 @@ int main(int argc, char **argv)
         perror("mkdtemp");
         return 1;
     }
-    int status = 0;
+    int status = write_all(dir, n);
     char path[sizeof dir + 32];
-    for (int i = 0; i < n && !status; i++) {
-        snprintf(path, sizeof path, "%s/%05d.jpg", dir, i);
-        if (!write_jpeg(path, i)) {
-            perror(path);
-            status = 1;
-        }
-    }
     for (int streaming = 0; streaming < 2 && !status; streaming++) {
         fflush(stdout);
         pid_t pid = fork();

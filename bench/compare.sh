@@ -14,9 +14,12 @@
 # tiles or AVX512-BF16; PyTorch stays float32), AEDET_ISA (the kernels:
 # portable, avx2, avx512; default the best), REPEATS (1; with more, both sides run that many times in turn
 # and each ratio is the median, the lower middle one for an even count, with
-# every repeat's in brackets). PyTorch runs with jemalloc preloaded (decay
-# off, transparent huge pages, as aedet asks for its own big buffers) when
-# installed.
+# every repeat's in brackets), PEER_ISA (same: with AEDET_ISA=avx2,
+# PyTorch is held to AVX2 too, as on a CPU without AVX-512 it would be:
+# ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA and OPENBLAS_CORETYPE; best:
+# PyTorch keeps all of this CPU's, as it always does for the other paths). PyTorch runs
+# with jemalloc preloaded (decay off, transparent huge pages, as aedet asks
+# for its own big buffers) when installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${BENCH_BIN:-build/release/bench/bench_model}
@@ -33,6 +36,11 @@ if [ ! -x "$bin" ]; then
 fi
 jemalloc=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
 peer_env=(OPENBLAS_NUM_THREADS=1)
+peer_isa="its best"
+if [ "${PEER_ISA:-same}" = same ] && [ "${AEDET_ISA:-}" = avx2 ]; then
+    peer_env+=(ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 DNNL_MAX_CPU_ISA=AVX2 OPENBLAS_CORETYPE=Haswell)
+    peer_isa="held to AVX2 (ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 OPENBLAS_CORETYPE=Haswell)"
+fi
 if [ -e "$jemalloc" ]; then
     peer_env+=(LD_PRELOAD="$jemalloc" MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1,thp:always)
     allocator="jemalloc (decay off, thp:always)"
@@ -41,7 +49,7 @@ else
 fi
 . bench/cpu.sh
 echo "# $(cpu_line), $(nproc) cores; $threads threads, batch $batch"
-echo "# torch allocator: $allocator"
+echo "# torch allocator: $allocator; torch instructions: $peer_isa"
 
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT

@@ -4,6 +4,7 @@
 #define AEDET_H
 
 #include "aedet/common.h"
+#include "aedet/file.h"
 #include "aedet/nn.h"
 #include "aedet/image.h"
 #include "aedet/data.h"

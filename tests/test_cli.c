@@ -567,6 +567,30 @@ static void test_bad_input_exits(void **state)
     assert_int_equal(test_run("score %s %s --batch 8 --bad-files skip", model, test_path("withbad")), 0);
     test_expect_output("skipped 1 bad file");
     test_expect_output("broken.png");
+    /* Streamed, where each file is decoded once and checked then: the same. */
+    assert_int_equal(test_run("score %s %s --batch 8 --memory-budget 1", model, test_path("withbad")), 3);
+    test_expect_output("broken.png");
+    TMP_PATH(in_memory, "withbad-memory.csv");
+    TMP_PATH(streamed, "withbad-streamed.csv");
+    assert_int_equal(test_run("score %s %s --batch 4 --bad-files skip -o %s", model, test_path("withbad"), in_memory), 0);
+    assert_int_equal(test_run("score %s %s --batch 4 --bad-files skip --memory-budget 1 -o %s", model,
+                              test_path("withbad"), streamed), 0);
+    test_expect_output("scored 10 images");
+    test_expect_output("skipped 1 bad file");
+    test_expect_output("broken.png");
+    uint8_t *a, *b;
+    size_t a_len, b_len;
+    assert_int_equal(ae_read_file(in_memory, &a, &a_len, &err), AE_OK);
+    assert_int_equal(ae_read_file(streamed, &b, &b_len, &err), AE_OK);
+    assert_int_equal(a_len, b_len);
+    assert_memory_equal(a, b, a_len);
+    free(a);
+    free(b);
+    TMP_PATH(latents, "withbad-latents.csv");
+    assert_int_equal(test_run("encode %s %s --bad-files skip --memory-budget 1 -o %s", model, test_path("withbad"),
+                              latents), 0);
+    test_expect_output("skipped 1 bad file");
+    test_expect_output("wrote 10 images'");
 }
 
 

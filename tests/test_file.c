@@ -1,7 +1,7 @@
 /* Whole-file reads and atomic writes. */
 #include "support.h"
 
-#include "aedet/image.h"
+#include "aedet/file.h"
 
 #include <dirent.h>
 #include <stdio.h>

@@ -1,6 +1,7 @@
 /* IDX (plain and gzip, the real Fashion-MNIST) and CSV parsing. */
 #include "support.h"
 
+#include "aedet/file.h"
 #include "aedet/image.h"
 
 #include <stdio.h>

@@ -3,6 +3,7 @@
  * PNG writing. Test images are written with libpng/libjpeg directly. */
 #include "support.h"
 
+#include "aedet/file.h"
 #include "aedet/image.h"
 
 #include <png.h>

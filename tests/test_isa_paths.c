@@ -193,7 +193,10 @@ static void test_gemm_is_the_naive_loop(void **state)
             for (int v = 0; v < 3; v++) { /* each variant the CPU has */
                 const int variant = v == 0 ? AE_ISA_PORTABLE : v == 1 ? AE_ISA_AVX2 : AE_ISA_AVX512;
                 memcpy(got, c, (size_t)m * ldc * sizeof *c);
-                ae_gemm_as(variant, a_t, b_t, m, n, k, a, lda, b, ldb, accumulate, got, ldc);
+                ae_gemm_as(variant, &(ae_gemm_job){.m = m, .n = n, .k = k, .a = a, .lda = lda,
+                                                   .a_t = a_t, .b = b, .ldb = ldb, .b_t = b_t,
+                                                   .c = got, .ldc = ldc,
+                                                   .accumulate = accumulate});
                 if (memcmp(got, want, (size_t)m * ldc * sizeof *got) != 0)
                     fail_msg("%s, %dx%dx%d, a_t %d, b_t %d, accumulate %d: not the naive loop's "
                              "bits (max relative error %.3g)",

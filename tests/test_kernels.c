@@ -684,12 +684,13 @@ static void check_fused_bn_backward(int isa, const shape *sh, int with_tf)
                 ae_batchnorm_backward(dz, out[0][3], out[0][4], dy, z, &bn, n, pixels, c, &s);
                 grad = dz;
             }
+            const ae_conv_io io = {.x = x, .xform = use, .w = w, .dy = grad, .gxform = through,
+                                   .dx = out[fused][0], .dw = out[fused][1],
+                                   .db = out[fused][2]};
             if (deconv)
-                ae_deconv2d_backward_through(out[fused][0], out[fused][1], out[fused][2], grad,
-                                             through, x, use, w, n, &g, in_c, &s, NULL);
+                ae_deconv2d_backward_through(&io, &(ae_conv_shape){&g, in_c, n}, &s);
             else
-                ae_conv2d_backward_through(out[fused][0], out[fused][1], out[fused][2], grad,
-                                           through, x, use, w, n, &g, c, &s, NULL);
+                ae_conv2d_backward_through(&io, &(ae_conv_shape){&g, c, n}, &s);
             free(dz);
             bn_scratch_free(&s);
         }
@@ -798,32 +799,36 @@ static void check_head(int isa, const shape *sh, int with_bn)
     float *out[2][7]; /* y, dx, dw, db, dgamma, dbeta, the images' sums (as doubles) */
     const size_t sizes[7] = {(size_t)n * d, nx, nw, (size_t)c, (size_t)in_c, (size_t)in_c,
                              2 * (size_t)n};
+    const ae_conv_shape batch = {&g, in_c, n};
     for (int head = 0; head < 2; head++) {
         bn_case k;
         bn_case_make(&k, isa, n, &g, in_c, in_c, gamma, beta, x, pixels, out[head], sizes, 7);
         const ae_input_xform *use = with_bn ? &k.tf : NULL;
         const ae_bn_grad_sums *sums = with_bn ? &k.sums : NULL;
         double *image_sums = (double *)out[head][6];
+        const ae_head_loss loss = {target, scale, image_sums};
+        ae_conv_io io = {.x = x, .xform = use, .w = w, .b = b, .y = out[1][0], .dx = out[1][1],
+                         .dw = out[1][2], .db = out[1][3], .sums = sums};
         if (head && with_bn) { /* deferred: dx from the padded dy, as the layer under makes it */
             float *dy = filled_floats((size_t)n * padded_dy, NAN);
-            ae_deconv2d_train_head(out[1][0], dy, out[1][2], out[1][3], image_sums, target,
-                                   scale, x, use, w, b, n, &g, in_c, &k.s, sums);
+            io.dx = dy;
+            ae_deconv2d_train_head(&io, &loss, &batch, &k.s);
             for (int i = 0; i < n; i++)
                 ae_direct_ops_for(isa)->big_to_small(dy + i * padded_dy, 0, &g, in_c, w, NULL,
                                                      out[1][1] + i * pixels * in_c, 0, 0,
                                                      g.small_h);
             free(dy);
         } else if (head) {
-            ae_deconv2d_train_head(out[1][0], out[1][1], out[1][2], out[1][3], image_sums, target,
-                                   scale, x, use, w, b, n, &g, in_c, &k.s, sums);
+            ae_deconv2d_train_head(&io, &loss, &batch, &k.s);
         } else {
             float *dy = filled_floats((size_t)n * d, NAN);
             ae_deconv2d_forward_sigmoid(out[0][0], x, use, w, b, n, &g, in_c, &k.s);
             for (int i = 0; i < n; i++)
                 image_sums[i] = ae_sum_squared_diff_grad(out[0][0] + i * d, target + i * d, d,
                                                          dy + i * d, scale, 1);
-            ae_deconv2d_backward_through(out[0][1], out[0][2], out[0][3], dy, NULL, x, use, w, n,
-                                         &g, in_c, &k.s, sums);
+            io = (ae_conv_io){.x = x, .xform = use, .w = w, .dy = dy, .dx = out[0][1],
+                              .dw = out[0][2], .db = out[0][3], .sums = sums};
+            ae_deconv2d_backward_through(&io, &batch, &k.s);
             free(dy);
         }
         if (with_bn) {
@@ -976,12 +981,12 @@ static void check_fused_bn_grad_sums(int isa, const shape *sh, int deconv)
         bn_case k;
         bn_case_make(&k, isa, n, &g, small_c, c, gamma, beta, z, pixels, out[fused], sizes, 7);
         const ae_bn_grad_sums *add = fused ? &k.sums : NULL;
+        const ae_conv_io io = {.x = z, .xform = &k.tf, .w = w, .dy = dy, .dx = out[fused][0],
+                               .dw = out[fused][1], .db = out[fused][2], .sums = add};
         if (deconv)
-            ae_deconv2d_backward_through(out[fused][0], out[fused][1], out[fused][2], dy, NULL,
-                                         z, &k.tf, w, n, &g, sh->cin, &k.s, add);
+            ae_deconv2d_backward_through(&io, &(ae_conv_shape){&g, sh->cin, n}, &k.s);
         else
-            ae_conv2d_backward_through(out[fused][0], out[fused][1], out[fused][2], dy, NULL, z,
-                                       &k.tf, w, n, &g, sh->cout, &k.s, add);
+            ae_conv2d_backward_through(&io, &(ae_conv_shape){&g, sh->cout, n}, &k.s);
         ae_grad_xform gtf;
         if (fused)
             ae_batchnorm_backward_finish(out[1][3], out[1][4], &k.bn, z, n, pixels, c, &k.s,

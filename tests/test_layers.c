@@ -624,12 +624,13 @@ static void test_adam_matches_keras_formula(void **state)
     const float g[3] = {0.5f, -1, 0};
     float w0[3], m0[3], v0[3];
     memcpy(w0, w, sizeof w), memcpy(m0, m, sizeof m), memcpy(v0, v, sizeof v);
+    const ae_adam_step t4 = {1e-3, 0.9, 0.999, 1e-7, 4}, t5 = {1e-3, 0.9, 0.999, 1e-7, 5};
     /* commit 0 only looks. */
     size_t bad_grads = 0;
-    assert_int_equal(ae_adam_update(w, m, v, g, 3, 1e-3, 0.9, 0.999, 1e-7, 4, 0, &bad_grads), 0);
+    assert_int_equal(ae_adam_update(w, m, v, g, 3, &t4, 0, &bad_grads), 0);
     assert_int_equal(bad_grads, 0);
     assert_memory_equal(w, w0, sizeof w);
-    assert_int_equal(ae_adam_update(w, m, v, g, 3, 1e-3, 0.9, 0.999, 1e-7, 4, 1, NULL), 0);
+    assert_int_equal(ae_adam_update(w, m, v, g, 3, &t4, 1, NULL), 0);
     for (int i = 0; i < 3; i++) {
         double mi = 0.9 * m0[i] + 0.1 * g[i], vi = 0.999 * v0[i] + 0.001 * g[i] * g[i];
         double step = 1e-3 * sqrt(1 - pow(0.999, 4)) / (1 - pow(0.9, 4)) * mi / (sqrt(vi) + 1e-7);
@@ -641,7 +642,7 @@ static void test_adam_matches_keras_formula(void **state)
      * and, with commit 0, changes nothing. */
     const float bad[3] = {INFINITY, 0, NAN};
     memcpy(w0, w, sizeof w);
-    assert_int_equal(ae_adam_update(w, m, v, bad, 3, 1e-3, 0.9, 0.999, 1e-7, 5, 0, &bad_grads), 2);
+    assert_int_equal(ae_adam_update(w, m, v, bad, 3, &t5, 0, &bad_grads), 2);
     assert_int_equal(bad_grads, 2);
     assert_memory_equal(w, w0, sizeof w);
 }
@@ -660,16 +661,17 @@ static void test_adam_check_counts_what_commit_finds(void **state)
     w[3] = 3e38f, g[3] = -1;  /* 3e38 + 1e38: overflows */
     w[20] = 3e38f, g[20] = 1; /* 3e38 - 1e38: past the bound, finite */
     w[36] = -3e38f, g[36] = 1; /* the tail: overflows */
+    const ae_adam_step huge = {1e38, 0.9, 0.999, 1e-7, 1}, no_eps = {1e-3, 0.9, 0.999, 0, 1};
     size_t bad_grads = 0;
-    assert_int_equal(ae_adam_update(w, m, v, g, N, 1e38, 0.9, 0.999, 1e-7, 1, 0, &bad_grads), 2);
+    assert_int_equal(ae_adam_update(w, m, v, g, N, &huge, 0, &bad_grads), 2);
     assert_int_equal(bad_grads, 0);
-    assert_int_equal(ae_adam_update(w, m, v, g, N, 1e38, 0.9, 0.999, 1e-7, 1, 1, NULL), 2);
+    assert_int_equal(ae_adam_update(w, m, v, g, N, &huge, 1, NULL), 2);
     assert_true(isinf(w[3]) && isinf(w[36]));
     assert_float_equal(w[20], 2e38f, 2e33f); /* 1e-5 of it */
     /* An epsilon of 0 leaves no bound: every update is computed. */
     float w0[2] = {1, 2}, m0[2] = {0, 0}, v0[2] = {0, 0}, g0[2] = {0, 1};
-    assert_int_equal(ae_adam_update(w0, m0, v0, g0, 2, 1e-3, 0.9, 0.999, 0, 1, 0, NULL), 1);
-    assert_int_equal(ae_adam_update(w0, m0, v0, g0, 2, 1e-3, 0.9, 0.999, 0, 1, 1, NULL), 1);
+    assert_int_equal(ae_adam_update(w0, m0, v0, g0, 2, &no_eps, 0, NULL), 1);
+    assert_int_equal(ae_adam_update(w0, m0, v0, g0, 2, &no_eps, 1, NULL), 1);
     assert_true(isnan(w0[0]) && w0[1] < 2);
 }
 

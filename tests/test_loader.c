@@ -3,6 +3,7 @@
 #include "support.h"
 
 #include "aedet/data.h"
+#include "aedet/file.h"
 
 #include <png.h>
 #include <stdio.h>
@@ -202,11 +203,12 @@ static void test_streamed_epoch_can_be_abandoned(void **state)
     ae_dataset_free(&ds);
 }
 
-static void test_bad_files_stop_or_skip(void **state)
+/* Ten good 8x8 PNGs of grey 77, bad1.png (not an image, first in order) and
+ * good5b.png (a truncated PNG, eighth): root is test_path("with-bad"). */
+static void bad_folder(char *root, size_t size)
 {
-    (void)state;
-    char root[1024], path[2048];
-    snprintf(root, sizeof root, "%s", test_path("with-bad"));
+    char path[2048];
+    snprintf(root, size, "%s", test_path("with-bad"));
     mkdir(root, 0755);
     uint8_t px[SIDE * SIDE * 3];
     memset(px, 77, sizeof px);
@@ -224,7 +226,14 @@ static void test_bad_files_stop_or_skip(void **state)
     snprintf(path, sizeof path, "%s/good5b.png", root);
     test_write_file(path, bytes, len / 2);
     free(bytes);
+}
 
+static void test_bad_files_stop_or_skip(void **state)
+{
+    (void)state;
+    char root[1024];
+    ae_error err;
+    bad_folder(root, sizeof root);
     ae_dataset ds;
     open_folder(root, &ds);
     assert_int_equal(ds.count, 12);
@@ -269,6 +278,116 @@ static void test_bad_files_stop_or_skip(void **state)
         }
         ae_loader_free(l);
     }
+    free(items);
+    ae_dataset_free(&ds);
+}
+
+/* An epoch's batches, checked: every image good (grey 77) and none of them
+ * twice; returns the images, and the first batch's in *first. */
+static size_t good_epoch(ae_loader *l, const ae_dataset *ds, int batch_size, int shuffle, int *first)
+{
+    ae_error err;
+    assert_int_equal(ae_loader_start(l, batch_size, shuffle, 3, &err), AE_OK);
+    size_t total = 0, seen[16] = {0};
+    ae_batch b;
+    do {
+        if (ae_loader_next(l, &b, &err) != AE_OK)
+            fail_msg("%s", err.message);
+        assert_true(b.count <= batch_size);
+        for (int j = 0; j < b.count; j++) {
+            assert_null(strstr(ds->items[b.items[j]].path, "bad1"));
+            assert_null(strstr(ds->items[b.items[j]].path, "good5b"));
+            assert_int_equal(b.pixels[48 * j], 77);
+            assert_int_equal(seen[b.items[j]]++, 0);
+        }
+        if (total == 0)
+            *first = b.count;
+        total += (size_t)b.count;
+    } while (b.count > 0);
+    return total;
+}
+
+/* One pass: no check pass at ae_loader_create; the first epoch finds the
+ * bad files as it decodes them, with the same outcome as the check pass. */
+static void test_one_pass_checks_while_streaming(void **state)
+{
+    (void)state;
+    char root[1024], bad1[2048], bad2[2048];
+    bad_folder(root, sizeof root);
+    snprintf(bad1, sizeof bad1, "%s/bad1.png", root);
+    snprintf(bad2, sizeof bad2, "%s/good5b.png", root);
+    ae_dataset ds;
+    open_folder(root, &ds);
+    size_t *items = all_items(ds.count);
+    ae_loader_config cfg = {.height = 4, .width = 4, .channels = 3, .threads = 2, .memory_budget = 1,
+                            .ring_batches = 2, .one_pass = 1};
+    ae_error err;
+    ae_batch b;
+    int first;
+
+    /* Stop: created, then the first batch (which holds bad1) fails, naming it. */
+    ae_loader *l = create_ok(&ds, items, ds.count, &cfg);
+    assert_int_equal(ae_loader_count(l), 12);
+    assert_int_equal(ae_loader_start(l, 3, 0, 0, &err), AE_OK);
+    assert_int_equal(ae_loader_next(l, &b, &err), AE_ERR_DATA);
+    assert_non_null(strstr(err.message, bad1));
+    assert_non_null(strstr(err.message, "stopped at the first bad image"));
+    ae_loader_free(l);
+
+    /* Skip: the bad ones leave their batches; the epoch's end drops them. */
+    cfg.bad_policy = AE_BAD_SKIP;
+    l = create_ok(&ds, items, ds.count, &cfg);
+    assert_int_equal(ae_loader_num_bad(l), 0);
+    assert_int_equal(good_epoch(l, &ds, 3, 0, &first), 10);
+    assert_int_equal(first, 2); /* bad1, good0, good1 */
+    assert_int_equal(ae_loader_count(l), 10);
+    assert_int_equal(ae_loader_num_bad(l), 2);
+    assert_memory_equal(ae_loader_bad(l, 0), bad1, strlen(bad1));
+    assert_memory_equal(ae_loader_bad(l, 1), bad2, strlen(bad2));
+    assert_int_equal(good_epoch(l, &ds, 4, 1, &first), 10); /* later epochs: checked, shuffled */
+    assert_int_equal(first, 4);
+    assert_int_equal(ae_loader_num_bad(l), 2);
+    ae_loader_free(l);
+
+    /* A first epoch cut short: the next start checks every file, once. */
+    l = create_ok(&ds, items, ds.count, &cfg);
+    assert_int_equal(ae_loader_start(l, 3, 0, 0, &err), AE_OK);
+    assert_int_equal(ae_loader_next(l, &b, &err), AE_OK);
+    assert_int_equal(b.count, 2);
+    assert_int_equal(good_epoch(l, &ds, 5, 1, &first), 10);
+    assert_int_equal(ae_loader_count(l), 10);
+    assert_int_equal(ae_loader_num_bad(l), 2);
+    ae_loader_free(l);
+
+    /* Every file bad: the end of the pass says so. */
+    size_t two_bad[2] = {0, 7};
+    assert_non_null(strstr(ds.items[7].path, "good5b"));
+    l = create_ok(&ds, two_bad, 2, &cfg);
+    assert_int_equal(ae_loader_start(l, 3, 0, 0, &err), AE_OK);
+    assert_int_equal(ae_loader_next(l, &b, &err), AE_ERR_DATA);
+    assert_non_null(strstr(err.message, "all 2 images are bad"));
+    ae_loader_free(l);
+    free(items);
+    ae_dataset_free(&ds);
+}
+
+/* One pass over good files gives the batches of the other modes. */
+static void test_one_pass_batches_are_identical(void **state)
+{
+    (void)state;
+    ae_dataset ds;
+    open_folder(image_folder(), &ds);
+    size_t *items = all_items(ds.count);
+    ae_loader_config mem_cfg = {.height = 5, .width = 6, .channels = 3, .threads = 2};
+    ae_loader_config one_cfg = mem_cfg;
+    one_cfg.memory_budget = 1;
+    one_cfg.one_pass = 1;
+    ae_loader *mem = create_ok(&ds, items, ds.count, &mem_cfg);
+    ae_loader *one = create_ok(&ds, items, ds.count, &one_cfg);
+    assert_int_equal(compare_epoch(mem, one, 5, 0, 0, 5 * 6 * 3, NULL), 5);
+    assert_int_equal(compare_epoch(mem, one, 4, 1, 9, 5 * 6 * 3, NULL), 6);
+    ae_loader_free(mem);
+    ae_loader_free(one);
     free(items);
     ae_dataset_free(&ds);
 }
@@ -403,6 +522,8 @@ int main(void)
         cmocka_unit_test(test_batches_hold_prepared_pixels),
         cmocka_unit_test(test_streamed_epoch_can_be_abandoned),
         cmocka_unit_test(test_bad_files_stop_or_skip),
+        cmocka_unit_test(test_one_pass_checks_while_streaming),
+        cmocka_unit_test(test_one_pass_batches_are_identical),
         cmocka_unit_test(test_csv_missing_file_is_a_bad_file),
         cmocka_unit_test(test_file_gone_after_check_fails_its_batch),
         cmocka_unit_test(test_idx_items_load_and_resize),

@@ -2,7 +2,7 @@
  * flipped byte refused), and saving/loading models bit for bit, atomically. */
 #include "support.h"
 
-#include "aedet/image.h"
+#include "aedet/file.h"
 #include "aedet/model_file.h"
 #include "aedet/nn.h"
 #include "aedet/score.h"

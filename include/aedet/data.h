@@ -174,6 +174,9 @@ typedef struct {
     int threads;                 /* decoding threads; 0: all cores */
     ae_bad_policy bad_policy;
     int ring_batches;            /* streaming: batches decoded ahead; 0: 4 */
+    /* Streaming for one pass (scoring): no check pass up front; the first
+     * epoch checks each file as it decodes it (see ae_loader_create). */
+    int one_pass;
 } ae_loader_config;
 
 /* Valid until the next ae_loader_next, ae_loader_start or ae_loader_free. */
@@ -193,7 +196,15 @@ typedef struct ae_loader ae_loader;
  * the decoder's reason) or is left out of every epoch alike (AE_BAD_SKIP, see
  * ae_loader_bad); a streamed epoch therefore costs one extra decoding pass up
  * front. A file that turns bad later fails the batch that holds it. The
- * dataset must outlive the loader. */
+ * dataset must outlive the loader.
+ *
+ * With one_pass, a streamed loader skips that pass: its first epoch decodes
+ * each file once and checks it then. Under AE_BAD_STOP, ae_loader_next fails
+ * at the batch of the first bad file (in epoch order); under AE_BAD_SKIP the
+ * bad files leave their batches (which come out shorter) and join
+ * ae_loader_bad. Until that epoch has ended (ae_loader_next gave count 0),
+ * ae_loader_count counts the bad files too; after it, as above. Starting any
+ * other epoch first (or a sharded one) runs the check pass then. */
 AE_API ae_status ae_loader_create(const ae_dataset *ds, const size_t *items, size_t count,
                            const ae_loader_config *cfg, ae_loader **out, ae_error *err);
 AE_API void ae_loader_free(ae_loader *l);

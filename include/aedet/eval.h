@@ -44,6 +44,7 @@ typedef struct {
     double *y;
 } ae_curve;
 
+/* On failure out is left empty (all zero). */
 AE_API ae_status ae_roc_curve(const float *scores, const int *labels, size_t n, ae_curve *out,
                        ae_error *err);
 AE_API ae_status ae_pr_curve(const float *scores, const int *labels, size_t n, ae_curve *out,

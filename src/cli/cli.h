@@ -215,10 +215,11 @@ int64_t cli_data_fingerprint(const ae_dataset *ds, const char *root, const size_
 int cli_same_data(const ae_dataset *ds, const char *root, const size_t *items, size_t n, int64_t stored);
 /* A loader for items at the model's size, honouring threads and the bad-file
  * policy; images are kept decoded in memory when they fit memory_budget
- * bytes, else streamed. */
+ * bytes, else streamed (with one_pass, for a single pass: each file decoded
+ * once, its bad files found and printed when that pass ends). */
 int cli_make_loader(const cli_data_args *d, const ae_dataset *ds, const size_t *items, size_t count,
-                    size_t memory_budget, const ae_config *cfg, ae_loader **loader);
-/* After a loader is made: print how many bad files were skipped, and which. */
+                    size_t memory_budget, const ae_config *cfg, int one_pass, ae_loader **loader);
+/* Print how many bad files were skipped, and which. */
 void cli_print_bad_files(const ae_loader *l);
 
 /* A CSV field, quoted when it holds a comma, quote or newline: every field
@@ -269,6 +270,7 @@ typedef struct {
     ae_dataset ds;
     size_t *items, n_items; /* the chosen images (dataset indices) */
     ae_loader *loader;      /* at the model's size; ae_loader_count may skip bad files */
+    int one_pass;           /* the loader finds bad files during its pass (cli_session_passed) */
     ae_detector *detector;  /* the model's score rule, or --score's */
 } cli_session;
 
@@ -283,6 +285,9 @@ int cli_session_open(const cli_command *cmd, const cli_data_args *d, const char 
 /* The session's detector: the rule stored in the model, or score (when not
  * NULL) with what the model learned for it. 0, or the exit code. */
 int cli_session_detector(const cli_command *cmd, cli_session *s, const char *model_path, const char *score);
+/* After the pass over the loader, when it found the bad files during the
+ * pass: prints those it skipped and sets *n to the images it gave. */
+void cli_session_passed(const cli_session *s, size_t *n);
 void cli_session_close(cli_session *s);
 
 /* ---- training, shared by `train` and `demo` ---- */

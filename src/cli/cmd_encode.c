@@ -182,6 +182,8 @@ static int walk(const cli_command *cmd, const char *model_path, const char *data
         rc = cli_report_error(&err);
     } else if (!(rc = begin(c, a))) {
         ae_status s = ae_score_loader(se.model, se.loader, a->data.batch, scores, NULL, visit, c, &err);
+        if (s == AE_OK)
+            cli_session_passed(&se, &n);
         if (s != AE_OK) {
             ae_atomic_commit(&c->out, 0, NULL); /* nothing half-written replaces anything */
             rc = cli_report_error(&err);

@@ -178,6 +178,7 @@ int cli_score_run(const cli_command *cmd, cli_score_args *a)
         rc = cli_report_error(&err);
         goto done;
     }
+    cli_session_passed(&se, &n);
     /* rank 0 goes on with every rank's scores, in the input order */
     if ((rc = cli_dist_gather_scores(scores, scored, ae_loader_count(se.loader))) || cli_dist_rank() != 0)
         goto done;

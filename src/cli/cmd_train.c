@@ -578,8 +578,8 @@ int cli_train_run(const cli_command *cmd, cli_train_args *a)
     size_t budget = a->data.memory_budget ? a->data.memory_budget : 1; /* 0 keeps nothing in memory */
     size_t train_budget = (size_t)((double)budget * (double)n_train / (double)(n_train + n_val));
     size_t val_budget = budget - train_budget;
-    if ((rc = cli_make_loader(&a->data, &ds, train_items, n_train, train_budget ? train_budget : 1, &cfg, &train)) ||
-        (n_val && (rc = cli_make_loader(&a->data, &ds, val_items, n_val, val_budget ? val_budget : 1, &cfg, &val))))
+    if ((rc = cli_make_loader(&a->data, &ds, train_items, n_train, train_budget ? train_budget : 1, &cfg, 0, &train)) ||
+        (n_val && (rc = cli_make_loader(&a->data, &ds, val_items, n_val, val_budget ? val_budget : 1, &cfg, 0, &val))))
         goto done;
 
     if (a->resume) {

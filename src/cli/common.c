@@ -175,16 +175,18 @@ int cli_open_data(const cli_command *cmd, const cli_data_args *d, const char *ro
 }
 
 int cli_make_loader(const cli_data_args *d, const ae_dataset *ds, const size_t *items, size_t count,
-                    size_t memory_budget, const ae_config *cfg, ae_loader **loader)
+                    size_t memory_budget, const ae_config *cfg, int one_pass, ae_loader **loader)
 {
     ae_loader_config lc = {.height = cfg->height, .width = cfg->width, .channels = cfg->channels,
                            .memory_budget = memory_budget, .threads = d->threads,
-                           .bad_policy = strcmp(d->bad_files, "skip") ? AE_BAD_STOP : AE_BAD_SKIP};
+                           .bad_policy = strcmp(d->bad_files, "skip") ? AE_BAD_STOP : AE_BAD_SKIP,
+                           .one_pass = one_pass};
     ae_error err = {0};
     ae_status s = ae_loader_create(ds, items, count, &lc, loader, &err);
     if (s != AE_OK)
         return cli_report_error(&err);
-    cli_print_bad_files(*loader);
+    if (!one_pass || !ae_loader_is_streaming(*loader))
+        cli_print_bad_files(*loader);
     return 0;
 }
 

@@ -13,10 +13,10 @@
 struct cli_pixel_maps {
     const ae_config *cfg;
     const ae_detector *detector;
-    size_t count;  /* images */
+    size_t count;  /* images the maps have room for */
     float *maps;   /* count x H x W: the detector's per-pixel map */
     float *scratch;
-    size_t done;
+    size_t done;   /* maps made: count, or fewer when bad files were skipped */
 };
 
 cli_pixel_maps *cli_pixel_maps_begin(const cli_session *s)
@@ -113,7 +113,7 @@ int cli_pixel_maps_finish(cli_pixel_maps *c, const cli_session *s, const size_t 
 {
     if (!c)
         return 0;
-    size_t n = c->count, hw = (size_t)c->cfg->height * (size_t)c->cfg->width, total = 0;
+    size_t n = c->done, hw = (size_t)c->cfg->height * (size_t)c->cfg->width, total = 0;
     ae_error err = {0};
     uint8_t *masks = at_input ? NULL : malloc(n * hw);
     const float **map_ptr = calloc(n, sizeof *map_ptr);

@@ -59,6 +59,9 @@ int cli_session_open(const cli_command *cmd, const cli_data_args *d, const char 
     if (dd.normal_dir && isnan(dd.test_split) && ae_meta_get_float(s->meta, AE_KEY_TEST_SPLIT, &stored_split) && stored_split >= 0 &&
         stored_split < 1)
         dd.test_split = stored_split;
+    /* Every caller reads the images once, so each is decoded once; under
+     * mpirun every rank must know its count before the pass (dist.h). */
+    s->one_pass = cli_dist_size() == 1;
     /* Before the loader decodes anything: no output may replace an input. */
     const cli_path inputs[] = {{"the model", model_path, 0}, {"DATA", cli_data_input(data_path), 0}, {"the labels", d->labels, 0}};
     if ((rc = cli_open_data(cmd, &dd, data_path, (uint64_t)seed, !whole, &s->ds, &s->items, &s->n_items)) ||
@@ -66,8 +69,7 @@ int cli_session_open(const cli_command *cmd, const cli_data_args *d, const char 
         (!whole && (rc = keep_split(cmd, model_path, cli_data_root(d, data_path), split, s))) ||
         (rc = cli_dist_shard_items(cmd, &s->ds, &s->items, &s->n_items)) || /* under mpirun */
         (rc = cli_make_loader(d, &s->ds, s->items, s->n_items, d->memory_budget ? d->memory_budget : 1,
-                              ae_model_config(s->model),
-                              &s->loader))) {
+                              ae_model_config(s->model), s->one_pass, &s->loader))) {
         cli_session_close(s);
         return rc;
     }
@@ -91,6 +93,14 @@ int cli_session_detector(const cli_command *cmd, cli_session *s, const char *mod
                                     "%s has none: retrain it with this version",
                                score, model_path);
     return 0;
+}
+
+void cli_session_passed(const cli_session *s, size_t *n)
+{
+    if (!s->one_pass || !ae_loader_is_streaming(s->loader))
+        return; /* cli_make_loader printed them */
+    cli_print_bad_files(s->loader);
+    *n = ae_loader_count(s->loader);
 }
 
 void cli_session_close(cli_session *s)

@@ -9,6 +9,7 @@
  * Every field is copied (unescaped, NUL-terminated) into one block of text,
  * and every field pointer into one array, so a parse makes few allocations. */
 #include "aedet/image.h"
+#include "common/file_internal.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -206,17 +207,15 @@ ae_status ae_csv_parse(const char *text, size_t len, const char *name, ae_csv *o
     return AE_OK;
 }
 
+static ae_status parse_bytes(const uint8_t *bytes, size_t len, const char *name, void *out, ae_error *err)
+{
+    return ae_csv_parse((const char *)bytes, len, name, out, err);
+}
+
 ae_status ae_csv_read(const char *path, ae_csv *out, ae_error *err)
 {
-    uint8_t *bytes;
-    size_t len;
     memset(out, 0, sizeof *out);
-    ae_status st = ae_read_file(path, &bytes, &len, err);
-    if (st != AE_OK)
-        return st;
-    st = ae_csv_parse((const char *)bytes, len, path, out, err);
-    free(bytes);
-    return st;
+    return ae_parse_file(path, parse_bytes, out, err);
 }
 
 int ae_csv_column(const ae_csv *csv, const char *header_name)

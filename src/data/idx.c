@@ -5,6 +5,7 @@
  * data, whose length must be exactly the product of the dimensions. gzip is
  * recognised by its magic bytes (1f 8b), not by the file name. */
 #include "aedet/image.h"
+#include "common/file_internal.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -201,15 +202,13 @@ ae_status ae_idx_parse(const uint8_t *bytes, size_t len, const char *name, ae_id
     return st;
 }
 
+static ae_status parse_bytes(const uint8_t *bytes, size_t len, const char *name, void *out, ae_error *err)
+{
+    return ae_idx_parse(bytes, len, name, out, err);
+}
+
 ae_status ae_idx_read(const char *path, ae_idx *out, ae_error *err)
 {
-    uint8_t *bytes;
-    size_t len;
     memset(out, 0, sizeof *out);
-    ae_status st = ae_read_file(path, &bytes, &len, err);
-    if (st != AE_OK)
-        return st;
-    st = ae_idx_parse(bytes, len, path, out, err);
-    free(bytes);
-    return st;
+    return ae_parse_file(path, parse_bytes, out, err);
 }

@@ -5,6 +5,8 @@
  * locals never change afterwards, so nothing is indeterminate after the jump.
  * Neither library is allowed to print: messages are formatted into the struct. */
 #include "aedet/image.h"
+#include "common/file_internal.h"
+#include "data/png_memory.h"
 
 #include <setjmp.h>
 #include <stdio.h> /* before jpeglib.h, which needs FILE */
@@ -60,12 +62,14 @@ typedef struct {
     ae_image img;
     uint8_t *cmyk_row;
     int cmyk_inverted; /* Adobe CMYK: 0 means full ink */
+    int nomem;         /* the failure was running out of memory, not the file */
 } jpeg_job;
 
 static void jpeg_error_jump(j_common_ptr cinfo)
 {
     jpeg_job *job = (jpeg_job *)cinfo->err;
     (*cinfo->err->format_message)(cinfo, job->message);
+    job->nomem = cinfo->err->msg_code == JERR_OUT_OF_MEMORY;
     longjmp(job->jump, 1);
 }
 
@@ -144,7 +148,8 @@ static int jpeg_run(jpeg_job *job, const char *name, ae_error *err)
     job->img.pixels = malloc(w * h * (size_t)out_channels);
     uint8_t *cmyk_row = job->cmyk_row = in_channels == 4 ? malloc(w * 4) : NULL;
     if (!job->img.pixels || (in_channels == 4 && !cmyk_row)) {
-        snprintf(job->message, sizeof job->message, "out of memory for %zux%zu pixels", w, h);
+        snprintf(job->message, sizeof job->message, "cannot allocate %zux%zu pixels", w, h);
+        job->nomem = 1;
         return -1;
     }
     while (c->output_scanline < c->output_height) {
@@ -195,8 +200,12 @@ static ae_status decode_jpeg(const uint8_t *bytes, size_t len, const char *name,
         *out = job->img;
     } else {
         free(job->img.pixels);
-        st = r < 0 ? ae_fail(err, AE_ERR_DATA, "%s: bad JPEG: %s", name, job->message)
-                   : AE_ERR_DATA;
+        if (r > 0)
+            st = AE_ERR_DATA;
+        else if (job->nomem)
+            st = ae_fail(err, AE_ERR_NOMEM, "%s: out of memory decoding the JPEG: %s", name, job->message);
+        else
+            st = ae_fail(err, AE_ERR_DATA, "%s: bad JPEG: %s", name, job->message);
     }
     free(job);
     return st;
@@ -213,6 +222,7 @@ typedef struct {
     size_t len, pos;
     ae_image img;
     png_bytep *rows;
+    int nomem; /* an allocation failed: the failure is not the file's */
 } png_job;
 
 static void png_error_jump(png_structp png, png_const_charp msg)
@@ -220,6 +230,20 @@ static void png_error_jump(png_structp png, png_const_charp msg)
     png_job *job = png_get_error_ptr(png);
     snprintf(job->message, sizeof job->message, "%s", msg);
     longjmp(job->jump, 1);
+}
+
+png_voidp ae_png_alloc(png_structp png, png_alloc_size_t size)
+{
+    void *p = malloc(size);
+    if (!p)
+        *(int *)png_get_mem_ptr(png) = 1;
+    return p;
+}
+
+void ae_png_release(png_structp png, png_voidp p)
+{
+    (void)png;
+    free(p);
 }
 
 static void png_warning_ignore(png_structp png, png_const_charp msg)
@@ -276,8 +300,9 @@ static int png_run(png_job *job, const char *name, ae_error *err)
     job->img.pixels = malloc(row_bytes * h);
     job->rows = malloc(sizeof *job->rows * h);
     if (!job->img.pixels || !job->rows) {
-        snprintf(job->message, sizeof job->message, "out of memory for %ux%u pixels",
-                 (unsigned)w, (unsigned)h);
+        snprintf(job->message, sizeof job->message, "cannot allocate %ux%u pixels", (unsigned)w,
+                 (unsigned)h);
+        job->nomem = 1;
         return -1;
     }
     for (size_t y = 0; y < h; y++)
@@ -306,14 +331,16 @@ static ae_status decode_png(const uint8_t *bytes, size_t len, const char *name, 
     }
     job->bytes = bytes;
     job->len = len;
-    job->png = png_create_read_struct(PNG_LIBPNG_VER_STRING, job, png_error_jump,
-                                      png_warning_ignore);
+    job->png = png_create_read_struct_2(PNG_LIBPNG_VER_STRING, job, png_error_jump, png_warning_ignore,
+                                        &job->nomem, ae_png_alloc, ae_png_release);
     job->info = job->png ? png_create_info_struct(job->png) : NULL;
     int r = -1;
     if (job->info)
         r = png_run(job, name, err);
-    else
+    else { /* creating them only allocates: nothing else can fail */
         snprintf(job->message, sizeof job->message, "cannot create the decoder");
+        job->nomem = 1;
+    }
     png_destroy_read_struct(job->png ? &job->png : NULL, job->info ? &job->info : NULL, NULL);
     free(job->rows);
     ae_status st = AE_OK;
@@ -321,8 +348,12 @@ static ae_status decode_png(const uint8_t *bytes, size_t len, const char *name, 
         *out = job->img;
     } else {
         free(job->img.pixels);
-        st = r < 0 ? ae_fail(err, AE_ERR_DATA, "%s: bad PNG: %s", name, job->message)
-                   : AE_ERR_DATA;
+        if (r > 0)
+            st = AE_ERR_DATA;
+        else if (job->nomem)
+            st = ae_fail(err, AE_ERR_NOMEM, "%s: out of memory decoding the PNG: %s", name, job->message);
+        else
+            st = ae_fail(err, AE_ERR_DATA, "%s: bad PNG: %s", name, job->message);
     }
     free(job);
     return st;
@@ -346,15 +377,13 @@ ae_status ae_image_decode(const uint8_t *bytes, size_t len, const char *name, ae
     return ae_fail(err, AE_ERR_DATA, "%s: not a JPEG or PNG image (unknown first bytes)", name);
 }
 
+static ae_status decode_bytes(const uint8_t *bytes, size_t len, const char *name, void *out, ae_error *err)
+{
+    return ae_image_decode(bytes, len, name, out, err);
+}
+
 ae_status ae_image_load(const char *path, ae_image *out, ae_error *err)
 {
-    uint8_t *bytes;
-    size_t len;
     memset(out, 0, sizeof *out);
-    ae_status st = ae_read_file(path, &bytes, &len, err);
-    if (st != AE_OK)
-        return st;
-    st = ae_image_decode(bytes, len, path, out, err);
-    free(bytes);
-    return st;
+    return ae_parse_file(path, decode_bytes, out, err);
 }

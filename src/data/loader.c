@@ -5,7 +5,12 @@
  * it fills the image buffer; when streaming it only checks each file (into a
  * scratch buffer), so that bad files stop the run at once (AE_BAD_STOP) or are
  * left out of every epoch alike (AE_BAD_SKIP). Batches then depend only on
- * the usable items, the batch size and the seed: the same in both modes. */
+ * the usable items, the batch size and the seed: the same in both modes.
+ *
+ * A one-pass reader (scoring) may stream without that pass, which decodes
+ * every file twice: the first epoch then checks each file as it decodes it
+ * (loader_stream.c), and its end drops the bad items (loader_finish_check).
+ * Any other epoch start before that end runs the check pass after all. */
 #include "data/loader_internal.h"
 
 #include <omp.h>
@@ -48,7 +53,7 @@ ae_status loader_decode(const ae_loader *l, size_t item, uint8_t *dst, ae_error 
 }
 
 /* "path: reason", without repeating the path when the reason starts with it. */
-static char *bad_message(const ae_loader *l, size_t item, const char *reason)
+char *loader_bad_message(const ae_loader *l, size_t item, const char *reason)
 {
     char buf[32];
     const char *name = ae_item_name(&l->ds->items[item], buf, sizeof buf);
@@ -71,11 +76,14 @@ static ae_status decode_all(ae_loader *l, uint8_t *dst_all, int stop_early, char
 {
     _Atomic size_t first_bad = SIZE_MAX;
     atomic_int nomem = 0;
+    ae_error nomem_err; /* the first decode that ran out of memory */
+    ae_error_clear(&nomem_err);
     long long n = (long long)l->count;
 #pragma omp parallel num_threads(l->threads)
     {
         uint8_t *scratch = dst_all ? NULL : malloc(l->image_bytes);
         ae_error e;
+        ae_error_clear(&e);
         if (!dst_all && !scratch)
             atomic_store(&nomem, 1);
 #pragma omp for schedule(dynamic, 1)
@@ -84,9 +92,15 @@ static ae_status decode_all(ae_loader *l, uint8_t *dst_all, int stop_early, char
             if (atomic_load(&nomem) || (stop_early && k > atomic_load(&first_bad)))
                 continue;
             uint8_t *dst = dst_all ? dst_all + k * l->image_bytes : scratch;
-            if (loader_decode(l, l->items[k], dst, &e) == AE_OK)
+            ae_status s = loader_decode(l, l->items[k], dst, &e);
+            if (s == AE_OK)
                 continue;
-            if (!(why[k] = bad_message(l, l->items[k], e.message)))
+            if (s == AE_ERR_NOMEM) { /* the machine's fault, not the file's: no bad image */
+                if (!atomic_exchange(&nomem, 1))
+                    nomem_err = e; /* the first one's; read after the region's barrier */
+                continue;
+            }
+            if (!(why[k] = loader_bad_message(l, l->items[k], e.message)))
                 atomic_store(&nomem, 1);
             size_t seen = atomic_load(&first_bad);
             while (k < seen && !atomic_compare_exchange_weak(&first_bad, &seen, k))
@@ -94,6 +108,8 @@ static ae_status decode_all(ae_loader *l, uint8_t *dst_all, int stop_early, char
         }
         free(scratch);
     }
+    if (nomem_err.code == AE_ERR_NOMEM) /* its message, when the decoder gave one */
+        return ae_fail(err, AE_ERR_NOMEM, "%s", nomem_err.message);
     if (nomem)
         return ae_fail(err, AE_ERR_NOMEM, "out of memory decoding %zu images", l->count);
     return AE_OK;
@@ -135,6 +151,64 @@ static ae_status apply_policy(ae_loader *l, ae_bad_policy policy, char **why, ae
     return AE_OK;
 }
 
+/* The check pass: decodes every item (into l->images in memory mode) and
+ * applies the bad-file policy. */
+static ae_status check_all(ae_loader *l, ae_error *err)
+{
+    char **why = calloc(l->count, sizeof *why);
+    if (!why)
+        return ae_fail(err, AE_ERR_NOMEM, "out of memory planning %zu images", l->count);
+    ae_status s = decode_all(l, l->images, l->bad_policy == AE_BAD_STOP, why, err);
+    if (s == AE_OK)
+        s = apply_policy(l, l->bad_policy, why, err);
+    for (size_t i = 0; i < l->count; i++)
+        free(why[i]);
+    free(why);
+    return s;
+}
+
+ae_status loader_add_bad(ae_loader *l, char *message, ae_error *err)
+{
+    char **bad = realloc(l->bad, (l->num_bad + 1) * sizeof *bad);
+    if (!bad) {
+        free(message);
+        return ae_fail(err, AE_ERR_NOMEM, "out of memory listing bad images");
+    }
+    l->bad = bad;
+    l->bad[l->num_bad++] = message;
+    return AE_OK;
+}
+
+ae_status loader_finish_check(ae_loader *l, ae_error *err)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < l->count; i++)
+        if (!l->bad_at[i])
+            l->items[kept++] = l->items[i];
+    l->count = kept;
+    l->unchecked = 0;
+    free(l->bad_at);
+    l->bad_at = NULL;
+    if (kept == 0)
+        return ae_fail(err, AE_ERR_DATA, "all %zu images are bad; the first: %s", l->num_bad, l->bad[0]);
+    return AE_OK;
+}
+
+/* An epoch other than an unchecked loader's first whole one: the findings
+ * of a first epoch cut short are dropped, and every file is checked now. */
+static ae_status check_now(ae_loader *l, ae_error *err)
+{
+    for (size_t i = 0; i < l->num_bad; i++)
+        free(l->bad[i]);
+    free(l->bad);
+    l->bad = NULL;
+    l->num_bad = 0;
+    free(l->bad_at);
+    l->bad_at = NULL;
+    l->unchecked = 0;
+    return check_all(l, err);
+}
+
 static ae_status check_config(const ae_dataset *ds, const size_t *items, size_t count,
                               const ae_loader_config *cfg, ae_error *err)
 {
@@ -163,10 +237,8 @@ ae_status ae_loader_create(const ae_dataset *ds, const size_t *items, size_t cou
         return ae_fail(err, AE_ERR_NOMEM, "%zu images of %dx%dx%d overflow", count,
                        cfg->height, cfg->width, cfg->channels);
     ae_loader *l = calloc(1, sizeof *l);
-    char **why = calloc(count, sizeof *why);
-    if (!l || !why || !(l->items = malloc(count * sizeof *l->items))) {
+    if (!l || !(l->items = malloc(count * sizeof *l->items))) {
         free(l);
-        free(why);
         return ae_fail(err, AE_ERR_NOMEM, "out of memory planning %zu images", count);
     }
     memcpy(l->items, items, count * sizeof *items);
@@ -185,16 +257,15 @@ ae_status ae_loader_create(const ae_dataset *ds, const size_t *items, size_t cou
         l->threads = AE_MAX_THREADS;
     l->ring_batches = cfg->ring_batches > 0 ? cfg->ring_batches : DEFAULT_RING;
     l->streaming = all_bytes > (cfg->memory_budget ? cfg->memory_budget : DEFAULT_BUDGET);
+    l->bad_policy = cfg->bad_policy;
+    l->unchecked = l->streaming && cfg->one_pass;
     if (!l->streaming && !(l->images = malloc(all_bytes)))
         s = ae_fail(err, AE_ERR_NOMEM, "out of memory for %zu images (%zu bytes); a smaller "
                     "memory budget streams them from disk", count, all_bytes);
-    if (s == AE_OK)
-        s = decode_all(l, l->images, cfg->bad_policy == AE_BAD_STOP, why, err);
-    if (s == AE_OK)
-        s = apply_policy(l, cfg->bad_policy, why, err);
-    for (size_t i = 0; i < count; i++)
-        free(why[i]);
-    free(why);
+    if (s == AE_OK && l->unchecked && !(l->bad_at = calloc(count, 1)))
+        s = ae_fail(err, AE_ERR_NOMEM, "out of memory planning %zu images", count);
+    if (s == AE_OK && !l->unchecked)
+        s = check_all(l, err);
     if (s == AE_OK && l->streaming)
         s = loader_stream_create(l, err);
     if (s != AE_OK) {
@@ -213,6 +284,7 @@ void ae_loader_free(ae_loader *l)
     for (size_t i = 0; i < l->num_bad; i++)
         free(l->bad[i]);
     free(l->bad);
+    free(l->bad_at);
     free(l->items);
     free(l->images);
     free(l->order);
@@ -273,6 +345,12 @@ ae_status ae_loader_start_shard(ae_loader *l, int batch_size, int shuffle, uint6
     if (l->streaming) /* the workers must be idle before order changes */
         loader_stream_stop(l);
     l->started = 0;
+    if (l->unchecked && (l->epochs_started > 0 || ranks > 1)) {
+        ae_status s = check_now(l, err);
+        if (s != AE_OK)
+            return s;
+    }
+    l->epochs_started++;
     for (size_t i = 0; i < l->count; i++)
         l->order[i] = i;
     if (shuffle) {

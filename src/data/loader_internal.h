@@ -16,6 +16,13 @@ struct ae_loader {
     char **bad;    /* "path: reason" for each skipped file */
     size_t num_bad;
     int streaming;
+    ae_bad_policy bad_policy;
+    /* One pass (ae_loader_config.one_pass): no check pass; the first epoch
+     * checks each file as it decodes it. Until that epoch ends, count holds
+     * every item and bad_at marks the positions in items found bad. */
+    int unchecked;
+    uint8_t *bad_at;
+    int epochs_started;
 
     uint8_t *images; /* memory mode: count x image_bytes, in items order */
 
@@ -31,6 +38,13 @@ struct ae_loader {
 
 /* Decodes dataset item `item` into dst at the loader's size. */
 ae_status loader_decode(const ae_loader *l, size_t item, uint8_t *dst, ae_error *err);
+
+/* "path: reason" for a bad item, in malloc'd memory (NULL: out of memory). */
+char *loader_bad_message(const ae_loader *l, size_t item, const char *reason);
+/* Adds a bad item's message to the list the loader reports (takes it). */
+ae_status loader_add_bad(ae_loader *l, char *message, ae_error *err);
+/* The end of an unchecked first epoch: drops the items found bad. */
+ae_status loader_finish_check(ae_loader *l, ae_error *err);
 
 ae_status loader_stream_create(ae_loader *l, ae_error *err);
 /* Stops handing out work and waits for the decodes in flight: after it, the

@@ -1,5 +1,7 @@
 /* PNG encoding into memory (libpng), and an atomic PNG file writer. */
 #include "aedet/image.h"
+#include "aedet/file.h"
+#include "data/png_memory.h"
 
 #include <png.h>
 #include <setjmp.h>
@@ -89,7 +91,8 @@ ae_status ae_png_encode(const uint8_t *pixels, int height, int width, int channe
     png_out *o = calloc(1, sizeof *o);
     if (!o)
         return ae_fail(err, AE_ERR_NOMEM, "out of memory for the PNG encoder");
-    o->png = png_create_write_struct(PNG_LIBPNG_VER_STRING, o, encode_error, encode_warning);
+    o->png = png_create_write_struct_2(PNG_LIBPNG_VER_STRING, o, encode_error, encode_warning, &o->out_of_memory,
+                                       ae_png_alloc, ae_png_release);
     o->info = o->png ? png_create_info_struct(o->png) : NULL;
     int r = o->info ? encode_run(o, pixels, height, width, channels) : -1;
     if (!o->info)

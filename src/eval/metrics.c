@@ -192,6 +192,7 @@ static ae_status curve_alloc(ae_curve *out, size_t count, ae_error *err)
 ae_status ae_roc_curve(const float *scores, const int *labels, size_t n, ae_curve *out,
                        ae_error *err)
 {
+    memset(out, 0, sizeof *out); /* empty on failure: ae_curve_free is safe */
     descending_counts c;
     ae_status st = counts_build(scores, labels, n, &c, err);
     if (st != AE_OK)
@@ -215,6 +216,7 @@ ae_status ae_roc_curve(const float *scores, const int *labels, size_t n, ae_curv
 ae_status ae_pr_curve(const float *scores, const int *labels, size_t n, ae_curve *out,
                       ae_error *err)
 {
+    memset(out, 0, sizeof *out); /* empty on failure: ae_curve_free is safe */
     descending_counts c;
     ae_status st = counts_build(scores, labels, n, &c, err);
     if (st != AE_OK)

@@ -1,7 +1,7 @@
 /* The metrics summary of one scored set, and metrics.json. */
 #include "aedet/eval.h"
 #include "common/text.h"
-#include "aedet/image.h"
+#include "aedet/file.h"
 #include "eval/metrics_internal.h"
 #include "eval/score_sort.h"
 

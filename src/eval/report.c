@@ -1,7 +1,7 @@
 /* The HTML report: one self-contained page (inline CSS and SVG, PNG data
  * URIs, no script that runs), built in memory and written atomically. */
 #include "aedet/report.h"
-#include "aedet/image.h"
+#include "aedet/file.h"
 #include "eval/svg_plot.h"
 
 #include <math.h>

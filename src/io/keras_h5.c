@@ -5,7 +5,7 @@
  * the tutorial's layer sequence, and copied into a model tensor by tensor
  * with every shape checked. */
 #include "aedet/keras.h"
-#include "aedet/image.h" /* ae_read_file */
+#include "aedet/file.h"
 #include "io/keras_h5_internal.h"
 
 #include <math.h>

@@ -2,7 +2,7 @@
  * save_weights writes for the tutorial's model (include/aedet/keras.h):
  * built in memory with libhdf5's core driver, then written atomically. */
 #include "aedet/keras.h"
-#include "aedet/image.h" /* ae_write_file_atomic */
+#include "aedet/file.h"
 #include "io/keras_h5_internal.h"
 
 #include <stdio.h>

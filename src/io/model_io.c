@@ -2,7 +2,7 @@
  * config and preprocessing become metadata keys, its tensors become file
  * tensors (params, BatchNorm state, and in checkpoints Adam's moments). */
 #include "aedet/model_file.h"
-#include "aedet/image.h"
+#include "common/file_internal.h"
 #include "nn/model.h" /* ae_plan: a file's tensors checked without building the model */
 
 #include <limits.h>
@@ -364,30 +364,36 @@ ae_status ae_model_load_bytes(const uint8_t *bytes, size_t len, const char *name
     return AE_OK;
 }
 
+/* ae_model_load's and ae_model_inspect's results, for ae_parse_file. */
+typedef struct {
+    int max_batch;
+    ae_model **model;
+    ae_model_summary *summary;
+    ae_meta **meta;
+    int *has_optimizer;
+} load_args;
+
+static ae_status load_bytes(const uint8_t *bytes, size_t len, const char *name, void *out, ae_error *err)
+{
+    load_args *a = out;
+    return ae_model_load_bytes(bytes, len, name, a->max_batch, a->model, a->meta, a->has_optimizer, err);
+}
+
 ae_status ae_model_load(const char *path, int max_batch, ae_model **model, ae_meta **meta,
                         int *has_optimizer, ae_error *err)
 {
-    uint8_t *bytes = NULL;
-    size_t len = 0;
-    ae_status st = ae_read_file(path, &bytes, &len, err);
-    if (st != AE_OK)
-        return st;
-    st = ae_model_load_bytes(bytes, len, path, max_batch, model, meta, has_optimizer, err);
-    free(bytes);
-    return st;
+    load_args a = {.max_batch = max_batch, .model = model, .meta = meta, .has_optimizer = has_optimizer};
+    return ae_parse_file(path, load_bytes, &a, err);
 }
 
-ae_status ae_model_inspect(const char *path, ae_model_summary *out, ae_meta **meta, ae_error *err)
+static ae_status inspect_bytes(const uint8_t *bytes, size_t len, const char *path, void *args, ae_error *err)
 {
-    memset(out, 0, sizeof *out);
-    uint8_t *bytes = NULL;
-    size_t len = 0;
+    ae_model_summary *out = ((load_args *)args)->summary;
+    ae_meta **meta = ((load_args *)args)->meta;
     ae_model_file *f = NULL;
     ae_plan plan;
     float *params = NULL, *state = NULL;
-    ae_status st = ae_read_file(path, &bytes, &len, err);
-    if (st == AE_OK)
-        st = ae_model_file_parse(bytes, len, path, &f, err);
+    ae_status st = ae_model_file_parse(bytes, len, path, &f, err);
     if (st == AE_OK)
         st = check_model_keys(ae_model_file_meta(f), path, &out->config, err);
     if (st == AE_OK)
@@ -426,6 +432,12 @@ ae_status ae_model_inspect(const char *path, ae_model_summary *out, ae_meta **me
     free(params);
     free(state);
     ae_model_file_free(f);
-    free(bytes);
     return st;
+}
+
+ae_status ae_model_inspect(const char *path, ae_model_summary *out, ae_meta **meta, ae_error *err)
+{
+    memset(out, 0, sizeof *out);
+    load_args a = {.summary = out, .meta = meta};
+    return ae_parse_file(path, inspect_bytes, &a, err);
 }

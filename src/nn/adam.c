@@ -96,10 +96,12 @@ static inline size_t check_run(const float *restrict w, const float *restrict m,
     return unsure ? check_exact(w, m, v, g, n, k) : 0;
 }
 
-size_t ae_adam_update(float *w, float *m, float *v, const float *g, size_t count, double lr_t,
-                      double beta1, double beta2, double epsilon, long long t, int commit,
-                      size_t *bad_grads)
+size_t ae_adam_update(float *w, float *m, float *v, const float *g, size_t count,
+                      const ae_adam_step *step, int commit, size_t *bad_grads)
 {
+    const double lr_t = step->lr_t, beta1 = step->beta1, beta2 = step->beta2;
+    const double epsilon = step->epsilon;
+    const long long t = step->t;
     const float eps = (float)epsilon;
     const adam_consts k = {
         .alpha = (float)(lr_t * sqrt(1.0 - pow(beta2, (double)t)) / (1.0 - pow(beta1, (double)t))),

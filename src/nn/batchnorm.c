@@ -227,13 +227,17 @@ void ae_batchnorm_forward_train(float *y, const float *z, const ae_bn_params *bn
 void ae_batchnorm_finish_train(float *y, const float *z, const ae_bn_params *bn, int n,
                                size_t pixels, int c, ae_scratch *s)
 {
-    ae_batchnorm_finish_train_from(y, z, bn, n, s->dslots, n, s->dslot_doubles, pixels, c, s);
+    const ae_bn_slots own = {s->dslots, n, s->dslot_doubles};
+    ae_batchnorm_finish_train_from(y, z, bn, n, &own, pixels, c, s);
 }
 
 void ae_batchnorm_finish_train_from(float *y, const float *z, const ae_bn_params *bn, int n,
-                                    const double *part, int n_part, size_t stride, size_t pixels,
-                                    int c, ae_scratch *s)
+                                    const ae_bn_slots *slots, size_t pixels, int c,
+                                    ae_scratch *s)
 {
+    const double *part = slots->part;
+    const int n_part = slots->count;
+    const size_t stride = slots->stride;
     /* the slot after this rank's images is free: the totals go there */
     const double count = (double)n_part * (double)pixels;
     double *total = s->dslots + (size_t)n * s->dslot_doubles;
@@ -371,15 +375,18 @@ void ae_batchnorm_backward_finish(float *dgamma, float *dbeta, const ae_bn_param
                                   const float *z, int n, size_t pixels, int c, ae_scratch *s,
                                   ae_grad_xform *gxform)
 {
-    ae_batchnorm_backward_finish_from(dgamma, dbeta, bn, z, s->dslots, n, s->dslot_doubles, n,
-                                      pixels, c, s, gxform);
+    const ae_bn_slots own = {s->dslots, n, s->dslot_doubles};
+    ae_batchnorm_backward_finish_from(dgamma, dbeta, bn, z, &own, n, pixels, c, s, gxform);
 }
 
 void ae_batchnorm_backward_finish_from(float *dgamma, float *dbeta, const ae_bn_params *bn,
-                                       const float *z, const double *part, int n_part,
-                                       size_t stride, int n, size_t pixels, int c, ae_scratch *s,
+                                       const float *z, const ae_bn_slots *slots, int n,
+                                       size_t pixels, int c, ae_scratch *s,
                                        ae_grad_xform *gxform)
 {
+    const double *part = slots->part;
+    const int n_part = slots->count;
+    const size_t stride = slots->stride;
     const double count = (double)n_part * (double)pixels;
     double *total = s->dslots + (size_t)n * s->dslot_doubles;
     float *k_dy = s->channel, *k_mean = k_dy + c, *k_xhat = k_dy + 2 * c;

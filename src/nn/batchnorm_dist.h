@@ -14,20 +14,28 @@
  * the sum of leaky(z) (c), then its sum of squared deviations (c). */
 void ae_batchnorm_stats_only(const float *z, const ae_bn_params *bn, int n, size_t pixels, int c,
                              ae_scratch *s);
-/* ae_batchnorm_finish_train from n_part images' slots in part (stride
- * doubles apart): the statistics of those, applied to this rank's n images
- * (y may be NULL; n may be 0). */
+/* The per-image slots a BatchNorm finishes from: count images' sums,
+ * stride doubles apart (this process's in s->dslots, or every rank's,
+ * gathered). */
+typedef struct {
+    const double *part;
+    int count;
+    size_t stride;
+} ae_bn_slots;
+/* ae_batchnorm_finish_train from the slots of slots->count images: the
+ * statistics of those, applied to this rank's n images (y may be NULL; n
+ * may be 0). */
 void ae_batchnorm_finish_train_from(float *y, const float *z, const ae_bn_params *bn, int n,
-                                    const double *part, int n_part, size_t stride, size_t pixels,
-                                    int c, ae_scratch *s);
+                                    const ae_bn_slots *slots, size_t pixels, int c,
+                                    ae_scratch *s);
 /* Slot i of each of the n images: the sum of dy (c), then of dy xhat (c). */
 void ae_batchnorm_backward_sums_only(const float *dy, const float *z, const ae_bn_params *bn, int n,
                                      size_t pixels, int c, ae_scratch *s);
-/* ae_batchnorm_backward_finish from n_part images' slots in part; n is
- * this rank's images (the scratch slot after them is free). */
+/* ae_batchnorm_backward_finish from the slots of slots->count images; n
+ * is this rank's images (the scratch slot after them is free). */
 void ae_batchnorm_backward_finish_from(float *dgamma, float *dbeta, const ae_bn_params *bn,
-                                       const float *z, const double *part, int n_part,
-                                       size_t stride, int n, size_t pixels, int c, ae_scratch *s,
+                                       const float *z, const ae_bn_slots *slots, int n,
+                                       size_t pixels, int c, ae_scratch *s,
                                        ae_grad_xform *gxform);
 
 #endif

@@ -32,7 +32,9 @@ static void dense_columns(float *y, const float *x, const float *w, const float 
     for (int i = 0; i < n; i++)
         memcpy(y + (size_t)i * out + o_begin, b + o_begin,
                (size_t)(o_end - o_begin) * sizeof *y);
-    ae_gemm(0, 0, n, o_end - o_begin, in, x, in, w + o_begin, out, 1, y + o_begin, out);
+    ae_gemm(&(ae_gemm_job){.m = n, .n = o_end - o_begin, .k = in, .a = x, .lda = in,
+                           .b = w + o_begin, .ldb = out, .c = y + o_begin, .ldc = out,
+                           .accumulate = 1});
 }
 
 typedef struct {
@@ -103,8 +105,9 @@ typedef struct {
 /* dw's rows [k0, k1) (inputs), each value from one GEMM over the batch. */
 static void dw_rows(const dense_grad_job *j, size_t k0, size_t k1)
 {
-    ae_gemm(1, 0, (int)(k1 - k0), j->out, j->n, j->x + k0, j->in, j->dy, j->out, 0,
-            j->dw + k0 * j->out, j->out);
+    ae_gemm(&(ae_gemm_job){.m = (int)(k1 - k0), .n = j->out, .k = j->n, .a = j->x + k0,
+                           .lda = j->in, .a_t = 1, .b = j->dy, .ldb = j->out,
+                           .c = j->dw + k0 * j->out, .ldc = j->out});
 }
 
 /* db's values [o0, o1): each the sum over images in image order. */
@@ -123,23 +126,26 @@ static void db_range(const dense_grad_job *j, size_t o0, size_t o1)
  * they are in cache (with many outputs, dy is as large as dw). */
 static void dw_columns(const dense_grad_job *j, size_t o0, size_t o1)
 {
-    ae_gemm(1, 0, j->in, (int)(o1 - o0), j->n, j->x, j->in, j->dy + o0, j->out, 0, j->dw + o0,
-            j->out);
+    ae_gemm(&(ae_gemm_job){.m = j->in, .n = (int)(o1 - o0), .k = j->n, .a = j->x, .lda = j->in,
+                           .a_t = 1, .b = j->dy + o0, .ldb = j->out, .c = j->dw + o0,
+                           .ldc = j->out});
     db_range(j, o0, o1);
 }
 
 /* dx's columns [k0, k1) (inputs), each value a sum over all outputs. */
 static void dx_columns(const dense_grad_job *j, size_t k0, size_t k1)
 {
-    ae_gemm(0, 1, j->n, (int)(k1 - k0), j->out, j->dy, j->out, j->w + k0 * j->out, j->out, 0,
-            j->dx + k0, j->in);
+    ae_gemm(&(ae_gemm_job){.m = j->n, .n = (int)(k1 - k0), .k = j->out, .a = j->dy,
+                           .lda = j->out, .b = j->w + k0 * j->out, .ldb = j->out, .b_t = 1,
+                           .c = j->dx + k0, .ldc = j->in});
 }
 
 /* All of dx in one call: the weights (in x out, out large) are read once for
  * all images. */
 static void dx_whole(const dense_grad_job *j)
 {
-    ae_gemm(0, 1, j->n, j->in, j->out, j->dy, j->out, j->w, j->out, 0, j->dx, j->in);
+    ae_gemm(&(ae_gemm_job){.m = j->n, .n = j->in, .k = j->out, .a = j->dy, .lda = j->out,
+                           .b = j->w, .ldb = j->out, .b_t = 1, .c = j->dx, .ldc = j->in});
 }
 
 static size_t chunk_end(size_t item, size_t count)

@@ -127,11 +127,13 @@ static int reuse_held_rows(float *dst, size_t row, ae_band_rows *held, int lo, i
     return from;
 }
 
-void ae_conv_input_rows(const ae_direct_ops *ops, float *dst, const float *x, int x_row0,
-                        const ae_input_xform *xform, int h, int w, int c, int lo, int hi,
-                        ae_band_rows *held)
+void ae_conv_input_rows(const ae_band_buf *buf, const float *x, int x_row0,
+                        const ae_input_xform *xform, int lo, int hi)
 {
-    const int from = reuse_held_rows(dst, (size_t)(w + 2) * c, held, lo, hi);
+    const ae_direct_ops *ops = buf->ops;
+    float *dst = buf->dst;
+    const int h = buf->h, w = buf->w, c = buf->c;
+    const int from = reuse_held_rows(dst, (size_t)(w + 2) * c, buf->held, lo, hi);
     for (int r = from; r < hi; r++) {
         float *d = padded_row(dst, lo, r, h, w, c);
         if (d)
@@ -139,11 +141,13 @@ void ae_conv_input_rows(const ae_direct_ops *ops, float *dst, const float *x, in
     }
 }
 
-void ae_conv_grad_rows(const ae_direct_ops *ops, float *dst, const float *dy, const float *z,
-                       const ae_grad_xform *gxform, int h, int w, int c, int lo, int hi, float *db,
-                       int *summed, ae_band_rows *held)
+void ae_conv_grad_rows(const ae_band_buf *buf, const float *dy, const float *z,
+                       const ae_grad_xform *gxform, int lo, int hi, float *db, int *summed)
 {
-    const int from = reuse_held_rows(dst, (size_t)(w + 2) * c, held, lo, hi);
+    const ae_direct_ops *ops = buf->ops;
+    float *dst = buf->dst;
+    const int h = buf->h, w = buf->w, c = buf->c;
+    const int from = reuse_held_rows(dst, (size_t)(w + 2) * c, buf->held, lo, hi);
     for (int r = from; r < hi; r++) {
         float *d = padded_row(dst, lo, r, h, w, c);
         if (!d)
@@ -169,7 +173,8 @@ void ae_conv_input(const ae_direct_ops *ops, float *dst, const float *x,
                    const ae_input_xform *xform, int h, int w, int c, int pad)
 {
     if (pad) {
-        ae_conv_input_rows(ops, dst, x, 0, xform, h, w, c, 0, h + 2, NULL);
+        const ae_band_buf whole = {.ops = ops, .dst = dst, .h = h, .w = w, .c = c};
+        ae_conv_input_rows(&whole, x, 0, xform, 0, h + 2);
         return;
     }
     const size_t inner = (size_t)w * c;
@@ -177,13 +182,16 @@ void ae_conv_input(const ae_direct_ops *ops, float *dst, const float *x,
         transform_row(ops, dst + (size_t)y * inner, x + (size_t)y * inner, xform, w, c);
 }
 
-void ae_conv_input_planar_rows(const ae_direct_ops *ops, float *dst, const float *x, int x_row0,
-                               const ae_input_xform *xform, int h, int w, int c, int lo, int hi,
-                               float *tmp, int tmp_rows, const ae_input_xform *tmp_xform,
-                               ae_band_rows *held)
+void ae_conv_input_planar_rows(const ae_band_buf *buf, const float *x, int x_row0,
+                               const ae_input_xform *xform, int lo, int hi,
+                               const ae_kept_rows *keep)
 {
+    const ae_direct_ops *ops = buf->ops;
+    float *dst = buf->dst, *tmp = keep->rows;
+    const int h = buf->h, w = buf->w, c = buf->c, tmp_rows = keep->count;
+    const ae_input_xform *tmp_xform = keep->xform;
     const size_t pw = (size_t)w + 2, plane_row = pw * c, inner = (size_t)w * c;
-    const int from = reuse_held_rows(dst, plane_row, held, lo, hi);
+    const int from = reuse_held_rows(dst, plane_row, buf->held, lo, hi);
     for (int r = from; r < hi; r++) {
         float *rows = dst + (size_t)(r - lo) * plane_row;
         if (r == 0 || r == h + 1) {

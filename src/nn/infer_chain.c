@@ -111,8 +111,9 @@ static void ensure_rows(const chain_job *j, window *wins, int k, const float *xi
         in = wins[k - 1].win;
         in_row0 = wins[k - 1].have_lo;
     }
-    ae_conv_input_rows(j->ops, v->pad, in, in_row0, l->xform, in_h, in_w, l->in_c, lo, hi,
-                       &v->pad_rows);
+    const ae_band_buf pad = {.ops = j->ops, .dst = v->pad, .h = in_h, .w = in_w, .c = l->in_c,
+                             .held = &v->pad_rows};
+    ae_conv_input_rows(&pad, in, in_row0, l->xform, lo, hi);
     if (l->conv)
         j->ops->big_to_small(v->pad, lo, l->g, l->out_c, l->w, l->b, v->win, v->have_lo,
                              v->have_hi, need_hi);
@@ -173,14 +174,17 @@ static void score_image(void *arg, int i, int t)
     double lanes[AE_LOSS_LANES] = {0};
     const int band = ae_direct_band(g, 0, c);
     ae_band_rows planar_rows = {0, 0};
+    const ae_band_buf planar_buf = {.ops = j->ops, .dst = planar, .h = h, .w = w, .c = c,
+                                    .held = &planar_rows};
+    const ae_kept_rows kept = {.rows = row, .count = 1};
     for (int first = 0; first < h; first += band) {
         const int end = first + band < h ? first + band : h;
         int lo, hi;
         ae_direct_rows_needed(g, 0, first, end, &lo, &hi);
         ensure_rows(j, wins, top - 1, image_input(j, i), lo > 0 ? lo - 1 : 0,
                     hi - 1 < h ? hi - 1 : h);
-        ae_conv_input_planar_rows(j->ops, planar, wins[top - 1].win, wins[top - 1].have_lo,
-                                  o->xform, h, w, c, lo, hi, row, 1, NULL, &planar_rows);
+        ae_conv_input_planar_rows(&planar_buf, wins[top - 1].win, wins[top - 1].have_lo, o->xform,
+                                  lo, hi, &kept);
         j->ops->small_to_big_narrow(planar, lo, g, c, o->w, o->b, yi, first, end);
         const size_t from = (size_t)first * y_row, count = (size_t)(end - first) * y_row;
         j->ops->sigmoid(yi + from, yi + from, count);

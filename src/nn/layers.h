@@ -218,8 +218,31 @@ void ae_batchnorm_backward_apply(float *dz, const float *dy, const ae_grad_xform
  * the calling thread; ops (may be NULL) vectorizes it. */
 void ae_bn_grad_apply(const struct ae_direct_ops_s *ops, float *dz, const float *dy,
                       const float *z, const ae_grad_xform *gxform, size_t pixels, int c);
+/* A convolution's batch, for the calls below that take one: the geometry,
+ * the small image's channels (Conv2D: its output's; Conv2DTranspose: its
+ * input's, the "in" of the layer's functions above) and the images. */
+typedef struct {
+    const ae_conv_geom *g;
+    int small_c;
+    int n;
+} ae_conv_shape;
+
+/* A convolution's tensors in training, named as above (the transposed
+ * convolution's too); each call below says which it reads and writes, and
+ * ignores the rest. */
+typedef struct {
+    const float *x;
+    const ae_input_xform *xform; /* x's transform, or NULL */
+    const float *w, *b;
+    float *y;
+    const float *dy;
+    const ae_grad_xform *gxform; /* dy is above a BatchNorm (below), or NULL */
+    float *dx, *dw, *db;         /* overwritten; dx may be NULL */
+    const ae_bn_grad_sums *sums; /* the BatchNorm sums of dx (below), or NULL */
+} ae_conv_io;
+
 /* The convolutions' backward with two BatchNorm passes folded in (both may
- * be NULL):
+ * be NULL): dx, dw and db from dy, x, w and the two below (y and b unused).
  *  - gxform: dy is the gradient above a BatchNorm and gxform its transform; the
  *    layer's output gradient dz = gxform(dy) is never stored. The transposed
  *    convolution makes it band by band as its kernels read it, which needs
@@ -228,16 +251,9 @@ void ae_bn_grad_apply(const struct ae_direct_ops_s *ops, float *dz, const float 
  *    once in a per-thread buffer that its two passes (dw, dx) read from cache;
  *  - sums: x is a BatchNorm's input and dx that BatchNorm's dy; each image's
  *    sums are added (ae_bn_grad_sums_image) as dx's bands are computed. */
-void ae_conv2d_backward_through(float *dx, float *dw, float *db, const float *dy,
-                                const ae_grad_xform *gxform, const float *x,
-                                const ae_input_xform *xform, const float *w, int n,
-                                const ae_conv_geom *g, int out_c, ae_scratch *s,
-                                const ae_bn_grad_sums *sums);
-void ae_deconv2d_backward_through(float *dx, float *dw, float *db, const float *dy,
-                                  const ae_grad_xform *gxform, const float *x,
-                                  const ae_input_xform *xform, const float *w, int n,
-                                  const ae_conv_geom *g, int in_c, ae_scratch *s,
-                                  const ae_bn_grad_sums *sums);
+void ae_conv2d_backward_through(const ae_conv_io *io, const ae_conv_shape *shape, ae_scratch *s);
+void ae_deconv2d_backward_through(const ae_conv_io *io, const ae_conv_shape *shape,
+                                  ae_scratch *s);
 /* ae_batchnorm_forward_train in two steps, so that a convolution can add
  * each image's statistics while its output is in cache: ae_bn_stats_init
  * (the per-image slots in s->dslots), ae_bn_stats_image for every image
@@ -289,11 +305,17 @@ void ae_deconv2d_forward_sigmoid(float *y, const float *x, const ae_input_xform 
  * apply). */
 int ae_deconv2d_has_head(const ae_conv_geom *g, int isa);
 size_t ae_deconv2d_head_floats(const ae_conv_geom *g, int in_c);
-void ae_deconv2d_train_head(float *y, float *dx, float *dw, float *db, double *image_sums,
-                            const float *target, float loss_scale, const float *x,
-                            const ae_input_xform *xform, const float *w, const float *b, int n,
-                            const ae_conv_geom *g, int in_c, ae_scratch *s,
-                            const ae_bn_grad_sums *sums);
+/* The head's loss: its target (laid out as y), the gradient's scale, and
+ * each image's sum of squared errors (written). */
+typedef struct {
+    const float *target;
+    float scale;
+    double *image_sums;
+} ae_head_loss;
+/* Reads io's x, xform, w, b and sums; writes y, dx, dw and db (dy and
+ * gxform unused: the head makes dy). */
+void ae_deconv2d_train_head(const ae_conv_io *io, const ae_head_loss *loss,
+                            const ae_conv_shape *shape, ae_scratch *s);
 /* Inference chains (infer_chain.c): count convolutions, bottom up, each
  * under the BatchNorm and LeakyReLU that the next one's xform applies (from its
  * moving statistics), run depth-first image by image, storing none of the
@@ -352,13 +374,18 @@ void ae_mse_backward(float *dy, const float *y, const float *x, int n, size_t d)
 /* dy = scale (y - x) over count values: ae_mse_backward's loop, scale = 2 / (n d). */
 void ae_scaled_diff(float *dy, const float *y, const float *x, size_t count, float scale);
 
-/* adam.c: one Keras Adam update of count parameters at step t = iterations + 1
- * with learning rate lr_t. With commit 0 nothing is written: it only counts
- * the parameters whose new value (or moment) would not be finite, and adds
- * the number of gradients that are not finite to *bad_grads (may be NULL), in
- * the same pass. With commit 1 it writes w, m, v and returns the same count. */
-size_t ae_adam_update(float *w, float *m, float *v, const float *g, size_t count, double lr_t,
-                      double beta1, double beta2, double epsilon, long long t, int commit,
-                      size_t *bad_grads);
+/* adam.c: one Keras Adam step's constants: the learning rate lr_t (after
+ * the decay), the moments' rates, epsilon, and the step t = iterations + 1. */
+typedef struct {
+    double lr_t, beta1, beta2, epsilon;
+    long long t;
+} ae_adam_step;
+/* One Keras Adam update of count parameters. With commit 0 nothing is
+ * written: it only counts the parameters whose new value (or moment) would
+ * not be finite, and adds the number of gradients that are not finite to
+ * *bad_grads (may be NULL), in the same pass. With commit 1 it writes w, m,
+ * v and returns the same count. */
+size_t ae_adam_update(float *w, float *m, float *v, const float *g, size_t count,
+                      const ae_adam_step *step, int commit, size_t *bad_grads);
 
 #endif

@@ -103,8 +103,8 @@ void ae_dist_bn_forward(ae_model *m, const ae_bn_params *bn, float *y, const flo
     if (!local)
         ae_batchnorm_stats_only(z, bn, n, pixels, c, s);
     gather(m, s->dslots, s->dslot_doubles, n, 2 * (size_t)c);
-    ae_batchnorm_finish_train_from(y, z, bn, n, m->dist->all, m->dist->n_total, 2 * (size_t)c,
-                                   pixels, c, s);
+    const ae_bn_slots all = {m->dist->all, m->dist->n_total, 2 * (size_t)c};
+    ae_batchnorm_finish_train_from(y, z, bn, n, &all, pixels, c, s);
 }
 
 void ae_dist_bn_backward(ae_model *m, float *dgamma, float *dbeta, const ae_bn_params *bn,
@@ -115,8 +115,8 @@ void ae_dist_bn_backward(ae_model *m, float *dgamma, float *dbeta, const ae_bn_p
     if (!local)
         ae_batchnorm_backward_sums_only(dy, z, bn, n, pixels, c, s);
     gather(m, s->dslots, s->dslot_doubles, n, 2 * (size_t)c);
-    ae_batchnorm_backward_finish_from(dgamma, dbeta, bn, z, m->dist->all, m->dist->n_total,
-                                      2 * (size_t)c, n, pixels, c, s, gxform);
+    const ae_bn_slots all = {m->dist->all, m->dist->n_total, 2 * (size_t)c};
+    ae_batchnorm_backward_finish_from(dgamma, dbeta, bn, z, &all, n, pixels, c, s, gxform);
     /* These are the whole batch's already: rank 0's alone go into the sum. */
     if (m->dist->comm->rank != 0) {
         memset(dgamma, 0, (size_t)c * sizeof *dgamma);

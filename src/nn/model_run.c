@@ -364,17 +364,20 @@ static void backward(ae_model *m, const float *x, int n, int top, grad_flow *f)
             break;
         }
         case AE_LAYER_CONV:
-            ae_conv2d_backward_through(dx, dw, db, dy, pending, in, use, w, n, &l->geom,
-                                       l->out_c, &m->scratch,
-                                       bn_sums_below(m, i, use, dx, &f->sums, &f->sums_ready));
+        case AE_LAYER_DECONV: {
+            const ae_conv_io io = {
+                .x = in, .xform = use, .w = w, .dy = dy, .gxform = pending, .dx = dx, .dw = dw,
+                .db = db, .sums = bn_sums_below(m, i, use, dx, &f->sums, &f->sums_ready)};
+            const int conv = l->kind == AE_LAYER_CONV;
+            const ae_conv_shape shape = {.g = &l->geom, .small_c = conv ? l->out_c : l->in_c,
+                                         .n = n};
+            if (conv)
+                ae_conv2d_backward_through(&io, &shape, &m->scratch);
+            else
+                ae_deconv2d_backward_through(&io, &shape, &m->scratch);
             pending = NULL;
             break;
-        case AE_LAYER_DECONV:
-            ae_deconv2d_backward_through(dx, dw, db, dy, pending, in, use, w, n, &l->geom,
-                                         l->in_c, &m->scratch,
-                                         bn_sums_below(m, i, use, dx, &f->sums, &f->sums_ready));
-            pending = NULL;
-            break;
+        }
         case AE_LAYER_DENSE:
             ae_dense_backward(dx, dw, db, dy, in, w, n, (int)l->in_count, (int)l->out_count,
                               &m->scratch);
@@ -434,10 +437,13 @@ static float run_head(ae_model *m, const float *x, int n, int i, grad_flow *f)
     const float *in = layer_input(m, i, 0, x, &xform, &use);
     const ae_bn_grad_sums *sums =
         head_defers(m, i) ? bn_sums_below(m, i, use, f->spare, &f->sums, &f->sums_ready) : NULL;
-    ae_deconv2d_train_head(layer_out(m, i + 1), f->spare, m->grads + l->kernel,
-                           m->grads + l->bias, m->image_sums, x, loss_scale(m, n, l->out_count), in,
-                           use, m->params + l->kernel, m->params + l->bias, n, &l->geom, l->in_c,
-                           &m->scratch, sums);
+    const ae_conv_io io = {.x = in, .xform = use, .w = m->params + l->kernel,
+                           .b = m->params + l->bias, .y = layer_out(m, i + 1), .dx = f->spare,
+                           .dw = m->grads + l->kernel, .db = m->grads + l->bias, .sums = sums};
+    const ae_head_loss loss = {.target = x, .scale = loss_scale(m, n, l->out_count),
+                               .image_sums = m->image_sums};
+    ae_deconv2d_train_head(&io, &loss, &(ae_conv_shape){.g = &l->geom, .small_c = l->in_c, .n = n},
+                           &m->scratch);
     if (sums) {
         f->above_w = m->params + l->kernel;
         f->above_g = &l->geom;
@@ -458,8 +464,7 @@ void ae_adam_config_init(ae_adam_config *cfg, float learning_rate, int decay_epo
 
 typedef struct {
     ae_model *m;
-    const ae_adam_config *cfg;
-    double lr_t;
+    ae_adam_step step;
     int commit;
     /* summed with atomics: integers, so the order does not matter */
     size_t bad, bad_grads; /* updates, and (commit 0) gradients, not finite */
@@ -471,9 +476,7 @@ static void adam_chunk(void *arg, size_t begin, size_t end)
     ae_model *m = j->m;
     size_t bad_grads = 0;
     size_t bad = ae_adam_update(m->params + begin, m->adam_m + begin, m->adam_v + begin,
-                                m->grads + begin, end - begin, j->lr_t, j->cfg->beta1,
-                                j->cfg->beta2, j->cfg->epsilon, (long long)m->iterations + 1,
-                                j->commit, &bad_grads);
+                                m->grads + begin, end - begin, &j->step, j->commit, &bad_grads);
     __atomic_fetch_add(&j->bad, bad, __ATOMIC_RELAXED);
     __atomic_fetch_add(&j->bad_grads, bad_grads, __ATOMIC_RELAXED);
 }
@@ -483,8 +486,14 @@ static void adam_chunk(void *arg, size_t begin, size_t end)
  * gradients that are not finite go to *bad_grads. */
 static size_t adam(ae_model *m, const ae_adam_config *cfg, int commit, size_t *bad_grads)
 {
-    adam_job j = {m, cfg, cfg->learning_rate / (1.0 + (double)cfg->decay * (double)m->iterations),
-                  commit, 0, 0};
+    const ae_adam_step step = {
+        .lr_t = cfg->learning_rate / (1.0 + (double)cfg->decay * (double)m->iterations),
+        .beta1 = cfg->beta1,
+        .beta2 = cfg->beta2,
+        .epsilon = cfg->epsilon,
+        .t = (long long)m->iterations + 1,
+    };
+    adam_job j = {m, step, commit, 0, 0};
     ae_parallel_chunks(&m->scratch, m->plan.num_params, 1 << 16, m->plan.num_params, adam_chunk,
                        &j);
     if (bad_grads)

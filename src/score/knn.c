@@ -1,10 +1,12 @@
 /* Mean distance to the k nearest reference latents: the latent-space half of
  * the `latent-knn` and `combined` scores. Latents are small (32 numbers), so
- * one BLAS product per block of queries gives every squared distance. */
+ * one matrix product per block of queries gives every squared distance. The
+ * product is the project's own (ae_gemm), not BLAS, whose kernel and so its
+ * sums depend on the CPU: the same scores on every machine. */
 #include "aedet/score.h"
+#include "nn/kernels/gemm.h"
 #include "score_internal.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -46,16 +48,16 @@ ae_status ae_knn_mean_distance(const float *queries, size_t n, const float *ref,
     for (size_t q0 = 0; q0 < n; q0 += block) {
         size_t m = n - q0 < block ? n - q0 : block;
         const float *q = queries + q0 * (size_t)dim;
-        /* dist = -2 q ref^T, then + |q|^2 + |r|^2 */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)num_ref, dim, -2.0f, q, dim, ref,
-                    dim, 0.0f, dist, (int)num_ref);
+        /* dist = q ref^T, then -2 dist + |q|^2 + |r|^2 */
+        ae_gemm(&(ae_gemm_job){.m = (int)m, .n = (int)num_ref, .k = dim, .a = q, .lda = dim, .b = ref,
+                               .ldb = dim, .b_t = 1, .c = dist, .ldc = (int)num_ref});
         for (size_t i = 0; i < m; i++) {
             float qn = 0;
             for (int t = 0; t < dim; t++)
                 qn += q[i * (size_t)dim + (size_t)t] * q[i * (size_t)dim + (size_t)t];
             float *row = dist + i * num_ref;
             for (size_t j = 0; j < num_ref; j++)
-                row[j] += qn + ref_norm[j];
+                row[j] = -2.0f * row[j] + (qn + ref_norm[j]);
             out[q0 + i] = mean_of_smallest(row, num_ref, k);
         }
     }

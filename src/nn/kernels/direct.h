@@ -93,32 +93,45 @@ typedef struct {
     int lo, hi;
 } ae_band_rows;
 
+/* A band buffer and the image whose padded rows it takes (the three calls
+ * below): h rows of w pixels of c channels. */
+typedef struct {
+    const ae_direct_ops *ops; /* vectorizes the rows' transforms; NULL: the portable loops */
+    float *dst;
+    int h, w, c;
+    ae_band_rows *held; /* which rows dst holds, updated; may be NULL */
+} ae_band_buf;
+
 /* Padded rows [lo, hi) of x' (row 0 and row h + 1 are the zero border) into
- * dst, row lo first, x holding image rows from x_row0 on (0: the whole
- * image); planar: channel-planar as ae_conv_input_planar. held (may be NULL)
- * says which rows dst holds, and is updated. */
-void ae_conv_input_rows(const ae_direct_ops *ops, float *dst, const float *x, int x_row0,
-                        const ae_input_xform *xform, int h, int w, int c, int lo, int hi,
-                        ae_band_rows *held);
-/* ...planar_rows: with xform, each image row y of x' is made in tmp first, at row y % tmp_rows
- * of tmp_rows rows of w x c floats, and stays there: a caller can read the
- * rows back (the training head's backward does); with tmp_xform too (may be
- * NULL), what stays there is tmp_xform(x)'s row, made once x' is planar. Rows
- * taken from held were made by an earlier call, their tmp rows with them. */
-void ae_conv_input_planar_rows(const ae_direct_ops *ops, float *dst, const float *x, int x_row0,
-                               const ae_input_xform *xform, int h, int w, int c, int lo, int hi,
-                               float *tmp, int tmp_rows, const ae_input_xform *tmp_xform,
-                               ae_band_rows *held);
-/* ae_conv_input_rows for an output gradient: padded rows [lo, hi) of dy or,
- * under a BatchNorm, of dz = gxform(dy) (one image; z its part of gxform->z; gxform
- * and z NULL: dy as is; with gxform->above_w, dy is the image's padded
- * gradient of the layer above, and each row of the layer's own dy is made
- * from it first). Each image row not yet added (rows *summed,
- * *summed + 1, ... in order) is added to db by ops->bias_grad_add, and
- * *summed moves past it. */
-void ae_conv_grad_rows(const ae_direct_ops *ops, float *dst, const float *dy, const float *z,
-                       const ae_grad_xform *gxform, int h, int w, int c, int lo, int hi, float *db,
-                       int *summed, ae_band_rows *held);
+ * buf->dst, row lo first, x holding image rows from x_row0 on (0: the whole
+ * image). */
+void ae_conv_input_rows(const ae_band_buf *buf, const float *x, int x_row0,
+                        const ae_input_xform *xform, int lo, int hi);
+/* Where ae_conv_input_planar_rows leaves x''s rows: image row y at row
+ * y % count of count rows of w x c floats; with xform (may be NULL),
+ * xform(x)'s rows instead, made once x' is planar. */
+typedef struct {
+    float *rows;
+    int count;
+    const ae_input_xform *xform;
+} ae_kept_rows;
+/* ae_conv_input_rows in the planar layout (below). With xform, each image
+ * row of x' is made in keep's rows first and stays there (or keep->xform's
+ * row does): a caller can read the rows back (the training head's backward
+ * does). Rows taken from held were made by an earlier call, their kept
+ * rows with them. */
+void ae_conv_input_planar_rows(const ae_band_buf *buf, const float *x, int x_row0,
+                               const ae_input_xform *xform, int lo, int hi,
+                               const ae_kept_rows *keep);
+/* ae_conv_input_rows for an output gradient (buf->ops not NULL): padded rows
+ * [lo, hi) of dy or, under a BatchNorm, of dz = gxform(dy) (one image; z
+ * its part of gxform->z; gxform and z NULL: dy as is; with gxform->above_w,
+ * dy is the image's padded gradient of the layer above, and each row of the
+ * layer's own dy is made from it first). Each image row not yet added (rows
+ * *summed, *summed + 1, ... in order) is added to db by ops->bias_grad_add,
+ * and *summed moves past it. */
+void ae_conv_grad_rows(const ae_band_buf *buf, const float *dy, const float *z,
+                       const ae_grad_xform *gxform, int lo, int hi, float *db, int *summed);
 /* The padded input rows [*lo, *hi) that output rows [first, end) read:
  * big_to_small and weight_grad (output = small rows) when to_small is set,
  * small_to_big (output = big rows) otherwise. */

@@ -107,17 +107,33 @@ static TARGET void pack_kernel(uint16_t *dst, const float *m, int k, int n)
             }
 }
 
+/* One row of outputs for bf_row: for each of ntaps taps a, the row's input
+ * (src[a], pixels rstride values apart) and its kernel tap (tap[a]); the
+ * outputs' pixels dstride floats apart in dst. */
+typedef struct {
+    const bf_layer *L;
+    const uint16_t *const *src;
+    const int *tap;
+    int ntaps, rstride;
+    float *dst;
+    int dstride;
+} bf_row_job;
+
 /* R pixels p0, p0 + 1, ... x V vectors of outputs from group j0:
  * dst[p dstride + o] = init[o] + sum over taps a, pairs q of the pair
  * src[a][p rstride + 2q ..] . kernel[tap[a]][q][o]. RS > 0 is rstride as a
  * compile-time constant: the pixels' offsets then fit in the instructions
  * (at run time, R of them do not fit in the general registers). */
 static TARGET ALWAYS_INLINE void row_block(const int R, const int V, const int RS,
-                                           const bf_layer *L,
-                                           const uint16_t *const *src, const int *tap,
-                                           int ntaps, int rstride, int p0, int j0, float *dst,
-                                           int dstride)
+                                           const bf_row_job *job, int p0, int j0)
 {
+    /* the job in locals, as arguments were: the loops below do not reload it */
+    const bf_layer *L = job->L;
+    const uint16_t *const *src = job->src;
+    const int *tap = job->tap;
+    const int ntaps = job->ntaps, dstride = job->dstride;
+    int rstride = job->rstride;
+    float *dst = job->dst;
     __m512 acc[24][VMAX];
     if (RS > 0)
         rstride = RS;
@@ -161,15 +177,11 @@ static TARGET ALWAYS_INLINE void row_block(const int R, const int V, const int R
     }
 }
 
-typedef void (*row_block_fn)(const bf_layer *, const uint16_t *const *, const int *, int, int,
-                             int, int, float *, int);
+typedef void (*row_block_fn)(const bf_row_job *, int, int);
 #define ROW_BLOCK(V, R, RS)                                                                     \
-    static TARGET void row_block_##V##_##R##_##RS(const bf_layer *L,                            \
-                                                  const uint16_t *const *src, const int *tap,   \
-                                                  int ntaps, int rstride, int p0, int j0,       \
-                                                  float *dst, int dstride)                      \
+    static TARGET void row_block_##V##_##R##_##RS(const bf_row_job *job, int p0, int j0)        \
     {                                                                                           \
-        row_block(R, V, RS, L, src, tap, ntaps, rstride, p0, j0, dst, dstride);                 \
+        row_block(R, V, RS, job, p0, j0);                                                       \
     }
 /* 24 accumulators where the vectors allow (of 32 registers: V weights and a
  * broadcast besides), then fewer pixels for short rows (a 32x32 model's
@@ -219,9 +231,10 @@ static const row_block_fn one_pixel[VMAX] = {row_block_1_1_0, row_block_2_1_0, r
 
 /* The px pixels of a row: the widest block that fits, the last one
  * overlapping the one before it. */
-static TARGET void bf_row(const bf_layer *L, const uint16_t *const *src, const int *tap,
-                          int ntaps, int rstride, int px, float *dst, int dstride)
+static TARGET void bf_row(const bf_row_job *job, int px)
 {
+    const bf_layer *L = job->L;
+    const int rstride = job->rstride;
     const int rs = rstride == 16 ? 1 : rstride == 32 ? 2 : rstride == 64 ? 3 : rstride == 128 ? 4
                                                                                              : 0;
     for (int j0 = 0; j0 < L->groups; j0 += VMAX) {
@@ -235,7 +248,7 @@ static TARGET void bf_row(const bf_layer *L, const uint16_t *const *src, const i
             r = b->pixels, fn = b->fn[rs];
         }
         for (int p0 = 0; p0 < px; p0 += r)
-            fn(L, src, tap, ntaps, rstride, p0 + r <= px ? p0 : px - r, j0, dst, dstride);
+            fn(job, p0 + r <= px ? p0 : px - r, j0);
     }
 }
 
@@ -291,8 +304,10 @@ TARGET void ae_bf16_big_to_small(const float *pad, int row0, const ae_conv_geom 
                     int py = oy * s + kh - g->pad_top + 1 - lo, px = kw - g->pad_left + 1;
                     src[kh * 3 + kw] = in_bf16 + ((size_t)py * pw + px) * cb;
                 }
-            bf_row(&L, src, taps, 9, s * cb, g->small_w,
-                   small + (size_t)(oy - small_row0) * g->small_w * cs, cs);
+            const bf_row_job row = {.L = &L, .src = src, .tap = taps, .ntaps = 9, .rstride = s * cb,
+                                    .dst = small + (size_t)(oy - small_row0) * g->small_w * cs,
+                                    .dstride = cs};
+            bf_row(&row, g->small_w);
         }
         first = end;
     }
@@ -328,8 +343,11 @@ TARGET void ae_bf16_small_to_big(const float *pad, int row0, const ae_conv_geom 
                         tap[ntaps++] = kh * 3 + kw;
                     }
                 }
-                bf_row(&L, src, tap, ntaps, cs, (g->big_w - phase + s - 1) / s,
-                       big + ((size_t)(y - big_row0) * g->big_w + phase) * cb, s * cb);
+                const bf_row_job row = {
+                    .L = &L, .src = src, .tap = tap, .ntaps = ntaps, .rstride = cs,
+                    .dst = big + ((size_t)(y - big_row0) * g->big_w + phase) * cb,
+                    .dstride = s * cb};
+                bf_row(&row, (g->big_w - phase + s - 1) / s);
             }
         first = end;
     }
@@ -382,13 +400,29 @@ static TARGET void big_pairs(uint16_t *bp, const float *pad, int row0, const ae_
         }
 }
 
+/* One pass of the weight gradient over small rows [y0, y1), the pairs of
+ * both images (sp, bp) holding them and bp padded big rows [lo, hi); its
+ * sums are added to dw. The pairs themselves stay arguments of the blocks:
+ * taken from a struct, clang 14 no longer sees that they miss the
+ * accumulators, and keeps those in memory. */
+typedef struct {
+    const ae_conv_geom *g;
+    int cs, J;
+    int lo, hi, y0, y1;
+    float *dw;
+} bf_wgrad_pass;
+
 /* CB input channels from c0 x V vectors of outputs from group g0, tap (kh, kw),
- * over the rows [y0, y1) of the pairs; added to dw. */
-static TARGET ALWAYS_INLINE void wgrad_block(const int CB, const int V, const ae_conv_geom *g,
-                                             int cs, const uint16_t *sp, const uint16_t *bp,
-                                             int lo, int hi, int y0, int y1, int J, int kh,
-                                             int kw, int c0, int g0, float *dw)
+ * over the pass's rows of the pairs; added to dw. */
+static TARGET ALWAYS_INLINE void wgrad_block(const int CB, const int V, const uint16_t *sp,
+                                             const uint16_t *bp, const bf_wgrad_pass *pass,
+                                             int kh, int kw, int c0, int g0)
 {
+    /* the pass in locals, as arguments were: the loops below do not reload it */
+    const ae_conv_geom *g = pass->g;
+    const int cs = pass->cs, J = pass->J, lo = pass->lo, hi = pass->hi;
+    const int y0 = pass->y0, y1 = pass->y1;
+    float *dw = pass->dw;
     const int cb = g->big_c, groups = (cs + LANES - 1) / LANES;
     __m512 acc[16][VMAX];
     UNROLL
@@ -428,15 +462,14 @@ static TARGET ALWAYS_INLINE void wgrad_block(const int CB, const int V, const ae
     }
 }
 
-typedef void (*wgrad_block_fn)(const ae_conv_geom *, int, const uint16_t *, const uint16_t *,
-                               int, int, int, int, int, int, int, int, int, float *);
+typedef void (*wgrad_block_fn)(const uint16_t *, const uint16_t *, const bf_wgrad_pass *, int,
+                               int, int, int);
 #define WGRAD_BLOCK(V, CB)                                                                      \
-    static TARGET void wgrad_block_##V##_##CB(const ae_conv_geom *g, int cs, const uint16_t *sp, \
-                                              const uint16_t *bp, int lo, int hi, int y0,      \
-                                              int y1, int J, int kh, int kw, int c0, int g0,   \
-                                              float *dw)                                       \
+    static TARGET void wgrad_block_##V##_##CB(const uint16_t *sp, const uint16_t *bp,           \
+                                              const bf_wgrad_pass *pass, int kh, int kw,       \
+                                              int c0, int g0)                                  \
     {                                                                                           \
-        wgrad_block(CB, V, g, cs, sp, bp, lo, hi, y0, y1, J, kh, kw, c0, g0, dw);               \
+        wgrad_block(CB, V, sp, bp, pass, kh, kw, c0, g0);                                       \
     }
 /* Channels per block: 16 accumulators or more, then what is left in 8, 4, 2, 1. */
 WGRAD_BLOCK(1, 16)
@@ -520,13 +553,14 @@ TARGET void ae_bf16_weight_grad(const float *pad, int row0, const float *small, 
         ae_direct_rows_needed(g, 1, y0, y1, &lo, &hi);
         small_pairs(w_bf16, small, srow0, y0, y1, g->small_w, cs, J);
         big_pairs(in_bf16, pad, row0, g, lo, hi, J);
+        const bf_wgrad_pass pass = {.g = g, .cs = cs, .J = J, .lo = lo, .hi = hi, .y0 = y0,
+                                    .y1 = y1, .dw = dw};
         for (int g0 = 0; g0 < groups; g0 += VMAX) {
             const int V = groups - g0 < VMAX ? groups - g0 : VMAX;
             for (int t = 0; t < 9; t++)
                 for (int c0 = 0; c0 < cb;) {
                     const int b = wgrad_pick(V, cb - c0);
-                    wgrad_blocks[V - 1][b].fn(g, cs, w_bf16, in_bf16, lo, hi, y0, y1, J, t / 3,
-                                              t % 3, c0, g0, dw);
+                    wgrad_blocks[V - 1][b].fn(w_bf16, in_bf16, &pass, t / 3, t % 3, c0, g0);
                     c0 += wgrad_blocks[V - 1][b].cb;
                 }
         }

@@ -16,6 +16,23 @@
 #define BLOCK_RMAX4 1
 #endif
 
+/* How a register block (below) reads its arrays src, wt and dst: ntaps
+ * taps of k channels, a tap's pixels rstride floats apart (a tile's rows
+ * srow apart) and its weights a channel ldw floats apart; outputs dstride
+ * floats apart (a tile's rows drow apart), the last vector masked by last;
+ * init and resume as below. The arrays themselves stay arguments: taken
+ * from a struct, clang 14 no longer sees that they miss the accumulators,
+ * and keeps those in memory. */
+typedef struct {
+    int ntaps, rstride;
+    size_t srow;
+    int k, ldw, dstride;
+    size_t drow;
+    vmask last;
+    const float *init;
+    int resume;
+} FN(block_layout);
+
 /* acc[r][v] = sum over ntaps taps, k channels: src[t][pos(r) + c] wt[t][c ldw + v VW],
  * pos(r) = (r / COLS) srow + (r % COLS) rstride: R pixels as R / COLS rows of
  * COLS (one row when COLS = R; a tile of several rows when rows are short);
@@ -27,12 +44,17 @@
  * last taps): a sum split over calls at tap boundaries adds its terms in the
  * same order, so it has the same bits as one call. */
 static TARGET ALWAYS_INLINE void FN(block)(const int R, const int V, const int COLS,
-                                           const int RS, const float *const *src, int ntaps,
-                                           int rstride, size_t srow, int k,
-                                           const float *const *wt, int ldw, float *dst,
-                                           int dstride, size_t drow, vmask last,
-                                           const float *init, int resume)
+                                           const int RS, const float *const *src,
+                                           const float *const *wt, float *dst,
+                                           const FN(block_layout) *lay)
 {
+    /* the layout in locals, as arguments were: the loops below do not reload it */
+    const int ntaps = lay->ntaps, k = lay->k, ldw = lay->ldw, dstride = lay->dstride;
+    int rstride = lay->rstride;
+    const size_t srow = lay->srow, drow = lay->drow;
+    const vmask last = lay->last;
+    const float *init = lay->init;
+    const int resume = lay->resume;
     vec acc[RMAX1][BLOCK_VMAX];
     if (RS > 0)
         rstride = RS;
@@ -79,17 +101,14 @@ static TARGET ALWAYS_INLINE void FN(block)(const int R, const int V, const int C
     }
 }
 
-typedef void (*FN(block_fn))(const float *const *, int, int, size_t, int, const float *const *,
-                             int, float *, int, size_t, vmask, const float *, int);
+typedef void (*FN(block_fn))(const float *const *, const float *const *, float *,
+                             const FN(block_layout) *);
 
 #define BLOCK_VARIANT_RS(NAME, V, R, COLS, RS)                                                  \
-    static TARGET void FN(NAME)(const float *const *src, int ntaps, int rstride, size_t srow,   \
-                                int k, const float *const *wt, int ldw, float *dst,            \
-                                int dstride, size_t drow, vmask last, const float *init,       \
-                                int resume)                                                    \
+    static TARGET void FN(NAME)(const float *const *src, const float *const *wt, float *dst,    \
+                                const FN(block_layout) *lay)                                    \
     {                                                                                           \
-        FN(block)(R, V, COLS, RS, src, ntaps, rstride, srow, k, wt, ldw, dst, dstride, drow,    \
-                  last, init, resume);                                                          \
+        FN(block)(R, V, COLS, RS, src, wt, dst, lay);                                           \
     }
 #define BLOCK_VARIANT(V, R, COLS) BLOCK_VARIANT_RS(block_##V##_##R##_##COLS, V, R, COLS, 0)
 BLOCK_VARIANT(1, RMAX1, RMAX1)
@@ -159,16 +178,16 @@ static TARGET FN(block_fn) FN(row_tile)(int V, int n, int *rows)
     return NULL;
 }
 
-/* nrows rows of n pixels: pixels rstride floats apart in every src[t] (rows
- * srow apart) and dstride apart in dst (rows drow apart). Short rows go in
- * multi-row tiles while enough rows are left; otherwise a row goes in blocks
- * of the widest variant, then of 4, then one by one. */
-static TARGET void FN(blocks)(int V, int n, int nrows, const float *const *src0, int ntaps,
-                              int rstride, size_t srow, int k, const float *const *wt, int ldw,
-                              float *dst0, int dstride, size_t drow, vmask last,
-                              const float *init, int resume)
+/* nrows rows of n pixels from src0[t] and dst0 (the first row's first
+ * pixels; rows lay->srow and lay->drow floats apart). Short rows go in
+ * multi-row tiles while enough rows are left; otherwise a row goes in
+ * blocks of the widest variant, then of 4, then one by one. */
+static TARGET void FN(blocks)(int V, int n, int nrows, const float *const *src0,
+                              const float *const *wt, float *dst0, const FN(block_layout) *lay)
 {
     const int rmax = V == 1 ? RMAX1 : V == 2 ? RMAX2 : BLOCK_RMAX4;
+    const int ntaps = lay->ntaps, rstride = lay->rstride, dstride = lay->dstride;
+    const size_t srow = lay->srow, drow = lay->drow;
     const float *src[9];
     int tile_rows;
     FN(block_fn) tile = FN(row_tile)(V, n, &tile_rows);
@@ -177,9 +196,10 @@ static TARGET void FN(blocks)(int V, int n, int nrows, const float *const *src0,
         for (; row + tile_rows <= nrows; row += tile_rows) {
             for (int t = 0; t < ntaps; t++)
                 src[t] = src0[t] + (size_t)row * srow;
-            tile(src, ntaps, rstride, srow, k, wt, ldw, dst0 + (size_t)row * drow, dstride,
-                 drow, last, init, resume);
+            tile(src, wt, dst0 + (size_t)row * drow, lay);
         }
+    FN(block_layout) one_row = *lay; /* blocks of one row */
+    one_row.srow = 0, one_row.drow = 0;
     for (; row < nrows; row++) {
         for (int t = 0; t < ntaps; t++)
             src[t] = src0[t] + (size_t)row * srow;
@@ -203,7 +223,7 @@ static TARGET void FN(blocks)(int V, int n, int nrows, const float *const *src0,
             else
                 f = r == rmax ? FN(block_2_RMAX2_RMAX2) : r == 4 ? FN(block_2_4_4)
                                                                  : FN(block_2_1_1);
-            f(src, ntaps, rstride, 0, k, wt, ldw, dst, dstride, 0, last, init, resume);
+            f(src, wt, dst, &one_row);
             for (int t = 0; t < ntaps; t++)
                 src[t] += (size_t)r * rstride;
             dst += (size_t)r * dstride;
@@ -378,10 +398,12 @@ static TARGET void FN(big_to_small)(const float *pad, int row0, const ae_conv_ge
             const int chunk = tap_chunk(cb * v * VW);
             for (int t0 = 0; t0 < 9; t0 += chunk) {
                 const int n = 9 - t0 < chunk ? 9 - t0 : chunk;
-                FN(blocks)(v, g->small_w, nrows, src + t0, n, s * cb, (size_t)s * pw * cb, cb,
-                           wt + t0, cs, small + (size_t)(oy - small_row0) * g->small_w * cs + o0,
-                           cs, (size_t)g->small_w * cs, last,
-                           init && t0 + n == 9 ? init + o0 : NULL, t0 > 0);
+                const FN(block_layout) lay = {
+                    .ntaps = n, .rstride = s * cb, .srow = (size_t)s * pw * cb, .k = cb,
+                    .ldw = cs, .dstride = cs, .drow = (size_t)g->small_w * cs, .last = last,
+                    .init = init && t0 + n == 9 ? init + o0 : NULL, .resume = t0 > 0};
+                FN(blocks)(v, g->small_w, nrows, src + t0, wt + t0,
+                           small + (size_t)(oy - small_row0) * g->small_w * cs + o0, &lay);
             }
         }
     }
@@ -550,23 +572,46 @@ static TARGET void FN(small_to_big)(const float *pad, int row0, const ae_conv_ge
                     const int chunk = tap_chunk(cs * v * VW);
                     for (int t0 = 0; t0 == 0 || t0 < ntaps; t0 += chunk) {
                         const int m = ntaps - t0 < chunk ? ntaps - t0 : chunk;
-                        FN(blocks)(v, n, nrows, src + t0, m, cs, (size_t)pw * cs, cs, w + t0, cb,
-                                   dst, s * cb, (size_t)s * g->big_w * cb, last,
-                                   init && t0 + m == ntaps ? init + c0 : NULL, t0 > 0);
+                        const FN(block_layout) lay = {
+                            .ntaps = m, .rstride = cs, .srow = (size_t)pw * cs, .k = cs,
+                            .ldw = cb, .dstride = s * cb, .drow = (size_t)s * g->big_w * cb,
+                            .last = last, .init = init && t0 + m == ntaps ? init + c0 : NULL,
+                            .resume = t0 > 0};
+                        FN(blocks)(v, n, nrows, src + t0, w + t0, dst, &lay);
                     }
                 }
             }
         }
 }
 
+/* How a weight-gradient block (wgrad, wgrad_taps) reads its arrays: rows
+ * x cols pixels of big's window (pixels big_px floats apart, rows big_row)
+ * and of small (small_px, small_row); the taps' sums go to dw, taps
+ * tap_stride floats apart, channels ldw, the last vector masked by last.
+ * The arrays stay arguments, as for block. */
+typedef struct {
+    size_t big_row;
+    int big_px;
+    int cstep;   /* wgrad: floats between a kernel row's taps in big */
+    size_t prow; /* wgrad_taps: floats between the kernel's rows in big */
+    size_t small_row;
+    int small_px, rows, cols;
+    size_t tap_stride;
+    int ldw;
+    vmask last;
+} FN(wgrad_layout);
+
 /* dw[t][cb][v] += sum over rows x pixels of big[t cstep + cb] small[v], for
  * the 3 taps of one kernel row (t = kw: cstep floats apart in big). */
 static TARGET ALWAYS_INLINE void FN(wgrad)(const int CB, const int V, const float *big,
-                                           size_t big_row, int big_px, int cstep,
-                                           const float *small, size_t small_row, int small_px,
-                                           int rows, int cols, float *dw, size_t tap_stride,
-                                           int ldw, vmask last)
+                                           const float *small, float *dw,
+                                           const FN(wgrad_layout) *lay)
 {
+    /* the layout in locals, as arguments were: the loops below do not reload it */
+    const size_t big_row = lay->big_row, small_row = lay->small_row, tap_stride = lay->tap_stride;
+    const int big_px = lay->big_px, cstep = lay->cstep, small_px = lay->small_px;
+    const int rows = lay->rows, cols = lay->cols, ldw = lay->ldw;
+    const vmask last = lay->last;
     vec acc[3][CBMAX1][2];
     UNROLL
     for (int t = 0; t < 3; t++)
@@ -608,13 +653,10 @@ static TARGET ALWAYS_INLINE void FN(wgrad)(const int CB, const int V, const floa
 }
 
 #define WGRAD_VARIANT(V, CB)                                                                    \
-    static TARGET void FN(wgrad_##V##_##CB)(const float *big, size_t big_row, int big_px,       \
-                                            int cstep, const float *small, size_t small_row,    \
-                                            int small_px, int rows, int cols, float *dw,        \
-                                            size_t tap_stride, int ldw, vmask last)             \
+    static TARGET void FN(wgrad_##V##_##CB)(const float *big, const float *small, float *dw,     \
+                                            const FN(wgrad_layout) *lay)                        \
     {                                                                                           \
-        FN(wgrad)(CB, V, big, big_row, big_px, cstep, small, small_row, small_px, rows, cols,   \
-                  dw, tap_stride, ldw, last);                                                   \
+        FN(wgrad)(CB, V, big, small, dw, lay);                                                  \
     }
 WGRAD_VARIANT(1, CBMAX1)
 WGRAD_VARIANT(1, 3)
@@ -623,20 +665,23 @@ WGRAD_VARIANT(2, CBMAX2)
 WGRAD_VARIANT(2, 3)
 WGRAD_VARIANT(2, 1)
 
-typedef void (*FN(wgrad_fn))(const float *, size_t, int, int, const float *, size_t, int, int,
-                             int, float *, size_t, int, vmask);
+typedef void (*FN(wgrad_fn))(const float *, const float *, float *, const FN(wgrad_layout) *);
 
 /* wgrad for CB = 1 or 3 big channels (a gray or RGB image, or the output
  * layer's gradient) and one vector of small channels: the nine taps at once
  * (9 CB chains instead of 3 CB per kernel row, and each small vector read
  * once instead of three times); each tap's sum runs over the same pixels in
  * the same order as wgrad's. */
-static TARGET ALWAYS_INLINE void FN(wgrad_taps)(const int CB, const float *big, size_t big_row,
-                                                int big_px, size_t prow, const float *small,
-                                                size_t small_row, int small_px, int rows,
-                                                int cols, float *dw, size_t tap_stride,
-                                                int ldw, vmask last)
+static TARGET ALWAYS_INLINE void FN(wgrad_taps)(const int CB, const float *big,
+                                                const float *small, float *dw,
+                                                const FN(wgrad_layout) *lay)
 {
+    /* the layout in locals, as arguments were: the loops below do not reload it */
+    const size_t big_row = lay->big_row, small_row = lay->small_row, tap_stride = lay->tap_stride;
+    const size_t prow = lay->prow;
+    const int big_px = lay->big_px, small_px = lay->small_px;
+    const int rows = lay->rows, cols = lay->cols, ldw = lay->ldw;
+    const vmask last = lay->last;
     vec acc[27];
     UNROLL_ALL
     for (int t = 0; t < 9 * CB; t++)
@@ -670,13 +715,10 @@ static TARGET ALWAYS_INLINE void FN(wgrad_taps)(const int CB, const float *big, 
 }
 
 #define WGRAD_TAPS_VARIANT(CB)                                                                  \
-    static TARGET void FN(wgrad_taps_##CB)(const float *big, size_t big_row, int big_px,        \
-                                           size_t prow, const float *small, size_t small_row,   \
-                                           int small_px, int rows, int cols, float *dw,         \
-                                           size_t tap_stride, int ldw, vmask last)              \
+    static TARGET void FN(wgrad_taps_##CB)(const float *big, const float *small, float *dw,      \
+                                           const FN(wgrad_layout) *lay)                         \
     {                                                                                           \
-        FN(wgrad_taps)(CB, big, big_row, big_px, prow, small, small_row, small_px, rows, cols,  \
-                       dw, tap_stride, ldw, last);                                              \
+        FN(wgrad_taps)(CB, big, small, dw, lay);                                                \
     }
 WGRAD_TAPS_VARIANT(1)
 WGRAD_TAPS_VARIANT(3)
@@ -696,17 +738,26 @@ static TARGET void FN(weight_grad)(const float *pad, int row0, const float *smal
         const float *window = pad + ((size_t)(oy0 * s - g->pad_top + 1 - row0) * pw + 1 -
                                      g->pad_left) * cb;
         if (cb == 1 || (cb == 3 && cs <= VW)) {
-            for (int o0 = 0; o0 < cs; o0 += VW)
+            for (int o0 = 0; o0 < cs; o0 += VW) {
+                const FN(wgrad_layout) lay = {
+                    .big_row = (size_t)s * pw * cb, .big_px = s * cb, .prow = (size_t)pw * cb,
+                    .small_row = (size_t)g->small_w * cs, .small_px = cs, .rows = rows,
+                    .cols = g->small_w, .tap_stride = tap_stride, .ldw = cs,
+                    .last = mask_first(cs - o0)};
                 (cb == 1 ? FN(wgrad_taps_1) : FN(wgrad_taps_3))(
-                    window, (size_t)s * pw * cb, s * cb, (size_t)pw * cb,
-                    small + (size_t)(oy0 - srow0) * g->small_w * cs + o0, (size_t)g->small_w * cs,
-                    cs, rows, g->small_w, dw + o0, tap_stride, cs, mask_first(cs - o0));
+                    window, small + (size_t)(oy0 - srow0) * g->small_w * cs + o0, dw + o0, &lay);
+            }
             continue;
         }
         for (int o0 = 0; o0 < cs; o0 += 2 * VW) {
             vmask last;
             int v = group_vectors(cs - o0, &last);
             const int cbmax = v == 1 ? CBMAX1 : CBMAX2;
+            const float *small_o0 = small + (size_t)(oy0 - srow0) * g->small_w * cs + o0;
+            const FN(wgrad_layout) lay = {
+                .big_row = (size_t)s * pw * cb, .big_px = s * cb, .cstep = cb,
+                .small_row = (size_t)g->small_w * cs, .small_px = cs, .rows = rows,
+                .cols = g->small_w, .tap_stride = tap_stride, .ldw = cs, .last = last};
             for (int kh = 0; kh < 3; kh++) {
                 const float *brow = window + (size_t)kh * pw * cb;
                 for (int c0 = 0; c0 < cb;) {
@@ -718,11 +769,8 @@ static TARGET void FN(weight_grad)(const float *pad, int row0, const float *smal
                         n = 3, f = v == 1 ? FN(wgrad_1_3) : FN(wgrad_2_3);
                     else
                         n = 1, f = v == 1 ? FN(wgrad_1_1) : FN(wgrad_2_1);
-                    f(brow + c0, (size_t)s * pw * cb, s * cb, cb,
-                      small + (size_t)(oy0 - srow0) * g->small_w * cs + o0,
-                      (size_t)g->small_w * cs, cs,
-                      rows, g->small_w, dw + (size_t)kh * 3 * tap_stride + (size_t)c0 * cs + o0,
-                      tap_stride, cs, last);
+                    f(brow + c0, small_o0,
+                      dw + (size_t)kh * 3 * tap_stride + (size_t)c0 * cs + o0, &lay);
                     c0 += n;
                 }
             }

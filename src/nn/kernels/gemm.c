@@ -49,25 +49,20 @@ typedef struct {
 #undef GEMM_FN
 #endif
 
-void ae_gemm_as(int variant, int a_t, int b_t, int m, int n, int k, const float *a, int lda,
-                const float *b, int ldb, int accumulate, float *c, int ldc)
+void ae_gemm_as(int variant, const ae_gemm_job *job)
 {
 #if defined(__x86_64__) || defined(__i386__)
     if (variant >= AE_ISA_AVX512 && ae_isa_supported(AE_ISA_AVX512)) {
-        gemm_avx512(a_t, b_t, m, n, k, a, lda, b, ldb, accumulate, c, ldc);
+        gemm_avx512(job);
         return;
     }
     if (variant >= AE_ISA_AVX2 && ae_isa_supported(AE_ISA_AVX2)) {
-        gemm_avx2(a_t, b_t, m, n, k, a, lda, b, ldb, accumulate, c, ldc);
+        gemm_avx2(job);
         return;
     }
 #endif
     (void)variant;
-    gemm_base(a_t, b_t, m, n, k, a, lda, b, ldb, accumulate, c, ldc);
+    gemm_base(job);
 }
 
-void ae_gemm(int a_t, int b_t, int m, int n, int k, const float *a, int lda, const float *b,
-             int ldb, int accumulate, float *c, int ldc)
-{
-    ae_gemm_as(AE_ISA_AVX512, a_t, b_t, m, n, k, a, lda, b, ldb, accumulate, c, ldc);
-}
+void ae_gemm(const ae_gemm_job *job) { ae_gemm_as(AE_ISA_AVX512, job); }

@@ -71,10 +71,13 @@ GEMM_BLOCK(1, 2)
 GEMM_BLOCK(1, 1)
 #undef GEMM_BLOCK
 
-static GEMM_TARGET void GEMM_FN(gemm)(int a_t, int b_t, int m, int n, int k, const float *a,
-                                      int lda, const float *b, int ldb, int accumulate, float *c,
-                                      int ldc)
+static GEMM_TARGET void GEMM_FN(gemm)(const ae_gemm_job *job)
 {
+    /* the job in locals: the loops below as they were with arguments */
+    const int a_t = job->a_t, b_t = job->b_t, m = job->m, n = job->n, k = job->k;
+    const int lda = job->lda, ldb = job->ldb, ldc = job->ldc, accumulate = job->accumulate;
+    const float *const a = job->a, *const b = job->b;
+    float *const c = job->c;
     enum { NB = 2 * GEMM_W };
     if (k == 0 && !accumulate)
         for (int i = 0; i < m; i++)

@@ -1,5 +1,6 @@
 /* Whole-file reads, and atomic whole-file writes (temp file, fsync, rename). */
-#include "aedet/image.h"
+#include "aedet/file.h"
+#include "common/file_internal.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -87,6 +88,18 @@ ae_status ae_read_file(const char *path, uint8_t **bytes, size_t *len, ae_error 
     *bytes = buf;
     *len = used;
     return AE_OK;
+}
+
+ae_status ae_parse_file(const char *path, ae_bytes_parser parse, void *out, ae_error *err)
+{
+    uint8_t *bytes;
+    size_t len;
+    ae_status st = ae_read_file(path, &bytes, &len, err);
+    if (st != AE_OK)
+        return st;
+    st = parse(bytes, len, path, out, err);
+    free(bytes);
+    return st;
 }
 
 /* The folder part of path ("." when there is none), in buf. */
