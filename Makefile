@@ -22,7 +22,9 @@ CPPFLAGS = -Iinclude -Isrc -D_GNU_SOURCE -isystem /usr/include/hdf5/serial
 # after them), so sqrtf and friends run in vectors; results are unchanged.
 # -fvisibility=hidden: libaedet.so exports only what the headers mark AE_API.
 CFLAGS   = -std=c11 $(WARN) $(OPT) $(ARCH) -ffp-contract=off -fno-math-errno -fopenmp -fvisibility=hidden -g
-LDLIBS   = -lopenblas -ljpeg -lpng -lz -lm -lpthread -lhdf5_serial
+# No BLAS: every matrix product is the library's own (ae_gemm and the direct
+# kernels), so that scores do not depend on which kernel a BLAS picks per CPU.
+LDLIBS   = -ljpeg -lpng -lz -lm -lpthread -lhdf5_serial
 SANFLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
 LIB_SRC  = $(wildcard src/common/*.c src/nn/*.c src/nn/kernels/*.c src/data/*.c src/io/*.c src/eval/*.c src/score/*.c src/train/*.c src/api/*.c)
@@ -70,7 +72,7 @@ SAN_OBJ = $(LIB_SRC:%.c=$(SAN)/%.o)
 TESTS   = $(TEST_SRC:tests/%.c=$(SAN)/tests/%)
 BENCHES = $(BENCH_SRC:bench/%.c=$(REL)/bench/%)
 
-# Debian packages: to build (compiler, BLAS, image codecs, zlib, libhdf5), to test
+# Debian packages: to build (compiler, image codecs, zlib, libhdf5; OpenBLAS for the benchmarks' GEMM peak), to test
 # (cmocka, clang's libFuzzer, Fashion-MNIST for the demo and the data tests;
 # pkgconf, and Python with numpy, pip, setuptools and wheel for the install
 # and Python package tests).
@@ -127,9 +129,10 @@ $(SAN)/tests/%: $(SAN)/tests/%.o $(SAN)/tests/support.o $(SAN)/libaedet.a
 OOM_WRAP = malloc calloc realloc posix_memalign strdup strndup
 $(SAN)/tests/test_oom: private LDLIBS += $(foreach f,$(OOM_WRAP),-Wl,--wrap=$(f))
 
+# OpenBLAS only for bench_model's reference: the machine's sgemm peak.
 $(REL)/bench/%: $(REL)/bench/%.o $(REL)/libaedet.a
 	@echo "  LD      $@"
-	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lopenblas
 
 # Installs what the build and the tests need (as root, or through sudo).
 # Both steps wait up to 10 minutes for apt's locks (a boot-time unattended

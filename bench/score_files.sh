@@ -46,7 +46,7 @@ for ((r = 1; r <= repeats; r++)); do
     model=$(OPENBLAS_NUM_THREADS=1 "$bench/bench_model" --threads "$threads" --size 256x256x3 --modes infer \
         --gemm-peak 0 | awk '$1 == "infer" && $4 == "images_per_s" { print $5 }')
     start=$(date +%s%N)
-    OPENBLAS_NUM_THREADS=1 "$aedet" score "$work/m.aedet" "$dir" --threads "$threads" --quiet \
+    "$aedet" score "$work/m.aedet" "$dir" --threads "$threads" --quiet \
         -o "$work/scores.csv" > /dev/null 2> "$work/score.log" || { cat "$work/score.log" >&2; exit 1; }
     end=$(date +%s%N)
     awk -v r="$r" -v n="$n" -v model="$model" -v ns="$((end - start))" 'BEGIN {

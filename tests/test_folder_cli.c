@@ -116,6 +116,17 @@ static void test_train_and_score_the_folder_layout(void **state)
     assert_true(auc > 0.8);
     assert_true(pixel > 0.7);
     assert_true(number_after("class scratch AUROC vs normal") > 0.8);
+    /* metrics.json names the classes too */
+    TMP_PATH(metrics, "folder-metrics.json");
+    assert_int_equal(test_run("score %s --normal-dir %s --abnormal-dir %s --abnormal-dir %s --batch 8 --metrics %s",
+                              model, TREE("good"), TREE("scratch"), TREE("dent"), metrics), 0);
+    uint8_t *json;
+    size_t json_len;
+    ae_error read_err;
+    assert_int_equal(ae_read_file(metrics, &json, &json_len, &read_err), AE_OK);
+    assert_non_null(strstr((const char *)json, "\"name\": \"scratch\", \"count\": 5"));
+    assert_non_null(strstr((const char *)json, "\"name\": \"dent\", \"count\": 5"));
+    free(json);
 
     /* The CSV names each image's class; 18 rows. */
     FILE *f = fopen(scores, "r");

@@ -444,8 +444,9 @@ static void test_metrics_json(void **state)
                      AE_OK);
     ae_metrics_summary m;
     assert_int_equal(ae_metrics_summarize(s, y, 4, &t, &m, &err), AE_OK);
-    m.num_class_auc = 1;
-    m.class_auc[0] = (ae_class_auc){4, 0, NAN};
+    m.num_class_auc = 2;
+    m.class_auc[0] = (ae_class_auc){4, 0, NAN, ""};
+    m.class_auc[1] = (ae_class_auc){5, 2, 0.75, "scratch \"deep\""};
     char *json;
     size_t len;
     assert_int_equal(ae_metrics_json(&m, &json, &len, &err), AE_OK);
@@ -457,6 +458,7 @@ static void test_metrics_json(void **state)
     assert_non_null(strstr(json, "\"count\": 4,"));
     assert_non_null(strstr(json, "\"confusion\": {\"tp\": 0, \"fp\": 1, \"tn\": 3, \"fn\": 0}"));
     assert_non_null(strstr(json, "{\"class\": 4, \"count\": 0, \"roc_auc\": null}"));
+    assert_non_null(strstr(json, "{\"class\": 5, \"name\": \"scratch \\\"deep\\\"\", \"count\": 2, \"roc_auc\": 0.75}"));
     assert_non_null(strstr(json, ae_warning_text(AE_WARN_ONE_CLASS)));
     assert_non_null(strstr(json, ae_warning_text(AE_WARN_FEW_VALUES)));
     assert_null(strstr(json, "nan"));

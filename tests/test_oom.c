@@ -257,12 +257,48 @@ static ae_status train_step(void *ctx, ae_error *err)
     return ae_model_train_step(f->model, &adam, f->x, BATCH, &loss, err);
 }
 
+/* The file format alone: metadata made and copied, a tensor encoded into
+ * bytes and parsed back. */
+static ae_status format(void *ctx, ae_error *err)
+{
+    (void)ctx;
+    static const float values[6] = {1, 2, 3, 4, 5, 6};
+    ae_file_tensor t = {.name = "w", .kind = AE_KIND_PARAM, .ndim = 2, .shape = {2, 3}, .count = 6, .data = values};
+    ae_meta *meta = ae_meta_new(), *copy = NULL;
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    ae_model_file *f = NULL;
+    ae_status st = meta ? AE_OK : ae_fail(err, AE_ERR_NOMEM, "out of memory for metadata");
+    if (st == AE_OK)
+        st = ae_meta_set_str(meta, "note", "a string", err);
+    if (st == AE_OK)
+        st = ae_meta_set_floats(meta, "values", values, 6, err);
+    if (st == AE_OK)
+        st = ae_meta_copy(meta, &copy, err);
+    if (st == AE_OK)
+        st = ae_model_file_encode(copy, &t, 1, &bytes, &len, err);
+    if (st == AE_OK)
+        st = ae_model_file_parse(bytes, len, "format", &f, err);
+    oom_pause();
+    if (st == AE_OK) {
+        float back[6];
+        ae_model_file_copy_tensor(f, ae_model_file_find(f, "w", AE_KIND_PARAM), back);
+        assert_memory_equal(back, values, sizeof back);
+    }
+    ae_model_file_free(f);
+    free(bytes);
+    ae_meta_free(copy);
+    ae_meta_free(meta);
+    return st;
+}
+
 static void test_model_entry_points(void **state)
 {
     (void)state;
     ae_set_num_threads(2); /* the pool's workers are made, and can fail */
     fixture f;
     fixture_make(&f);
+    assert_true(each_allocation_fails("ae_meta_*, ae_model_file_encode, _parse", format, NULL) > 0);
     assert_true(each_allocation_fails("ae_model_create", create, &f) > 0);
     assert_true(each_allocation_fails("ae_model_save", save, &f) > 0);
     assert_true(each_allocation_fails("ae_model_load", load, &f) > 0);
@@ -339,6 +375,46 @@ static ae_status load_batches(void *ctx, ae_error *err)
         assert_int_equal(ae_loader_num_bad(l), 0); /* out of memory is no bad image */
     }
     ae_loader_free(l);
+    return st;
+}
+
+/* A whole training run on 3 images: the split, both loaders, the model,
+ * ae_train (with the best epoch kept), the threshold and the metadata. */
+typedef struct {
+    const ae_dataset *ds;
+    const size_t *items;
+    ae_fit_options options;
+} fit_case;
+
+static ae_status fit(void *ctx, ae_error *err)
+{
+    const fit_case *c = ctx;
+    ae_model *m = NULL;
+    ae_meta *meta = NULL;
+    ae_status st = ae_fit(c->ds, c->items, 3, &c->options, &m, &meta, err);
+    oom_pause();
+    if (st != AE_OK) {
+        assert_null(m);
+        assert_null(meta);
+    }
+    ae_model_free(m);
+    ae_meta_free(meta);
+    return st;
+}
+
+/* Three 4x5 RGB images and their labels from memory (the Python package's way in). */
+static ae_status from_pixels(void *ctx, ae_error *err)
+{
+    (void)ctx;
+    static uint8_t pixels[3 * 4 * 5 * 3];
+    static const int labels[3] = {0, 1, 0};
+    ae_dataset ds;
+    ae_status st = ae_dataset_from_pixels(pixels, 3, 4, 5, 3, labels, &ds, err);
+    oom_pause();
+    if (st == AE_OK) {
+        assert_int_equal(ds.count, 3);
+        ae_dataset_free(&ds);
+    }
     return st;
 }
 
@@ -443,6 +519,21 @@ static void test_dataset_entry_points(void **state)
     assert_true(each_allocation_fails_on("ae_dataset_size_stats", size_stats, &lc, lc.items,
                                          sizeof lc.items) > 0);
     assert_true(each_allocation_fails_on("ae_recipe_select, ae_split", select_and_split, &lc, lc.items,
+                                         sizeof lc.items) > 0);
+    assert_true(each_allocation_fails("ae_dataset_from_pixels", from_pixels, NULL) > 0);
+    fit_case fc = {.ds = &lc.ds, .items = lc.items};
+    ae_fit_options_init(&fc.options);
+    fc.options.epochs = 2;
+    fc.options.batch_size = 2;
+    fc.options.height = fc.options.width = 4;
+    fc.options.channels = 1;
+    fc.options.num_filters = 1;
+    fc.options.filters[0] = 4;
+    fc.options.latent_dim = 2;
+    fc.options.val_fraction = 0.34; /* one image held out */
+    fc.options.keep_best = 1;
+    fc.options.threads = 1;
+    assert_true(each_allocation_fails_on("ae_fit (ae_train, loaders, model)", fit, &fc, lc.items,
                                          sizeof lc.items) > 0);
     ae_dataset_free(&lc.ds);
 }

@@ -69,8 +69,7 @@ AE_API void ae_shuffle_sizes(ae_rng *rng, size_t *v, size_t n); /* Fisher-Yates 
  * uses at most this many of them; the score rules' per-image loops run on
  * this many OpenMP threads. 0 or less means all cores, and more than
  * AE_MAX_THREADS means AE_MAX_THREADS (so do decoding threads, which the
- * loader counts on its own). Process-wide: set it before making models.
- * BLAS is called single-threaded. */
+ * loader counts on its own). Process-wide: set it before making models. */
 #define AE_MAX_THREADS 1024
 AE_API void ae_set_num_threads(int n);
 AE_API int ae_get_num_threads(void);

@@ -85,11 +85,13 @@ typedef struct {
     int class_id;
     size_t count; /* images of this class */
     double auc;   /* normal classes vs this class; NaN when count is 0 */
+    char name[64]; /* the class's name when the caller knows it (a folder's), else "" */
 } ae_class_auc;
 
 /* For each of classes[0..num_classes), the AUROC of the images whose class is
  * in normal_classes (negatives) against the images of that class (positives).
- * out holds num_classes entries. AE_ERR_USAGE when no image is normal. */
+ * out holds num_classes entries (their names ""). AE_ERR_USAGE when no
+ * image is normal. */
 AE_API ae_status ae_per_class_auc(const float *scores, const int *classes, size_t n,
                            const int *normal_classes, int num_normal, const int *eval_classes,
                            int num_classes, ae_class_auc *out, ae_error *err);

@@ -79,7 +79,7 @@ typedef struct ae_model ae_model;
  * NULL on failure) and initialises the weights with seed 0. Per-thread scratch
  * and the model's worker threads (which sleep between jobs) are made for
  * ae_get_num_threads() threads: set the thread count first (a later, larger
- * setting is capped to it). Sets OpenBLAS to one thread. */
+ * setting is capped to it). */
 AE_API ae_status ae_model_create(const ae_config *cfg, int max_batch, ae_model **out, ae_error *err);
 AE_API void ae_model_free(ae_model *m);
 AE_API const ae_config *ae_model_config(const ae_model *m);

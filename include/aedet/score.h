@@ -110,7 +110,7 @@ AE_API float ae_map_top_mean(float *map, size_t n, double percent);
 
 /* For each of n queries (n x dim), the mean Euclidean distance to its k
  * nearest of the num_ref reference vectors (num_ref x dim), k in
- * 1..num_ref. Distances come from |q|^2 - 2 q.r + |r|^2 (one BLAS product),
+ * 1..num_ref. Distances come from |q|^2 - 2 q.r + |r|^2 (one matrix product),
  * clamped at 0. AE_ERR_NOMEM, or AE_ERR_USAGE for a bad k. */
 AE_API ae_status ae_knn_mean_distance(const float *queries, size_t n, const float *ref, size_t num_ref,
                                int dim, int k, float *out, ae_error *err);

@@ -150,5 +150,11 @@ int cli_per_class_auc(const float *scores, const int *classes, size_t n, const i
     if (ae_per_class_auc(scores, classes, n, normal, num_normal, eval_classes, ne, m->class_auc, &err) != AE_OK)
         return cli_report_error(&err);
     m->num_class_auc = ne;
+    for (int i = 0; i < ne; i++) { /* the names metrics.json and --json give */
+        char num[16];
+        const char *name = cli_class_label(m->class_auc[i].class_id, num, sizeof num);
+        if (name != num && strlen(name) < sizeof m->class_auc[i].name) /* never cut mid-character */
+            memcpy(m->class_auc[i].name, name, strlen(name) + 1);
+    }
     return 0;
 }

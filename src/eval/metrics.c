@@ -373,6 +373,7 @@ ae_status ae_per_class_auc(const float *scores, const int *classes, size_t n,
             count++;
         }
         out[k].class_id = eval_classes[k];
+        out[k].name[0] = '\0';
         out[k].count = count;
         out[k].auc = count ? u / ((double)count * (double)num_neg) : NAN;
     }

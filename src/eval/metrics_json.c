@@ -173,8 +173,12 @@ ae_status ae_metrics_json(const ae_metrics_summary *s, char **json, size_t *len,
     ae_text_printf(&b, "  \"per_class_roc_auc\": [");
     int classes = s->num_class_auc < AE_MAX_CLASS_AUC ? s->num_class_auc : AE_MAX_CLASS_AUC;
     for (int i = 0; i < classes; i++) {
-        ae_text_printf(&b, "%s{\"class\": %d, \"count\": %zu, ", i ? ", " : "", s->class_auc[i].class_id,
-            s->class_auc[i].count);
+        ae_text_printf(&b, "%s{\"class\": %d, ", i ? ", " : "", s->class_auc[i].class_id);
+        if (s->class_auc[i].name[0]) {
+            put_string(&b, "name", s->class_auc[i].name);
+            ae_text_printf(&b, ", ");
+        }
+        ae_text_printf(&b, "\"count\": %zu, ", s->class_auc[i].count);
         put_number(&b, "roc_auc", s->class_auc[i].auc, "%.9g");
         ae_text_printf(&b, "}");
     }

@@ -6,7 +6,7 @@
  * caller-provided slots and then sum the slots in image order. The sum order
  * therefore does not depend on the number of threads, and results are
  * bit-identical for any thread count. The loops over images run on the
- * model's thread pool (pool.h); BLAS runs single-threaded inside them. */
+ * model's thread pool (pool.h). */
 #ifndef AEDET_NN_LAYERS_H
 #define AEDET_NN_LAYERS_H
 
@@ -31,7 +31,7 @@ void ae_conv_geom_init(ae_conv_geom *g, int big_h, int big_w, int big_c, int str
 typedef struct {
     int num_threads;       /* scratch buffers available */
     ae_pool *pool;         /* runs the per-image loops (NULL: one thread) */
-    int isa;               /* AE_ISA_* (isa.h): 0 is the portable im2col + BLAS path */
+    int isa;               /* AE_ISA_* (isa.h): 0 is the portable im2col + ae_gemm path */
     float **col;           /* portable path: num_threads buffers of col_floats each */
     size_t col_floats;
     float **pad;           /* num_threads buffers of pad_floats each: one image's */

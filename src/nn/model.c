@@ -5,7 +5,6 @@
 #include "nn/model.h"
 
 #include <assert.h>
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,8 +26,6 @@ ae_status ae_model_create(const ae_config *cfg, int max_batch, ae_model **out, a
         free(m);
         return st;
     }
-    /* BLAS runs inside the pool's loops over images: one thread each. */
-    openblas_set_num_threads(1);
     m->cfg = *cfg;
     m->max_batch = max_batch;
     const ae_plan *p = &m->plan;

@@ -142,8 +142,8 @@ static ae_status check_values(const ae_config *cfg, int max_batch, ae_error *err
                        (double)cfg->bn_epsilon);
     if (max_batch < 1)
         return ae_fail(err, AE_ERR_USAGE, "model: batch size %d: must be at least 1", max_batch);
-    /* One image's largest layer must fit in an int (BLAS' sizes, our layer
-     * fields); every factor is at most 65536, so size_t cannot overflow here. */
+    /* One image's largest layer must fit in an int (ae_gemm's sizes, our
+     * layer fields); every factor is at most 65536, so size_t cannot overflow here. */
     size_t largest = (size_t)cfg->height * cfg->width * cfg->channels;
     for (int i = 0; i < cfg->num_filters; i++) {
         size_t h = (size_t)cfg->height >> i, w = (size_t)cfg->width >> i;
