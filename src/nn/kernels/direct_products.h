@@ -198,8 +198,7 @@ static TARGET void FN(blocks)(int V, int n, int nrows, const float *const *src0,
                 src[t] = src0[t] + (size_t)row * srow;
             tile(src, wt, dst0 + (size_t)row * drow, lay);
         }
-    FN(block_layout) one_row = *lay; /* blocks of one row */
-    one_row.srow = 0, one_row.drow = 0;
+    /* the blocks below are one row each (COLS = R): they never read srow or drow */
     for (; row < nrows; row++) {
         for (int t = 0; t < ntaps; t++)
             src[t] = src0[t] + (size_t)row * srow;
@@ -207,9 +206,11 @@ static TARGET void FN(blocks)(int V, int n, int nrows, const float *const *src0,
         int done = 0;
         while (done < n) {
             int r = n - done >= rmax ? rmax : n - done >= 4 ? 4 : 1;
-            /* 4-vector blocks: 6-pixel blocks leave a row of 32 with 2 single
-             * pixels (slow: a load per 4 FMAs), so end such rows in 4-pixel blocks */
-            if (V == 4 && r == rmax && n - done != rmax && n - done < rmax + 4)
+            /* A widest block that would leave 1-3 pixels (a row of 8 in 6-pixel
+             * blocks: 6 + 1 + 1) ends the row in 4-pixel blocks instead: a
+             * single pixel has one accumulator chain per vector, too few to
+             * hide the FMA latency, and one load per V FMAs. */
+            if (r == rmax && n - done != rmax && n - done < rmax + 4 && n - done >= 8)
                 r = 4;
             FN(block_fn) f;
             if (V == 1)
@@ -223,7 +224,7 @@ static TARGET void FN(blocks)(int V, int n, int nrows, const float *const *src0,
             else
                 f = r == rmax ? FN(block_2_RMAX2_RMAX2) : r == 4 ? FN(block_2_4_4)
                                                                  : FN(block_2_1_1);
-            f(src, wt, dst, &one_row);
+            f(src, wt, dst, lay);
             for (int t = 0; t < ntaps; t++)
                 src[t] += (size_t)r * rstride;
             dst += (size_t)r * dstride;

@@ -1,7 +1,6 @@
 /* ae_gemm (gemm.h): the loops of gemm_body.h for AVX-512, AVX2 and the
- * compiler's baseline (-march), chosen by what the CPU has, not by the
- * kernels the model runs: every variant makes the naive loop's bits, so the
- * fastest one serves every path, the portable one included. */
+ * compiler's baseline (-march), chosen by what the CPU has and AEDET_ISA
+ * allows. Every variant makes the naive loop's bits. */
 #include "nn/kernels/gemm.h"
 #include "nn/kernels/isa.h"
 
@@ -65,4 +64,9 @@ void ae_gemm_as(int variant, const ae_gemm_job *job)
     gemm_base(job);
 }
 
-void ae_gemm(const ae_gemm_job *job) { ae_gemm_as(AE_ISA_AVX512, job); }
+/* The bfloat16 choices run their dense layers in float32: on AVX-512. */
+void ae_gemm(const ae_gemm_job *job)
+{
+    const int isa = ae_isa_best();
+    ae_gemm_as(ae_isa_is_bf16(isa) ? AE_ISA_AVX512 : isa, job);
+}

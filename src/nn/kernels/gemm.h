@@ -26,8 +26,10 @@ typedef struct {
  * too (no fused multiply-add; -ffp-contract=off): the bits of the naive
  * triple loop, whatever the CPU, the compiler's vector width, the blocking
  * or the caller's threads. Single-threaded: callers split the work.
- * Vectorized for the best instruction set the CPU has, whatever -march says
- * and whatever kernels (AEDET_ISA) the model runs: the bits are the same. */
+ * Vectorized for the best instruction set the CPU has, whatever -march says,
+ * capped as the convolutions are by AEDET_ISA (the bits are the same either
+ * way; the cap keeps `AEDET_ISA=avx2` timings those of a CPU without
+ * AVX-512, and `portable` those of one without AVX2). */
 void ae_gemm(const ae_gemm_job *job);
 /* ae_gemm on the loops of one instruction set, AE_ISA_AVX512, AE_ISA_AVX2
  * or AE_ISA_PORTABLE (the compiler's baseline), or the best below it that
