@@ -168,6 +168,26 @@ void test_write_png_trns(const char *path, const uint8_t *indices, int height, i
                   num_trans);
 }
 
+void test_write_blob_pngs(const char *root, int count, int side)
+{
+    mkdir(root, 0755);
+    uint8_t *px = malloc((size_t)side * (size_t)side);
+    if (!px)
+        abort();
+    for (int i = 0; i < count; i++) {
+        for (int y = 0; y < side; y++)
+            for (int x = 0; x < side; x++) {
+                double dx = x - (3 + i % 9), dy = y - (4 + (i * 5) % 8);
+                px[y * side + x] = (uint8_t)(40 + 200 * exp(-(dx * dx + dy * dy) / 12.0) +
+                                             (x * 3 + y + i) % 7);
+            }
+        char path[1024];
+        snprintf(path, sizeof path, "%s/img%03d.png", root, i);
+        test_write_png(path, px, side, side, PNG_COLOR_TYPE_GRAY, 8);
+    }
+    free(px);
+}
+
 static void jpeg_abort_on_error(j_common_ptr cinfo)
 {
     (*cinfo->err->output_message)(cinfo);
@@ -243,6 +263,30 @@ int test_run(const char *fmt, ...)
 }
 
 const char *test_output(void) { return run_output; }
+
+int test_labelled_model(char *data, char *labels, char *model, size_t size, int count,
+                        void (*write_image)(const char *path, int k), const char *train_options)
+{
+    snprintf(data, size, "%s/data", test_tmpdir());
+    snprintf(labels, size, "%s/labels.csv", data);
+    snprintf(model, size, "%s/m.aedet", test_tmpdir());
+    mkdir(data, 0777);
+    FILE *f = fopen(labels, "w");
+    fprintf(f, "Filename,Label\n");
+    for (int k = 0; k < count; k++) {
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s/img%02d.png", data, k);
+        write_image(path, k);
+        fprintf(f, "img%02d.png,%d\n", k, k % 2);
+    }
+    fclose(f);
+    if (test_run("train %s --epochs 1 %s -o %s", test_quote(data), train_options,
+                 test_quote(model)) != 0) {
+        fprintf(stderr, "training the test model failed:\n%s\n", test_output());
+        return -1;
+    }
+    return 0;
+}
 
 void test_set_output(const char *text) { snprintf(run_output, sizeof run_output, "%s", text); }
 

@@ -42,6 +42,15 @@ const char *test_aedet(void);
  * its stdout and stderr for test_output(). */
 int test_run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *test_output(void);
+/* The end-to-end tests' labelled folder and model, made once as a group
+ * setup: data = test_tmpdir()/data (made) with count images, imgKK.png by
+ * write_image(path, k), labels = data/labels.csv (Filename,Label; label
+ * k % 2), and model = test_tmpdir()/m.aedet, trained on them by
+ * `aedet train DATA --epochs 1 TRAIN_OPTIONS -o MODEL`. The three paths go
+ * into buffers of size bytes. Returns 0, or -1 (the tool's output printed)
+ * when training fails. */
+int test_labelled_model(char *data, char *labels, char *model, size_t size, int count,
+                        void (*write_image)(const char *path, int k), const char *train_options);
 /* Puts text in test_output()'s place (for a test's own ways of running it). */
 void test_set_output(const char *text);
 /* Fails the test, showing the output, unless needle is in it (is not in it). */
@@ -64,6 +73,10 @@ void test_write_png_trns(const char *path, const uint8_t *indices, int height, i
                          int bit_depth, const uint8_t *trans, int num_trans);
 /* The palette test_write_png uses: entry i is (i, 255 - i, (3 * i) & 255). */
 void test_png_palette_entry(int i, uint8_t rgb[3]);
+/* count gray PNGs of side x side, root/img000.png on, into the folder root
+ * (made if missing): smooth blobs that move from image to image, for the
+ * training tests that compare runs. */
+void test_write_blob_pngs(const char *root, int count, int side);
 /* channels 1 (gray), 3 (RGB) or 4 (Adobe CMYK, to test its handling). */
 void test_write_jpeg(const char *path, const uint8_t *pixels, int height, int width,
                      int channels, int quality);

@@ -10,12 +10,10 @@
 #include "aedet/train.h"
 
 #include <math.h>
-#include <png.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 enum { SIDE = 16, MAX_RANKS = 4 };
 
@@ -104,19 +102,7 @@ static const char *image_folder(int n)
     snprintf(name, sizeof name, "images%d", n);
     const char *root = test_path(name);
     if (!made[n]) {
-        mkdir(root, 0755);
-        uint8_t px[SIDE * SIDE];
-        for (int i = 0; i < n; i++) {
-            for (int y = 0; y < SIDE; y++)
-                for (int x = 0; x < SIDE; x++) {
-                    double dx = x - (3 + i % 9), dy = y - (4 + (i * 5) % 8);
-                    px[y * SIDE + x] = (uint8_t)(40 + 200 * exp(-(dx * dx + dy * dy) / 12.0) +
-                                                 (x * 3 + y + i) % 7);
-                }
-            char path[1024];
-            snprintf(path, sizeof path, "%s/img%03d.png", root, i);
-            test_write_png(path, px, SIDE, SIDE, PNG_COLOR_TYPE_GRAY, 8);
-        }
+        test_write_blob_pngs(root, n, SIDE);
         made[n] = 1;
     }
     return root;

@@ -203,29 +203,19 @@ static void write_image(const char *path, int k, int h, int w)
     free(px);
 }
 
-/* Images of several sizes (heights 20-40, widths 24-56) with a labels CSV,
- * and a small model trained on them at 16x16. */
+/* The setup's image k: heights 20-40, widths 24-56. */
+static void write_setup_image(const char *path, int k)
+{
+    write_image(path, k, 20 + 4 * (k % 6), 24 + 8 * (k % 5));
+}
+
+/* Images of several sizes with a labels CSV, and a small model trained on
+ * them at 16x16. */
 static int setup(void **state)
 {
     (void)state;
-    snprintf(data, sizeof data, "%s/data", test_tmpdir());
-    snprintf(labels, sizeof labels, "%s/labels.csv", data);
-    snprintf(model, sizeof model, "%s/m.aedet", test_tmpdir());
-    mkdir(data, 0777);
-    FILE *f = fopen(labels, "w");
-    fprintf(f, "Filename,Label\n");
-    for (int k = 0; k < NUM_IMAGES; k++) {
-        char path[PATH_MAX];
-        snprintf(path, sizeof path, "%s/img%02d.png", data, k);
-        write_image(path, k, 20 + 4 * (k % 6), 24 + 8 * (k % 5));
-        fprintf(f, "img%02d.png,%d\n", k, k % 2);
-    }
-    fclose(f);
-    if (test_run("train %s --epochs 1 " SMALL " -o %s", test_quote(data), test_quote(model)) != 0) {
-        fprintf(stderr, "training the test model failed:\n%s\n", test_output());
-        return -1;
-    }
-    return 0;
+    return test_labelled_model(data, labels, model, sizeof data, NUM_IMAGES, write_setup_image,
+                               SMALL);
 }
 
 static void inspect(const char *path, ae_model_summary *sum, ae_meta **meta)

@@ -11,12 +11,10 @@
 #include "aedet/nn.h"
 
 #include <math.h>
-#include <png.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -81,19 +79,7 @@ static const char *data_folder(void)
     static int made;
     const char *root = test_path("data");
     if (!made) {
-        mkdir(root, 0755);
-        uint8_t px[SIDE * SIDE];
-        for (int i = 0; i < IMAGES; i++) {
-            for (int y = 0; y < SIDE; y++)
-                for (int x = 0; x < SIDE; x++) {
-                    double dx = x - (3 + i % 9), dy = y - (4 + (i * 5) % 8);
-                    px[y * SIDE + x] = (uint8_t)(40 + 200 * exp(-(dx * dx + dy * dy) / 12.0) +
-                                                 (x * 3 + y + i) % 7);
-                }
-            char path[1024];
-            snprintf(path, sizeof path, "%s/img%03d.png", root, i);
-            test_write_png(path, px, SIDE, SIDE, PNG_COLOR_TYPE_GRAY, 8);
-        }
+        test_write_blob_pngs(root, IMAGES, SIDE);
         made = 1;
     }
     return root;

@@ -111,25 +111,9 @@ static char model[PATH_MAX], data[PATH_MAX], labels[PATH_MAX], image0[PATH_MAX];
 static int setup(void **state)
 {
     (void)state;
-    snprintf(data, sizeof data, "%s/data", test_tmpdir());
-    snprintf(labels, sizeof labels, "%s/labels.csv", data);
-    snprintf(model, sizeof model, "%s/m.aedet", test_tmpdir());
-    mkdir(data, 0777);
-    FILE *f = fopen(labels, "w");
-    fprintf(f, "Filename,Label\n");
-    for (int k = 0; k < NUM_IMAGES; k++) {
-        char path[PATH_MAX];
-        snprintf(path, sizeof path, "%s/img%02d.png", data, k);
-        write_image(path, k);
-        fprintf(f, "img%02d.png,%d\n", k, k % 2);
-    }
-    fclose(f);
+    int rc = test_labelled_model(data, labels, model, sizeof data, NUM_IMAGES, write_image, SMALL);
     snprintf(image0, sizeof image0, "%s/img00.png", data);
-    if (test_run("train %s --epochs 1 " SMALL " -o %s", test_quote(data), test_quote(model)) != 0) {
-        fprintf(stderr, "training the test model failed:\n%s\n", test_output());
-        return -1;
-    }
-    return 0;
+    return rc;
 }
 
 /* Defect 1: an output that is the model, a data file, the labels or another

@@ -5,61 +5,89 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A float32 array (errors, weights) as the text and the JSON show it. */
+typedef struct {
+    double lo, hi, sum;
+} float_summary;
+
+static float_summary summarize(const float *v, size_t n)
+{
+    float_summary s = {INFINITY, -INFINITY, 0};
+    for (size_t i = 0; i < n; i++) {
+        s.lo = v[i] < s.lo ? v[i] : s.lo;
+        s.hi = v[i] > s.hi ? v[i] : s.hi;
+        s.sum += v[i];
+    }
+    return s;
+}
+
 static void summarize_floats(FILE *o, const float *v, size_t n)
 {
-    double lo = INFINITY, hi = -INFINITY, sum = 0;
-    for (size_t i = 0; i < n; i++) {
-        lo = v[i] < lo ? v[i] : lo;
-        hi = v[i] > hi ? v[i] : hi;
-        sum += v[i];
-    }
+    const float_summary s = summarize(v, n);
     fprintf(o, "%zu values", n);
     if (n)
-        fprintf(o, ", min %.6g, mean %.6g, max %.6g", lo, sum / (double)n, hi);
+        fprintf(o, ", min %.6g, mean %.6g, max %.6g", s.lo, s.sum / (double)n, s.hi);
+}
+
+/* Entry i of the metadata, read once for the text and the JSON alike: the
+ * field of its type set, n the length of an array. */
+typedef struct {
+    const char *key;
+    ae_meta_type type;
+    int64_t integer;
+    double real;
+    const char *text;
+    const float *floats;
+    const int64_t *ints;
+    const double *doubles;
+    size_t n;
+} meta_entry;
+
+static meta_entry read_entry(const ae_meta *meta, size_t i)
+{
+    meta_entry e = {.key = ae_meta_key(meta, i), .type = ae_meta_entry_type(meta, i)};
+    switch (e.type) {
+    case AE_META_INT: ae_meta_get_int(meta, e.key, &e.integer); break;
+    case AE_META_FLOAT: ae_meta_get_float(meta, e.key, &e.real); break;
+    case AE_META_STRING: e.text = ae_meta_get_str(meta, e.key); break;
+    case AE_META_FLOATS: e.floats = ae_meta_get_floats(meta, e.key, &e.n); break;
+    case AE_META_INTS: e.ints = ae_meta_get_ints(meta, e.key, &e.n); break;
+    case AE_META_DOUBLES: e.doubles = ae_meta_get_doubles(meta, e.key, &e.n); break;
+    }
+    return e;
 }
 
 static void print_entry(FILE *o, const ae_meta *meta, size_t i)
 {
-    const char *key = ae_meta_key(meta, i);
-    size_t n = 0;
-    int64_t iv;
-    double fv;
+    const meta_entry e = read_entry(meta, i);
     fputs("  ", o);
-    cli_put_text(o, key); /* keys and strings come from the file: escaped on a terminal */
-    fprintf(o, "%*s ", strlen(key) < 26 ? (int)(26 - strlen(key)) : 0, "");
-    switch (ae_meta_entry_type(meta, i)) {
+    cli_put_text(o, e.key); /* keys and strings come from the file: escaped on a terminal */
+    fprintf(o, "%*s ", strlen(e.key) < 26 ? (int)(26 - strlen(e.key)) : 0, "");
+    switch (e.type) {
     case AE_META_INT:
-        ae_meta_get_int(meta, key, &iv);
-        fprintf(o, "%lld", (long long)iv);
+        fprintf(o, "%lld", (long long)e.integer);
         break;
     case AE_META_FLOAT:
-        ae_meta_get_float(meta, key, &fv);
-        fprintf(o, "%.9g", fv);
+        fprintf(o, "%.9g", e.real);
         break;
     case AE_META_STRING:
-        cli_put_text(o, ae_meta_get_str(meta, key));
+        cli_put_text(o, e.text);
         break;
-    case AE_META_FLOATS: {
-        const float *v = ae_meta_get_floats(meta, key, &n);
-        summarize_floats(o, v, n);
+    case AE_META_FLOATS:
+        summarize_floats(o, e.floats, e.n);
         break;
-    }
-    case AE_META_INTS: {
-        const int64_t *v = ae_meta_get_ints(meta, key, &n);
-        for (size_t k = 0; k < n && k < 16; k++)
-            fprintf(o, "%s%lld", k ? "," : "", (long long)v[k]);
-        if (n > 16)
-            fprintf(o, ",... (%zu values)", n);
+    case AE_META_INTS:
+        for (size_t k = 0; k < e.n && k < 16; k++)
+            fprintf(o, "%s%lld", k ? "," : "", (long long)e.ints[k]);
+        if (e.n > 16)
+            fprintf(o, ",... (%zu values)", e.n);
         break;
-    }
-    case AE_META_DOUBLES: {
-        const double *v = ae_meta_get_doubles(meta, key, &n);
-        for (size_t k = 0; k < n && k < 8; k++)
-            fprintf(o, "%s%.6g", k ? " " : "", v[k]);
-        if (n > 8)
-            fprintf(o, " ... (%zu values)", n);
+    case AE_META_DOUBLES:
+        for (size_t k = 0; k < e.n && k < 8; k++)
+            fprintf(o, "%s%.6g", k ? " " : "", e.doubles[k]);
+        if (e.n > 8)
+            fprintf(o, " ... (%zu values)", e.n);
         break;
-    }
     }
     fputc('\n', o);
 }
@@ -68,63 +96,48 @@ static void print_entry(FILE *o, const ae_meta *meta, size_t i)
  * arrays (errors, weights) summarized as the text does, the rest whole. */
 static void json_entry(cli_json *j, const ae_meta *meta, size_t i)
 {
-    const char *key = ae_meta_key(meta, i);
-    size_t n = 0;
-    int64_t iv;
-    double fv;
+    const meta_entry e = read_entry(meta, i);
     FILE *o = j->f;
     if (i)
         fputc(',', o);
-    cli_json_string(o, key);
+    cli_json_string(o, e.key);
     fputc(':', o);
-    switch (ae_meta_entry_type(meta, i)) {
+    switch (e.type) {
     case AE_META_INT:
-        ae_meta_get_int(meta, key, &iv);
-        fprintf(o, "%lld", (long long)iv);
+        fprintf(o, "%lld", (long long)e.integer);
         break;
     case AE_META_FLOAT:
-        ae_meta_get_float(meta, key, &fv);
-        cli_json_number(o, fv, 17);
+        cli_json_number(o, e.real, 17);
         break;
     case AE_META_STRING:
-        cli_json_string(o, ae_meta_get_str(meta, key));
+        cli_json_string(o, e.text);
         break;
     case AE_META_FLOATS: {
-        const float *v = ae_meta_get_floats(meta, key, &n);
-        double lo = INFINITY, hi = -INFINITY, sum = 0;
-        for (size_t k = 0; k < n; k++) {
-            lo = v[k] < lo ? v[k] : lo;
-            hi = v[k] > hi ? v[k] : hi;
-            sum += v[k];
-        }
-        fprintf(o, "{\"count\":%zu,\"min\":", n);
-        cli_json_number(o, n ? lo : NAN, 9);
+        const float_summary s = summarize(e.floats, e.n);
+        fprintf(o, "{\"count\":%zu,\"min\":", e.n);
+        cli_json_number(o, e.n ? s.lo : NAN, 9);
         fputs(",\"mean\":", o);
-        cli_json_number(o, n ? sum / (double)n : NAN, 9);
+        cli_json_number(o, e.n ? s.sum / (double)e.n : NAN, 9);
         fputs(",\"max\":", o);
-        cli_json_number(o, n ? hi : NAN, 9);
+        cli_json_number(o, e.n ? s.hi : NAN, 9);
         fputc('}', o);
         break;
     }
-    case AE_META_INTS: {
-        const int64_t *v = ae_meta_get_ints(meta, key, &n);
+    case AE_META_INTS:
         fputc('[', o);
-        for (size_t k = 0; k < n; k++)
-            fprintf(o, "%s%lld", k ? "," : "", (long long)v[k]);
+        for (size_t k = 0; k < e.n; k++)
+            fprintf(o, "%s%lld", k ? "," : "", (long long)e.ints[k]);
         fputc(']', o);
         break;
-    }
-    case AE_META_DOUBLES: {
-        const double *v = ae_meta_get_doubles(meta, key, &n);
+    case AE_META_DOUBLES:
         fputc('[', o);
-        for (size_t k = 0; k < n; k++) {
+        for (size_t k = 0; k < e.n; k++) {
             if (k)
                 fputc(',', o);
-            cli_json_number(o, v[k], 17);
+            cli_json_number(o, e.doubles[k], 17);
         }
         fputc(']', o);
         break;
-    }
     }
 }
 

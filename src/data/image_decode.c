@@ -47,6 +47,25 @@ static ae_status check_size(size_t width, size_t height, const char *name, ae_er
     return AE_OK;
 }
 
+/* A decoder's result: its image into *out when it ran to the end (r == 0),
+ * else freed and the failure reported as the decoder's name (format) says:
+ * r > 0 was refused by check_size, which filled err already; r < 0 failed
+ * with message, out of memory (nomem) rather than on the file's bytes. */
+static ae_status finish_decode(int r, ae_image *img, int nomem, const char *message,
+                               const char *format, const char *name, ae_image *out, ae_error *err)
+{
+    if (r == 0) {
+        *out = *img;
+        return AE_OK;
+    }
+    free(img->pixels);
+    if (r > 0)
+        return AE_ERR_DATA;
+    if (nomem)
+        return ae_fail(err, AE_ERR_NOMEM, "%s: out of memory decoding the %s: %s", name, format, message);
+    return ae_fail(err, AE_ERR_DATA, "%s: bad %s: %s", name, format, message);
+}
+
 /* ------------------------------------------------------------------ JPEG */
 
 #define JPEG_MAX_SCANS 1000 /* progressive files with endless scans burn CPU for nothing */
@@ -195,18 +214,7 @@ static ae_status decode_jpeg(const uint8_t *bytes, size_t len, const char *name,
     int r = jpeg_run(job, name, err);
     jpeg_destroy_decompress(&job->cinfo);
     free(job->cmyk_row);
-    ae_status st = AE_OK;
-    if (r == 0) {
-        *out = job->img;
-    } else {
-        free(job->img.pixels);
-        if (r > 0)
-            st = AE_ERR_DATA;
-        else if (job->nomem)
-            st = ae_fail(err, AE_ERR_NOMEM, "%s: out of memory decoding the JPEG: %s", name, job->message);
-        else
-            st = ae_fail(err, AE_ERR_DATA, "%s: bad JPEG: %s", name, job->message);
-    }
+    ae_status st = finish_decode(r, &job->img, job->nomem, job->message, "JPEG", name, out, err);
     free(job);
     return st;
 }
@@ -343,18 +351,7 @@ static ae_status decode_png(const uint8_t *bytes, size_t len, const char *name, 
     }
     png_destroy_read_struct(job->png ? &job->png : NULL, job->info ? &job->info : NULL, NULL);
     free(job->rows);
-    ae_status st = AE_OK;
-    if (r == 0) {
-        *out = job->img;
-    } else {
-        free(job->img.pixels);
-        if (r > 0)
-            st = AE_ERR_DATA;
-        else if (job->nomem)
-            st = ae_fail(err, AE_ERR_NOMEM, "%s: out of memory decoding the PNG: %s", name, job->message);
-        else
-            st = ae_fail(err, AE_ERR_DATA, "%s: bad PNG: %s", name, job->message);
-    }
+    ae_status st = finish_decode(r, &job->img, job->nomem, job->message, "PNG", name, out, err);
     free(job);
     return st;
 }

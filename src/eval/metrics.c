@@ -120,49 +120,62 @@ static ae_status need_anomalies(size_t pos, size_t n, const char *what, ae_error
     return AE_OK;
 }
 
+/* What a metric is defined for: both classes, or anomalies at least. */
+typedef enum { NEED_BOTH_CLASSES, NEED_ANOMALIES } class_need;
+
+/* counts_build, then the classes the metric `what` needs (its message as
+ * need_both_classes or need_anomalies words it); the counts are freed on
+ * failure, and are the caller's to free on success. */
+static ae_status counts_for(const float *scores, const int *labels, size_t n, class_need need,
+                            const char *what, descending_counts *c, ae_error *err)
+{
+    ae_status st = counts_build(scores, labels, n, c, err);
+    if (st != AE_OK)
+        return st;
+    st = need == NEED_BOTH_CLASSES ? need_both_classes(c->pos, c->neg, what, err)
+                                   : need_anomalies(c->pos, n, what, err);
+    if (st != AE_OK)
+        counts_free(c);
+    return st;
+}
+
 ae_status ae_roc_auc(const float *scores, const int *labels, size_t n, double *auc,
                      ae_error *err)
 {
     descending_counts c;
-    ae_status st = counts_build(scores, labels, n, &c, err);
+    ae_status st = counts_for(scores, labels, n, NEED_BOTH_CLASSES, "ROC AUC", &c, err);
     if (st != AE_OK)
         return st;
-    st = need_both_classes(c.pos, c.neg, "ROC AUC", err);
-    if (st == AE_OK)
-        *auc = auc_of(&c);
+    *auc = auc_of(&c);
     counts_free(&c);
-    return st;
+    return AE_OK;
 }
 
 ae_status ae_average_precision(const float *scores, const int *labels, size_t n, double *ap,
                                ae_error *err)
 {
     descending_counts c;
-    ae_status st = counts_build(scores, labels, n, &c, err);
+    ae_status st =
+        counts_for(scores, labels, n, NEED_ANOMALIES, "average precision is undefined", &c, err);
     if (st != AE_OK)
         return st;
-    st = need_anomalies(c.pos, n, "average precision is undefined", err);
-    if (st == AE_OK)
-        *ap = ap_of(&c);
+    *ap = ap_of(&c);
     counts_free(&c);
-    return st;
+    return AE_OK;
 }
 
 ae_status ae_ranking_metrics(const float *scores, const int *labels, size_t n,
                              ae_ranking *out, ae_error *err)
 {
     descending_counts c;
-    ae_status st = counts_build(scores, labels, n, &c, err);
+    ae_status st = counts_for(scores, labels, n, NEED_BOTH_CLASSES, "ranking metrics", &c, err);
     if (st != AE_OK)
         return st;
-    st = need_both_classes(c.pos, c.neg, "ranking metrics", err);
-    if (st == AE_OK) {
-        out->roc_auc = auc_of(&c);
-        out->average_precision = ap_of(&c);
-        best_f1_of(&c, &out->best_f1_threshold, &out->best_f1);
-    }
+    out->roc_auc = auc_of(&c);
+    out->average_precision = ap_of(&c);
+    best_f1_of(&c, &out->best_f1_threshold, &out->best_f1);
     counts_free(&c);
-    return st;
+    return AE_OK;
 }
 
 void ae_curve_free(ae_curve *curve)
@@ -189,54 +202,55 @@ static ae_status curve_alloc(ae_curve *out, size_t count, ae_error *err)
     return AE_OK;
 }
 
+/* counts_for, and a curve of a point per distinct score and one more; on
+ * failure out is left empty (ae_curve_free is safe) and c freed. */
+static ae_status curve_for(const float *scores, const int *labels, size_t n, class_need need,
+                           const char *what, descending_counts *c, ae_curve *out, ae_error *err)
+{
+    memset(out, 0, sizeof *out);
+    ae_status st = counts_for(scores, labels, n, need, what, c, err);
+    if (st == AE_OK && (st = curve_alloc(out, c->groups + 1, err)) != AE_OK)
+        counts_free(c);
+    return st;
+}
+
 ae_status ae_roc_curve(const float *scores, const int *labels, size_t n, ae_curve *out,
                        ae_error *err)
 {
-    memset(out, 0, sizeof *out); /* empty on failure: ae_curve_free is safe */
     descending_counts c;
-    ae_status st = counts_build(scores, labels, n, &c, err);
+    ae_status st = curve_for(scores, labels, n, NEED_BOTH_CLASSES, "the ROC curve", &c, out, err);
     if (st != AE_OK)
         return st;
-    st = need_both_classes(c.pos, c.neg, "the ROC curve", err);
-    if (st == AE_OK)
-        st = curve_alloc(out, c.groups + 1, err);
-    if (st == AE_OK) {
-        out->threshold[0] = INFINITY;
-        out->x[0] = out->y[0] = 0;
-        for (size_t g = 0; g < c.groups; g++) {
-            out->threshold[g + 1] = c.threshold[g];
-            out->x[g + 1] = (double)c.fps[g] / (double)c.neg;
-            out->y[g + 1] = (double)c.tps[g] / (double)c.pos;
-        }
+    out->threshold[0] = INFINITY;
+    out->x[0] = out->y[0] = 0;
+    for (size_t g = 0; g < c.groups; g++) {
+        out->threshold[g + 1] = c.threshold[g];
+        out->x[g + 1] = (double)c.fps[g] / (double)c.neg;
+        out->y[g + 1] = (double)c.tps[g] / (double)c.pos;
     }
     counts_free(&c);
-    return st;
+    return AE_OK;
 }
 
 ae_status ae_pr_curve(const float *scores, const int *labels, size_t n, ae_curve *out,
                       ae_error *err)
 {
-    memset(out, 0, sizeof *out); /* empty on failure: ae_curve_free is safe */
     descending_counts c;
-    ae_status st = counts_build(scores, labels, n, &c, err);
+    ae_status st = curve_for(scores, labels, n, NEED_ANOMALIES,
+                             "the precision-recall curve is undefined", &c, out, err);
     if (st != AE_OK)
         return st;
-    st = need_anomalies(c.pos, n, "the precision-recall curve is undefined", err);
-    if (st == AE_OK)
-        st = curve_alloc(out, c.groups + 1, err);
-    if (st == AE_OK) {
-        for (size_t j = 0; j < c.groups; j++) {
-            size_t g = c.groups - 1 - j; /* increasing thresholds, as sklearn */
-            out->threshold[j] = c.threshold[g];
-            out->x[j] = (double)c.tps[g] / (double)c.pos;
-            out->y[j] = (double)c.tps[g] / (double)(c.tps[g] + c.fps[g]);
-        }
-        out->threshold[c.groups] = INFINITY;
-        out->x[c.groups] = 0;
-        out->y[c.groups] = 1;
+    for (size_t j = 0; j < c.groups; j++) {
+        size_t g = c.groups - 1 - j; /* increasing thresholds, as sklearn */
+        out->threshold[j] = c.threshold[g];
+        out->x[j] = (double)c.tps[g] / (double)c.pos;
+        out->y[j] = (double)c.tps[g] / (double)(c.tps[g] + c.fps[g]);
     }
+    out->threshold[c.groups] = INFINITY;
+    out->x[c.groups] = 0;
+    out->y[c.groups] = 1;
     counts_free(&c);
-    return st;
+    return AE_OK;
 }
 
 ae_status ae_confusion_at(const float *scores, const int *labels, size_t n, double threshold,

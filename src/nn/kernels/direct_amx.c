@@ -16,6 +16,8 @@
 #include "nn/kernels/direct.h"
 
 #if defined(__x86_64__) && defined(__linux__)
+#include "nn/kernels/direct_bf16_rows.h"
+
 #include <asm/prctl.h> /* ARCH_REQ_XCOMP_PERM */
 #include <cpuid.h>
 #include <immintrin.h>
@@ -84,27 +86,12 @@ static TARGET void configure(int kc)
 }
 
 /* gcc's _tile_loadd names no memory it reads: a barrier keeps the stores
- * that made a tile's input (the converted rows, the packed kernel, the
- * bias) before it. */
+ * that made a tile's input (the packed kernel, the bias; the converted rows
+ * have bf16_convert_rows's) before it. */
 #define STORES_DONE() __asm__ volatile("" ::: "memory")
 
 /* Input channels per tile product: 32, or 16 when k is an odd multiple of 16. */
 static int chunk(int k) { return k % 32 == 0 ? 32 : k % 16 == 0 ? 16 : 0; }
-
-/* count floats to bfloat16, rounding to nearest even. */
-static TARGET void to_bf16(uint16_t *dst, const float *src, size_t count)
-{
-    size_t i = 0;
-    for (; i + 32 <= count; i += 32) {
-        __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + i + 16), _mm512_loadu_ps(src + i));
-        _mm512_store_si512((void *)(dst + i), (__m512i)v);
-    }
-    for (; i < count; i += 16) {
-        const __mmask16 m = (__mmask16)(count - i >= 16 ? 0xFFFFu : (1u << (count - i)) - 1u);
-        __m256bh v = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + i));
-        _mm256_mask_storeu_epi16(dst + i, m, (__m256i)v);
-    }
-}
 
 /* Nine k x n matrices m[tap][k][n] (a layer's kernel, as the avx512 kernels
  * read it) into B tiles: for tap t, chunk q of kc rows, channel group j, tile
@@ -137,10 +124,12 @@ typedef struct {
 } amx_layer;
 
 /* dst[p dstride + o] = init[o] + sum over the ntaps taps and k channels of
- * src[a][p rstride + c] kernel[tap[a]][c][o], for the px >= 16 pixels of a row. */
-static TARGET void amx_row(const amx_layer *L, const uint16_t *const *src, const int *tap,
+ * src[a][p rstride + c] kernel[tap[a]][c][o], for the px >= 16 pixels of a
+ * row (a bf16_row_fn; layer: an amx_layer). */
+static TARGET void amx_row(const void *layer, const uint16_t *const *src, const int *tap,
                            int ntaps, int rstride, int px, float *dst, int dstride)
 {
+    const amx_layer *L = layer;
     const int groups = L->n / TILE_CH, blocks = (px + TILE_PX - 1) / TILE_PX, nq = L->k / L->kc;
     const size_t a_stride = (size_t)rstride * sizeof(uint16_t), b_floats = (size_t)L->kc * TILE_CH;
     const size_t c_stride = (size_t)dstride * sizeof(float);
@@ -222,53 +211,19 @@ static TARGET int amx_setup(amx_layer *L, float *bias, const float *m, const flo
     return 1;
 }
 
-/* Output rows [first, *end) whose padded input rows [*lo, *hi) fit in_bf16
- * (at least one row: amx_setup checked three), converted from pad (rows from row0). */
-static TARGET void convert_rows(const float *pad, int row0, const ae_conv_geom *g, int to_small,
-                                size_t row_values, int first, int *end, int *lo, int *hi)
-{
-    int stop = first + 1;
-    ae_direct_rows_needed(g, to_small, first, stop, lo, hi);
-    while (stop < *end) {
-        int l2, h2;
-        ae_direct_rows_needed(g, to_small, first, stop + 1, &l2, &h2);
-        if ((size_t)(h2 - l2) * row_values > IN_CAP)
-            break;
-        stop++, *lo = l2, *hi = h2;
-    }
-    *end = stop;
-    to_bf16(in_bf16, pad + (size_t)(*lo - row0) * row_values, (size_t)(*hi - *lo) * row_values);
-    STORES_DONE();
-}
-
 TARGET void ae_amx_big_to_small(const float *pad, int row0, const ae_conv_geom *g, int cs,
                                 const float *w, const float *init, float *small, int small_row0,
                                 int oy0, int oy1)
 {
-    const int cb = g->big_c, s = g->stride, pw = g->big_w + 2;
-    const size_t row_values = (size_t)pw * cb;
+    const size_t row_values = (size_t)(g->big_w + 2) * g->big_c;
     amx_layer L;
     float bias[MAX_GROUPS * TILE_PX * TILE_CH];
-    if (!amx_setup(&L, bias, w, init, cb, cs, g->small_w, row_values)) {
+    if (!amx_setup(&L, bias, w, init, g->big_c, cs, g->small_w, row_values)) {
         ae_direct_avx512.big_to_small(pad, row0, g, cs, w, init, small, small_row0, oy0, oy1);
         return;
     }
-    static const int taps[9] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
-    for (int first = oy0; first < oy1;) {
-        int end = oy1, lo, hi;
-        convert_rows(pad, row0, g, 1, row_values, first, &end, &lo, &hi);
-        for (int oy = first; oy < end; oy++) {
-            const uint16_t *src[9];
-            for (int kh = 0; kh < 3; kh++)
-                for (int kw = 0; kw < 3; kw++) {
-                    int py = oy * s + kh - g->pad_top + 1 - lo, px = kw - g->pad_left + 1;
-                    src[kh * 3 + kw] = in_bf16 + ((size_t)py * pw + px) * cb;
-                }
-            amx_row(&L, src, taps, 9, s * cb, g->small_w,
-                    small + (size_t)(oy - small_row0) * g->small_w * cs, cs);
-        }
-        first = end;
-    }
+    const bf16_kernel k = {in_bf16, IN_CAP, amx_row, &L};
+    bf16_big_to_small_rows(&k, pad, row0, g, cs, small, small_row0, oy0, oy1);
     _tile_release();
 }
 
@@ -276,39 +231,16 @@ TARGET void ae_amx_small_to_big(const float *pad, int row0, const ae_conv_geom *
                                 const float *wt, const float *init, float *big, int big_row0,
                                 int y0, int y1)
 {
-    const int cb = g->big_c, s = g->stride, pw = g->small_w + 2;
-    const size_t row_values = (size_t)pw * cs;
+    const size_t row_values = (size_t)(g->small_w + 2) * cs;
     amx_layer L;
     float bias[MAX_GROUPS * TILE_PX * TILE_CH];
     /* every phase's row must hold a tile's 16 pixels: big_w / s of them or more */
-    if (!amx_setup(&L, bias, wt, init, cs, cb, g->big_w / s, row_values)) {
+    if (!amx_setup(&L, bias, wt, init, cs, g->big_c, g->big_w / g->stride, row_values)) {
         ae_direct_avx512.small_to_big(pad, row0, g, cs, wt, init, big, big_row0, y0, y1);
         return;
     }
-    for (int first = y0; first < y1;) {
-        int end = y1, lo, hi;
-        convert_rows(pad, row0, g, 0, row_values, first, &end, &lo, &hi);
-        for (int y = first; y < end; y++)
-            for (int phase = 0; phase < s; phase++) { /* pixels x = phase, phase + s, ... */
-                const uint16_t *src[9];
-                int tap[9], ntaps = 0;
-                for (int kh = 0; kh < 3; kh++) {
-                    int ty = y + g->pad_top - kh;
-                    if ((ty + 2 * s) % s != 0)
-                        continue;
-                    for (int kw = 0; kw < 3; kw++) {
-                        int tx = phase + g->pad_left - kw;
-                        if ((tx + 2 * s) % s != 0)
-                            continue;
-                        src[ntaps] = in_bf16 + ((size_t)(ty / s + 1 - lo) * pw + (tx / s + 1)) * cs;
-                        tap[ntaps++] = kh * 3 + kw;
-                    }
-                }
-                amx_row(&L, src, tap, ntaps, cs, (g->big_w - phase + s - 1) / s,
-                        big + ((size_t)(y - big_row0) * g->big_w + phase) * cb, s * cb);
-            }
-        first = end;
-    }
+    const bf16_kernel k = {in_bf16, IN_CAP, amx_row, &L};
+    bf16_small_to_big_rows(&k, pad, row0, g, cs, big, big_row0, y0, y1);
     _tile_release();
 }
 

@@ -22,6 +22,8 @@
 #include "nn/kernels/direct.h"
 
 #if defined(__x86_64__) || defined(__i386__)
+#include "nn/kernels/direct_bf16_rows.h"
+
 #include <cpuid.h>
 #include <immintrin.h>
 #include <stdint.h>
@@ -66,21 +68,6 @@ static TARGET ALWAYS_INLINE __m512i interleave(__m512 a, __m512 b)
                                            24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1,
                                            16, 0);
     return _mm512_permutexvar_epi16(pairs, (__m512i)_mm512_cvtne2ps_pbh(b, a));
-}
-
-/* count floats to bfloat16, rounding to nearest even. */
-static TARGET void to_bf16(uint16_t *dst, const float *src, size_t count)
-{
-    size_t i = 0;
-    for (; i + 32 <= count; i += 32) {
-        __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + i + 16), _mm512_loadu_ps(src + i));
-        _mm512_storeu_si512((void *)(dst + i), (__m512i)v);
-    }
-    for (; i < count; i += 16) {
-        const __mmask16 m = lanes_first((int)(count - i < 16 ? count - i : 16));
-        __m256bh v = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + i));
-        _mm256_mask_storeu_epi16(dst + i, m, (__m256i)v);
-    }
 }
 
 /* ---- big_to_small and small_to_big: a lane per output channel ---- */
@@ -252,6 +239,15 @@ static TARGET void bf_row(const bf_row_job *job, int px)
     }
 }
 
+/* bf_row as a bf16_row_fn (layer: a bf_layer), for direct_bf16_rows.h. */
+static TARGET void bf_layer_row(const void *layer, const uint16_t *const *src, const int *tap,
+                                int ntaps, int rstride, int px, float *dst, int dstride)
+{
+    const bf_row_job row = {.L = layer, .src = src, .tap = tap, .ntaps = ntaps,
+                            .rstride = rstride, .dst = dst, .dstride = dstride};
+    bf_row(&row, px);
+}
+
 /* The kernel packed into w_bf16; 0 when the shape takes the avx512 kernels. */
 static TARGET int bf_setup(bf_layer *L, const float *m, const float *init, int k, int n,
                            size_t row_values)
@@ -264,93 +260,32 @@ static TARGET int bf_setup(bf_layer *L, const float *m, const float *init, int k
     return 1;
 }
 
-/* Output rows [first, *end) whose padded input rows [*lo, *hi) fit in_bf16
- * (at least one: bf_setup checked three), converted from pad (rows from row0). */
-static TARGET void convert_rows(const float *pad, int row0, const ae_conv_geom *g, int to_small,
-                                size_t row_values, int first, int *end, int *lo, int *hi)
-{
-    int stop = first + 1;
-    ae_direct_rows_needed(g, to_small, first, stop, lo, hi);
-    while (stop < *end) {
-        int l2, h2;
-        ae_direct_rows_needed(g, to_small, first, stop + 1, &l2, &h2);
-        if ((size_t)(h2 - l2) * row_values > IN_CAP)
-            break;
-        stop++, *lo = l2, *hi = h2;
-    }
-    *end = stop;
-    to_bf16(in_bf16, pad + (size_t)(*lo - row0) * row_values, (size_t)(*hi - *lo) * row_values);
-}
-
 TARGET void ae_bf16_big_to_small(const float *pad, int row0, const ae_conv_geom *g, int cs,
                                  const float *w, const float *init, float *small, int small_row0,
                                  int oy0, int oy1)
 {
-    const int cb = g->big_c, s = g->stride, pw = g->big_w + 2;
-    const size_t row_values = (size_t)pw * cb;
+    const size_t row_values = (size_t)(g->big_w + 2) * g->big_c;
     bf_layer L;
-    if (!bf_setup(&L, w, init, cb, cs, row_values)) {
+    if (!bf_setup(&L, w, init, g->big_c, cs, row_values)) {
         ae_direct_avx512.big_to_small(pad, row0, g, cs, w, init, small, small_row0, oy0, oy1);
         return;
     }
-    static const int taps[9] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
-    for (int first = oy0; first < oy1;) {
-        int end = oy1, lo, hi;
-        convert_rows(pad, row0, g, 1, row_values, first, &end, &lo, &hi);
-        for (int oy = first; oy < end; oy++) {
-            const uint16_t *src[9];
-            for (int kh = 0; kh < 3; kh++)
-                for (int kw = 0; kw < 3; kw++) {
-                    int py = oy * s + kh - g->pad_top + 1 - lo, px = kw - g->pad_left + 1;
-                    src[kh * 3 + kw] = in_bf16 + ((size_t)py * pw + px) * cb;
-                }
-            const bf_row_job row = {.L = &L, .src = src, .tap = taps, .ntaps = 9, .rstride = s * cb,
-                                    .dst = small + (size_t)(oy - small_row0) * g->small_w * cs,
-                                    .dstride = cs};
-            bf_row(&row, g->small_w);
-        }
-        first = end;
-    }
+    const bf16_kernel k = {in_bf16, IN_CAP, bf_layer_row, &L};
+    bf16_big_to_small_rows(&k, pad, row0, g, cs, small, small_row0, oy0, oy1);
 }
 
 TARGET void ae_bf16_small_to_big(const float *pad, int row0, const ae_conv_geom *g, int cs,
                                  const float *wt, const float *init, float *big, int big_row0,
                                  int y0, int y1)
 {
-    const int cb = g->big_c, s = g->stride, pw = g->small_w + 2;
-    const size_t row_values = (size_t)pw * cs;
+    const size_t row_values = (size_t)(g->small_w + 2) * cs;
     bf_layer L;
-    if (!bf_setup(&L, wt, init, cs, cb, row_values)) {
+    if (!bf_setup(&L, wt, init, cs, g->big_c, row_values)) {
         ae_direct_avx512.small_to_big(pad, row0, g, cs, wt, init, big, big_row0, y0, y1);
         return;
     }
-    for (int first = y0; first < y1;) {
-        int end = y1, lo, hi;
-        convert_rows(pad, row0, g, 0, row_values, first, &end, &lo, &hi);
-        for (int y = first; y < end; y++)
-            for (int phase = 0; phase < s; phase++) { /* pixels x = phase, phase + s, ... */
-                const uint16_t *src[9];
-                int tap[9], ntaps = 0;
-                for (int kh = 0; kh < 3; kh++) {
-                    int ty = y + g->pad_top - kh;
-                    if ((ty + 2 * s) % s != 0)
-                        continue;
-                    for (int kw = 0; kw < 3; kw++) {
-                        int tx = phase + g->pad_left - kw;
-                        if ((tx + 2 * s) % s != 0)
-                            continue;
-                        src[ntaps] = in_bf16 + ((size_t)(ty / s + 1 - lo) * pw + (tx / s + 1)) * cs;
-                        tap[ntaps++] = kh * 3 + kw;
-                    }
-                }
-                const bf_row_job row = {
-                    .L = &L, .src = src, .tap = tap, .ntaps = ntaps, .rstride = cs,
-                    .dst = big + ((size_t)(y - big_row0) * g->big_w + phase) * cb,
-                    .dstride = s * cb};
-                bf_row(&row, (g->big_w - phase + s - 1) / s);
-            }
-        first = end;
-    }
+    const bf16_kernel k = {in_bf16, IN_CAP, bf_layer_row, &L};
+    bf16_small_to_big_rows(&k, pad, row0, g, cs, big, big_row0, y0, y1);
 }
 
 /* ---- The weight gradient: a lane per output channel, pairs of pixels ----
