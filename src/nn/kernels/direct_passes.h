@@ -250,11 +250,11 @@ static TARGET void FN(planar_row)(float *rows, const float *src, int w, int c, s
     const vidx step = VI_STEP(c);
     int first = 0; /* pixels before `first` are done */
 #ifdef V_TRANSPOSE16
-    if (c == 16) /* whole blocks of 16 pixels by an in-register transpose */
-        for (; first + 16 <= w; first += 16) {
+    if (c == 16) /* whole blocks of TRANSPOSE16_PX pixels by an in-register transpose */
+        for (; first + TRANSPOSE16_PX <= w; first += TRANSPOSE16_PX) {
             vec t[16];
-            for (int p = 0; p < 16; p++)
-                t[p] = V_LOAD(src + (size_t)(first + p) * 16);
+            for (int i = 0; i < 16; i++)
+                t[i] = V_LOAD(src + (size_t)first * 16 + (size_t)i * VW);
             V_TRANSPOSE16(rows + 1 + first, pw, t);
         }
 #endif
@@ -267,10 +267,11 @@ static TARGET void FN(planar_row)(float *rows, const float *src, int w, int c, s
 }
 
 /* planar_row of x' = xform(src) for the first pixels of a row of 16 channels,
- * in one read of src: whole blocks of 16 pixels, through an in-register
- * transpose; keep gets the same pixels of keep_xform(src) (of x' when keep_xform is
- * NULL), pixel-major. The values are apply_xform's. Returns the pixels done (0
- * where there is no in-register transpose); the caller does the rest. */
+ * in one read of src: whole blocks of TRANSPOSE16_PX pixels, through an
+ * in-register transpose; keep gets the same pixels of keep_xform(src) (of x'
+ * when keep_xform is NULL), pixel-major. The values are apply_xform's.
+ * Returns the pixels done (0 where there is no in-register transpose); the
+ * caller does the rest. */
 static TARGET int FN(planar_xform_row)(float *rows, float *keep, const float *src, int w, int c,
                                        size_t pw, const ae_input_xform *xform,
                                        const ae_input_xform *keep_xform)
@@ -279,19 +280,26 @@ static TARGET int FN(planar_xform_row)(float *rows, float *keep, const float *sr
 #ifdef V_TRANSPOSE16
     if (c != 16)
         return 0;
-    const vec slope = V_SET1(xform->slope), sc = V_LOAD(xform->scale), sh = V_LOAD(xform->shift);
+    /* vector i of a block holds channels (i VW) % 16 on */
+    enum { PARTS = 16 / VW };
+    const vec slope = V_SET1(xform->slope);
     const vec kslope = V_SET1(keep_xform ? keep_xform->slope : 0.0f);
-    const vec ksc = keep_xform ? V_LOAD(keep_xform->scale) : sc;
-    const vec ksh = keep_xform ? V_LOAD(keep_xform->shift) : sh;
-    for (; first + 16 <= w; first += 16) {
+    vec sc[PARTS], sh[PARTS], ksc[PARTS], ksh[PARTS];
+    for (int h = 0; h < PARTS; h++) {
+        sc[h] = V_LOAD(xform->scale + h * VW), sh[h] = V_LOAD(xform->shift + h * VW);
+        ksc[h] = keep_xform ? V_LOAD(keep_xform->scale + h * VW) : sc[h];
+        ksh[h] = keep_xform ? V_LOAD(keep_xform->shift + h * VW) : sh[h];
+    }
+    for (; first + TRANSPOSE16_PX <= w; first += TRANSPOSE16_PX) {
         vec t[16];
-        for (int p = 0; p < 16; p++) {
-            const size_t at = (size_t)(first + p) * 16;
+        for (int i = 0; i < 16; i++) {
+            const size_t at = (size_t)first * 16 + (size_t)i * VW;
+            const int h = i % PARTS;
             const vec v = V_LOAD(src + at);
-            t[p] = V_ADD(V_MUL(FN(leaky)(v, slope), sc), sh);
+            t[i] = V_ADD(V_MUL(FN(leaky)(v, slope), sc[h]), sh[h]);
             if (keep)
-                V_STORE(keep + at,
-                        keep_xform ? V_ADD(V_MUL(FN(leaky)(v, kslope), ksc), ksh) : t[p]);
+                V_STORE(keep + at, keep_xform ? V_ADD(V_MUL(FN(leaky)(v, kslope), ksc[h]), ksh[h])
+                                              : t[i]);
         }
         V_TRANSPOSE16(rows + 1 + first, pw, t);
     }

@@ -272,6 +272,7 @@ static TARGET int block_vectors(int remaining, int n, vmask *last)
     return group_vectors(remaining, last);
 }
 
+#ifdef ONE_CHANNEL_R
 /* big_to_small from CB = 1 or 3 big channels (Conv2D on a gray or an RGB
  * image, the gray or RGB output layer's input gradient), one vector of small
  * channels, stride S: a kernel row's 3 CB tap vectors stay in registers and
@@ -361,17 +362,20 @@ static TARGET void FN(big_to_small_few_channels)(const float *pad, int row0,
         }
     }
 }
+#endif
 
 static TARGET void FN(big_to_small)(const float *pad, int row0, const ae_conv_geom *g, int cs,
                                     const float *w, const float *init, float *small,
                                     int small_row0, int oy0, int oy1)
 {
     const int cb = g->big_c, s = g->stride, pw = g->big_w + 2;
+#ifdef ONE_CHANNEL_R
     /* clang leaves few_channels' conditional taps in memory: blocks are faster there */
     if ((cb == 1 || cb == 3) && (s == 1 || s == 2) && !AE_DIRECT_CLANG) {
         FN(big_to_small_few_channels)(pad, row0, g, cs, w, init, small, small_row0, oy0, oy1);
         return;
     }
+#endif
     /* rows per pass: a multi-row tile's when small rows are short */
     int step = 1;
     for (int o0 = 0, v; o0 < cs; o0 += v * VW) {
