@@ -54,7 +54,7 @@ typedef __m256d vecd;
 #define CBMAX2 2
 /* No ONE_CHANNEL_R: with 16 registers, few_channels' nine tap vectors leave
  * room for 4 accumulator chains, too few to hide the FMA latency; blocks
- * of 2 vectors x 6 pixels run the 3-channel products 1.4x faster (Zen 4). */
+ * of 2 vectors x 6 pixels run the 3-channel products 1.5x faster (Zen 4). */
 /* Output rows per block of the narrow transpose to one channel. */
 #define NARROW_ROWS 4
 /* Multi-row tiles for short rows (direct_body.h): rows x pixels per row. */
