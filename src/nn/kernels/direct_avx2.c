@@ -63,6 +63,8 @@ typedef __m256d vecd;
 #define TILE_ROWS_1_2 6
 #define TILE_PX_1_2 12
 #define TILE_ROWS_2_2 3
+/* Images per block of the dense forward: 12 accumulators */
+#define DENSE_ROWS 6
 #define TILE_PX_2_2 6
 #define FN(name) name##_avx2
 #define FN_NAME "avx2"

@@ -4,8 +4,13 @@
 /* ---- Dense forward (dense.c) ----
  * R images x two vectors of outputs in registers, over inputs [k0, k1):
  * acc = (k0 == 0 ? b : y), then acc = x[i][k] w[k][o] + acc (one FMA) for k
- * in order. R = 8 or 1 and masked output tails do the same per-lane FMAs,
- * so an image gets the same bits in any block. */
+ * in order. R = DENSE_ROWS or 1 and masked output tails do the same per-lane
+ * FMAs, so an image gets the same bits in any block. DENSE_ROWS: 8, or what
+ * the ISA sets (with 16 registers, 8 images' 16 accumulators, 2 weight
+ * vectors and a broadcast spilled to the stack). */
+#ifndef DENSE_ROWS
+#define DENSE_ROWS 8
+#endif
 static TARGET ALWAYS_INLINE void FN(dense_block)(const int R, float *y, const float *x,
                                                  const float *w, const float *b, int i0, int o0,
                                                  int k0, int k1, int in, int out)
@@ -13,7 +18,7 @@ static TARGET ALWAYS_INLINE void FN(dense_block)(const int R, float *y, const fl
     const int left = out - o0;
     const vmask m0 = mask_first(left < VW ? left : VW);
     const vmask m1 = mask_first(left - VW < VW ? (left - VW > 0 ? left - VW : 0) : VW);
-    vec acc[8][2];
+    vec acc[DENSE_ROWS][2];
     UNROLL
     for (int r = 0; r < R; r++) {
         const float *from = k0 == 0 ? b + o0 : y + (size_t)(i0 + r) * out + o0;
@@ -45,12 +50,12 @@ static TARGET void FN(dense_forward)(float *y, const float *x, const float *w, c
                                      int n, int in, int out, int o_begin, int o_end)
 {
     enum { K_CHUNK = 1024 };
-    const int full_i = n - n % 8;
+    const int full_i = n - n % DENSE_ROWS;
     for (int k0 = 0; k0 < in; k0 += K_CHUNK) {
         const int k1 = in - k0 < K_CHUNK ? in : k0 + K_CHUNK;
         for (int o0 = o_begin; o0 < o_end; o0 += 2 * VW) {
-            for (int i0 = 0; i0 < full_i; i0 += 8)
-                FN(dense_block)(8, y, x, w, b, i0, o0, k0, k1, in, out);
+            for (int i0 = 0; i0 < full_i; i0 += DENSE_ROWS)
+                FN(dense_block)(DENSE_ROWS, y, x, w, b, i0, o0, k0, k1, in, out);
             for (int i = full_i; i < n; i++)
                 FN(dense_block)(1, y, x, w, b, i, o0, k0, k1, in, out);
         }
