@@ -65,36 +65,34 @@ typedef __m256d vecd;
 #define TILE_ROWS_2_2 3
 /* Images per block of the dense forward: 12 accumulators */
 #define DENSE_ROWS 6
+/* Vectors of pixels in the widest block of the narrow transposed convolution
+ * to 3 or 4 channels */
+#define NARROW_WIDE 3
 #define TILE_PX_2_2 6
 #define FN(name) name##_avx2
 #define FN_NAME "avx2"
 
-/* TRANSPOSE16_PX = 8 pixels x 16 channels (t[2 p + h]: pixel p's channels
- * 8 h to 8 h + 7) into 16 channel rows of 8 pixels: dst[ch * stride + p] =
- * pixel p's channel ch. Two 8 x 8 transposes, three rounds of shuffles each. */
-static TARGET inline void transpose16(float *dst, size_t stride, __m256 t[16])
+/* 8 pixels x 8 channels (t[p], one vector a pixel) into 8 channel rows of 8
+ * pixels: dst[ch * stride + p] = t[p][ch]. Three rounds of shuffles. */
+static TARGET inline void transpose8(float *dst, size_t stride, __m256 t[8])
 {
-    for (int h = 0; h < 2; h++) {
-        __m256 a[8], b[8];
-        for (int k = 0; k < 4; k++) {
-            a[2 * k] = _mm256_unpacklo_ps(t[4 * k + h], t[4 * k + 2 + h]);
-            a[2 * k + 1] = _mm256_unpackhi_ps(t[4 * k + h], t[4 * k + 2 + h]);
+    __m256 a[8], b[8];
+    for (int k = 0; k < 4; k++) { /* a[2k], a[2k + 1]: pixels 2k and 2k + 1 interleaved */
+        a[2 * k] = _mm256_unpacklo_ps(t[2 * k], t[2 * k + 1]);
+        a[2 * k + 1] = _mm256_unpackhi_ps(t[2 * k], t[2 * k + 1]);
+    }
+    for (int k = 0; k < 2; k++) /* b: four pixels' channel j and j + 4 in each half */
+        for (int j = 0; j < 2; j++) {
+            b[4 * k + 2 * j] = _mm256_shuffle_ps(a[4 * k + j], a[4 * k + 2 + j], 0x44);
+            b[4 * k + 2 * j + 1] = _mm256_shuffle_ps(a[4 * k + j], a[4 * k + 2 + j], 0xee);
         }
-        for (int k = 0; k < 2; k++)
-            for (int j = 0; j < 2; j++) {
-                b[4 * k + 2 * j] = _mm256_shuffle_ps(a[4 * k + j], a[4 * k + 2 + j], 0x44);
-                b[4 * k + 2 * j + 1] = _mm256_shuffle_ps(a[4 * k + j], a[4 * k + 2 + j], 0xee);
-            }
-        float *rows = dst + (size_t)8 * h * stride;
-        for (int j = 0; j < 4; j++) {
-            _mm256_storeu_ps(rows + (size_t)j * stride, _mm256_permute2f128_ps(b[j], b[4 + j], 0x20));
-            _mm256_storeu_ps(rows + (size_t)(4 + j) * stride,
-                             _mm256_permute2f128_ps(b[j], b[4 + j], 0x31));
-        }
+    for (int j = 0; j < 4; j++) {
+        _mm256_storeu_ps(dst + (size_t)j * stride, _mm256_permute2f128_ps(b[j], b[4 + j], 0x20));
+        _mm256_storeu_ps(dst + (size_t)(4 + j) * stride,
+                         _mm256_permute2f128_ps(b[j], b[4 + j], 0x31));
     }
 }
-#define V_TRANSPOSE16(dst, stride, regs) transpose16((dst), (stride), (regs))
-#define TRANSPOSE16_PX 8
+#define V_TRANSPOSE(dst, stride, regs) transpose8((dst), (stride), (regs))
 
 static TARGET inline int mask_full(vmask m)
 {

@@ -93,8 +93,8 @@ static TARGET inline void interleave3(float *dst, const float *a, const float *b
 }
 #define V_INTERLEAVE3(dst, a, b, c, init) interleave3((dst), (a), (b), (c), (init))
 
-/* TRANSPOSE16_PX = 16 pixels x 16 channels (t[p], one vector a pixel) into 16
- * channel rows of 16 pixels: dst[ch * stride + p] = t[p][ch]. Four rounds of shuffles. */
+/* 16 pixels x 16 channels (t[p], one vector a pixel) into 16 channel rows of
+ * 16 pixels: dst[ch * stride + p] = t[p][ch]. Four rounds of shuffles. */
 static TARGET inline void transpose16(float *dst, size_t stride, __m512 t[16])
 {
     __m512 a[16];
@@ -119,8 +119,7 @@ static TARGET inline void transpose16(float *dst, size_t stride, __m512 t[16])
                          _mm512_shuffle_f32x4(a[j], a[8 + j], 0xdd));
     }
 }
-#define V_TRANSPOSE16(dst, stride, regs) transpose16((dst), (stride), (regs))
-#define TRANSPOSE16_PX 16
+#define V_TRANSPOSE(dst, stride, regs) transpose16((dst), (stride), (regs))
 
 static inline vmask mask_first(int n) { return (vmask)(n >= 16 ? 0xFFFFu : (1u << n) - 1u); }
 

@@ -9,9 +9,8 @@
  *   VD_HI(v) (a float vector's halves as doubles), vidx, VI_STEP(k) (lane i: i k),
  *   V_GATHERM(base, idx, m) (lane i: base[idx_i] where m is set, else 0), mask_first(n),
  *   optionally V_INTERLEAVE3(dst, a, b, c, init) (dst[3i + k] = plane_k[i] + init[k]
- *   for VW pixels, init may be NULL) and V_TRANSPOSE16(dst, stride, regs) with
- *   TRANSPOSE16_PX (dst[ch stride + p] = channel ch of pixel p, 16 channels of
- *   TRANSPOSE16_PX pixels held pixel-major in 16 vectors regs[]; regs may be clobbered),
+ *   for VW pixels, init may be NULL) and V_TRANSPOSE(dst, stride, regs)
+ *   (dst[ch stride + p] = regs[p][ch], VW x VW; the vec array may be clobbered),
  *   FN(name) (the ISA-suffixed name), RMAX1/RMAX2 (pixels per block for one
  *   or two vectors of channels), CBMAX1/CBMAX2 (input channels per block of
  *   the weight gradient), optionally ONE_CHANNEL_R (pixels per block of

@@ -71,16 +71,23 @@ static TARGET ALWAYS_INLINE void FN(narrow_block)(const int CB, const int XV, co
     {                                                                                           \
         FN(narrow_block)(CB, XV, pad, cs, pw, w, y, x0, last, out);                             \
     }
+/* The widest blocks: 4 vectors of pixels, or NARROW_WIDE for 3 and 4
+ * channels where the ISA sets it (AVX2: 3; with 16 registers, 3 x 4
+ * accumulators, 4 input vectors and a broadcast spilled to the stack). A
+ * lane's sums are the same either way (S = 1 from 8 accumulators on). */
+#ifndef NARROW_WIDE
+#define NARROW_WIDE 4
+#endif
 NARROW_VARIANT(1, 4)
 NARROW_VARIANT(1, 2)
 NARROW_VARIANT(1, 1)
 NARROW_VARIANT(2, 4)
 NARROW_VARIANT(2, 2)
 NARROW_VARIANT(2, 1)
-NARROW_VARIANT(3, 4)
+NARROW_VARIANT(3, NARROW_WIDE)
 NARROW_VARIANT(3, 2)
 NARROW_VARIANT(3, 1)
-NARROW_VARIANT(4, 4)
+NARROW_VARIANT(4, NARROW_WIDE)
 NARROW_VARIANT(4, 2)
 NARROW_VARIANT(4, 1)
 
@@ -192,13 +199,14 @@ static TARGET void FN(small_to_big_narrow)(const float *pad, int row0, const ae_
                                            int cs, const float *w, const float *init, float *big,
                                            int y0, int y1)
 {
-    static const FN(narrow_fn) wide[4] = {FN(narrow_1_4), FN(narrow_2_4), FN(narrow_3_4),
-                                          FN(narrow_4_4)};
+    static const FN(narrow_fn) wide[4] = {FN(narrow_1_4), FN(narrow_2_4),
+                                          FN(narrow_3_NARROW_WIDE), FN(narrow_4_NARROW_WIDE)};
     static const FN(narrow_fn) two[4] = {FN(narrow_1_2), FN(narrow_2_2), FN(narrow_3_2),
                                          FN(narrow_4_2)};
     static const FN(narrow_fn) one[4] = {FN(narrow_1_1), FN(narrow_2_1), FN(narrow_3_1),
                                          FN(narrow_4_1)};
     const int cb = g->big_c, pw = g->small_w + 2, width = g->big_w;
+    const int wide_px = (cb >= 3 ? NARROW_WIDE : 4) * VW;
     float out[4 * 4 * VW];
     if (cb == 1) {
         FN(small_to_big_narrow_one)(pad, row0, g, cs, w, init, big, y0, y1);
@@ -207,10 +215,10 @@ static TARGET void FN(small_to_big_narrow)(const float *pad, int row0, const ae_
     for (int y = y0; y < y1; y++) {
         for (int x0 = 0; x0 < width;) {
             int left = width - x0;
-            int n = left >= 4 * VW ? 4 * VW : left >= 2 * VW ? 2 * VW : left < VW ? left : VW;
+            int n = left >= wide_px ? wide_px : left >= 2 * VW ? 2 * VW : left < VW ? left : VW;
             /* the kernel reads padded rows y .. y + 2: pass the band as if it began at y */
             const float *band = pad + (size_t)(y - row0) * cs * pw;
-            if (n == 4 * VW)
+            if (n == wide_px)
                 wide[cb - 1](band, cs, pw, w, 0, x0, mask_first(VW), out);
             else if (n == 2 * VW)
                 two[cb - 1](band, cs, pw, w, 0, x0, mask_first(VW), out);

@@ -249,14 +249,15 @@ static TARGET void FN(planar_row)(float *rows, const float *src, int w, int c, s
 {
     const vidx step = VI_STEP(c);
     int first = 0; /* pixels before `first` are done */
-#ifdef V_TRANSPOSE16
-    if (c == 16) /* whole blocks of TRANSPOSE16_PX pixels by an in-register transpose */
-        for (; first + TRANSPOSE16_PX <= w; first += TRANSPOSE16_PX) {
-            vec t[16];
-            for (int i = 0; i < 16; i++)
-                t[i] = V_LOAD(src + (size_t)first * 16 + (size_t)i * VW);
-            V_TRANSPOSE16(rows + 1 + first, pw, t);
-        }
+#ifdef V_TRANSPOSE
+    if (c % VW == 0) /* whole blocks of VW pixels by in-register transposes */
+        for (; first + VW <= w; first += VW)
+            for (int c0 = 0; c0 < c; c0 += VW) {
+                vec t[VW];
+                for (int p = 0; p < VW; p++)
+                    t[p] = V_LOAD(src + (size_t)(first + p) * c + c0);
+                V_TRANSPOSE(rows + (size_t)c0 * pw + 1 + first, pw, t);
+            }
 #endif
     for (int ch = 0; ch < c; ch++)
         for (int x0 = first; x0 < w; x0 += VW) {
@@ -266,9 +267,9 @@ static TARGET void FN(planar_row)(float *rows, const float *src, int w, int c, s
         }
 }
 
-/* planar_row of x' = xform(src) for the first pixels of a row of 16 channels,
- * in one read of src: whole blocks of TRANSPOSE16_PX pixels, through an
- * in-register transpose; keep gets the same pixels of keep_xform(src) (of x'
+/* planar_row of x' = xform(src) for the first pixels of a row whose channels
+ * are whole vectors, in one read of src: whole blocks of VW pixels, through
+ * in-register transposes; keep gets the same pixels of keep_xform(src) (of x'
  * when keep_xform is NULL), pixel-major. The values are apply_xform's.
  * Returns the pixels done (0 where there is no in-register transpose); the
  * caller does the rest. */
@@ -277,32 +278,27 @@ static TARGET int FN(planar_xform_row)(float *rows, float *keep, const float *sr
                                        const ae_input_xform *keep_xform)
 {
     int first = 0;
-#ifdef V_TRANSPOSE16
-    if (c != 16)
+#ifdef V_TRANSPOSE
+    if (c % VW != 0)
         return 0;
-    /* vector i of a block holds channels (i VW) % 16 on */
-    enum { PARTS = 16 / VW };
     const vec slope = V_SET1(xform->slope);
     const vec kslope = V_SET1(keep_xform ? keep_xform->slope : 0.0f);
-    vec sc[PARTS], sh[PARTS], ksc[PARTS], ksh[PARTS];
-    for (int h = 0; h < PARTS; h++) {
-        sc[h] = V_LOAD(xform->scale + h * VW), sh[h] = V_LOAD(xform->shift + h * VW);
-        ksc[h] = keep_xform ? V_LOAD(keep_xform->scale + h * VW) : sc[h];
-        ksh[h] = keep_xform ? V_LOAD(keep_xform->shift + h * VW) : sh[h];
-    }
-    for (; first + TRANSPOSE16_PX <= w; first += TRANSPOSE16_PX) {
-        vec t[16];
-        for (int i = 0; i < 16; i++) {
-            const size_t at = (size_t)first * 16 + (size_t)i * VW;
-            const int h = i % PARTS;
-            const vec v = V_LOAD(src + at);
-            t[i] = V_ADD(V_MUL(FN(leaky)(v, slope), sc[h]), sh[h]);
-            if (keep)
-                V_STORE(keep + at, keep_xform ? V_ADD(V_MUL(FN(leaky)(v, kslope), ksc[h]), ksh[h])
-                                              : t[i]);
+    for (; first + VW <= w; first += VW)
+        for (int c0 = 0; c0 < c; c0 += VW) {
+            const vec sc = V_LOAD(xform->scale + c0), sh = V_LOAD(xform->shift + c0);
+            const vec ksc = keep_xform ? V_LOAD(keep_xform->scale + c0) : sc;
+            const vec ksh = keep_xform ? V_LOAD(keep_xform->shift + c0) : sh;
+            vec t[VW];
+            for (int p = 0; p < VW; p++) {
+                const size_t at = (size_t)(first + p) * c + c0;
+                const vec v = V_LOAD(src + at);
+                t[p] = V_ADD(V_MUL(FN(leaky)(v, slope), sc), sh);
+                if (keep)
+                    V_STORE(keep + at,
+                            keep_xform ? V_ADD(V_MUL(FN(leaky)(v, kslope), ksc), ksh) : t[p]);
+            }
+            V_TRANSPOSE(rows + (size_t)c0 * pw + 1 + first, pw, t);
         }
-        V_TRANSPOSE16(rows + 1 + first, pw, t);
-    }
 #else
     (void)rows, (void)keep, (void)src, (void)w, (void)c, (void)pw, (void)xform, (void)keep_xform;
 #endif
