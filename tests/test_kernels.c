@@ -238,6 +238,7 @@ static const shape shapes[] = {
     {1, 4, 36, 64, 64, 2}, /* the widest layer's channels, rows of 2 blocks + tail */
     {2, 3, 7, 1, 1, 1},    /* one channel each side */
     {1, 3, 20, 16, 3, 1},  /* the output layer: a whole vector of pixels, then a tail */
+    {1, 2, 40, 32, 3, 1},  /* the same from 32 channels: several transposes per pixel block */
     {1, 4, 36, 3, 16, 2},  /* the RGB first layer: a whole vector of pixels, then a tail */
     {1, 2, 70, 5, 3, 1},   /* rows of 4 and 2 vectors of pixels */
     {1, 2, 37, 4, 2, 1},   /* 2 output channels */
