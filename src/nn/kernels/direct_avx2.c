@@ -63,12 +63,12 @@ typedef __m256d vecd;
 #define TILE_ROWS_1_2 6
 #define TILE_PX_1_2 12
 #define TILE_ROWS_2_2 3
+#define TILE_PX_2_2 6
 /* Images per block of the dense forward: 12 accumulators */
 #define DENSE_ROWS 6
 /* Vectors of pixels in the widest block of the narrow transposed convolution
  * to 3 or 4 channels */
 #define NARROW_WIDE 3
-#define TILE_PX_2_2 6
 #define FN(name) name##_avx2
 #define FN_NAME "avx2"
 

@@ -98,8 +98,8 @@ static GEMM_TARGET void GEMM_FN(gemm)(const ae_gemm_job *job)
                 /* column by column, each a run of one of B's rows, read in
                  * order: row by row, the kc lines of the columns (ldb floats
                  * apart, 256 KB for the decoder dense layer's dx) shared
-                 * cache sets and evicted each other; dx took 6.3 ms, now 3.9
-                 * (Zen 4) */
+                 * cache sets and evicted each other; dx took 6.3 ms of a
+                 * 256x256x3 training step, now 3.9 (Zen 4) */
                 for (int j = 0; j < V * GEMM_W; j++) {
                     const float *col = b + (size_t)(j0 + j) * ldb + k0;
                     for (int p = 0; p < kc; p++)
