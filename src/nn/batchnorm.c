@@ -69,18 +69,12 @@ typedef struct {
 static void apply_chunk(void *arg, size_t begin, size_t end)
 {
     const apply_job *j = arg;
-    if (!j->ops) { /* the portable path */
-        ae_bn_apply(j->y + begin * j->c, j->z + begin * j->c, j->xform, end - begin, j->c);
-        return;
-    }
-    j->ops->apply_xform(j->y + begin * j->c, j->z + begin * j->c, end - begin, j->c,
-                        j->xform->scale, j->xform->shift, j->xform->slope);
+    ae_bn_apply(j->ops, j->y + begin * j->c, j->z + begin * j->c, j->xform, end - begin, j->c);
 }
 
 /* y = xform(z) over pixels x c values, on the scratch's pool, by the kernel
- * the convolutions read their input through: the same unfused bits as
- * ae_bn_apply, whose loop took 5.3 ms of a 256x256x3 training step where
- * the kernel takes 0.4. */
+ * the convolutions read their input through (the C loop took 5.3 ms of a
+ * 256x256x3 training step where the kernel takes 0.4). */
 static void apply_all(ae_scratch *s, float *y, const float *z, const ae_input_xform *xform,
                       size_t pixels, int c)
 {
@@ -98,8 +92,13 @@ static void sum_slots(double *out, const double *part, size_t stride, int n, int
             out[ch] += part[(size_t)i * stride + ch];
 }
 
-void ae_bn_apply(float *y, const float *z, const ae_input_xform *xform, size_t pixels, int c)
+void ae_bn_apply(const ae_direct_ops *ops, float *y, const float *z,
+                 const ae_input_xform *xform, size_t pixels, int c)
 {
+    if (ops) {
+        ops->apply_xform(y, z, pixels, c, xform->scale, xform->shift, xform->slope);
+        return;
+    }
     const float *scale = xform->scale, *shift = xform->shift, slope = xform->slope;
     for (size_t p = 0; p < pixels; p++) {
         const float *zp = z + p * c;

@@ -82,15 +82,8 @@ static void transform_row(const ae_direct_ops *ops, float *dst, const float *src
 {
     if (!xform) {
         memcpy(dst, src, (size_t)w * c * sizeof *dst);
-    } else if (ops) {
-        ops->apply_xform(dst, src, (size_t)w, c, xform->scale, xform->shift, xform->slope);
     } else {
-        const float *scale = xform->scale, *shift = xform->shift, slope = xform->slope;
-        for (int px = 0; px < w; px++)
-            for (int ch = 0; ch < c; ch++) {
-                float v = src[(size_t)px * c + ch];
-                dst[(size_t)px * c + ch] = (v > 0.0f ? v : slope * v) * scale[ch] + shift[ch];
-            }
+        ae_bn_apply(ops, dst, src, xform, (size_t)w, c);
     }
 }
 

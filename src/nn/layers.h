@@ -341,8 +341,10 @@ void ae_chain_forward(float *y, const float *x, const ae_chain_layer *layers, in
                       ae_scratch *s);
 void ae_chain_score(float *y, double *image_sums, const float *target, const float *x,
                     const ae_chain_layer *layers, int count, int n, ae_scratch *s);
-/* y = xform(z) over pixels x c values. */
-void ae_bn_apply(float *y, const float *z, const ae_input_xform *xform, size_t pixels, int c);
+/* y = xform(z) over pixels x c values; ops (may be NULL) vectorizes it, with
+ * the same bits. */
+void ae_bn_apply(const struct ae_direct_ops_s *ops, float *y, const float *z,
+                 const ae_input_xform *xform, size_t pixels, int c);
 
 /* activation.c, over count values. dx may alias dy. */
 void ae_leaky_forward(float *y, const float *x, size_t count, float slope);

@@ -157,7 +157,8 @@ const float *ae_model_view(ae_model *m, int i)
     } else {
         ae_bn_params bn = bn_params(m, i);
         ae_input_xform xform = {bn.scale, bn.shift, bn.slope};
-        ae_bn_apply(m->view, bn_source(m, i), &xform, pixels, l->out_c);
+        ae_bn_apply(ae_direct_ops_for(m->scratch.isa), m->view, bn_source(m, i), &xform, pixels,
+                    l->out_c);
     }
     return m->view;
 }
