@@ -145,8 +145,9 @@ int ae_direct_band_fit(int band, size_t floats_per_row);
 /* For tests: bands of `rows` output rows (0: the size above). */
 void ae_direct_set_band(int rows);
 /* For tests: with `on`, the register blocks of big_to_small and small_to_big
- * hold at most two vectors of output channels and take all their taps in
- * one call (no 4-vector blocks, no tap chunks), which must give the same bits. */
+ * hold at most two vectors of output channels, one row's pixels, and take
+ * all their taps in one call (no 4-vector blocks, no flat tiles, no tap
+ * chunks), which must give the same bits. */
 void ae_direct_set_plain_blocks(int on);
 int ae_direct_plain_blocks(void);
 

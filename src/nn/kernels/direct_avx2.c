@@ -62,8 +62,8 @@ typedef __m256d vecd;
 #define TILE_PX_1_4 12
 #define TILE_ROWS_1_2 6
 #define TILE_PX_1_2 12
-#define TILE_ROWS_2_2 3
-#define TILE_PX_2_2 6
+/* Pixels per flat tile of two vectors (direct_products.h): 12 accumulators */
+#define FLAT_2 6
 /* Images per block of the dense forward: 12 accumulators */
 #define DENSE_ROWS 6
 /* Vectors of pixels in the widest block of the narrow transposed convolution

@@ -4,13 +4,14 @@
 /* ---- Dense forward (dense.c) ----
  * R images x two vectors of outputs in registers, over inputs [k0, k1):
  * acc = (k0 == 0 ? b : y), then acc = x[i][k] w[k][o] + acc (one FMA) for k
- * in order. R = DENSE_ROWS or 1 and masked output tails do the same per-lane
- * FMAs, so an image gets the same bits in any block. DENSE_ROWS: 8, or what
- * the ISA sets (with 16 registers, 8 images' 16 accumulators, 2 weight
- * vectors and a broadcast spilled to the stack). */
+ * in order. Any R and masked output tails do the same per-lane FMAs, so an
+ * image gets the same bits in any block. DENSE_ROWS: 8, or what the ISA
+ * sets (with 16 registers, 8 images' 16 accumulators, 2 weight vectors and
+ * a broadcast spilled to the stack). */
 #ifndef DENSE_ROWS
 #define DENSE_ROWS 8
 #endif
+_Static_assert(DENSE_ROWS == 6 || DENSE_ROWS == 8, "dense_forward's rest blocks: 1 to 7 images");
 static TARGET ALWAYS_INLINE void FN(dense_block)(const int R, float *y, const float *x,
                                                  const float *w, const float *b, int i0, int o0,
                                                  int k0, int k1, int in, int out)
@@ -56,8 +57,26 @@ static TARGET void FN(dense_forward)(float *y, const float *x, const float *w, c
         for (int o0 = o_begin; o0 < o_end; o0 += 2 * VW) {
             for (int i0 = 0; i0 < full_i; i0 += DENSE_ROWS)
                 FN(dense_block)(DENSE_ROWS, y, x, w, b, i0, o0, k0, k1, in, out);
-            for (int i = full_i; i < n; i++)
-                FN(dense_block)(1, y, x, w, b, i, o0, k0, k1, in, out);
+            /* the rest in one block: image by image, each would have one
+             * accumulator chain per vector, bound by the FMA latency */
+            switch (n - full_i) {
+#define DENSE_REST(R)                                                                           \
+    case R:                                                                                     \
+        FN(dense_block)(R, y, x, w, b, full_i, o0, k0, k1, in, out);                            \
+        break;
+                DENSE_REST(1)
+                DENSE_REST(2)
+                DENSE_REST(3)
+                DENSE_REST(4)
+                DENSE_REST(5)
+#if DENSE_ROWS > 6
+                DENSE_REST(6)
+                DENSE_REST(7)
+#endif
+#undef DENSE_REST
+            default:
+                break;
+            }
         }
     }
 }

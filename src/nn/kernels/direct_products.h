@@ -31,6 +31,7 @@ typedef struct {
     vmask last;
     const float *init;
     int resume;
+    const size_t *flat_src, *flat_dst; /* COLS = 0: pixel r at src[t] + flat_src[r], dst + flat_dst[r] */
 } FN(block_layout);
 
 /* acc[r][v] = sum over ntaps taps, k channels: src[t][pos(r) + c] wt[t][c ldw + v VW],
@@ -56,11 +57,19 @@ static TARGET ALWAYS_INLINE void FN(block)(const int R, const int V, const int C
     const float *init = lay->init;
     const int resume = lay->resume;
     vec acc[RMAX1][BLOCK_VMAX];
+    size_t flat_src[RMAX1], flat_dst[RMAX1];
     if (RS > 0)
         rstride = RS;
     UNROLL
     for (int r = 0; r < R; r++) {
-        const float *d = dst + (size_t)(r / COLS) * drow + (size_t)(r % COLS) * dstride;
+        flat_src[r] = COLS ? 0 : lay->flat_src[r];
+        flat_dst[r] = COLS ? 0 : lay->flat_dst[r];
+    }
+#define BLOCK_SRC_AT(r) (COLS ? (size_t)((r) / COLS) * srow + (size_t)((r) % COLS) * rstride : flat_src[r])
+#define BLOCK_DST_AT(r) (COLS ? (size_t)((r) / COLS) * drow + (size_t)((r) % COLS) * dstride : flat_dst[r])
+    UNROLL
+    for (int r = 0; r < R; r++) {
+        const float *d = dst + BLOCK_DST_AT(r);
         UNROLL
         for (int v = 0; v < V; v++)
             acc[r][v] = !resume          ? V_ZERO()
@@ -76,7 +85,7 @@ static TARGET ALWAYS_INLINE void FN(block)(const int R, const int V, const int C
                 wv[v] = v == V - 1 ? V_LOADM(w + v * VW, last) : V_LOAD(w + v * VW);
             UNROLL
             for (int r = 0; r < R; r++) {
-                vec b = V_SET1(s[(size_t)(r / COLS) * srow + (size_t)(r % COLS) * rstride + c]);
+                vec b = V_SET1(s[BLOCK_SRC_AT(r) + c]);
                 UNROLL
                 for (int v = 0; v < V; v++)
                     acc[r][v] = V_FMA(b, wv[v], acc[r][v]);
@@ -90,7 +99,7 @@ static TARGET ALWAYS_INLINE void FN(block)(const int R, const int V, const int C
                                                 : V_LOAD(init + v * VW);
     UNROLL
     for (int r = 0; r < R; r++) {
-        float *d = dst + (size_t)(r / COLS) * drow + (size_t)(r % COLS) * dstride;
+        float *d = dst + BLOCK_DST_AT(r);
         UNROLL
         for (int v = 0; v < V; v++) {
             if (v == V - 1)
@@ -99,6 +108,8 @@ static TARGET ALWAYS_INLINE void FN(block)(const int R, const int V, const int C
                 V_STORE(d + v * VW, V_ADD(acc[r][v], bias[v]));
         }
     }
+#undef BLOCK_SRC_AT
+#undef BLOCK_DST_AT
 }
 
 typedef void (*FN(block_fn))(const float *const *, const float *const *, float *,
@@ -142,6 +153,54 @@ BLOCK_VARIANT(2, TILE_PX_2_4, 4)
 BLOCK_VARIANT(2, TILE_PX_2_2, 2)
 #endif
 
+/* Flat tiles (FLAT_2 set by the ISA file): where rows are short or end in a
+ * 4-pixel block, two vectors of channels take their pixels FLAT_2 at a
+ * time in order across the rows, wherever a row ends; the pixels' offsets
+ * are in the layout (COLS = 0). With 16 registers, a 4-pixel block has 8
+ * accumulator chains, too few to hide the FMA latency. */
+#ifdef FLAT_2
+BLOCK_VARIANT(2, FLAT_2, 0)
+BLOCK_VARIANT(2, 4, 0)
+BLOCK_VARIANT(2, 1, 0)
+
+/* Whether rows of n pixels go in flat tiles of two vectors. */
+static inline int flat_rows(int n)
+{
+    return n % FLAT_2 != 0 && n <= 4 * FLAT_2 && !ae_direct_plain_blocks();
+}
+
+static TARGET void FN(blocks_flat)(int n, int nrows, const float *const *src,
+                                   const float *const *wt, float *dst, const FN(block_layout) *lay)
+{
+    const int total = n * nrows;
+    size_t src_at[FLAT_2], dst_at[FLAT_2];
+    FN(block_layout) flat = *lay;
+    flat.flat_src = src_at;
+    flat.flat_dst = dst_at;
+    size_t row_src = 0, row_dst = 0; /* the offsets of the next pixel's row */
+    int col = 0;                      /* and its column */
+    for (int p = 0, r; p < total; p += r) {
+        const int left = total - p; /* 8 left: 4 + 4 rather than 6 + 1 + 1 */
+        r = left >= FLAT_2 && left != FLAT_2 + 2 ? FLAT_2 : left >= 4 ? 4 : 1;
+        for (int i = 0; i < r; i++) {
+            src_at[i] = row_src + (size_t)col * lay->rstride;
+            dst_at[i] = row_dst + (size_t)col * lay->dstride;
+            if (++col == n) {
+                col = 0;
+                row_src += lay->srow;
+                row_dst += lay->drow;
+            }
+        }
+        if (r == FLAT_2)
+            FN(block_2_FLAT_2_0)(src, wt, dst, &flat);
+        else if (r == 4)
+            FN(block_2_4_0)(src, wt, dst, &flat);
+        else
+            FN(block_2_1_0)(src, wt, dst, &flat);
+    }
+}
+#endif
+
 static TARGET FN(block_fn) FN(widest_1)(int rstride)
 {
     switch (rstride) {
@@ -154,10 +213,15 @@ static TARGET FN(block_fn) FN(widest_1)(int rstride)
     }
 }
 
-/* The multi-row tile for rows of n pixels and V vectors (NULL: none), and its rows. */
+/* The multi-row tile for rows of n pixels and V vectors (NULL: none), and its
+ * rows (flat tiles: every row, each call of blocks taking as many as it has). */
 static TARGET FN(block_fn) FN(row_tile)(int V, int n, int *rows)
 {
     *rows = 1;
+#ifdef FLAT_2
+    if (V == 2 && flat_rows(n))
+        return *rows = 1 << 20, FN(block_2_FLAT_2_0);
+#endif
 #ifdef TILE_ROWS_1_4
     if (V == 1 && n == 4)
         return *rows = TILE_ROWS_1_4, FN(block_1_TILE_PX_1_4_4);
@@ -189,6 +253,12 @@ static TARGET void FN(blocks)(int V, int n, int nrows, const float *const *src0,
     const int ntaps = lay->ntaps, rstride = lay->rstride, dstride = lay->dstride;
     const size_t srow = lay->srow, drow = lay->drow;
     const float *src[9];
+#ifdef FLAT_2
+    if (V == 2 && flat_rows(n)) {
+        FN(blocks_flat)(n, nrows, src0, wt, dst0, lay);
+        return;
+    }
+#endif
     int tile_rows;
     FN(block_fn) tile = FN(row_tile)(V, n, &tile_rows);
     int row = 0;
