@@ -213,15 +213,10 @@ static TARGET FN(block_fn) FN(widest_1)(int rstride)
     }
 }
 
-/* The multi-row tile for rows of n pixels and V vectors (NULL: none), and its
- * rows (flat tiles: every row, each call of blocks taking as many as it has). */
+/* The multi-row tile for rows of n pixels and V vectors (NULL: none), and its rows. */
 static TARGET FN(block_fn) FN(row_tile)(int V, int n, int *rows)
 {
     *rows = 1;
-#ifdef FLAT_2
-    if (V == 2 && flat_rows(n))
-        return *rows = 1 << 20, FN(block_2_FLAT_2_0);
-#endif
 #ifdef TILE_ROWS_1_4
     if (V == 1 && n == 4)
         return *rows = TILE_ROWS_1_4, FN(block_1_TILE_PX_1_4_4);
@@ -240,6 +235,18 @@ static TARGET FN(block_fn) FN(row_tile)(int V, int n, int *rows)
 #endif
     (void)V, (void)n;
     return NULL;
+}
+
+/* Rows per call of blocks for rows of n pixels and V vectors: a multi-row
+ * tile's, every row for flat tiles (a call takes as many as it has), else 1. */
+static TARGET int FN(rows_per_call)(int V, int n)
+{
+#ifdef FLAT_2
+    if (V == 2 && flat_rows(n))
+        return 1 << 20;
+#endif
+    int rows;
+    return FN(row_tile)(V, n, &rows) ? rows : 1;
 }
 
 /* nrows rows of n pixels from src0[t] and dst0 (the first row's first
@@ -450,10 +457,9 @@ static TARGET void FN(big_to_small)(const float *pad, int row0, const ae_conv_ge
     int step = 1;
     for (int o0 = 0, v; o0 < cs; o0 += v * VW) {
         vmask unused;
-        int rows;
         v = block_vectors(cs - o0, g->small_w, &unused);
-        if (FN(row_tile)(v, g->small_w, &rows) && rows > step)
-            step = rows;
+        const int rows = FN(rows_per_call)(v, g->small_w);
+        step = rows > step ? rows : step;
     }
     for (int oy = oy0; oy < oy1; oy += step) {
         const int nrows = oy1 - oy < step ? oy1 - oy : step;
@@ -608,10 +614,10 @@ static TARGET void FN(small_to_big)(const float *pad, int row0, const ae_conv_ge
     for (int phase = 0; phase < s && phase < g->big_w; phase++)
         for (int c0 = 0, v; c0 < cb; c0 += v * VW) {
             vmask unused;
-            int rows, n = (g->big_w - phase + s - 1) / s;
+            const int n = (g->big_w - phase + s - 1) / s;
             v = block_vectors(cb - c0, n, &unused);
-            if (FN(row_tile)(v, n, &rows) && rows > step)
-                step = rows;
+            const int rows = FN(rows_per_call)(v, n);
+            step = rows > step ? rows : step;
         }
     for (int yb = y0; yb < y1; yb += s * step)
         for (int y = yb; y < yb + s && y < y1; y++) {
