@@ -41,6 +41,11 @@
 #define UNROLL_ALL _Pragma("GCC unroll 64")
 #endif
 
+/* v stays in a register: where a loaded vector feeds several FMAs, gcc may
+ * fold the load into each of them instead, one load (often across two cache
+ * lines) per FMA, and the block is bound by loads, not FMAs. */
+#define V_IN_REGISTER(v) __asm__("" : "+v"(v))
+
 #include "nn/kernels/direct_products.h"
 #include "nn/kernels/direct_narrow.h"
 #include "nn/kernels/direct_passes.h"

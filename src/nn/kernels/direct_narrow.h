@@ -38,9 +38,11 @@ static TARGET ALWAYS_INLINE void FN(narrow_block)(const int CB, const int XV, co
                 for (int kw = 0; kw < 3; kw++) {
                     vec xv[4];
                     UNROLL
-                    for (int v = 0; v < XV; v++)
+                    for (int v = 0; v < XV; v++) {
                         xv[v] = v == XV - 1 ? V_LOADM(row + 2 - kw + v * VW, last)
                                             : V_LOAD(row + 2 - kw + v * VW);
+                        V_IN_REGISTER(xv[v]); /* for CB FMAs (0.80 -> 0.53 ms an image, Zen 4) */
+                    }
                     const float *wk = w + (size_t)(kh * 3 + kw) * CB * cs + o;
                     UNROLL
                     for (int c = 0; c < CB; c++) {
@@ -122,6 +124,7 @@ static TARGET ALWAYS_INLINE void FN(narrow_rows)(const int YR, const int XV, con
                 for (int v = 0; v < XV; v++) {
                     const float *p = in + (size_t)r * cs * pw + 2 - kw + v * VW;
                     xv[v] = v == XV - 1 ? V_LOADM(p, last) : V_LOAD(p);
+                    V_IN_REGISTER(xv[v]); /* for up to 3 rows' FMAs */
                 }
                 UNROLL
                 for (int y = 0; y < YR; y++)

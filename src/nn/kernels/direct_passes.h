@@ -291,6 +291,7 @@ static TARGET int FN(planar_xform_row)(float *rows, float *keep, const float *sr
             vec t[VW];
             for (int p = 0; p < VW; p++) {
                 const size_t at = (size_t)(first + p) * c + c0;
+                prefetch_ahead(src + at);
                 const vec v = V_LOAD(src + at);
                 t[p] = V_ADD(V_MUL(FN(leaky)(v, slope), sc), sh);
                 if (keep)
