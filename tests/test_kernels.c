@@ -249,7 +249,7 @@ static const shape shapes[] = {
     {10, 4, 4, 8, 16, 2},  /* small images sharing weight-gradient slots: 8, then 2 */
     {1, 4, 14, 24, 50, 2}, /* 4-vector blocks with a masked tail, rows of 6 + 4 + 1 pixels; taps in 2 calls */
     {1, 2, 64, 16, 64, 2}, /* 4-vector blocks along a row of 32: 6 6 6 6 4 4 */
-    {1, 8, 8, 32, 16, 2},  /* rows of 4 pixels (AVX2: flat tiles of 6 across rows, then 4) */
+    {1, 8, 8, 32, 16, 2},  /* rows of 4 pixels (AVX2: flat tiles of 6 across rows, 4) */
     {1, 10, 10, 16, 24, 2}, /* rows of 5 (flat tiles, then 1; and a one-vector group) */
 };
 

@@ -31,12 +31,14 @@ typedef struct {
     vmask last;
     const float *init;
     int resume;
-    const size_t *flat_src, *flat_dst; /* COLS = 0: pixel r at src[t] + flat_src[r], dst + flat_dst[r] */
+    /* COLS = 0 (flat tiles): pixel r at src[t] + flat_src[r] and dst + flat_dst[r] */
+    const size_t *flat_src, *flat_dst;
 } FN(block_layout);
 
 /* acc[r][v] = sum over ntaps taps, k channels: src[t][pos(r) + c] wt[t][c ldw + v VW],
  * pos(r) = (r / COLS) srow + (r % COLS) rstride: R pixels as R / COLS rows of
- * COLS (one row when COLS = R; a tile of several rows when rows are short);
+ * COLS (one row when COLS = R; a tile of several rows when rows are short;
+ * COLS = 0: anywhere, pos(r) = lay->flat_src[r], and flat_dst for dst);
  * then dst[(r / COLS) drow + (r % COLS) dstride + v VW] = acc + init (channels
  * past the mask are not written). Each output sums taps, then channels, in
  * the same order whatever tile it is in: the tile shape never changes bits.
@@ -65,8 +67,10 @@ static TARGET ALWAYS_INLINE void FN(block)(const int R, const int V, const int C
         flat_src[r] = COLS ? 0 : lay->flat_src[r];
         flat_dst[r] = COLS ? 0 : lay->flat_dst[r];
     }
-#define BLOCK_SRC_AT(r) (COLS ? (size_t)((r) / COLS) * srow + (size_t)((r) % COLS) * rstride : flat_src[r])
-#define BLOCK_DST_AT(r) (COLS ? (size_t)((r) / COLS) * drow + (size_t)((r) % COLS) * dstride : flat_dst[r])
+#define BLOCK_SRC_AT(r)                                                                         \
+    (COLS ? (size_t)((r) / COLS) * srow + (size_t)((r) % COLS) * rstride : flat_src[r])
+#define BLOCK_DST_AT(r)                                                                         \
+    (COLS ? (size_t)((r) / COLS) * drow + (size_t)((r) % COLS) * dstride : flat_dst[r])
     UNROLL
     for (int r = 0; r < R; r++) {
         const float *d = dst + BLOCK_DST_AT(r);
@@ -153,11 +157,13 @@ BLOCK_VARIANT(2, TILE_PX_2_4, 4)
 BLOCK_VARIANT(2, TILE_PX_2_2, 2)
 #endif
 
-/* Flat tiles (FLAT_2 set by the ISA file): where rows are short or end in a
- * 4-pixel block, two vectors of channels take their pixels FLAT_2 at a
- * time in order across the rows, wherever a row ends; the pixels' offsets
- * are in the layout (COLS = 0). With 16 registers, a 4-pixel block has 8
- * accumulator chains, too few to hide the FMA latency. */
+/* Flat tiles (FLAT_2 set by the ISA file): short rows (up to 4 FLAT_2
+ * pixels) that are not whole FLAT_2-pixel blocks would end in 4-pixel
+ * blocks, whose 8 accumulator chains (two vectors of channels) are too few
+ * to hide the FMA latency. Instead their pixels go FLAT_2 at a time, in
+ * order across the rows, wherever a row ends; the pixels' offsets are in
+ * the layout (COLS = 0). Long rows keep the row blocks: their tails are a
+ * few percent of their pixels. */
 #ifdef FLAT_2
 BLOCK_VARIANT(2, FLAT_2, 0)
 BLOCK_VARIANT(2, 4, 0)
@@ -243,7 +249,7 @@ static TARGET int FN(rows_per_call)(int V, int n)
 {
 #ifdef FLAT_2
     if (V == 2 && flat_rows(n))
-        return 1 << 20;
+        return 1 << 20; /* more rows than an image has */
 #endif
     int rows;
     return FN(row_tile)(V, n, &rows) ? rows : 1;
