@@ -251,6 +251,7 @@ static const shape shapes[] = {
     {1, 2, 64, 16, 64, 2}, /* 4-vector blocks along a row of 32: 6 6 6 6 4 4 */
     {1, 8, 8, 32, 16, 2},  /* rows of 4 pixels (AVX2: flat tiles of 6 across rows, 4) */
     {1, 10, 10, 16, 24, 2}, /* rows of 5 (flat tiles, then 1; and a one-vector group) */
+    {1, 14, 56, 16, 16, 2}, /* rows of 28: 24 in row blocks, the 4 left of 3 rows in flat tiles */
 };
 
 static int isa_available(int isa)
@@ -1292,6 +1293,7 @@ static void test_wide_blocks_do_not_change_bits(void **state)
         {1, 4, 14, 24, 50, 2}, /* a masked fourth vector; rows of 7: 4 + 1 + 1 + 1 pixels */
         {1, 2, 64, 16, 64, 2}, /* rows of 32: 6 6 6 6 4 4 */
         {2, 6, 24, 32, 64, 2}, /* 32 -> 64 channels, taps in fours */
+        {1, 14, 56, 16, 16, 2}, /* rows of 28: AVX2's flat tails, by 3 rows and 1 */
     };
     for (int isa = AE_ISA_AVX2; isa < AE_ISA_COUNT; isa++) {
         if (!isa_available(isa) || ae_isa_is_bf16(isa)) /* plain blocks are float32's */

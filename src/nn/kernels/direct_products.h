@@ -157,23 +157,30 @@ BLOCK_VARIANT(2, TILE_PX_2_4, 4)
 BLOCK_VARIANT(2, TILE_PX_2_2, 2)
 #endif
 
-/* Flat tiles (FLAT_2 set by the ISA file): short rows (up to 4 FLAT_2
- * pixels) that are not whole FLAT_2-pixel blocks would end in 4-pixel
- * blocks, whose 8 accumulator chains (two vectors of channels) are too few
- * to hide the FMA latency. Instead their pixels go FLAT_2 at a time, in
- * order across the rows, wherever a row ends; the pixels' offsets are in
- * the layout (COLS = 0). Long rows keep the row blocks: their tails are a
- * few percent of their pixels. */
+/* Flat tiles (FLAT_2 set by the ISA file): rows that are not whole
+ * FLAT_2-pixel blocks would end in 4-pixel blocks, whose 8 accumulator
+ * chains (two vectors of channels) are too few to hide the FMA latency.
+ * Instead, pixels go FLAT_2 at a time, in order across the rows, wherever a
+ * row ends; the pixels' offsets are in the layout (COLS = 0). Short rows (up
+ * to 4 FLAT_2 pixels) go all in flat tiles, a call taking all the rows it
+ * has; long ones in their widest blocks, and the n % FLAT_2 pixels left at
+ * their ends in flat tiles, FLAT_TAIL_ROWS rows a call (3: a tail of 2 or 4
+ * pixels makes whole tiles). */
 #ifdef FLAT_2
 BLOCK_VARIANT(2, FLAT_2, 0)
 BLOCK_VARIANT(2, 4, 0)
 BLOCK_VARIANT(2, 1, 0)
 
-/* Whether rows of n pixels go in flat tiles of two vectors. */
+/* Whether rows of n pixels go in flat tiles of two vectors: all of them, or their tails. */
 static inline int flat_rows(int n)
 {
     return n % FLAT_2 != 0 && n <= 4 * FLAT_2 && !ae_direct_plain_blocks();
 }
+static inline int flat_tails(int n)
+{
+    return n % FLAT_2 != 0 && n > 4 * FLAT_2 && RMAX2 == FLAT_2 && !ae_direct_plain_blocks();
+}
+enum { FLAT_TAIL_ROWS = 3 };
 
 static TARGET void FN(blocks_flat)(int n, int nrows, const float *const *src,
                                    const float *const *wt, float *dst, const FN(block_layout) *lay)
@@ -244,21 +251,25 @@ static TARGET FN(block_fn) FN(row_tile)(int V, int n, int *rows)
 }
 
 /* Rows per call of blocks for rows of n pixels and V vectors: a multi-row
- * tile's, every row for flat tiles (a call takes as many as it has), else 1. */
+ * tile's, every row for flat tiles (a call takes as many as it has),
+ * FLAT_TAIL_ROWS for flat tails, else 1. */
 static TARGET int FN(rows_per_call)(int V, int n)
 {
 #ifdef FLAT_2
     if (V == 2 && flat_rows(n))
         return 1 << 20; /* more rows than an image has */
+    if (V == 2 && flat_tails(n))
+        return FLAT_TAIL_ROWS;
 #endif
     int rows;
     return FN(row_tile)(V, n, &rows) ? rows : 1;
 }
 
 /* nrows rows of n pixels from src0[t] and dst0 (the first row's first
- * pixels; rows lay->srow and lay->drow floats apart). Short rows go in
- * multi-row tiles while enough rows are left; otherwise a row goes in
- * blocks of the widest variant, then of 4, then one by one. */
+ * pixels; rows lay->srow and lay->drow floats apart). Flat tiles where the
+ * ISA has them (above); short rows in multi-row tiles while enough rows
+ * are left; otherwise a row goes in blocks of the widest variant, then of
+ * 4, then one by one. */
 static TARGET void FN(blocks)(int V, int n, int nrows, const float *const *src0,
                               const float *const *wt, float *dst0, const FN(block_layout) *lay)
 {
@@ -266,10 +277,18 @@ static TARGET void FN(blocks)(int V, int n, int nrows, const float *const *src0,
     const int ntaps = lay->ntaps, rstride = lay->rstride, dstride = lay->dstride;
     const size_t srow = lay->srow, drow = lay->drow;
     const float *src[9];
+    int row_px = n; /* each row's pixels in the row blocks below */
 #ifdef FLAT_2
     if (V == 2 && flat_rows(n)) {
         FN(blocks_flat)(n, nrows, src0, wt, dst0, lay);
         return;
+    }
+    if (V == 2 && flat_tails(n)) {
+        const int tail = n % FLAT_2;
+        row_px = n - tail;
+        for (int t = 0; t < ntaps; t++)
+            src[t] = src0[t] + (size_t)row_px * rstride;
+        FN(blocks_flat)(tail, nrows, src, wt, dst0 + (size_t)row_px * dstride, lay);
     }
 #endif
     int tile_rows;
@@ -287,13 +306,14 @@ static TARGET void FN(blocks)(int V, int n, int nrows, const float *const *src0,
             src[t] = src0[t] + (size_t)row * srow;
         float *dst = dst0 + (size_t)row * drow;
         int done = 0;
-        while (done < n) {
-            int r = n - done >= rmax ? rmax : n - done >= 4 ? 4 : 1;
+        while (done < row_px) {
+            const int left = row_px - done;
+            int r = left >= rmax ? rmax : left >= 4 ? 4 : 1;
             /* A widest block that would leave 1-3 pixels (a row of 8 in 6-pixel
              * blocks: 6 + 1 + 1) ends the row in 4-pixel blocks instead: a
              * single pixel has one accumulator chain per vector, too few to
              * hide the FMA latency, and one load per V FMAs. */
-            if (r == rmax && n - done != rmax && n - done < rmax + 4 && n - done >= 8)
+            if (r == rmax && left != rmax && left < rmax + 4 && left >= 8)
                 r = 4;
             FN(block_fn) f;
             if (V == 1)
