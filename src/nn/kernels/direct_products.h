@@ -67,6 +67,9 @@ static TARGET ALWAYS_INLINE void FN(block)(const int R, const int V, const int C
         flat_src[r] = COLS ? 0 : lay->flat_src[r];
         flat_dst[r] = COLS ? 0 : lay->flat_dst[r];
     }
+    /* Offsets as expressions, not an array filled for every COLS: for tiles
+     * and rows they stay constants after unrolling (an array of RMAX1 of
+     * them would live on the stack and be reloaded for every channel). */
 #define BLOCK_SRC_AT(r)                                                                         \
     (COLS ? (size_t)((r) / COLS) * srow + (size_t)((r) % COLS) * rstride : flat_src[r])
 #define BLOCK_DST_AT(r)                                                                         \
@@ -176,7 +179,7 @@ static inline int flat_rows(int n)
 {
     return n % FLAT_2 != 0 && n <= 4 * FLAT_2 && !ae_direct_plain_blocks();
 }
-static inline int flat_tails(int n)
+static inline int flat_tails(int n) /* the rest of the row: whole widest blocks */
 {
     return n % FLAT_2 != 0 && n > 4 * FLAT_2 && RMAX2 == FLAT_2 && !ae_direct_plain_blocks();
 }
