@@ -35,10 +35,12 @@
 #define AE_DIRECT_CLANG 1
 #define UNROLL _Pragma("unroll")
 #define UNROLL_ALL _Pragma("unroll")
+#define UNROLL_2 _Pragma("unroll 2")
 #else
 #define AE_DIRECT_CLANG 0
 #define UNROLL _Pragma("GCC unroll 16")
 #define UNROLL_ALL _Pragma("GCC unroll 64")
+#define UNROLL_2 _Pragma("GCC unroll 2")
 #endif
 
 /* v stays in a register: where a loaded vector feeds several FMAs, gcc may

@@ -85,6 +85,9 @@ static TARGET ALWAYS_INLINE void FN(block)(const int R, const int V, const int C
     }
     for (int t = 0; t < ntaps; t++) {
         const float *s = src[t], *w = wt[t];
+#ifdef BLOCK_UNROLL_CHANNELS
+        UNROLL_2
+#endif
         for (int c = 0; c < k; c++, w += ldw) {
             vec wv[BLOCK_VMAX];
             UNROLL
