@@ -20,9 +20,9 @@
  *   train 256x256x3 b32 gemm_peak_fraction 0.45
  *   train 256x256x3 b32 gemm_peak_fraction_best 0.52
  * The sgemm figure is the best of a few calls, so the second line, the
- * fastest step against it, compares like with like; on a shared host the
- * median step also pays for other guests' bursts, which the best call
- * escapes.
+ * fastest step against it, compares like with like: on a shared host whose
+ * speed moves in phases, the median step mixes them and the best call
+ * picks the fastest.
  * and the memory bandwidth the streaming passes are bound by, at the same
  * thread count (a sum over 512 MB, and stores over 512 MB, in the same child):
  *   peak stream t2 read_gb_per_s 24.0
